@@ -1,0 +1,58 @@
+# The two commands a fresh machine needs:  `make demo`  and  `make test`.
+# Both install what is missing first (Debian packages, Python venv, npm packages) and are
+# idempotent: a second run reuses the venv, the rendered audio and the prepared datasets.
+
+SHELL := /bin/bash
+PY := .venv/bin/python
+TONESWEEP := .venv/bin/tonesweep
+STAMPS := .stamps
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont chromium
+
+# demo sizes: small enough to finish in minutes on 2 cores
+DEMO_INSTRUMENTS ?= bansuri shehnai sarangi
+DEMO_MINUTES ?= 3
+DEMO_TRIALS ?= 8
+DEMO_STEPS ?= 300
+DEMO_DIR ?= demo
+
+.PHONY: install demo test test-slow bench clean-demo
+
+install: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/npm
+
+$(STAMPS)/apt:
+	@mkdir -p $(STAMPS)
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	fi
+	@touch $@
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	[ -x $(PY) ] || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	# ddsp and the TF.js converter pin stale versions; install them without their pins (pyproject.toml says why)
+	$(PY) -m pip install -q --no-deps ddsp==3.7.0 tensorflowjs==4.22.0 tensorflow-hub==0.16.1
+	@touch $@
+
+$(STAMPS)/npm: package.json
+	@mkdir -p $(STAMPS)
+	npm install --no-audit --no-fund
+	@touch $@
+
+demo: install
+	$(TONESWEEP) demo-data --out $(DEMO_DIR)/audio --minutes $(DEMO_MINUTES) \
+	  --instruments $(shell echo $(DEMO_INSTRUMENTS) | tr ' ' ','),voice
+	@for inst in $(DEMO_INSTRUMENTS); do \
+	  $(TONESWEEP) prepare --instrument $$inst --out $(DEMO_DIR)/datasets/$$inst $(DEMO_DIR)/audio/$$inst || exit 1; \
+	done
+
+test: install
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+clean-demo:
+	rm -rf $(DEMO_DIR) mlflow.db runs
