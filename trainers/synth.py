@@ -1,0 +1,111 @@
+"""The synthesizer: ddsp Harmonic + FilteredNoise (+ optional FIR reverb), as two pure functions.
+
+    raw [B,T,1+H+N], f0_hz [B,T,1] --get_controls--> controls --get_signal--> audio [B, n_samples]
+
+Both functions hold no state and no trainable variables (the reverb impulse response is passed
+in), so the export engineer can reproduce them op by op and test with hand-made controls.
+The synth is exactly ddsp's:
+
+- harmonic: ``ddsp.synths.Harmonic(scale_fn=exp_sigmoid, normalize_below_nyquist=True,
+  amp_resample_method='window', use_angular_cumsum=True)`` (wrapped phase accumulation,
+  see shared/notes/tfjs-export.md);
+- noise: ``ddsp.synths.FilteredNoise(window_size=257, scale_fn=exp_sigmoid, initial_bias=-5)``,
+  except that the white noise is an explicit input (``FilteredNoise.get_signal`` draws it
+  from TF's stateful RNG) so training, evaluation and export parity are reproducible;
+- reverb: ``ddsp.effects.Reverb(add_dry=True)`` applied to a given impulse response.
+
+Control frames are upsampled to audio rate inside the synth (frames T must divide n_samples).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from trainers.ddsp_compat import ddsp
+
+SAMPLE_RATE = 16000
+NOISE_WINDOW_SIZE = 257  # FilteredNoise's default FIR length
+NOISE_INITIAL_BIAS = -5.0  # FilteredNoise's default: starts the noise quiet
+
+
+def _harmonic(n_samples: int, sample_rate: int) -> "ddsp.synths.Harmonic":
+    return ddsp.synths.Harmonic(
+        n_samples=n_samples,
+        sample_rate=sample_rate,
+        scale_fn=ddsp.core.exp_sigmoid,
+        normalize_below_nyquist=True,
+        amp_resample_method="window",
+        use_angular_cumsum=True,
+    )
+
+
+def _filtered_noise(n_samples: int) -> "ddsp.synths.FilteredNoise":
+    return ddsp.synths.FilteredNoise(
+        n_samples=n_samples,
+        window_size=NOISE_WINDOW_SIZE,
+        scale_fn=ddsp.core.exp_sigmoid,
+        initial_bias=NOISE_INITIAL_BIAS,
+    )
+
+
+def get_controls(raw: tf.Tensor, f0_hz: tf.Tensor, n_harmonics: int, sample_rate: int = SAMPLE_RATE) -> dict[str, tf.Tensor]:
+    """Decoder outputs -> synthesizer controls (ddsp's scaling and normalization).
+
+    Args:
+      raw: decoder output [B, T, 1 + n_harmonics + n_noise_bands], channel order
+        amplitude | harmonic distribution | noise magnitudes.
+      f0_hz: fundamental frequency in Hz [B, T, 1] (unscaled, as in the dataset).
+      n_harmonics: H, to split `raw`.
+      sample_rate: audio rate, for removing harmonics above Nyquist.
+    Returns:
+      {"amplitudes" [B,T,1] > 0, "harmonic_distribution" [B,T,H] (sums to 1 over harmonics
+      below Nyquist, 0 above), "f0_hz" [B,T,1], "noise_magnitudes" [B,T,N] > 0}.
+    """
+    n_noise = int(raw.shape[-1]) - 1 - n_harmonics
+    amplitudes, harmonic_distribution, noise = tf.split(raw, [1, n_harmonics, n_noise], axis=-1)
+    # Only get_controls of these processors is used here: the constructor's n_samples is irrelevant.
+    harmonic = _harmonic(1, sample_rate).get_controls(amplitudes, harmonic_distribution, f0_hz)
+    noise_controls = _filtered_noise(1).get_controls(noise)
+    return {**harmonic, "noise_magnitudes": noise_controls["magnitudes"]}
+
+
+def get_signal(
+    controls: dict[str, tf.Tensor],
+    n_samples: int,
+    noise: tf.Tensor,
+    reverb_ir: tf.Tensor | None = None,
+    sample_rate: int = SAMPLE_RATE,
+) -> tf.Tensor:
+    """Synthesizer controls -> audio.
+
+    Args:
+      controls: the dict from `get_controls`.
+      n_samples: audio length; a multiple of the frame count T.
+      noise: white noise [B, n_samples], uniform in [-1, 1) (see `white_noise`).
+      reverb_ir: optional impulse response [ir_len]; sample 0 is ignored (ddsp masks the dry tap)
+        and the dry signal is added back.
+      sample_rate: audio rate in Hz.
+    Returns:
+      audio [B, n_samples], float32.
+    """
+    harmonic_audio = _harmonic(n_samples, sample_rate).get_signal(
+        controls["amplitudes"], controls["harmonic_distribution"], controls["f0_hz"]
+    )
+    noise_audio = ddsp.core.frequency_filter(noise, controls["noise_magnitudes"], window_size=NOISE_WINDOW_SIZE)
+    audio = harmonic_audio + noise_audio
+    if reverb_ir is not None:
+        audio = apply_reverb(audio, reverb_ir)
+    return audio
+
+
+def apply_reverb(audio: tf.Tensor, reverb_ir: tf.Tensor) -> tf.Tensor:
+    """ddsp.effects.Reverb with a given IR: audio [B, n] -> dry + (audio * ir[1:]) [B, n]."""
+    reverb = ddsp.effects.Reverb(trainable=False, add_dry=True)
+    batch = tf.shape(audio)[0]
+    ir = tf.tile(reverb_ir[tf.newaxis, :], [batch, 1])
+    return reverb.get_signal(audio, ir)
+
+
+def white_noise(batch: int, n_samples: int, seed: tf.Tensor | tuple[int, int]) -> tf.Tensor:
+    """Reproducible uniform noise [batch, n_samples] in [-1, 1) from a stateless seed (2 ints)."""
+    return tf.random.stateless_uniform([batch, n_samples], seed=seed, minval=-1.0, maxval=1.0)
