@@ -1,0 +1,106 @@
+"""Register the selected winner in the MLflow Model Registry as ``tonesweep-<instrument>@champion``.
+
+Contract with export (docs/architecture.md §4): registered model ``tonesweep-<instrument>``, alias
+``champion``; version tags ``run_id``, ``precision``, ``bytes``, ``quality``, ``tolerance`` (plus
+``sweep``, ``instrument``, ``max_loss``, ``max_pitch_error``, ``rule``); the version's source is the
+trial run's ``trial/`` artifact folder, which export downloads and rebuilds with ``load_trained``.
+
+History: every distinct (winner, settings) pair is its own version, so re-selecting with other
+settings creates a new version and moves the alias while older versions stay. Re-selecting the
+same winner (run id + precision) of the same sweep with the same settings does not add a copy:
+the alias is pointed at the existing version instead (``Registration.created`` is False).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+from results.select import Selection
+
+ALIAS = "champion"
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    version: str
+    created: bool  # False when an identical earlier version was reused
+
+
+def model_name(instrument: str) -> str:
+    return f"tonesweep-{instrument}"
+
+
+def version_tags(selection: Selection, sweep: str) -> dict[str, str]:
+    """The tags that identify a registered version (MLflow tag values are strings)."""
+    winner, criteria = selection.winner, selection.criteria
+    return {
+        "run_id": str(winner["run_id"]),
+        "precision": str(winner["precision"]),
+        "bytes": str(int(winner["bytes"])),
+        "quality": repr(float(winner["quality"])),
+        "tolerance": repr(float(criteria.tolerance)),
+        "max_loss": "" if criteria.max_loss is None else repr(float(criteria.max_loss)),
+        "max_pitch_error": "" if criteria.max_pitch_error is None else repr(float(criteria.max_pitch_error)),
+        "sweep": sweep,
+        "instrument": str(winner["instrument"]),
+        "rule": "max_loss" if criteria.max_loss is not None else "tolerance",
+    }
+
+
+# Tags that must all match for an earlier version to count as "the same selection".
+_IDENTITY = ("run_id", "precision", "sweep", "tolerance", "max_loss", "max_pitch_error")
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    try:
+        client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
+        client.create_registered_model(name, description="Smallest acceptable tonesweep model (see version tags).")
+
+
+def _same_selection(client: MlflowClient, name: str, tags: dict[str, str]) -> ModelVersion | None:
+    """The newest existing version whose identity tags equal ``tags``, if any."""
+    versions = client.search_model_versions(f"name = '{name}'")
+    matching = [v for v in versions if all(v.tags.get(k, "") == tags[k] for k in _IDENTITY)]
+    return max(matching, key=lambda v: int(v.version)) if matching else None
+
+
+def register_winner(client: MlflowClient, selection: Selection, sweep: str) -> Registration:
+    """Register ``selection.winner`` (or reuse an identical version) and point ``champion`` at it."""
+    if selection.winner is None:
+        raise ValueError("register_winner needs a selection with a winner")
+    winner: pd.Series = selection.winner
+    name = model_name(str(winner["instrument"]))
+    tags = version_tags(selection, sweep)
+    _ensure_registered_model(client, name)
+
+    existing = _same_selection(client, name, tags)
+    if existing is not None:
+        version, created = existing.version, False
+    else:
+        run = client.get_run(str(winner["run_id"]))
+        source = f"{run.info.artifact_uri.rstrip('/')}/trial"
+        mv = client.create_model_version(name, source, run_id=run.info.run_id, tags=tags,
+                                         description=selection.reason)
+        version, created = mv.version, True
+    client.set_registered_model_alias(name, ALIAS, version)
+    return Registration(name, str(version), created)
+
+
+def champion(client: MlflowClient, instrument: str) -> ModelVersion | None:
+    """The version the ``champion`` alias points at, or None when nothing is registered yet."""
+    try:
+        return client.get_model_version_by_alias(model_name(instrument), ALIAS)
+    except MlflowException as err:
+        if err.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
