@@ -1,9 +1,10 @@
 """The built-in search space: GRU and CNN decoders × loudness and RMS inputs × sizes.
 
 Sizes run from a few thousand parameters (a causal 8-channel CNN with 16 harmonics at 50 Hz, in
-the spirit of DDSP-CNN-Tiny) to about ddsp's ``tiny_instrument`` (~232 k: a 192-unit GRU behind
-128-wide FC stacks). The output head (width × (1 + harmonics + noise bands)) dominates tiny
-models, so harmonics and noise bands are searched too (../shared/notes/anchors.md).
+the spirit of DDSP-CNN-Tiny) to about ddsp's ``tiny_instrument`` (~232 k): the largest GRU point
+(192 units, two 64-wide FC layers per stack, 60 harmonics, 65 bands) has ~228 k parameters.
+The output head (width × (1 + harmonics + noise bands)) dominates tiny models, so harmonics and
+noise bands are searched too (../shared/notes/anchors.md).
 
 Every instrument gets its own oracle over this same space: what differs per instrument is the
 data and therefore the results, not the set of models worth trying.
@@ -23,8 +24,8 @@ def default_space(instrument: str | None = None) -> SearchSpace:
     hp.Choice("feature", ["loudness", "rms"])
     hp.Choice("frame_rate", [50, 250])
     with hp.conditional_scope("decoder", ["gru"]):
-        hp.Choice("hidden", [16, 32, 64, 128])
-        hp.Int("fc_layers", 1, 2)
+        hp.Choice("hidden", [16, 32, 64])
+        hp.Int("fc_layers", 0, 2)
         hp.Choice("gru_units", [16, 32, 64, 128, 192])
     with hp.conditional_scope("decoder", ["cnn"]):
         hp.Choice("conv_channels", [8, 16, 32, 64])

@@ -1,0 +1,118 @@
+"""The Ray Tune function trainable: one trial = one ``train_trial`` call on a worker.
+
+The trainer knows nothing about Ray: it gets a plain ``report`` callable, and this module turns its
+progress dicts into ``tune.report`` calls, the only thing ASHA looks at (``val_loss`` against
+``step``). The trial's final report carries the whole metrics dict plus ``status``; a trial that
+raises, diverges or is rejected for its size still ends with such a report, so it is recorded
+with its reason and the sweep goes on (Ray only sees an error if the worker itself dies).
+
+Resume: each trial writes to ``<trials_dir>/<ray trial id>/`` and the trainer resumes from that
+folder's ``checkpoint/``; the Ray trial id survives ``Tuner.restore``, so a trial interrupted by a
+killed driver continues from its last trainer checkpoint instead of step 0. Weights are not
+copied into Ray checkpoints as well: that would double the I/O of every report for nothing.
+Datasets reach the workers by path (prepared once by ``tonesweep prepare``), never re-prepared.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What every trial of one instrument's sweep shares (sent once to the workers).
+
+    ``train_fn`` / ``size_fn`` are ``"module:function"`` names (or callables) so tests can run the
+    sweep engine against a stand-in trainer; the CLI always uses the real one.
+    """
+
+    dataset_dir: str
+    trials_dir: str
+    threads: int = 1
+    report_every: int = 50
+    max_params: int | None = None
+    max_bytes: int | None = None
+    train_fn: str | Callable = "trainers.train:train_trial"
+    size_fn: str | Callable = "trainers.size:size_report"
+
+
+def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
+    """Ray function trainable (bind ``spec`` with ``tune.with_parameters``)."""
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id()
+    out_dir = Path(spec.trials_dir) / trial_id
+    final = execute_trial(config, spec, out_dir, report=lambda metrics: tune.report(dict(metrics)))
+    tune.report(final)
+
+
+def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
+                  report: Callable[[dict], None]) -> dict[str, Any]:
+    """Size check, training, and the final result dict; never raises for a trial's own failure.
+
+    Kept free of Ray so it is tested directly. The final dict has ``final=True``, ``status``,
+    ``failure_reason``, every metrics.json key, ``step``, ``val_loss`` (last reported, NaN if none)
+    and ``out_dir``.
+    """
+    last: dict[str, Any] = {}
+
+    def forward(metrics: dict) -> None:
+        last.update(metrics)
+        report(metrics)
+
+    sizes: dict[str, Any] = {}
+    try:
+        sizes = dict(resolve(spec.size_fn)(config))
+        reason = rejection_reason(sizes, spec.max_params, spec.max_bytes)
+        if reason:
+            metrics = {"status": "REJECTED", "failure_reason": reason, **sizes}
+        else:
+            metrics = dict(resolve(spec.train_fn)(spec.dataset_dir, config, out_dir, report=forward,
+                                                  report_every=spec.report_every, threads=spec.threads))
+    except Exception as err:  # noqa: BLE001 - a trial's failure is data for the sweep, not a crash
+        metrics = {**sizes, **_metrics_written_by_trainer(out_dir), "status": "FAILED",
+                   "failure_reason": failure_text(err)}
+    return {
+        **metrics,
+        "final": True,
+        "step": int(metrics.get("steps") or last.get("step") or 0),
+        "val_loss": float(last.get("val_loss", math.nan)),
+        "out_dir": str(out_dir),
+    }
+
+
+def rejection_reason(sizes: dict[str, Any], max_params: int | None, max_bytes: int | None) -> str | None:
+    """Why a configuration is too big for the limits, or None when it fits."""
+    if max_params is not None and sizes.get("params", 0) > max_params:
+        return f"too large: {sizes['params']} parameters > --max-params {max_params}"
+    if max_bytes is not None and sizes.get("bytes_float32", 0) > max_bytes:
+        return f"too large: {sizes['bytes_float32']} float32 bytes > --max-bytes {max_bytes}"
+    return None
+
+
+def failure_text(err: BaseException) -> str:
+    """One line: the exception type and message (what a person needs to see in the results)."""
+    message = " ".join(str(err).split())
+    return f"{type(err).__name__}: {message}"[:2000] if message else type(err).__name__
+
+
+def resolve(target: str | Callable) -> Callable:
+    """``"package.module:function"`` → the function (callables pass through)."""
+    if callable(target):
+        return target
+    module_name, _, name = target.partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def _metrics_written_by_trainer(out_dir: Path) -> dict[str, Any]:
+    """metrics.json of a trial that failed after training started (e.g. NaN loss), if any."""
+    path = out_dir / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
