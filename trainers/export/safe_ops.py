@@ -76,7 +76,8 @@ def upsample_window(frames: tf.Tensor, hop: int) -> tf.Tensor:
     Args: frames [B, T+1, C] (ddsp appends a copy of the last frame; callers pass the real next
     frame, or that copy). Returns [B, T*H, C].
     """
-    window = tf.signal.hann_window(2 * hop).numpy()
+    with tf.init_scope():  # eager even while tracing: the exact float32 window ddsp uses
+        window = tf.signal.hann_window(2 * hop).numpy()
     return _interpolate_frames(frames, fall=window[hop:], rise=window[:hop])
 
 
