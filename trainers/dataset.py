@@ -1,0 +1,760 @@
+"""`tonesweep prepare`: recordings of one instrument -> a cached, sharded features dataset.
+
+Layout and reading API: docs/architecture.md, section 1. In short::
+
+    DATASET/manifest.json                         written last; its presence means "complete"
+    DATASET/{train,validation}-SSSSS-of-NNNNN.tfrecord   tf.train.Example shards
+
+Pipeline (``prepare_dataset``):
+  1. collect inputs (files, or audio files found in folders), hash them; if the dataset at OUT
+     was built from the same bytes with the same parameters, stop: cache hit.
+  2. decode to 16 kHz mono; skip unusable files with a one-line warning (empty, silent, too
+     short, not audio, corrupt, truncated, no pitched content). Nothing usable -> UserError.
+  3. features once per whole file (f0 in worker processes, in fixed-length chunks so the
+     result does not depend on the number of workers; loudness/RMS with ddsp in this process).
+  4. split by time regions: whole blocks of audio go to validation, the rest to train, and
+     4 s windows are cut inside each region only, so no window overlaps both sides.
+  5. write shards + manifest into a temporary sibling folder, then swap it into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from trainers.audio_io import SAMPLE_RATE, is_audio_path, load_audio, sha256_file
+from trainers.errors import UserError
+from trainers.features import FeatureParams, f0_features, fill_unvoiced, level_features, n_frames
+
+FORMAT = "tonesweep-dataset/1"
+# Bump when feature extraction or example cutting changes, so old caches are recomputed.
+PIPELINE_VERSION = 1
+MANIFEST = "manifest.json"
+SPLITS = ("train", "validation")
+FEATURE_NAMES = ("f0_hz", "f0_confidence", "loudness_db", "rms_db")
+
+PITCH_CHUNK_SECONDS = 30.0  # unit of parallel pitch tracking
+PITCH_CONTEXT_SECONDS = 1.0  # audio on each side of a chunk so the pitch HMM sees context
+MAX_VALIDATION_BLOCK_SECONDS = 30.0
+SILENT_PEAK_DBFS = -60.0  # a file whose peak is below this is "all silent"
+SILENT_EXAMPLE_DB = -70.0  # an example whose RMS never exceeds this is dropped
+MIN_VOICED_FRACTION = 0.05  # a file with fewer voiced frames has "no pitched content"
+EXAMPLES_PER_SHARD = 128  # ~35 MB per shard with 4 s examples at 16 kHz
+
+Warn = Callable[[str], None]
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"tonesweep: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _info_stderr(message: str) -> None:
+    print(f"prepare: {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# options
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What a dataset is built with (all of it enters the cache key)."""
+
+    instrument: str
+    example_seconds: float = 4.0
+    hop_seconds: float = 1.0
+    validation_fraction: float = 0.15
+    seed: int = 0
+    features: FeatureParams = field(default_factory=FeatureParams)
+
+    def validate(self) -> None:
+        """Raise UserError naming the flag when a value cannot work."""
+        if not self.instrument.strip():
+            raise UserError("--instrument: empty; give the instrument's name, e.g. --instrument bansuri")
+        if self.example_seconds <= 0 or self.hop_seconds <= 0:
+            raise UserError("--example-seconds/--hop-seconds: must be > 0; e.g. --example-seconds 4 --hop-seconds 1")
+        if not 0 < self.validation_fraction < 1:
+            raise UserError(f"--validation-fraction: {self.validation_fraction} is not between 0 and 1; use e.g. 0.15")
+        rates = self.features.frame_rates
+        if not rates or any(r <= 0 or SAMPLE_RATE % r for r in rates):
+            raise UserError(f"--frame-rates: {list(rates)}: each rate must divide {SAMPLE_RATE} Hz; use e.g. 250,50")
+        for name, seconds in (("--example-seconds", self.example_seconds), ("--hop-seconds", self.hop_seconds)):
+            for rate in rates:
+                if not _is_whole(seconds * rate):
+                    raise UserError(f"{name}: {seconds} s is not a whole number of {rate} Hz frames; use e.g. 4 or 1")
+
+    @property
+    def example_samples(self) -> int:
+        return round(self.example_seconds * SAMPLE_RATE)
+
+    @property
+    def hop_samples(self) -> int:
+        return round(self.hop_seconds * SAMPLE_RATE)
+
+    def to_dict(self) -> dict:
+        return {
+            "instrument": self.instrument, "example_seconds": self.example_seconds,
+            "hop_seconds": self.hop_seconds, "validation_fraction": self.validation_fraction,
+            "seed": self.seed, "features": self.features.to_dict(),
+        }
+
+
+def _is_whole(value: float) -> bool:
+    return abs(value - round(value)) < 1e-9
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs and cache key
+
+
+@dataclass
+class SourceFile:
+    """One input file on its way through the pipeline."""
+
+    path: Path
+    sha256: str
+    audio: np.ndarray | None = None  # float32 [n] at 16 kHz once decoded
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # whole-file features
+
+    @property
+    def seconds(self) -> float:
+        return 0.0 if self.audio is None else len(self.audio) / SAMPLE_RATE
+
+
+def collect_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand the AUDIO arguments: files as given, folders searched recursively for audio files.
+
+    Raises UserError for a missing path or when nothing audio-like is found at all.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise UserError(f"{path}: no such file or folder; check the path")
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_audio_path(p)))
+        else:
+            found.append(path)
+    if not found:
+        listed = ", ".join(str(p) for p in paths)
+        raise UserError(f"{listed}: no audio files found (.wav, .flac, .ogg, .mp3, .aiff); point prepare at recordings")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique
+
+
+def cache_key(options: PrepareOptions, input_hashes: Iterable[str]) -> str:
+    """sha256 over the format, pipeline version, options and the inputs' contents (order-free)."""
+    payload = {
+        "format": FORMAT, "pipeline": PIPELINE_VERSION, "options": options.to_dict(),
+        "inputs": sorted(input_hashes),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def cached_manifest(out_dir: Path, key: str) -> dict | None:
+    """The existing dataset's manifest when it is complete and was built with ``key``."""
+    try:
+        manifest = read_manifest(out_dir)
+    except UserError:
+        return None
+    if manifest.get("cache_key") != key:
+        return None
+    shards = [name for split in SPLITS for name in manifest["splits"][split]["shards"]]
+    if not all((out_dir / name).is_file() for name in shards):
+        return None
+    return manifest
+
+
+# ----------------------------------------------------------------------------------------------
+# decoding and per-file checks
+
+
+def decode_and_check(source: SourceFile, options: PrepareOptions) -> str | None:
+    """Decode ``source``; return why it is unusable (a one-line warning) or None when usable."""
+    try:
+        source.audio = load_audio(source.path)
+    except UserError as err:
+        return str(err)
+    audio = source.audio
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak <= 10 ** (SILENT_PEAK_DBFS / 20):
+        level = "digital silence" if peak == 0 else f"peak {20 * math.log10(peak):.0f} dBFS"
+        return f"{source.path}: all silent ({level}); check the recording level or remove the file"
+    if len(audio) < options.example_samples:
+        return (
+            f"{source.path}: {len(audio) / SAMPLE_RATE:.2f} s is shorter than one {options.example_seconds:g} s "
+            f"example; use a longer recording or a smaller --example-seconds"
+        )
+    return None
+
+
+def pitch_check(source: SourceFile, options: PrepareOptions) -> str | None:
+    """Return a warning when the file has (almost) no pitched frames, else None."""
+    rate = min(options.features.frame_rates)
+    voiced = source.features[f"f0_confidence_{rate}"] >= options.features.voiced_threshold
+    fraction = float(voiced.mean()) if voiced.size else 0.0
+    if fraction < MIN_VOICED_FRACTION:
+        return (
+            f"{source.path}: no pitched content ({100 * fraction:.1f}% of frames voiced); tonesweep models pitched "
+            f"instruments: check that this is a recording of {options.instrument}, or remove it"
+        )
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# features (parallel pitch tracking)
+
+
+@dataclass(frozen=True)
+class PitchJob:
+    """A chunk of one file: core samples [start, end) tracked with context [lo, hi)."""
+
+    file_index: int
+    start: int
+    end: int
+    lo: int
+    hi: int
+
+
+def plan_pitch_jobs(lengths: Sequence[int], params: FeatureParams) -> list[PitchJob]:
+    """Cut files into fixed chunks (independent of the worker count, so results are too).
+
+    Chunk boundaries fall on multiples of every frame hop, so chunk frames line up with file frames.
+    """
+    grid = SAMPLE_RATE // math.gcd(*params.frame_rates)  # a multiple of every hop
+    chunk = max(grid, round(PITCH_CHUNK_SECONDS * SAMPLE_RATE) // grid * grid)
+    context = max(grid, round(PITCH_CONTEXT_SECONDS * SAMPLE_RATE) // grid * grid)
+    jobs = []
+    for index, length in enumerate(lengths):
+        for start in range(0, length, chunk):
+            end = min(start + chunk, length)
+            if 0 < start and end - start < chunk // 3:  # fold a short tail into the previous chunk
+                previous = jobs.pop()
+                start = previous.start
+            jobs.append(PitchJob(index, start, end, max(0, start - context), min(length, end + context)))
+    return jobs
+
+
+def _track_chunk(audio_chunk: np.ndarray, offset: int, core_len: int, params: FeatureParams) -> dict[str, np.ndarray]:
+    """Pitch features of one chunk's core. Runs in worker processes (no TensorFlow here).
+
+    Args: audio_chunk [hi-lo] samples; offset = start-lo; core_len = end-start.
+    Returns: {"f0_hz_R", "f0_confidence_R"}, raw (unvoiced frames not yet interpolated).
+    """
+    out = {}
+    for rate, (f0, confidence) in f0_features(audio_chunk, params, interpolate=False).items():
+        first = offset * rate // SAMPLE_RATE
+        count = n_frames(core_len, rate)
+        out[f"f0_hz_{rate}"] = f0[first:first + count]
+        out[f"f0_confidence_{rate}"] = confidence[first:first + count]
+    return out
+
+
+def compute_pitch(sources: list[SourceFile], params: FeatureParams, workers: int) -> None:
+    """Fill ``source.features`` with f0/confidence for every rate, using ``workers`` processes."""
+    jobs = plan_pitch_jobs([len(s.audio) for s in sources], params)
+    args = [(sources[j.file_index].audio[j.lo:j.hi], j.start - j.lo, j.end - j.start, params) for j in jobs]
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork is fastest and needs no `if __name__ == "__main__"` guard in the caller's script,
+        # but forking a process whose TensorFlow thread pools are running can deadlock; then the
+        # workers come from a clean forkserver process instead.
+        method = "forkserver" if "tensorflow" in sys.modules else "fork"
+        context = multiprocessing.get_context(method)
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+            results = list(pool.map(_track_chunk, *zip(*args)))
+    else:
+        results = [_track_chunk(*a) for a in args]
+    for index, source in enumerate(sources):
+        parts = [r for j, r in zip(jobs, results) if j.file_index == index]
+        for key in parts[0]:
+            source.features[key] = np.concatenate([p[key] for p in parts])
+        for rate in params.frame_rates:
+            voiced = source.features[f"f0_confidence_{rate}"] >= params.voiced_threshold
+            source.features[f"f0_hz_{rate}"] = fill_unvoiced(source.features[f"f0_hz_{rate}"], voiced)
+
+
+def compute_levels(sources: list[SourceFile], params: FeatureParams) -> None:
+    """Add loudness and RMS (ddsp, TensorFlow) for every rate to each source's features."""
+    for source in sources:
+        source.features.update(level_features(source.audio, params))
+
+
+# ----------------------------------------------------------------------------------------------
+# split by regions and cut examples
+
+
+@dataclass(frozen=True)
+class Region:
+    """A stretch [start, end) samples of one source that belongs wholly to one split."""
+
+    source: int
+    start: int
+    end: int
+    split: str
+
+
+def plan_regions(lengths: Sequence[int], options: PrepareOptions, order_keys: Sequence[str]) -> list[Region]:
+    """Choose whole validation blocks (seeded) and give the rest of every file to train.
+
+    Blocks are ``B`` long (between one example + one hop and 30 s), sit on a grid inside each file,
+    and are drawn until they hold ``validation_fraction`` of the audio. ``order_keys`` (content
+    hashes) make the choice independent of the order the files were given in.
+    Returns regions sorted by (source, start).
+    """
+    hop, example = options.hop_samples, options.example_samples
+    total = sum(lengths)
+    target = options.validation_fraction * total
+    block = int(min(MAX_VALIDATION_BLOCK_SECONDS * SAMPLE_RATE, max(example + hop, target)))
+    block = min(block, max(lengths))
+    block = max(example, block // hop * hop if block >= example + hop else block)
+    order = sorted(range(len(lengths)), key=lambda i: order_keys[i])
+    slots = [(i, k * block) for i in order for k in range(lengths[i] // block)]
+    rng = np.random.default_rng(options.seed)
+    chosen: list[tuple[int, int]] = []
+    for slot_index in rng.permutation(len(slots)):
+        if sum(block for _ in chosen) >= target:
+            break
+        if total - block * (len(chosen) + 1) < example:  # keep room for at least one train example
+            break
+        chosen.append(slots[slot_index])
+    if not chosen:
+        raise UserError(
+            f"--validation-fraction: {total / SAMPLE_RATE:.1f} s of usable audio is too little to hold out a "
+            f"{block / SAMPLE_RATE:.1f} s validation region and still train; add recordings"
+        )
+    regions: list[Region] = []
+    for i in range(len(lengths)):
+        blocks = sorted(start for source, start in chosen if source == i)
+        regions.extend(_file_regions(i, lengths[i], _merge([(s, s + block) for s in blocks])))
+    return regions
+
+
+def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in intervals:
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _file_regions(source: int, length: int, validation: list[tuple[int, int]]) -> list[Region]:
+    regions, cursor = [], 0
+    for start, end in validation:
+        if start > cursor:
+            regions.append(Region(source, cursor, start, "train"))
+        regions.append(Region(source, start, end, "validation"))
+        cursor = end
+    if cursor < length:
+        regions.append(Region(source, cursor, length, "train"))
+    return regions
+
+
+def window_starts(region: Region, options: PrepareOptions) -> list[int]:
+    """Start samples of the examples inside ``region`` (every hop, fully inside)."""
+    last = region.end - options.example_samples
+    return list(range(region.start, last + 1, options.hop_samples)) if last >= region.start else []
+
+
+def cut_example(source: SourceFile, start: int, options: PrepareOptions) -> dict[str, np.ndarray]:
+    """One example: audio [n_samples] and each feature_R [example_seconds * R], float32."""
+    example = {"audio": source.audio[start:start + options.example_samples]}
+    for rate in options.features.frame_rates:
+        first, count = start * rate // SAMPLE_RATE, round(options.example_seconds * rate)
+        for name in FEATURE_NAMES:
+            example[f"{name}_{rate}"] = source.features[f"{name}_{rate}"][first:first + count]
+    return example
+
+
+def is_silent(example: dict[str, np.ndarray], options: PrepareOptions) -> bool:
+    rate = min(options.features.frame_rates)
+    return float(example[f"rms_db_{rate}"].max()) < SILENT_EXAMPLE_DB
+
+
+# ----------------------------------------------------------------------------------------------
+# statistics
+
+
+def feature_stats(sources: list[SourceFile], regions: list[Region], options: PrepareOptions) -> dict:
+    """{rate: {f0_midi|loudness_db|rms_db: {mean, std, min, max, p5, p50, p95}}} over train regions.
+
+    Each frame counts once (windows overlap, regions do not); f0 over voiced frames only.
+    """
+    stats = {}
+    for rate in options.features.frame_rates:
+        pieces: dict[str, list[np.ndarray]] = {"f0_midi": [], "loudness_db": [], "rms_db": []}
+        for region in (r for r in regions if r.split == "train"):
+            feats = sources[region.source].features
+            lo, hi = region.start * rate // SAMPLE_RATE, region.end * rate // SAMPLE_RATE
+            voiced = feats[f"f0_confidence_{rate}"][lo:hi] >= options.features.voiced_threshold
+            f0 = feats[f"f0_hz_{rate}"][lo:hi][voiced]
+            pieces["f0_midi"].append(69.0 + 12.0 * np.log2(np.maximum(f0, 1e-3) / 440.0))
+            pieces["loudness_db"].append(feats[f"loudness_db_{rate}"][lo:hi])
+            pieces["rms_db"].append(feats[f"rms_db_{rate}"][lo:hi])
+        stats[str(rate)] = {name: _summary(np.concatenate(parts)) for name, parts in pieces.items()}
+    return stats
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    if values.size == 0:
+        return {k: float("nan") for k in ("mean", "std", "min", "max", "p5", "p50", "p95")}
+    p5, p50, p95 = np.percentile(values, [5, 50, 95])
+    return {
+        "mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+        "max": float(values.max()), "p5": float(p5), "p50": float(p50), "p95": float(p95),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+
+
+def _example_proto(example: dict[str, np.ndarray]) -> bytes:
+    import tensorflow as tf
+
+    feature = {
+        key: tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(value, dtype=np.float32)))
+        for key, value in example.items()
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def shard_names(split: str, n_examples: int) -> list[str]:
+    count = max(1, math.ceil(n_examples / EXAMPLES_PER_SHARD))
+    return [f"{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
+
+
+def write_split(folder: Path, split: str, examples: list[dict[str, np.ndarray]]) -> list[str]:
+    """Write ``examples`` in order into TFRecord shards in ``folder``; returns the shard names."""
+    import tensorflow as tf
+
+    names = shard_names(split, len(examples))
+    for index, name in enumerate(names):
+        with tf.io.TFRecordWriter(str(folder / name)) as writer:
+            for example in examples[index * EXAMPLES_PER_SHARD:(index + 1) * EXAMPLES_PER_SHARD]:
+                writer.write(_example_proto(example))
+    return names
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    with open(temporary, "w") as handle:
+        json.dump(payload, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for package in ("tonesweep", "numpy", "librosa", "soundfile", "tensorflow", "ddsp"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "unknown"
+    import soundfile
+
+    out["libsndfile"] = soundfile.__libsndfile_version__
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# atomic replacement of the output folder
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse an OUT that is a file, or a non-empty folder that is not a tonesweep dataset."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: --out is an existing file, not a folder; choose a folder path for the dataset")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise UserError(
+            f"{out_dir}: --out is a non-empty folder that is not a tonesweep dataset; choose a new or empty folder"
+        )
+
+
+def _temporary_sibling(out_dir: Path, kind: str) -> Path:
+    return out_dir.parent / f".{out_dir.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete temporary siblings left by prepares that were killed (their process is gone)."""
+    for leftover in out_dir.parent.glob(f".{out_dir.name}.*-*-*"):
+        try:
+            pid = int(leftover.name.rsplit("-", 2)[-2])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _process_alive(pid):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def swap_into_place(built: Path, out_dir: Path) -> None:
+    """Move the finished folder ``built`` to ``out_dir``; the old dataset is removed only after."""
+    old = None
+    if out_dir.exists():
+        old = _temporary_sibling(out_dir, "old")
+        os.rename(out_dir, old)
+    os.rename(built, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# prepare
+
+
+def prepare_dataset(
+    audio_paths: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    options: PrepareOptions,
+    workers: int | None = None,
+    warn: Warn = _warn_stderr,
+    info: Warn = _info_stderr,
+) -> dict:
+    """Build (or reuse) the dataset at ``out_dir`` from ``audio_paths``; returns its manifest.
+
+    The manifest has ``cache_hit`` set to True when nothing was recomputed (not stored on disk).
+    """
+    began = time.perf_counter()
+    options.validate()
+    out_dir = Path(out_dir).absolute()
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise UserError(f"--workers: {workers}; use 1 or more")
+    check_output_dir(out_dir)
+    paths = collect_inputs(audio_paths)
+    sources = [SourceFile(path, sha256_file(path)) for path in paths]
+    key = cache_key(options, (s.sha256 for s in sources))
+    cached = cached_manifest(out_dir, key)
+    if cached is not None:
+        info(f"cache hit: {out_dir} is up to date ({_counts(cached)}); nothing recomputed "
+             f"({time.perf_counter() - began:.2f} s)")
+        return {**cached, "cache_hit": True}
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
+    usable, skipped = _usable_sources(sources, options, workers, warn)
+    manifest = _build(usable, skipped, out_dir, options, key, began, info)
+    return {**manifest, "cache_hit": False}
+
+
+def _usable_sources(sources: list[SourceFile], options: PrepareOptions, workers: int, warn: Warn):
+    """Decode, check and pitch-track; returns (usable sources, [{path, sha256, reason}])."""
+    seen: dict[str, Path] = {}
+    usable, skipped = [], []
+    for source in sources:
+        if source.sha256 in seen:
+            reason = f"{source.path}: same content as {seen[source.sha256]}; using it once"
+        else:
+            seen[source.sha256] = source.path
+            reason = decode_and_check(source, options)
+        if reason:
+            warn(reason)
+            skipped.append({"path": str(source.path), "sha256": source.sha256, "reason": reason})
+        else:
+            usable.append(source)
+    if usable:
+        compute_pitch(usable, options.features, workers)
+    pitched = []
+    for source in usable:
+        reason = pitch_check(source, options)
+        if reason:
+            warn(reason)
+            skipped.append({"path": str(source.path), "sha256": source.sha256, "reason": reason})
+        else:
+            pitched.append(source)
+    if not pitched:
+        raise UserError(
+            f"{sources[0].path if len(sources) == 1 else 'AUDIO'}: none of the {len(sources)} input file(s) is usable "
+            "(see the warnings above); give prepare recordings of a pitched instrument, at least "
+            f"{options.example_seconds:g} s long"
+        )
+    return pitched, skipped
+
+
+def _build(sources, skipped, out_dir: Path, options: PrepareOptions, key: str, began: float, info: Warn) -> dict:
+    """Features, split, shards and manifest, built in a temporary sibling and swapped in."""
+    compute_levels(sources, options.features)
+    regions = plan_regions([len(s.audio) for s in sources], options, [s.sha256 for s in sources])
+    examples: dict[str, list] = {split: [] for split in SPLITS}
+    region_records, dropped = [], 0
+    for region in regions:
+        kept = 0
+        for start in window_starts(region, options):
+            example = cut_example(sources[region.source], start, options)
+            if is_silent(example, options):
+                dropped += 1
+                continue
+            examples[region.split].append(example)
+            kept += 1
+        region_records.append({"input": region.source, "split": region.split, "start_s": region.start / SAMPLE_RATE,
+                               "end_s": region.end / SAMPLE_RATE, "examples": kept})
+    for split in SPLITS:
+        if not examples[split]:
+            raise UserError(
+                f"{out_dir}: the {split} split would have no examples ({sum(s.seconds for s in sources):.1f} s usable "
+                "audio, silent stretches dropped); add recordings or lower --example-seconds"
+            )
+
+    building = _temporary_sibling(out_dir, "tmp")
+    building.mkdir()
+    try:
+        split_records = {}
+        for split in SPLITS:
+            shards = write_split(building, split, examples[split])
+            seconds = sum((r.end - r.start) / SAMPLE_RATE for r in regions if r.split == split)
+            split_records[split] = {"examples": len(examples[split]), "seconds": round(seconds, 3), "shards": shards}
+        manifest = {
+            "format": FORMAT,
+            "instrument": options.instrument,
+            "sample_rate": SAMPLE_RATE,
+            "example_seconds": options.example_seconds,
+            "hop_seconds": options.hop_seconds,
+            "frame_rates": list(options.features.frame_rates),
+            "validation_fraction": options.validation_fraction,
+            "seed": options.seed,
+            "features": options.features.to_dict(),
+            "feature_keys": ["audio"] + [f"{n}_{r}" for r in options.features.frame_rates for n in FEATURE_NAMES],
+            "inputs": [{"path": str(s.path), "sha256": s.sha256, "seconds": round(s.seconds, 3)} for s in sources],
+            "skipped_inputs": skipped,
+            "cache_key": key,
+            "pipeline_version": PIPELINE_VERSION,
+            "splits": split_records,
+            "regions": region_records,
+            "dropped_silent_examples": dropped,
+            "stats": feature_stats(sources, regions, options),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": _versions(),
+            "prepare_seconds": round(time.perf_counter() - began, 2),
+        }
+        _write_json_atomic(building / MANIFEST, manifest)  # last file: marks the folder complete
+        swap_into_place(building, out_dir)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    info(f"wrote {out_dir} ({_counts(manifest)}) in {manifest['prepare_seconds']:.1f} s")
+    return manifest
+
+
+def _counts(manifest: dict) -> str:
+    train, validation = manifest["splits"]["train"], manifest["splits"]["validation"]
+    return (f"{train['examples']} train / {validation['examples']} validation examples "
+            f"from {len(manifest['inputs'])} file(s)")
+
+
+def cli_prepare(args) -> int:
+    """`tonesweep prepare`: argparse Namespace -> exit code."""
+    options = PrepareOptions(
+        instrument=args.instrument, example_seconds=args.example_seconds, hop_seconds=args.hop_seconds,
+        validation_fraction=args.validation_fraction, seed=args.seed,
+        features=FeatureParams(frame_rates=tuple(args.frame_rates)),
+    )
+    prepare_dataset(args.audio, args.out, options, workers=args.workers)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+
+
+def read_manifest(dataset_dir: str | os.PathLike) -> dict:
+    """The dataset's manifest; UserError if the folder is missing, incomplete or another format."""
+    folder = Path(dataset_dir)
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such dataset folder; run `tonesweep prepare --out {folder} ...` first")
+    if not path.is_file():
+        raise UserError(f"{folder}: incomplete dataset (no {MANIFEST}); run `tonesweep prepare` again")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: unreadable manifest ({err}); run `tonesweep prepare` again") from None
+    if manifest.get("format") != FORMAT:
+        raise UserError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}; run `tonesweep prepare` again")
+    return manifest
+
+
+def _parse_spec(manifest: dict, frame_rate: int) -> dict:
+    import tensorflow as tf
+
+    n_samples = round(manifest["example_seconds"] * manifest["sample_rate"])
+    n_frames_r = round(manifest["example_seconds"] * frame_rate)
+    spec = {"audio": tf.io.FixedLenFeature([n_samples], tf.float32)}
+    for name in FEATURE_NAMES:
+        spec[f"{name}_{frame_rate}"] = tf.io.FixedLenFeature([n_frames_r], tf.float32)
+    return spec
+
+
+def _shard_paths(dataset_dir: str | os.PathLike, manifest: dict, split: str, frame_rate: int) -> list[str]:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if frame_rate not in manifest["frame_rates"]:
+        raise UserError(
+            f"{dataset_dir}: no features at {frame_rate} Hz (dataset has {manifest['frame_rates']}); "
+            f"prepare it with --frame-rates including {frame_rate}"
+        )
+    return [str(Path(dataset_dir) / name) for name in manifest["splits"][split]["shards"]]
+
+
+def _rename(parsed: dict, frame_rate: int) -> dict:
+    return {key.removesuffix(f"_{frame_rate}"): value for key, value in parsed.items()}
+
+
+def load_split(dataset_dir: str | os.PathLike, split: str, frame_rate: int) -> dict[str, np.ndarray]:
+    """The whole split in memory, in stored order (source file, then time).
+
+    Returns float32 arrays: audio [N, n_samples], f0_hz / f0_confidence / loudness_db / rms_db [N, T]
+    with T = example_seconds * frame_rate.
+    """
+    import tensorflow as tf
+
+    manifest = read_manifest(dataset_dir)
+    paths = _shard_paths(dataset_dir, manifest, split, frame_rate)
+    count = manifest["splits"][split]["examples"]
+    spec = _parse_spec(manifest, frame_rate)
+    records = tf.data.TFRecordDataset(paths).batch(max(1, count))
+    batch = tf.io.parse_example(next(iter(records)), spec)
+    return {key: value.numpy() for key, value in _rename(batch, frame_rate).items()}
+
+
+def tf_dataset(dataset_dir: str | os.PathLike, split: str, frame_rate: int):
+    """A streaming ``tf.data.Dataset`` of single examples (same keys and shapes as load_split rows).
+
+    For splits too large for memory; shards are read in order (shuffle/batch downstream).
+    """
+    import tensorflow as tf
+
+    manifest = read_manifest(dataset_dir)
+    paths = _shard_paths(dataset_dir, manifest, split, frame_rate)
+    spec = _parse_spec(manifest, frame_rate)
+    return tf.data.TFRecordDataset(paths).map(
+        lambda record: _rename(tf.io.parse_single_example(record, spec), frame_rate),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
