@@ -73,7 +73,20 @@ def ensure_experiment(client: MlflowClient, instrument: str) -> str:
         if existing.lifecycle_stage == "deleted":
             client.restore_experiment(existing.experiment_id)
         return existing.experiment_id
-    return client.create_experiment(experiment_name(instrument), tags={"tonesweep.instrument": instrument})
+    return client.create_experiment(experiment_name(instrument), tags={"tonesweep.instrument": instrument},
+                                    artifact_location=artifact_location(client.tracking_uri, instrument))
+
+
+def artifact_location(tracking_uri: str, instrument: str) -> str | None:
+    """Artifacts of a SQLite store live beside the database file, in ``mlartifacts/``.
+
+    (MLflow's own default is ``./mlruns`` under whatever directory the process runs in, which
+    scatters one store's artifacts over several folders.) Other stores keep MLflow's default.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db_path = Path(tracking_uri[len("sqlite:///"):]).resolve()
+    return (db_path.parent / "mlartifacts" / experiment_name(instrument)).as_uri()
 
 
 def find_parent_run(client: MlflowClient, experiment_id: str, sweep: str):

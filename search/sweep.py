@@ -202,15 +202,22 @@ def tune_config(settings: SweepSettings, space):
                                   overrides=overrides, max_concurrent=max_concurrent(settings),
                                   metric=METRIC, mode=MODE)
     if settings.scheduler == "asha":
-        max_t = settings.steps or _fixed_steps(space) or 2000
+        steps = settings.steps or _fixed_steps(space) or _trainer_default_steps()
         # time_attr "step" (not Ray's iteration count) keeps rungs right when a resumed trial
         # continues from its trainer checkpoint; the grace period gives every trial 2 reports.
-        scheduler = ASHAScheduler(time_attr="step", max_t=max_t,
-                                  grace_period=min(max_t, 2 * settings.report_every), reduction_factor=3)
+        # max_t is one past the last step: ASHA stops a trial that *reaches* max_t, which would
+        # cut off the final report carrying the trial's evaluation.
+        scheduler = ASHAScheduler(time_attr="step", max_t=steps + 1,
+                                  grace_period=min(steps, 2 * settings.report_every), reduction_factor=3)
     else:
         scheduler = FIFOScheduler()
     return tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.trials,
-                           metric=METRIC, mode=MODE, reuse_actors=True)
+                           metric=METRIC, mode=MODE, reuse_actors=True, trial_dirname_creator=trial_dirname)
+
+
+def trial_dirname(trial) -> str:
+    """Ray's per-trial folder: the trial id (Ray's default spells out the whole config)."""
+    return trial.trial_id
 
 
 def max_concurrent(settings: SweepSettings) -> int:
@@ -335,6 +342,12 @@ def _parent_summary(tally, tracker) -> dict:
         "smallest_acceptable_bytes": small.bytes if small else math.nan,
         "tracking_s_per_trial": tracker.seconds_per_trial(),
     }
+
+
+def _trainer_default_steps() -> int:
+    from trainers.config import DEFAULTS
+
+    return int(DEFAULTS["steps"])
 
 
 def _fixed_steps(space) -> int | None:
