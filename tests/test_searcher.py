@@ -1,0 +1,149 @@
+"""The KerasTuner-oracle adapter follows Ray Tune's Searcher contract, without starting Ray."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+from ray.tune.search import Searcher
+
+from search.searcher import KerasTunerSearcher
+from spaces import default_space
+from spaces.toml_space import parse_space
+
+
+def small_space():
+    return parse_space({
+        "hyperparameters": {
+            "decoder": {"type": "choice", "values": ["gru", "cnn"]},
+            "gru_units": {"type": "choice", "values": [16, 32, 64], "when": {"decoder": ["gru"]}},
+            "conv_channels": {"type": "choice", "values": [8, 16], "when": {"decoder": ["cnn"]}},
+            "learning_rate": {"type": "float", "min": 1e-4, "max": 1e-2, "sampling": "log"},
+        },
+        "fixed": {"batch_size": 2},
+    })
+
+
+def make(algorithm="random", max_trials=6, **kwargs):
+    return KerasTunerSearcher(small_space(), algorithm, max_trials=max_trials, seed=7,
+                              overrides={"steps": 30}, **kwargs)
+
+
+def finish(searcher, trial_id, val_loss, status="FINISHED"):
+    searcher.on_trial_result(trial_id, {"step": 10, "val_loss": val_loss * 2})
+    searcher.on_trial_complete(trial_id, {"step": 30, "val_loss": val_loss, "status": status})
+
+
+def test_suggest_gives_configs_with_fixed_and_overrides_and_distinct_tuner_ids():
+    searcher = make(max_concurrent=0)
+    configs = [searcher.suggest(f"t{i}") for i in range(3)]
+    for config in configs:
+        assert config["batch_size"] == 2 and config["steps"] == 30
+        assert ("gru_units" in config) == (config["decoder"] == "gru")
+    # three concurrent KerasTuner trials, one tuner id each
+    assert len(searcher.oracle.ongoing_trials) == 3
+    assert searcher.suggest("t1") == configs[1]  # asking again for a trial: the same answer
+
+
+def test_concurrency_limit_answers_none_until_a_trial_completes():
+    searcher = make(max_concurrent=2)
+    assert isinstance(searcher.suggest("a"), dict) and isinstance(searcher.suggest("b"), dict)
+    assert searcher.suggest("c") is None
+    finish(searcher, "a", 1.0)
+    assert isinstance(searcher.suggest("c"), dict)
+
+
+def test_finished_after_max_trials_and_completion_is_idempotent():
+    searcher = make(max_trials=3)
+    for trial_id in ("a", "b", "c"):
+        assert isinstance(searcher.suggest(trial_id), dict)
+    finish(searcher, "a", 0.5)
+    finish(searcher, "a", 0.1)                      # second call: ignored
+    searcher.on_trial_complete("never-suggested", {"val_loss": 0.0})
+    searcher.on_trial_complete("b", None, error=True)
+    searcher.on_trial_complete("c", {"status": "REJECTED", "failure_reason": "too large"})
+    assert searcher.suggest("d") == Searcher.FINISHED
+    by_status = {t.trial_id: (t.status, t.score, t.message) for t in searcher.oracle.trials.values()}
+    assert sorted(s for s, _, _ in by_status.values()) == ["COMPLETED", "FAILED", "FAILED"]
+    completed = [v for v in by_status.values() if v[0] == "COMPLETED"][0]
+    assert completed[1] == pytest.approx(0.5)      # the best val_loss reported, not the ignored 0.1
+    assert any(m == "too large" for _, _, m in by_status.values())
+
+
+def test_stopped_trial_scores_its_best_reported_loss_and_no_loss_means_failed():
+    searcher = make()
+    searcher.suggest("s")
+    searcher.on_trial_result("s", {"step": 10, "val_loss": 3.0})
+    searcher.on_trial_result("s", {"step": 20, "val_loss": 2.0})
+    searcher.on_trial_complete("s", {"step": 20, "val_loss": 2.0})  # ASHA stop: no final status
+    searcher.suggest("n")
+    searcher.on_trial_complete("n", {"step": 0, "val_loss": math.nan, "status": "FINISHED"})
+    trials = {t.trial_id: t for t in searcher.oracle.trials.values()}
+    assert [t.score for t in trials.values() if t.status == "COMPLETED"] == [2.0]
+    assert [t.status for t in trials.values()].count("FAILED") == 1
+
+
+def test_many_failures_do_not_stop_the_search():
+    searcher = make(max_trials=8)
+    for i in range(6):  # KerasTuner's default would raise after 3 consecutive failures
+        searcher.suggest(f"f{i}")
+        searcher.on_trial_complete(f"f{i}", {"status": "FAILED", "failure_reason": "NaN loss"})
+    assert isinstance(searcher.suggest("ok"), dict)
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayesian"])
+def test_save_restore_continues_exactly(tmp_path, algorithm):
+    searcher = make(algorithm, max_trials=12, max_concurrent=2)
+    for i in range(5):
+        searcher.suggest(f"t{i}")
+        finish(searcher, f"t{i}", 1.0 / (i + 1))
+    searcher.suggest("live")                        # running at save time
+    path = tmp_path / "state" / "searcher.json"
+    searcher.save(str(path))
+    state = json.loads(path.read_text())          # plain JSON, not a pickle
+    assert state["format"] == "tonesweep-searcher/1" and state["live"] == ["live"]
+    assert [p.name for p in path.parent.iterdir()] == ["searcher.json"]  # no temp files left
+
+    restored = make(algorithm, max_trials=1)        # different settings: restore replaces them
+    restored.restore(str(path))
+    assert restored.max_trials == 12 and restored.live_trials() == {"live"}
+    # the running trial's completion reaches the oracle after the restore
+    finish(restored, "live", 0.01)
+    finish(searcher, "live", 0.01)
+    assert restored.best_config() == searcher.best_config()
+    assert restored.best_config()["learning_rate"] == searcher.oracle.get_best_trials(1)[0].hyperparameters.values["learning_rate"]
+    # and both suggest the same next configurations (the Gaussian process is refitted after a
+    # restore, so Bayesian floats agree to optimizer precision, not bit for bit)
+    for i in range(3):
+        after, before = restored.suggest(f"n{i}"), searcher.suggest(f"n{i}")
+        assert after.keys() == before.keys()
+        for key in after:
+            assert after[key] == pytest.approx(before[key], rel=1e-4), key
+
+
+def test_pickle_goes_through_the_json_state():
+    searcher = make()
+    searcher.suggest("a")
+    assert KerasTunerSearcher.__getstate__(searcher)["format"] == "tonesweep-searcher/1"
+    clone = pickle.loads(pickle.dumps(searcher))
+    assert clone.live_trials() == {"a"} and clone.suggest("a") == searcher.suggest("a")
+    assert clone.suggest("b") == searcher.suggest("b")
+
+
+def test_bayesian_moves_past_its_random_start():
+    searcher = KerasTunerSearcher(default_space(), "bayesian", max_trials=9, seed=1)
+    for i in range(4):  # num_initial_points = 3 for a 9-trial budget
+        config = searcher.suggest(f"t{i}")
+        finish(searcher, f"t{i}", config["learning_rate"] * 100)
+    config = searcher.suggest("gp")
+    assert isinstance(config, dict) and "decoder" in config
+
+
+def test_unknown_algorithm_is_rejected():
+    with pytest.raises(ValueError):
+        KerasTunerSearcher(small_space(), "hyperband")
