@@ -120,8 +120,12 @@ class ExportedSynth(tf.Module):
         for layer in model.decoder.layers:
             for weight in layer.weights:
                 key = f"{layer.name}/{weight.name.split('/')[-1]}"
-                self.weights[key] = tf.Variable(weight.numpy(), name=key.replace("/", "_"), trainable=False)
-        self.reverb_ir = None if reverb_ir is None else tf.Variable(reverb_ir, name="reverb_ir", trainable=False)
+                value = weight.numpy()
+                if isinstance(layer, tf.keras.layers.Conv1D) and value.ndim == 3:
+                    value = value[np.newaxis]  # [1,k,in,out]: consumed by conv2d as is (see _conv)
+                self.weights[key] = tf.Variable(value, name=key.replace("/", "_"), trainable=False)
+        self.reverb_kernel = None if reverb_ir is None else tf.Variable(
+            safe_ops.reverb_kernel(reverb_ir), name="reverb_kernel", trainable=False)
         # The SavedModel's serving signature (see bundle.write_saved_model).
         self.render = tf.function(self._render, input_signature=self.input_signature(), autograph=False)
 
@@ -210,13 +214,17 @@ class ExportedSynth(tf.Module):
         return self._fc_stack(x, "out"), next_state
 
     def _conv(self, x, name, dilation):
-        kernel = self.weights[f"{name}/kernel"]  # [k, in, out]
-        size = int(kernel.shape[0])
-        pad = (size - 1) * dilation
+        """Keras Conv1D ('same' or 'causal', dilated) as conv2d on [1,1,T,C].
+
+        conv1d would expand the kernel's dims inside the graph, and the converter would fold that
+        into an anonymous constant that weight quantization misses; the variable is 4-D instead.
+        """
+        kernel = self.weights[f"{name}/kernel"]  # [1,k,in,out]
+        pad = (int(kernel.shape[1]) - 1) * dilation
         left = pad if self.config["causal"] else pad // 2
-        x = tf.pad(x, [[0, 0], [left, pad - left], [0, 0]])
-        y = tf.nn.conv1d(x, kernel, stride=1, padding="VALID", dilations=dilation)
-        return y + self.weights[f"{name}/bias"]
+        x = tf.pad(x, [[0, 0], [left, pad - left], [0, 0]])[:, tf.newaxis]
+        y = tf.nn.conv2d(x, kernel, strides=1, padding="VALID", dilations=[1, 1, dilation, 1])
+        return y[:, 0] + self.weights[f"{name}/bias"]
 
     def _cnn_body(self, f0_scaled, feature_scaled):
         x = self._conv(tf.concat([f0_scaled, feature_scaled], axis=-1), "conv_in", 1)
@@ -250,8 +258,8 @@ class ExportedSynth(tf.Module):
 
         audio = harmonic + filtered
         outputs = {"next_phase": next_phase, "next_noise_tail": next_noise_tail}
-        if self.reverb_ir is not None:
-            wet = safe_ops.reverb_wet(audio, self.reverb_ir)  # [1, F*H + Lr - 1]
+        if self.reverb_kernel is not None:
+            wet = safe_ops.reverb_wet(audio, self.reverb_kernel)  # [1, F*H + Lr - 1]
             wet = wet + tf.pad(reverb_tail, [[0, 0], [0, lay.samples_per_call]])
             audio = audio + wet[:, :lay.samples_per_call]
             outputs["next_reverb_tail"] = wet[:, lay.samples_per_call:]

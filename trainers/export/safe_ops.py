@@ -236,17 +236,27 @@ def filtered_noise(noise: tf.Tensor, magnitudes: tf.Tensor, hop: int,
 
 # ---------------------------------------------------------------- reverb
 
-def reverb_wet(audio: tf.Tensor, impulse_response: tf.Tensor) -> tf.Tensor:
-    """Causal FIR of ddsp.effects.Reverb (first tap masked), full length, as one conv1d.
+def reverb_kernel(impulse_response: np.ndarray) -> np.ndarray:
+    """ddsp.effects.Reverb's IR [L] as the conv2d filter reverb_wet takes: [1, L, 1, 1].
 
-    Args: audio [B,S], impulse_response [L] (the trainable variable). Returns wet [B, S+L-1];
-    ddsp keeps the first S samples and adds the dry signal.
+    The dry tap (sample 0) is masked as ddsp does, and the taps are reversed (conv2d correlates).
+    Kept as one variable in exactly this form: any op applied to a weight inside the graph is
+    constant-folded by the converter into an unnamed constant that weight quantization misses.
     """
-    length = int(impulse_response.shape[0])
-    masked = tf.concat([tf.constant([0.0]), impulse_response[1:]], axis=0)  # ddsp masks the dry tap
-    kernel = tf.reshape(tf.reverse(masked, axis=[0]), [length, 1, 1])
-    padded = tf.pad(audio[:, :, tf.newaxis], [[0, 0], [length - 1, length - 1], [0, 0]])
-    return tf.nn.conv1d(padded, kernel, stride=1, padding="VALID")[:, :, 0]
+    masked = np.asarray(impulse_response, np.float32).copy()
+    masked[0] = 0.0
+    return masked[::-1].reshape(1, -1, 1, 1).copy()
+
+
+def reverb_wet(audio: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """Causal FIR of ddsp.effects.Reverb, full length, as one conv2d.
+
+    Args: audio [B,S], kernel [1,L,1,1] from reverb_kernel. Returns wet [B, S+L-1]; ddsp keeps
+    the first S samples and adds the dry signal.
+    """
+    length = int(kernel.shape[1])
+    padded = tf.pad(audio, [[0, 0], [length - 1, length - 1]])[:, tf.newaxis, :, tf.newaxis]
+    return tf.nn.conv2d(padded, kernel, strides=1, padding="VALID")[:, 0, :, 0]
 
 
 # ---------------------------------------------------------------- GRU
@@ -268,26 +278,28 @@ def gru_sequence(inputs: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tens
     n_steps = int(inputs.shape[1])
     units = int(recurrent_kernel.shape[0])
     keep = n_steps if keep_state_at is None else keep_state_at
-    projected = tf.matmul(inputs[0], kernel) + bias[0]  # [T,3U]: inputs through all gates at once
-    recurrent_bias = bias[1]
+    projected = tf.matmul(inputs[0], kernel)  # [T,3U]: inputs through all gates at once
     # Buffer for the outputs. Derived from an input (times zero) so grappler cannot fold it into
     # a [T,U] constant in the weights.
     outputs0 = projected[:, :units] * 0.0
 
-    def step(t, h, kept, outputs):
-        x = projected[t][tf.newaxis, :]  # [1,3U]
-        inner = tf.matmul(h, recurrent_kernel) + recurrent_bias
+    # The weights travel as loop variables rather than captures: captured tensors get anonymous
+    # names ("unknown_9") and slices of a weight are folded into new constants, and either way
+    # the converter's '*ReadVariableOp*' quantization pattern would miss them.
+    def step(t, h, kept, outputs, recurrent_kernel, bias):
+        x = projected[t][tf.newaxis, :] + bias[0]  # [1,3U]
+        inner = tf.matmul(h, recurrent_kernel) + bias[1]
         z = tf.sigmoid(x[:, :units] + inner[:, :units])
         r = tf.sigmoid(x[:, units:2 * units] + inner[:, units:2 * units])
         candidate = tf.tanh(x[:, 2 * units:] + r * inner[:, 2 * units:])
         h_new = z * h + (1.0 - z) * candidate
         outputs = tf.tensor_scatter_nd_update(outputs, tf.reshape(t, [1, 1]), h_new)
         kept = tf.where(tf.equal(t + 1, keep), h_new, kept)
-        return t + 1, h_new, kept, outputs
+        return t + 1, h_new, kept, outputs, recurrent_kernel, bias
 
-    _, final, kept, outputs = tf.while_loop(
+    loop = tf.while_loop(
         lambda t, *_: t < n_steps, step,
-        (tf.constant(0), initial_state, initial_state, outputs0),
+        (tf.constant(0), initial_state, initial_state, outputs0, recurrent_kernel, bias),
         maximum_iterations=n_steps)
-    del final
+    outputs, kept = loop[3], loop[2]
     return outputs[tf.newaxis], kept

@@ -1,0 +1,81 @@
+// Node parity runner: load a TF.js graph model from disk, run it on the wasm (or cpu) backend
+// with inputs written by Python, write the outputs back for comparison.
+//
+//   node node_parity.mjs --model TFJS_DIR --io IO_DIR [--backend wasm|cpu] [--repeat N]
+//
+// IO_DIR/inputs.json: {"name": {"shape": [...], "file": "name.f32"}} (little-endian float32).
+// Writes IO_DIR/outputs.json (same layout, files out_<name>.f32) with "timings_ms" and "backend".
+// No tfjs-node: the model files are read with fs and handed to tf.loadGraphModel as an IOHandler.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import * as tf from '@tensorflow/tfjs';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { render } from './runner.mjs';
+
+function parseArgs(argv) {
+  const args = { backend: 'wasm', repeat: 1 };
+  for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, '')] = argv[i + 1];
+  if (!args.model || !args.io) throw new Error('usage: --model TFJS_DIR --io IO_DIR [--backend wasm|cpu] [--repeat N]');
+  args.repeat = Number(args.repeat);
+  return args;
+}
+
+function fileHandler(dir) {
+  return {
+    async load() {
+      const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+      const weightSpecs = [];
+      const buffers = [];
+      for (const group of json.weightsManifest) {
+        weightSpecs.push(...group.weights);
+        for (const p of group.paths) buffers.push(fs.readFileSync(path.join(dir, p)));
+      }
+      const all = Buffer.concat(buffers);
+      return {
+        modelTopology: json.modelTopology, format: json.format, generatedBy: json.generatedBy,
+        convertedBy: json.convertedBy, signature: json.signature, weightSpecs,
+        weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
+      };
+    },
+  };
+}
+
+function readTensors(dir) {
+  const index = JSON.parse(fs.readFileSync(path.join(dir, 'inputs.json'), 'utf8'));
+  const out = {};
+  for (const [name, spec] of Object.entries(index)) {
+    const buf = fs.readFileSync(path.join(dir, spec.file));
+    out[name] = { shape: spec.shape, data: new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4) };
+  }
+  return out;
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.backend === 'wasm') {
+    const require = createRequire(import.meta.url);
+    const dist = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
+    setWasmPaths(path.join(dist, 'dist') + path.sep);
+  }
+  if (!(await tf.setBackend(args.backend))) throw new Error(`backend ${args.backend} unavailable`);
+  await tf.ready();
+  const model = await tf.loadGraphModel(fileHandler(args.model));
+  const inputs = readTensors(args.io);
+  const timings = [];
+  let result;
+  for (let i = 0; i < Math.max(1, args.repeat); i++) {
+    result = await render(tf, model, inputs);
+    timings.push(result.ms);
+  }
+  const index = { backend: tf.getBackend(), timings_ms: timings, outputs: {} };
+  for (const [name, t] of Object.entries(result.outputs)) {
+    const file = `out_${name}.f32`;
+    fs.writeFileSync(path.join(args.io, file), Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    index.outputs[name] = { shape: t.shape, file };
+  }
+  fs.writeFileSync(path.join(args.io, 'outputs.json'), JSON.stringify(index));
+}
+
+main().catch((err) => { console.error(`node_parity: ${err.stack || err}`); process.exit(1); });
