@@ -8,8 +8,10 @@ which lets `prepare` compute features once per file and cut examples afterwards.
 
 pYIN cost: librosa's pYIN decodes its pitch HMM with a dense Viterbi over ~1200 states, ~18 s of
 CPU per 20 s of audio at 250 Hz. The HMM's transition matrix is banded (pitch moves at most a few
-bins per frame), so :func:`pyin` runs the same model with a banded Viterbi — identical output
-(tested against ``librosa.pyin``), about 30x faster. When every requested frame rate divides the
+bins per frame), so :func:`pyin` runs the same model with a banded Viterbi — identical voicing,
+voicing probability and voiced f0 (tested against ``librosa.pyin``), about 15-30x faster. (librosa's
+dense matrix also allows out-of-band jumps with probability ~1e-308; they can change the arbitrary
+"best guess" pitch it reports in unvoiced frames, which tonesweep replaces by interpolation.) When every requested frame rate divides the
 highest one, pYIN runs once at the highest rate and lower rates take every k-th frame: the frames
 are centred on the same samples, and pYIN's per-frame voicing probability is computed from that
 frame alone, so only the HMM path could differ (checked in tests/test_features.py).

@@ -1,0 +1,69 @@
+"""Shared fixtures: rendered demo audio and a tiny prepared dataset (session-scoped, ~12 s total).
+
+- ``rendered_audio``: folder from `demo-data` with ``bansuri/`` and ``voice/`` (one ~20 s take each,
+  seed 7), WAVs beside their ground-truth ``.f0.csv``.
+- ``tiny_dataset``: a prepared bansuri dataset (36 s of rendered audio, frame rates 250 and 50,
+  4 s examples, hop 1 s; >= 2 validation examples).
+- ``make_tone``: writes a synthetic harmonic tone with vibrato to a file (any rate/channels/format).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+RENDER_SEED = 7
+TINY_SECONDS = 36.0
+
+
+@pytest.fixture(scope="session")
+def rendered_audio(tmp_path_factory) -> Path:
+    """Demo audio: OUT/bansuri/bansuri-0.wav (+ .f0.csv) and OUT/voice/voice-0.wav, ~20 s each."""
+    from trainers.demo_audio import render_demo
+
+    out = tmp_path_factory.mktemp("rendered_audio")
+    render_demo(out, minutes=20 / 60, instruments=["bansuri", "voice"], seed=RENDER_SEED)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A prepared bansuri dataset folder (frame rates 250 and 50) built from 36 s of audio."""
+    from trainers.dataset import PrepareOptions, prepare_dataset
+    from trainers.demo_audio import render_demo
+    from trainers.features import FeatureParams
+
+    audio = tmp_path_factory.mktemp("tiny_audio")
+    render_demo(audio, minutes=TINY_SECONDS / 60, instruments=["bansuri"], seed=RENDER_SEED + 1)
+    out = tmp_path_factory.mktemp("tiny_dataset") / "bansuri"
+    options = PrepareOptions(instrument="bansuri", features=FeatureParams(frame_rates=(250, 50)))
+    manifest = prepare_dataset([audio / "bansuri"], out, options, workers=1)
+    assert manifest["splits"]["validation"]["examples"] >= 2, manifest["splits"]
+    return out
+
+
+def synth_tone(seconds: float, sample_rate: int = 16000, f0_hz: float = 330.0, amplitude: float = 0.3,
+               vibrato_cents: float = 30.0) -> np.ndarray:
+    """A harmonic tone with 5.5 Hz vibrato and a slow tremolo: float64 [seconds * sample_rate]."""
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    f0 = f0_hz * 2 ** (vibrato_cents / 1200 * np.sin(2 * np.pi * 5.5 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    tone = sum(np.sin(k * phase) / k for k in range(1, 6))
+    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 0.25 * t) ** 2
+    return amplitude * tone * envelope / np.max(np.abs(tone))
+
+
+@pytest.fixture(scope="session")
+def make_tone():
+    """``make_tone(path, seconds, sample_rate=16000, channels=1, subtype="PCM_16", **synth_tone kwargs)``."""
+    import soundfile as sf
+
+    def write(path, seconds, sample_rate=16000, channels=1, subtype="PCM_16", **kwargs) -> Path:
+        tone = synth_tone(seconds, sample_rate, **kwargs)
+        data = np.stack([tone] * channels, axis=1) if channels > 1 else tone
+        sf.write(str(path), data, sample_rate, subtype=subtype)
+        return Path(path)
+
+    return write
