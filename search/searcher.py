@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
+import numpy as np
 from keras_tuner.engine import trial as kt_trial_module
 from ray.tune.search import Searcher
 
@@ -162,6 +163,7 @@ class KerasTunerSearcher(Searcher):
             "overrides": self.overrides,
             "max_concurrent": self.max_concurrent,
             "oracle": _jsonable(self._oracle.get_state()),
+            "oracle_rng": _rng_state(self._oracle),
             "trials": {tid: _jsonable(t.get_state()) for tid, t in self._oracle.trials.items()},
             "ray_to_kt": self._ray_to_kt,
             "configs": self._configs,
@@ -184,6 +186,7 @@ class KerasTunerSearcher(Searcher):
         self._oracle.trials = {tid: kt_trial_module.Trial.from_state(s) for tid, s in state["trials"].items()}
         self._oracle.set_state(state["oracle"])
         self._oracle.verbose = 0  # set_state restores the display; keep KerasTuner's tables quiet
+        _set_rng_state(self._oracle, state.get("oracle_rng"))
         self._ray_to_kt = dict(state["ray_to_kt"])
         self._configs = {k: dict(v) for k, v in state["configs"].items()}
         self._live = set(state["live"])
@@ -267,6 +270,25 @@ def _finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def _rng_state(oracle) -> list | None:
+    """The Bayesian oracle's numpy RNG (it seeds the acquisition optimizer's restarts).
+
+    KerasTuner's own oracle state leaves it out, so a restored oracle would start those restarts
+    from a fresh RNG and could suggest something else than the uninterrupted search would have.
+    """
+    rng = getattr(oracle, "_random_state", None)
+    if rng is None:
+        return None
+    name, keys, pos, has_gauss, gauss = rng.get_state()
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
+
+
+def _set_rng_state(oracle, state: list | None) -> None:
+    if state is not None and getattr(oracle, "_random_state", None) is not None:
+        name, keys, pos, has_gauss, gauss = state
+        oracle._random_state.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
 
 
 def _jsonable(obj: Any) -> Any:
