@@ -1,0 +1,340 @@
+"""`tonesweep export`: the registry's champion (or one run) -> a self-contained, parity-checked bundle.
+
+    DIR/saved_model/     TF SavedModel of ExportedSynth (weights as shipped: quantized+dequantized)
+    DIR/tfjs/            model.json + weight shards (real tensorflowjs converter, weights quantized)
+    DIR/model-card.json  what a runtime needs (layout, scaling stats) and what was verified
+
+The chain is explicit: resolve_trial -> load_trained -> ExportedSynth -> check vs training graph
+-> SavedModel -> convert -> check TF.js in Node -> model card. Every check raises
+ExportParityError below its bar, so a bundle on disk has passed them all.
+
+MLflow is imported only inside the functions that resolve a registry entry or a run
+(trainers/ otherwise stays free of tracking code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainers.errors import UserError
+
+CARD_FORMAT = "tonesweep-model-card/1"
+TF_PARITY_DB = 100.0  # export-safe graph vs training graph; TF.js vs TF (any precision)
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # same default as `tonesweep sweep` (docs §3)
+AUTO_TOLERANCE = 0.05  # --precision auto with a bare run: the selector's default tolerance
+
+
+class ExportParityError(RuntimeError):
+    """An exported graph does not reproduce its reference closely enough; nothing was shipped."""
+
+
+@dataclass(frozen=True)
+class TrialSource:
+    """Where the trial files came from and what the registry said about them."""
+
+    trial_dir: Path
+    run_id: str
+    precision: str | None  # chosen by the selector (registry tag), None if unknown
+    registry: dict[str, str]  # registered model, version and its tags (empty without registry)
+
+
+# ---------------------------------------------------------------------- resolving the trial
+
+def resolve_trial(instrument: str, run_id: str | None, tracking_uri: str | None, download_dir: Path) -> TrialSource:
+    """The champion of `instrument`, an MLflow run id, or a local trial folder (``--run-id PATH``)."""
+    if run_id and Path(run_id).is_dir():
+        local = Path(run_id)
+        if not (local / "config.json").exists():
+            raise UserError(f"{local}: not a trial folder (no config.json); pass the --out folder of `tonesweep train`")
+        return TrialSource(local, local.resolve().name, None, {})
+    from mlflow import MlflowClient  # noqa: PLC0415
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    client = MlflowClient(tracking_uri=uri)
+    registry = _champion(client, instrument, uri) if run_id is None else _champion_if_run(client, instrument, run_id)
+    run_id = run_id or registry["run_id"]
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise UserError(f"--run-id {run_id}: no such run in {uri}; check the id or --tracking-uri") from None
+    download_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        local = Path(client.download_artifacts(run_id, "trial", str(download_dir)))
+    except (MlflowException, OSError) as err:
+        raise UserError(f"run {run_id}: its trial/ artifacts cannot be downloaded ({err}); was the trial logged by a sweep?") from None
+    return TrialSource(local, run_id, registry.get("precision") or None, registry)
+
+
+def _champion(client, instrument: str, uri: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    name = f"tonesweep-{instrument}"
+    try:
+        version = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        raise UserError(f"{name}@champion: not registered in {uri}; run `tonesweep pareto --instrument {instrument}` "
+                        "first, or pass --run-id") from None
+    return {"model": name, "version": str(version.version), **version.tags,
+            "run_id": version.tags.get("run_id") or version.run_id}
+
+
+def _champion_if_run(client, instrument: str, run_id: str) -> dict[str, str]:
+    """The champion's registry info when it is this run (its precision then applies), else {}."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    try:
+        info = _champion(client, instrument, "")
+    except (UserError, MlflowException):
+        return {}
+    return info if info.get("run_id") == run_id else {}
+
+
+def choose_precision(requested: str, source: TrialSource, metrics: dict[str, Any]) -> str:
+    """`auto`: the registry's choice, else the smallest precision whose quality is within the
+    selector's default tolerance of float32 (lower quality numbers are better)."""
+    if requested != "auto":
+        return requested
+    if source.precision:
+        return source.precision
+    best = metrics.get("quality_float32")
+    if best is None:
+        return "float32"
+    for precision in ("uint8", "float16"):
+        quality = metrics.get(f"quality_{precision}")
+        if quality is not None and np.isfinite(quality) and quality <= best * (1 + AUTO_TOLERANCE):
+            return precision
+    return "float32"
+
+
+# ---------------------------------------------------------------------- building and checking
+
+def parity_inputs(module, manifest: dict[str, Any] | None, feature: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs in the instrument's range (dataset statistics) for the parity checks."""
+    from trainers.export import graph  # noqa: PLC0415
+
+    stats = (manifest or {}).get("stats", {}).get(str(module.layout.frame_rate), {})
+    feature_stats = stats.get(f"{feature}_db", {})
+    low, high = feature_stats.get("p5", -60.0), feature_stats.get("p95", -10.0)
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        low, high = -60.0, -10.0
+    return graph.random_inputs(module.layout, seed=seed, feature_range=(low, high))
+
+
+def check_against_training(module, model, inputs) -> float:
+    """SNR (dB) of the export-safe graph against the training graph; raises below the bar."""
+    from trainers.export import graph  # noqa: PLC0415
+
+    exported = module(**inputs)["audio"]
+    snr = graph.snr_db(graph.training_reference(model, module.layout, inputs), exported)
+    if not snr >= TF_PARITY_DB:
+        raise ExportParityError(f"export-safe graph vs training graph: {snr:.1f} dB < {TF_PARITY_DB} dB")
+    return snr
+
+
+def quantize_module_weights(module, precision: str) -> None:
+    """Replace every weight by its value after TF.js quantization (as trainers.evaluate does)."""
+    from trainers.evaluate import quantize_dequantize  # noqa: PLC0415
+
+    for var in module.variables:
+        var.assign(quantize_dequantize(var.numpy(), precision))
+
+
+def write_saved_model(module, path: Path) -> None:
+    import tensorflow as tf  # noqa: PLC0415
+
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.render})
+
+
+def check_tfjs(tfjs_dir: Path, tf_outputs: dict[str, np.ndarray], inputs, repeat: int = 2) -> dict[str, Any]:
+    """Run the converted model in Node (wasm backend); SNR per output vs TF; raises below the bar."""
+    from trainers.export import graph, tfjs  # noqa: PLC0415
+
+    try:
+        js_outputs, info = tfjs.run_node(tfjs_dir, inputs, backend="wasm", repeat=repeat)
+    except RuntimeError as err:
+        raise ExportParityError(str(err)) from None
+    snr = graph.snr_db(tf_outputs["audio"], js_outputs["audio"])
+    if not snr >= TF_PARITY_DB:
+        raise ExportParityError(f"TF.js (Node, wasm) vs TF: {snr:.1f} dB < {TF_PARITY_DB} dB")
+    return {"snr_db": round(snr, 2), "backend": info["backend"],
+            "ms_per_call": round(float(np.median(info["timings_ms"][1:] or info["timings_ms"])), 1)}
+
+
+# ---------------------------------------------------------------------- the bundle
+
+def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, precision: str = "auto",
+                  js_parity: bool = True, frames_per_call: int | None = None) -> dict[str, Any]:
+    """Write DIR/saved_model, DIR/tfjs, DIR/model-card.json for one trial; returns the card.
+
+    Built in a temporary folder next to DIR and moved into place only after every check passed.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    from trainers.export import graph, tfjs  # noqa: PLC0415
+    from trainers.train import load_trained  # noqa: PLC0415
+
+    out_dir = Path(out_dir)
+    config, model = load_trained(source.trial_dir)
+    metrics = _read_json(source.trial_dir / "metrics.json", required=False)
+    manifest = _read_json(source.trial_dir / "dataset_manifest.json", required=False)
+    precision = choose_precision(precision, source, metrics)
+    module = graph.ExportedSynth(config, model, frames_per_call or 4 * config["frame_rate"])
+    inputs = parity_inputs(module, manifest, config["feature"])
+    tf_vs_training = check_against_training(module, model, inputs)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        write_saved_model(module, staging / "float32_saved_model")  # what the converter quantizes
+        sizes = tfjs.convert(staging / "float32_saved_model", staging / "tfjs", precision)
+        shutil.rmtree(staging / "float32_saved_model")
+        quantize_module_weights(module, precision)  # the SavedModel ships what TF.js runs
+        write_saved_model(module, staging / "saved_model")
+        tf_outputs = _run_saved_model(staging / "saved_model", inputs)
+        js = check_tfjs(staging / "tfjs", tf_outputs, inputs) if js_parity else None
+        card = model_card(instrument, config, module.layout, source, precision, metrics, manifest, sizes,
+                          {"tf_vs_training_db": round(tf_vs_training, 2), "tfjs_node_wasm": js,
+                           "tf_ms_per_call": _tf_ms_per_call(staging / "saved_model", inputs)})
+        (staging / "model-card.json").write_text(json.dumps(card, indent=2) + "\n")
+        if out_dir.exists():
+            _remove_previous_bundle(out_dir)
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    del tf
+    return card
+
+
+def _remove_previous_bundle(out_dir: Path) -> None:
+    """Replace an earlier bundle, but never delete a folder that is not one."""
+    if any(out_dir.iterdir()) and not (out_dir / "model-card.json").exists():
+        raise UserError(f"{out_dir}: exists and is not an export bundle; choose an empty or new --out folder")
+    shutil.rmtree(out_dir)
+
+
+def _run_saved_model(path: Path, inputs) -> dict[str, np.ndarray]:
+    """One call of the SavedModel's serving signature (what `transfer` runs)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    outputs = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _tf_ms_per_call(path: Path, inputs, repeat: int = 3) -> float:
+    import time  # noqa: PLC0415
+
+    import tensorflow as tf  # noqa: PLC0415
+
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    feeds = {k: tf.constant(v) for k, v in inputs.items()}
+    fn(**feeds)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(**feeds)["audio"].numpy()
+        times.append(time.perf_counter() - start)
+    return round(1000 * float(np.median(times)), 1)
+
+
+def model_card(instrument, config, layout, source: TrialSource, precision, metrics, manifest, sizes, parity
+               ) -> dict[str, Any]:
+    """model-card.json: what a runtime needs to drive the model and what was verified."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    from trainers.export import tfjs  # noqa: PLC0415
+
+    stats = (manifest or {}).get("stats", {}).get(str(config["frame_rate"]), {})
+    feature_key = f"{config['feature']}_db"
+    return {
+        "format": CARD_FORMAT,
+        "instrument": instrument,
+        "decoder": config["decoder"],
+        "feature": config["feature"],
+        "sample_rate": layout.sample_rate,
+        "frame_rate": layout.frame_rate,
+        "frames_per_call": layout.frames_per_call,
+        "layout": layout.to_dict(),
+        "inputs": {
+            "f0_hz": "fundamental frequency in Hz per frame, 0 when unvoiced",
+            "feature_db": f"{config['feature']} in dB per frame (0 dB ref, floor -80 dB)",
+            "noise": "white noise, uniform in [-1, 1), one value per sample of all input frames",
+            "carries": "phase, noise_tail, state, reverb_tail: zeros for the first call, then the "
+                       "previous call's next_* outputs",
+        },
+        "input_scaling": {
+            "in_graph": "f0_scaled = midi(f0_hz)/127, feature_scaled = feature_db/80 + 1",
+            "f0_midi": stats.get("f0_midi"),
+            "feature_db": stats.get(feature_key),
+            "how": "tone transfer: shift f0 by whole octaves so its median midi is nearest f0_midi.p50; "
+                   "shift feature_db so its voiced p95 equals feature_db.p95",
+        },
+        "config": config,
+        "run_id": source.run_id,
+        "registry": source.registry,
+        "precision": precision,
+        "quality": {"metric": "held-out multi-scale spectral loss (lower is better)",
+                    "value": metrics.get(f"quality_{precision}"),
+                    "pitch_error_cents": metrics.get(f"pitch_error_cents_{precision}")},
+        "bytes": {"model_json": sizes["model_json"], "shards": sizes["shards"], "total": sizes["total"],
+                  "selector_estimate": metrics.get(f"bytes_{precision}")},
+        "parity": parity,
+        "versions": {"tonesweep": _tonesweep_version(), "tensorflow": tf.__version__,
+                     "tensorflowjs_converter": tfjs.converter_version(), "format": CARD_FORMAT},
+    }
+
+
+def _tonesweep_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("tonesweep")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _read_json(path: Path, required: bool = True) -> dict[str, Any]:
+    if not path.exists():
+        if required:
+            raise UserError(f"{path}: missing")
+        return {}
+    return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------------- CLI
+
+def cli_export(args) -> int:
+    """`tonesweep export --instrument NAME --out DIR [--run-id ID|TRIAL_DIR] [--precision P]`."""
+    with tempfile.TemporaryDirectory(prefix="tonesweep-export-") as tmp:
+        source = resolve_trial(args.instrument, args.run_id, args.tracking_uri, Path(tmp) / "download")
+        try:
+            card = export_bundle(source, args.out, args.instrument, args.precision,
+                                 js_parity=not args.skip_js_parity)
+        except ExportParityError as err:
+            print(f"tonesweep: export FAILED parity check: {err}")
+            return 1
+    _print_summary(args.out, card)
+    return 0
+
+
+def _print_summary(out_dir, card: dict[str, Any]) -> None:
+    size, parity = card["bytes"], card["parity"]
+    js = parity["tfjs_node_wasm"]
+    estimate = size["selector_estimate"]
+    print(f"exported {card['instrument']} (run {card['run_id']}, {card['decoder']}/{card['feature']}, "
+          f"{card['precision']}) to {out_dir}")
+    print(f"  bundle bytes: {size['total']:,} (model.json {size['model_json']:,} + shards {size['shards']:,}); "
+          f"selector estimate {estimate if estimate is None else f'{int(estimate):,}'}")
+    print(f"  parity: TF vs training graph {parity['tf_vs_training_db']} dB; "
+          + (f"TF.js Node wasm vs TF {js['snr_db']} dB, {js['ms_per_call']} ms/call" if js else "TF.js check skipped"))
+    print(f"  quality ({card['precision']}): {card['quality']['value']}")
