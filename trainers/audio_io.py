@@ -136,5 +136,7 @@ def _check_wav_size(path: Path) -> None:
 
 
 def _first_line(err: Exception) -> str:
+    """libsndfile's reason without its "Error opening '<path>': " prefix (the path leads the line)."""
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    line = text[0] if text else type(err).__name__
+    return line.split("': ", 1)[1] if line.startswith("Error opening '") and "': " in line else line

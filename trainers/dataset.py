@@ -207,8 +207,8 @@ def pitch_check(source: SourceFile, options: PrepareOptions) -> str | None:
     fraction = float(voiced.mean()) if voiced.size else 0.0
     if fraction < MIN_VOICED_FRACTION:
         return (
-            f"{source.path}: no pitched content ({100 * fraction:.1f}% of frames voiced); tonesweep models pitched "
-            f"instruments: check that this is a recording of {options.instrument}, or remove it"
+            f"{source.path}: no pitched content ({100 * fraction:.1f}% of frames voiced); check that it is a recording "
+            f"of {options.instrument} (a pitched instrument), or remove it"
         )
     return None
 
