@@ -67,3 +67,42 @@ def make_tone():
         return Path(path)
 
     return write
+
+
+# ===================================================================================== trainer
+# Section owned by the trainer (issue 3). Tiny trained trials for tests of the sweep and export.
+
+TRAINED_GRU_CONFIG = {
+    "decoder": "gru", "feature": "loudness", "frame_rate": 250, "hidden": 32, "fc_layers": 1, "gru_units": 32,
+    "n_harmonics": 30, "n_noise_bands": 24, "learning_rate": 3e-3, "batch_size": 4, "steps": 40, "seed": 0,
+}
+TRAINED_CNN_CONFIG = {
+    "decoder": "cnn", "feature": "rms", "frame_rate": 50, "conv_channels": 16, "conv_layers": 2, "conv_stacks": 1,
+    "conv_kernel": 3, "causal": True, "n_harmonics": 20, "n_noise_bands": 16, "reverb": True, "reverb_seconds": 0.1,
+    "learning_rate": 3e-3, "batch_size": 4, "steps": 20, "seed": 1,
+}
+
+
+@pytest.fixture(scope="session")
+def trained_trial(tiny_dataset, tmp_path_factory) -> Path:
+    """out_dir of a finished `train_trial` on ``tiny_dataset``: GRU, loudness, 250 Hz, 40 steps (~40 s).
+
+    Holds metrics.json, config.json, weights.weights.h5, dataset_manifest.json, audio/, checkpoint/;
+    rebuild the model with ``trainers.train.load_trained(out_dir)``.
+    """
+    from trainers.train import train_trial
+
+    out = tmp_path_factory.mktemp("trained_gru")
+    train_trial(tiny_dataset, TRAINED_GRU_CONFIG, out, report_every=20)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_cnn_trial(tiny_dataset, tmp_path_factory) -> Path:
+    """Like ``trained_trial`` but a causal CNN on RMS at 50 Hz with a trainable reverb, 20 steps."""
+    from trainers.train import train_trial
+
+    out = tmp_path_factory.mktemp("trained_cnn")
+    train_trial(tiny_dataset, TRAINED_CNN_CONFIG, out, report_every=10)
+    return out
+# ================================================================================= end trainer

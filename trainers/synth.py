@@ -19,6 +19,7 @@ Control frames are upsampled to audio rate inside the synth (frames T must divid
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from trainers.ddsp_compat import ddsp
@@ -75,6 +76,7 @@ def get_signal(
     noise: tf.Tensor,
     reverb_ir: tf.Tensor | None = None,
     sample_rate: int = SAMPLE_RATE,
+    fast_harmonics: bool = False,
 ) -> tf.Tensor:
     """Synthesizer controls -> audio.
 
@@ -85,17 +87,57 @@ def get_signal(
       reverb_ir: optional impulse response [ir_len]; sample 0 is ignored (ddsp masks the dry tap)
         and the dry signal is added back.
       sample_rate: audio rate in Hz.
+      fast_harmonics: use `harmonic_synthesis_fast` (training only) instead of ddsp's Harmonic.
     Returns:
       audio [B, n_samples], float32.
     """
-    harmonic_audio = _harmonic(n_samples, sample_rate).get_signal(
-        controls["amplitudes"], controls["harmonic_distribution"], controls["f0_hz"]
-    )
+    harmonic_args = (controls["amplitudes"], controls["harmonic_distribution"], controls["f0_hz"])
+    if fast_harmonics:
+        harmonic_audio = harmonic_synthesis_fast(*harmonic_args, n_samples=n_samples, sample_rate=sample_rate)
+    else:
+        harmonic_audio = _harmonic(n_samples, sample_rate).get_signal(*harmonic_args)
     noise_audio = ddsp.core.frequency_filter(noise, controls["noise_magnitudes"], window_size=NOISE_WINDOW_SIZE)
     audio = harmonic_audio + noise_audio
     if reverb_ir is not None:
         audio = apply_reverb(audio, reverb_ir)
     return audio
+
+
+def harmonic_synthesis_fast(
+    amplitudes: tf.Tensor, harmonic_distribution: tf.Tensor, f0_hz: tf.Tensor, n_samples: int, sample_rate: int = SAMPLE_RATE
+) -> tf.Tensor:
+    """ddsp's Harmonic.get_signal (angular cumsum, 'window' amplitudes) reorganized for speed.
+
+    Used by the training step only; rendering, evaluation and export use ddsp's Harmonic.
+    Two reformulations, equal in exact arithmetic (tests/test_model.py bounds the float32 gap):
+
+    1. Phase: linear interpolation and cumulative sums are linear, so harmonic k's phase is k
+       times the fundamental's (mod 2 pi). Only f0 is upsampled and accumulated, and
+       sin(k * phase0) replaces ddsp's sin(angular_cumsum(k * omega0)) — 1/H of the cumsum work.
+    2. Amplitudes: ddsp's 'window' upsampling (overlap-add of Hann windows of 2*hop, trimmed) is,
+       per output sample in frame interval q at offset t, a two-frame crossfade
+       a[q] * w[t + hop] + a[q + 1] * w[t] (the last frame held). Summing over harmonics before
+       crossfading turns the oscillator bank into one batched matmul per frame:
+       [hop, H] sinusoids x [H, 2] amplitudes of frames q and q+1 — fast forward and backward.
+
+    Args: amplitudes [B,T,1], harmonic_distribution [B,T,H], f0_hz [B,T,1] (controls from
+      `get_controls`), n_samples (a multiple of T). Returns audio [B, n_samples].
+    """
+    batch, n_frames, n_harmonics = (int(d) for d in harmonic_distribution.shape)
+    hop = n_samples // n_frames
+    ratios = tf.linspace(1.0, float(n_harmonics), n_harmonics)  # [H], as ddsp.core.get_harmonic_frequencies
+    f0_env = ddsp.core.resample(f0_hz, n_samples)  # [B, n, 1], linear like ddsp's frequency envelopes
+    phase0 = ddsp.core.angular_cumsum(f0_env * (2.0 * np.pi) / float(sample_rate))  # [B, n, 1] in [0, 2 pi)
+    below_nyquist = tf.cast(f0_env * ratios < sample_rate / 2.0, tf.float32)  # ddsp.core.remove_above_nyquist
+    waves = tf.reshape(tf.sin(phase0 * ratios) * below_nyquist, [batch, n_frames, hop, n_harmonics])
+
+    harmonic_amps = amplitudes * harmonic_distribution  # [B, T, H]
+    held = tf.concat([harmonic_amps, harmonic_amps[:, -1:]], axis=1)  # hold the last frame (add_endpoint)
+    frame_pairs = tf.stack([held[:, :-1], held[:, 1:]], axis=-1)  # [B, T, H, 2]: frames q and q+1
+    per_frame = tf.matmul(waves, frame_pairs)  # [B, T, hop, 2]
+    window = tf.signal.hann_window(2 * hop)  # periodic Hann, as ddsp.core.upsample_with_windows
+    fade = tf.stack([window[hop:], window[:hop]], axis=-1)  # [hop, 2]: (fall, rise)
+    return tf.reshape(tf.reduce_sum(per_frame * fade, axis=-1), [batch, n_samples])
 
 
 def apply_reverb(audio: tf.Tensor, reverb_ir: tf.Tensor) -> tf.Tensor:
