@@ -59,6 +59,9 @@ def resolve_trial(instrument: str, run_id: str | None, tracking_uri: str | None,
     from mlflow.exceptions import MlflowException  # noqa: PLC0415
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        raise UserError(f"{uri[len('sqlite:///'):]}: no MLflow store here (nothing to export); run a sweep first, "
+                        "or pass --tracking-uri, or --run-id with a trial folder")
     client = MlflowClient(tracking_uri=uri)
     registry = _champion(client, instrument, uri) if run_id is None else _champion_if_run(client, instrument, run_id)
     run_id = run_id or registry["run_id"]

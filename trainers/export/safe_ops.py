@@ -145,7 +145,7 @@ def harmonic_audio(f0_hz: tf.Tensor, amplitudes: tf.Tensor, distribution: tf.Ten
 
 # ---------------------------------------------------------------- filtered noise
 
-def impulse_response_matrix(n_bands: int, window_size: int = 257) -> np.ndarray:
+def impulse_response_matrix(n_bands: int, window_size: int = 257, dtype=np.float32) -> np.ndarray:
     """Constant [N, L] matrix M with magnitudes @ M == REVERSED causal FIR of ddsp's filter design.
 
     ddsp.core.frequency_impulse_response = irfft(magnitudes) -> zero-phase Hann window ->
@@ -174,7 +174,7 @@ def impulse_response_matrix(n_bands: int, window_size: int = 257) -> np.ndarray:
         causal = np.concatenate([windowed[:, first:], windowed[:, :half + 1]], axis=1)
     else:  # fftshift
         causal = np.concatenate([windowed[:, ir_size // 2:], windowed[:, :ir_size // 2]], axis=1)
-    return causal[:, ::-1].astype(np.float32).copy()
+    return causal[:, ::-1].astype(dtype).copy()
 
 
 def noise_fir_delay(n_bands: int, window_size: int = 257) -> int:

@@ -1,0 +1,180 @@
+"""`tonesweep export`: bundle contents, parity checks (training graph, Node + wasm), registry path.
+
+The trial is a decoder with seeded random weights written in the `tonesweep train` out_dir
+layout (config.json, weights.weights.h5, metrics.json, dataset_manifest.json): parity does not
+depend on how well a model sounds, and this keeps the test independent of training time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.cli import main as tonesweep
+
+STATS = {"f0_midi": {"mean": 67.0, "std": 4.0, "min": 55.0, "max": 80.0, "p5": 60.0, "p50": 67.0, "p95": 75.0},
+         "loudness_db": {"mean": -30.0, "std": 8.0, "min": -80.0, "max": -5.0, "p5": -50.0, "p50": -28.0, "p95": -15.0},
+         "rms_db": {"mean": -28.0, "std": 8.0, "min": -80.0, "max": -4.0, "p5": -48.0, "p50": -26.0, "p95": -12.0}}
+
+
+def make_trial(out_dir: Path, seed: int = 0, **overrides) -> Path:
+    """A trial folder as `tonesweep train` writes it, with seeded random (non-trivial) weights."""
+    from trainers.config import validate_config
+    from trainers.size import size_report
+    from trainers.train import build_model
+
+    config = validate_config({"seed": seed, **overrides})
+    model = build_model(config)
+    rng = np.random.default_rng(seed)
+    for var in model.trainable_variables:  # larger than the initializer so every weight matters
+        var.assign(var.numpy() + rng.normal(0, 0.05, var.shape).astype(np.float32))
+    if model.reverb is not None:
+        decay = np.exp(-np.arange(model.reverb.ir.shape[0]) / 800.0)
+        model.reverb.ir.assign((rng.normal(0, 0.05, decay.shape) * decay).astype(np.float32))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_weights(str(out_dir / "weights.weights.h5"))
+    (out_dir / "config.json").write_text(json.dumps(config))
+    sizes = size_report(config)
+    metrics = {"status": "FINISHED", **sizes, "quality_float32": 5.0, "quality_float16": 5.001, "quality_uint8": 5.2}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics))
+    manifest = {"format": "tonesweep-dataset/1", "instrument": "bansuri", "sample_rate": 16000,
+                "frame_rates": [250, 50], "stats": {"250": STATS, "50": STATS}}
+    (out_dir / "dataset_manifest.json").write_text(json.dumps(manifest))
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def float32_bundle(tmp_path_factory) -> Path:
+    """Exported through the CLI from a local trial folder (--run-id PATH), float32."""
+    root = tmp_path_factory.mktemp("export")
+    trial = make_trial(root / "trial")
+    out = root / "bundle"
+    code = tonesweep(["export", "--instrument", "bansuri", "--out", str(out), "--run-id", str(trial),
+                      "--precision", "float32"])
+    assert code == 0
+    return out
+
+
+def test_bundle_files_and_model_card(float32_bundle):
+    card = json.loads((float32_bundle / "model-card.json").read_text())
+    assert (float32_bundle / "saved_model" / "saved_model.pb").exists()
+    model_json = float32_bundle / "tfjs" / "model.json"
+    shards = sorted((float32_bundle / "tfjs").glob("group*-shard*.bin"))
+    assert card["format"] == card["versions"]["format"] == "tonesweep-model-card/1"
+    for key in ("instrument", "decoder", "feature", "sample_rate", "frame_rate", "frames_per_call",
+                "input_scaling", "bytes", "quality", "run_id", "precision", "versions"):
+        assert key in card, key
+    assert (card["instrument"], card["decoder"], card["feature"], card["precision"]) == ("bansuri", "gru", "loudness", "float32")
+    assert card["bytes"]["model_json"] == model_json.stat().st_size
+    assert card["bytes"]["shards"] == sum(p.stat().st_size for p in shards)
+    assert card["input_scaling"]["f0_midi"]["p50"] == STATS["f0_midi"]["p50"]
+    assert card["quality"]["value"] == 5.0
+    assert card["versions"]["tensorflowjs_converter"] == "4.22.0"
+
+
+def test_parity_bars_met_and_graph_is_lean(float32_bundle):
+    card = json.loads((float32_bundle / "model-card.json").read_text())
+    assert card["parity"]["tf_vs_training_db"] >= 100
+    assert card["parity"]["tfjs_node_wasm"]["snr_db"] >= 100
+    # lean: weights + small DSP constants, nothing audio-sized folded into the shards
+    # (one [64000, 60] constant alone would be 15 MB)
+    assert card["bytes"]["shards"] < card["bytes"]["selector_estimate"] + 100_000
+    assert card["bytes"]["model_json"] < 300_000
+
+
+def test_node_parity_recomputed_independently(float32_bundle):
+    """Run the shipped TF.js model in Node and the shipped SavedModel on fresh inputs."""
+    import tensorflow as tf
+
+    from trainers.export import graph, tfjs
+    from trainers.export.graph import Layout
+
+    card = json.loads((float32_bundle / "model-card.json").read_text())
+    inputs = graph.random_inputs(Layout.from_dict(card["layout"]), seed=11)
+    fn = tf.saved_model.load(str(float32_bundle / "saved_model")).signatures["serving_default"]
+    expected = {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+    got, info = tfjs.run_node(float32_bundle / "tfjs", inputs, backend="wasm")
+    assert info["backend"] == "wasm"
+    assert set(got) == set(expected) == {"audio", "next_phase", "next_noise_tail", "next_state"}
+    assert graph.snr_db(expected["audio"], got["audio"]) >= 100
+    assert graph.snr_db(expected["next_state"], got["next_state"]) >= 100
+
+
+def _register_champion(tracking_uri: str, trial: Path, precision: str) -> str:
+    """A registry entry as results/registry.py writes it (docs §4): run with trial/ artifacts,
+    version of tonesweep-bansuri with tags, alias champion. Returns the run id."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.create_experiment("tonesweep-bansuri", artifact_location=str(trial.parent / "artifacts"))
+    run = client.create_run(experiment, tags={"tonesweep.role": "trial"})
+    client.log_artifacts(run.info.run_id, str(trial), "trial")
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model("tonesweep-bansuri")
+    source = f"{run.info.artifact_uri}/trial"
+    tags = {"run_id": run.info.run_id, "precision": precision, "bytes": "1", "quality": "5.2", "tolerance": "0.05"}
+    version = client.create_model_version("tonesweep-bansuri", source, run_id=run.info.run_id, tags=tags)
+    client.set_registered_model_alias("tonesweep-bansuri", "champion", version.version)
+    return run.info.run_id
+
+
+def test_export_champion_from_registry_at_selected_precision(tmp_path, capsys):
+    trial = make_trial(tmp_path / "trial", seed=3, decoder="cnn", frame_rate=50, n_harmonics=30, n_noise_bands=33)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = _register_champion(uri, trial, "uint8")
+    out = tmp_path / "bundle"
+    assert tonesweep(["export", "--instrument", "bansuri", "--out", str(out), "--tracking-uri", uri]) == 0
+    card = json.loads((out / "model-card.json").read_text())
+    assert card["run_id"] == run_id and card["precision"] == "uint8" and card["decoder"] == "cnn"
+    assert card["registry"]["version"] == "1"
+    assert card["parity"]["tfjs_node_wasm"]["snr_db"] >= 100  # vs TF with the same dequantized weights
+    manifest = json.loads((out / "tfjs" / "model.json").read_text())["weightsManifest"]
+    weights = [w for group in manifest for w in group["weights"]]
+    quantized = [w["name"] for w in weights if w.get("quantization", {}).get("dtype") == "uint8"]
+    float_consts = [w for w in weights if "quantization" not in w and w["dtype"] == "float32"]
+    assert quantized and all("ReadVariableOp" in name for name in quantized)
+    assert any(np.prod(w["shape"]) >= 33 * 64 for w in float_consts)  # the noise DFT matrix stayed float32
+    assert "bundle bytes" in capsys.readouterr().out
+
+
+def test_missing_store_is_one_line_error(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'nothing.db'}"
+    code = tonesweep(["export", "--instrument", "bansuri", "--out", str(tmp_path / "b"), "--tracking-uri", uri])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "nothing.db" in err and "--run-id" in err
+    assert not (tmp_path / "nothing.db").exists()
+
+
+def test_missing_champion_is_one_line_error(tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    MlflowClient(tracking_uri=uri).search_experiments()  # creates the (empty) store
+    capsys.readouterr()
+    code = tonesweep(["export", "--instrument", "nosuch", "--out", str(tmp_path / "b"), "--tracking-uri", uri])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "tonesweep-nosuch@champion" in err and "--run-id" in err
+
+
+def test_not_a_trial_folder_is_one_line_error(tmp_path, capsys):
+    code = tonesweep(["export", "--instrument", "x", "--out", str(tmp_path / "b"), "--run-id", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "config.json" in err
+
+
+def test_export_fails_loudly_below_the_bar(tmp_path, monkeypatch, capsys):
+    """An unreachable bar must stop the export and leave no bundle behind."""
+    from trainers.export import bundle
+
+    trial = make_trial(tmp_path / "trial", seed=5, frame_rate=50)
+    monkeypatch.setattr(bundle, "TF_PARITY_DB", 1e9)
+    out = tmp_path / "bundle"
+    code = tonesweep(["export", "--instrument", "bansuri", "--out", str(out), "--run-id", str(trial),
+                      "--precision", "float16", "--skip-js-parity"])
+    assert code == 1
+    assert "FAILED parity" in capsys.readouterr().out
+    assert not out.exists()

@@ -1,0 +1,181 @@
+"""`tonesweep transfer --model DIR INPUT OUTPUT`: tone transfer of any length with an exported bundle.
+
+1. Features of the input (trainers.features: pYIN f0 + confidence, loudness or RMS at the model's
+   frame rate).
+2. Fit them to the instrument (model card statistics): f0 shifted by whole octaves so the
+   input's median voiced pitch lands nearest the instrument's median; the level shifted so the
+   input's voiced 95th percentile equals the instrument's; unvoiced frames lowered by
+   UNVOICED_ATTENUATION_DB (the model only learned voiced, pitched sound).
+3. Render with the SavedModel, frames_per_call frames per call, passing the carries (harmonic
+   phase, the noise FIR's spill, GRU state, reverb tail) from call to call. The chunks' lookahead
+   and context frames (see trainers/export/graph.py) make the concatenation equal to rendering
+   the whole signal at once: no clicks at chunk edges, no phase drift.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainers.errors import UserError
+from trainers.export.bundle import CARD_FORMAT
+
+UNVOICED_ATTENUATION_DB = 20.0
+SILENCE_DB = -70.0  # inputs whose loudest frame is below this are refused as silent
+VOICED_CONFIDENCE = 0.5
+NOISE_SEED = 0
+
+
+def read_card(model_dir: str | Path) -> dict[str, Any]:
+    """The bundle's model card; UserError (one line) for a missing/wrong folder or another format."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UserError(f"{model_dir}: model folder not found; pass the --out folder of `tonesweep export`")
+    card_path = model_dir / "model-card.json"
+    if not card_path.exists():
+        raise UserError(f"{model_dir}: not an export bundle (no model-card.json); pass the --out folder of `tonesweep export`")
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{card_path}: not valid JSON; re-export the model with `tonesweep export`") from None
+    found = card.get("format") if isinstance(card, dict) else None
+    if found != CARD_FORMAT:
+        raise UserError(f"{card_path}: model card format {found!r}, this tonesweep reads {CARD_FORMAT!r}; "
+                        "re-export the model with this version's `tonesweep export`")
+    if not (model_dir / "saved_model" / "saved_model.pb").exists():
+        raise UserError(f"{model_dir / 'saved_model'}: missing; re-export the model with `tonesweep export`")
+    return card
+
+
+class BundleRenderer:
+    """Renders frames of any length with a bundle's SavedModel, chunk by chunk."""
+
+    def __init__(self, model_dir: str | Path):
+        import tensorflow as tf  # noqa: PLC0415
+
+        from trainers.export.graph import Layout  # noqa: PLC0415
+
+        self.card = read_card(model_dir)
+        self.layout = Layout.from_dict(self.card["layout"])
+        self._fn = tf.saved_model.load(str(Path(model_dir) / "saved_model")).signatures["serving_default"]
+        self._input_names = set(self._fn.structured_input_signature[1])
+
+    def render(self, f0_hz: np.ndarray, feature_db: np.ndarray, noise: np.ndarray | None = None,
+               seed: int = NOISE_SEED) -> np.ndarray:
+        """Frames [T] -> audio float32 [T * hop].
+
+        noise: uniform [-1, 1) of T * hop samples (default: drawn from `seed`); passing it lets a
+        reference synthesis use the very same noise.
+        """
+        lay = self.layout
+        n_frames = len(f0_hz)
+        if noise is None:
+            noise = np.random.default_rng(seed).uniform(-1.0, 1.0, n_frames * lay.hop).astype(np.float32)
+        n_calls = -(-n_frames // lay.frames_per_call)
+        f0, feature, noise = self._pad(f0_hz, feature_db, noise, n_calls)
+        carries = self._zero_carries()
+        pieces = []
+        for call in range(n_calls):
+            first = call * lay.frames_per_call  # in padded frames, context included
+            outputs = self._call(f0[first:first + lay.input_frames], feature[first:first + lay.input_frames],
+                                 noise[first * lay.hop:(first + lay.input_frames) * lay.hop], carries)
+            pieces.append(outputs.pop("audio")[0])
+            carries = {name[len("next_"):]: value for name, value in outputs.items()}
+        return np.concatenate(pieces)[:n_frames * lay.hop]
+
+    def _pad(self, f0_hz, feature_db, noise, n_calls):
+        """Context frames before the first frame (copies of it) and after the last (copies of it,
+        as ddsp holds the last frame), up to a whole number of calls plus lookahead."""
+        lay = self.layout
+        n_frames = len(f0_hz)
+        after = n_calls * lay.frames_per_call + lay.lookahead + lay.context_after - n_frames
+
+        def pad(x):
+            x = np.asarray(x, np.float32).reshape(-1)
+            return np.concatenate([np.full(lay.context_before, x[0]), x, np.full(after, x[-1])]).astype(np.float32)
+
+        noise = np.concatenate([np.zeros(lay.context_before * lay.hop), np.asarray(noise, np.float32).reshape(-1),
+                                np.zeros(after * lay.hop)]).astype(np.float32)
+        return pad(f0_hz), pad(feature_db), noise
+
+    def _zero_carries(self) -> dict[str, np.ndarray]:
+        lay = self.layout
+        sizes = {"phase": lay.n_harmonics, "noise_tail": lay.noise_tail, "state": lay.state_size,
+                 "reverb_tail": lay.reverb_tail}
+        return {name: np.zeros([1, size], np.float32) for name, size in sizes.items() if name in self._input_names}
+
+    def _call(self, f0, feature, noise, carries) -> dict[str, np.ndarray]:
+        import tensorflow as tf  # noqa: PLC0415
+
+        feeds = {"f0_hz": f0[None, :, None], "feature_db": feature[None, :, None], "noise": noise[None], **carries}
+        return {k: v.numpy() for k, v in self._fn(**{k: tf.constant(v) for k, v in feeds.items()}).items()}
+
+
+# ---------------------------------------------------------------------- features -> instrument range
+
+def extract_features(audio: np.ndarray, frame_rate: int, feature: str) -> dict[str, np.ndarray]:
+    """{"f0_hz", "confidence", "feature_db"} float32 [n * frame_rate / 16000] of 16 kHz audio."""
+    from trainers import features  # noqa: PLC0415
+
+    params = features.FeatureParams(frame_rates=(frame_rate,))
+    f0, confidence = features.f0_features(audio, params)[frame_rate]
+    level = features.loudness_db if feature == "loudness" else features.rms_db
+    return {"f0_hz": f0, "confidence": confidence, "feature_db": level(audio, frame_rate, params)}
+
+
+def fit_to_instrument(f0_hz: np.ndarray, feature_db: np.ndarray, confidence: np.ndarray,
+                      card: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Octave-shift f0 and level-match the feature to the card's dataset statistics.
+
+    Returns: f0_hz, feature_db (float32, same shapes) and {"octaves", "level_shift_db"}.
+    Raises UserError when no frame is voiced (nothing to transfer).
+    """
+    scaling = card.get("input_scaling", {})
+    voiced = (confidence >= VOICED_CONFIDENCE) & (f0_hz > 0)
+    if not voiced.any():
+        raise UserError("input: no pitched (voiced) frames found; use a recording of a voice or a melodic instrument")
+    input_midi = float(np.median(69.0 + 12.0 * np.log2(f0_hz[voiced] / 440.0)))
+    target_midi = (scaling.get("f0_midi") or {}).get("p50")
+    octaves = 0 if target_midi is None or not np.isfinite(target_midi) else int(np.round((target_midi - input_midi) / 12.0))
+    input_p95 = float(np.percentile(feature_db[voiced], 95))
+    target_p95 = (scaling.get("feature_db") or {}).get("p95")
+    shift = 0.0 if target_p95 is None or not np.isfinite(target_p95) else float(target_p95 - input_p95)
+    fitted = feature_db + shift - np.where(voiced, 0.0, UNVOICED_ATTENUATION_DB)
+    f0_out = f0_hz * 2.0**octaves
+    return (f0_out.astype(np.float32), np.clip(fitted, -80.0, 0.0).astype(np.float32),
+            {"octaves": octaves, "level_shift_db": round(shift, 2)})
+
+
+# ---------------------------------------------------------------------- CLI
+
+def transfer_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path) -> dict[str, Any]:
+    """INPUT audio -> OUTPUT WAV in the bundle's instrument; returns a summary dict."""
+    import time  # noqa: PLC0415
+
+    from trainers.audio_io import load_audio, write_wav  # noqa: PLC0415
+
+    renderer = BundleRenderer(model_dir)  # checks the bundle before the slow feature extraction
+    card = renderer.card
+    audio = load_audio(input_path, card["sample_rate"])
+    peak_db = 20 * np.log10(max(float(np.max(np.abs(audio))) if audio.size else 0.0, 1e-10))
+    if peak_db < SILENCE_DB:
+        raise UserError(f"{input_path}: silent (peak {peak_db:.0f} dBFS); pass a recording with audible sound")
+    feats = extract_features(audio, card["frame_rate"], card["feature"])
+    if float(np.max(feats["feature_db"])) < SILENCE_DB:
+        raise UserError(f"{input_path}: silent (loudest frame {np.max(feats['feature_db']):.0f} dB); pass a recording with audible sound")
+    f0, level, fit = fit_to_instrument(feats["f0_hz"], feats["feature_db"], feats["confidence"], card)
+    start = time.perf_counter()
+    out = renderer.render(f0, level)
+    seconds = time.perf_counter() - start
+    write_wav(output_path, out, card["sample_rate"])
+    return {"seconds": len(out) / card["sample_rate"], "render_s": round(seconds, 2), **fit}
+
+
+def cli_transfer(args) -> int:
+    summary = transfer_file(args.model, args.input, args.output)
+    print(f"wrote {args.output}: {summary['seconds']:.1f} s rendered in {summary['render_s']} s "
+          f"(pitch shifted {summary['octaves']:+d} octaves, level {summary['level_shift_db']:+.1f} dB)")
+    return 0
