@@ -109,11 +109,15 @@ def harmonic_synthesis_fast(
     """ddsp's Harmonic.get_signal (angular cumsum, 'window' amplitudes) reorganized for speed.
 
     Used by the training step only; rendering, evaluation and export use ddsp's Harmonic.
-    Two reformulations, equal in exact arithmetic (tests/test_model.py bounds the float32 gap):
+    Two reformulations, equal in exact arithmetic:
 
     1. Phase: linear interpolation and cumulative sums are linear, so harmonic k's phase is k
-       times the fundamental's (mod 2 pi). Only f0 is upsampled and accumulated, and
-       sin(k * phase0) replaces ddsp's sin(angular_cumsum(k * omega0)) — 1/H of the cumsum work.
+       times the fundamental's (mod 2 pi). Only f0 is upsampled and accumulated (in float64,
+       then wrapped to [0, 2 pi) and cast to float32), and sin(k * phase0) replaces ddsp's
+       sin(angular_cumsum(k * omega0)) — 1/H of the cumsum work. This is also more exact: in
+       float32 ddsp's chunked cumsum of k * omega drifts by up to ~pi rad at high harmonics over
+       4 s, this by ~k * 2e-7 rad (tests/test_model.py measures both against float64). f0 is data,
+       so no gradient flows through the phase.
     2. Amplitudes: ddsp's 'window' upsampling (overlap-add of Hann windows of 2*hop, trimmed) is,
        per output sample in frame interval q at offset t, a two-frame crossfade
        a[q] * w[t + hop] + a[q + 1] * w[t] (the last frame held). Summing over harmonics before
@@ -127,7 +131,8 @@ def harmonic_synthesis_fast(
     hop = n_samples // n_frames
     ratios = tf.linspace(1.0, float(n_harmonics), n_harmonics)  # [H], as ddsp.core.get_harmonic_frequencies
     f0_env = ddsp.core.resample(f0_hz, n_samples)  # [B, n, 1], linear like ddsp's frequency envelopes
-    phase0 = ddsp.core.angular_cumsum(f0_env * (2.0 * np.pi) / float(sample_rate))  # [B, n, 1] in [0, 2 pi)
+    omega0 = tf.cast(tf.stop_gradient(f0_env), tf.float64) * (2.0 * np.pi / sample_rate)  # rad per sample
+    phase0 = tf.cast(tf.math.floormod(tf.cumsum(omega0, axis=1), 2.0 * np.pi), tf.float32)  # [B, n, 1] in [0, 2 pi)
     below_nyquist = tf.cast(f0_env * ratios < sample_rate / 2.0, tf.float32)  # ddsp.core.remove_above_nyquist
     waves = tf.reshape(tf.sin(phase0 * ratios) * below_nyquist, [batch, n_frames, hop, n_harmonics])
 

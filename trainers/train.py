@@ -63,6 +63,7 @@ class ReverbIR(keras.layers.Layer):
         self.ir = self.add_weight(
             name="ir", shape=(n_samples,), initializer=keras.initializers.RandomNormal(stddev=1e-6)
         )
+        self.built = True  # the weight exists now; nothing depends on the input shape
 
     def call(self, _unused=None):
         return self.ir
