@@ -41,6 +41,7 @@ EXPERIMENT_PREFIX = "tonesweep-"
 CURVE_KEYS = ("train_loss", "val_loss")
 # Keys of a trial's result that are bookkeeping, not metrics.json numbers.
 NON_METRIC_KEYS = {"step", "elapsed_s", "status", "failure_reason", "out_dir", "final", "val_loss", "train_loss"}
+# (val_loss/train_loss are curves, logged with their step as they arrive)
 # Ray's own result keys (timestamps, iteration counters, host names): never logged as metrics.
 RAY_KEYS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "hostname",
             "node_ip", "time_since_restore", "iterations_since_restore", "done", "trial_id", "date",
@@ -318,8 +319,7 @@ class TrialTracker(Callback):
         trial_id = trial.trial_id
         if trial_id not in self._run_ids:
             self._open_run(trial)
-        if result.get("final"):
-            return  # the final report repeats the last curve point; metrics come in _close_run
+        # (the final result also carries the last curve point; its other metrics go in _close_run)
         step = int(result.get("step") or 0)
         now = _now_ms()
         for key in CURVE_KEYS:

@@ -137,6 +137,8 @@ class SweepProgress(Callback):
         result = trial.last_result or {}
         status, reason = trial_outcome(result, errored)
         self.tally.end(trial.trial_id, status, result)
+        if len(reason) > 160:  # tracebacks stay in MLflow's failure_reason tag, not the terminal
+            reason = reason[:157] + "..."
         note = f" ({reason})" if status in ("FAILED", "REJECTED") and reason else ""
         self._print(f"  trial {trial.trial_id} {status}{note}")
         self._print(self.tally.line())

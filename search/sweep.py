@@ -59,7 +59,7 @@ class SweepSettings:
     max_bytes: int | None = None
     storage: str | None = None
     seed: int = 0
-    report_every: int = 50
+    report_every: int | None = None   # None: about 10 reports per trial (at most every 50 steps)
     train_fn: str | Callable = "trainers.train:train_trial"
     size_fn: str | Callable = "trainers.size:size_report"
 
@@ -148,7 +148,7 @@ def sweep_instrument(settings, name, sweep_dir, instrument, dataset, space, clie
 
     start = time.perf_counter()
     spec = TrialSpec(dataset_dir=dataset, trials_dir=str(sweep_dir / "trials"),
-                     threads=max(1, int(settings.cpus_per_trial)), report_every=settings.report_every,
+                     threads=max(1, int(settings.cpus_per_trial)), report_every=report_every(settings, space),
                      max_params=settings.max_params, max_bytes=settings.max_bytes,
                      train_fn=settings.train_fn, size_fn=settings.size_fn)
     trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
@@ -202,13 +202,13 @@ def tune_config(settings: SweepSettings, space):
                                   overrides=overrides, max_concurrent=max_concurrent(settings),
                                   metric=METRIC, mode=MODE)
     if settings.scheduler == "asha":
-        steps = settings.steps or _fixed_steps(space) or _trainer_default_steps()
+        steps = trial_steps(settings, space)
         # time_attr "step" (not Ray's iteration count) keeps rungs right when a resumed trial
         # continues from its trainer checkpoint; the grace period gives every trial 2 reports.
-        # max_t is one past the last step: ASHA stops a trial that *reaches* max_t, which would
-        # cut off the final report carrying the trial's evaluation.
-        scheduler = ASHAScheduler(time_attr="step", max_t=steps + 1,
-                                  grace_period=min(steps, 2 * settings.report_every), reduction_factor=3)
+        # (The trainable holds back the report at the last step, so no rung decision can fall
+        # between a trial's training and its evaluation.)
+        scheduler = ASHAScheduler(time_attr="step", max_t=steps,
+                                  grace_period=min(steps, 2 * report_every(settings, space)), reduction_factor=3)
     else:
         scheduler = FIFOScheduler()
     return tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.trials,
@@ -218,6 +218,21 @@ def tune_config(settings: SweepSettings, space):
 def trial_dirname(trial) -> str:
     """Ray's per-trial folder: the trial id (Ray's default spells out the whole config)."""
     return trial.trial_id
+
+
+def trial_steps(settings: SweepSettings, space) -> int:
+    """Training steps of every trial: --steps, else the space's fixed steps, else the trainer's default."""
+    return settings.steps or _fixed_steps(space) or _trainer_default_steps()
+
+
+def report_every(settings: SweepSettings, space) -> int:
+    """Steps between progress reports: ~10 per trial, at most every 50 steps (the trainer's default).
+
+    Each report costs the trainer a small validation pass, and gives ASHA a point to decide on.
+    """
+    if settings.report_every:
+        return settings.report_every
+    return max(1, min(50, trial_steps(settings, space) // 10))
 
 
 def max_concurrent(settings: SweepSettings) -> int:

@@ -60,10 +60,15 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
     and ``out_dir``.
     """
     last: dict[str, Any] = {}
+    total_steps = _total_steps(config)
 
     def forward(metrics: dict) -> None:
         last.update(metrics)
-        report(metrics)
+        # The report at the last step is held back and merged into the final result: a scheduler
+        # deciding on it could stop the trial between training and evaluation, losing the
+        # evaluation of a model that had already finished training.
+        if int(metrics.get("step", 0)) < total_steps:
+            report(metrics)
 
     sizes: dict[str, Any] = {}
     try:
@@ -80,6 +85,7 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
     return {
         **metrics,
         "final": True,
+        "train_loss": last.get("train_loss", math.nan),
         "step": int(metrics.get("steps") or last.get("step") or 0),
         "val_loss": float(last.get("val_loss", math.nan)),
         "out_dir": str(out_dir),
@@ -107,6 +113,12 @@ def resolve(target: str | Callable) -> Callable:
         return target
     module_name, _, name = target.partition(":")
     return getattr(importlib.import_module(module_name), name)
+
+
+def _total_steps(config: dict[str, Any]) -> int:
+    from trainers.config import DEFAULTS  # light: no TensorFlow
+
+    return int(config.get("steps") or DEFAULTS["steps"])
 
 
 def _metrics_written_by_trainer(out_dir: Path) -> dict[str, Any]:
