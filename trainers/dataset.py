@@ -48,6 +48,7 @@ FEATURE_NAMES = ("f0_hz", "f0_confidence", "loudness_db", "rms_db")
 PITCH_CHUNK_SECONDS = 30.0  # unit of parallel pitch tracking
 PITCH_CONTEXT_SECONDS = 1.0  # audio on each side of a chunk so the pitch HMM sees context
 MAX_VALIDATION_BLOCK_SECONDS = 30.0
+VALIDATION_BLOCKS = 3  # aim for this many held-out blocks (more places, fewer cut train windows)
 SILENT_PEAK_DBFS = -60.0  # a file whose peak is below this is "all silent"
 SILENT_EXAMPLE_DB = -70.0  # an example whose RMS never exceeds this is dropped
 MIN_VOICED_FRACTION = 0.05  # a file with fewer voiced frames has "no pitched content"
@@ -275,6 +276,11 @@ def compute_pitch(sources: list[SourceFile], params: FeatureParams, workers: int
         # workers come from a clean forkserver process instead.
         method = "forkserver" if "tensorflow" in sys.modules else "fork"
         context = multiprocessing.get_context(method)
+        if method == "fork":
+            # import librosa and load the compiled Viterbi once here; forked workers inherit them
+            _track_chunk(np.zeros(SAMPLE_RATE // 2, np.float32), 0, SAMPLE_RATE // 2, params)
+        else:  # import pitch tracking once in the server, not in every worker
+            context.set_forkserver_preload(["trainers.features", "librosa", "scipy.stats"])
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
             results = list(pool.map(_track_chunk, *zip(*args)))
     else:
@@ -311,30 +317,28 @@ class Region:
 def plan_regions(lengths: Sequence[int], options: PrepareOptions, order_keys: Sequence[str]) -> list[Region]:
     """Choose whole validation blocks (seeded) and give the rest of every file to train.
 
-    Blocks are ``B`` long (between one example + one hop and 30 s), sit on a grid inside each file,
-    and are drawn until they hold ``validation_fraction`` of the audio. ``order_keys`` (content
+    Blocks are ``B`` long (a third of the validation target, so validation samples several places,
+    clamped between one example + one hop and 30 s), sit on a grid inside each file, and are drawn
+    until they hold ``validation_fraction`` of the audio. ``order_keys`` (content
     hashes) make the choice independent of the order the files were given in.
     Returns regions sorted by (source, start).
     """
-    hop, example = options.hop_samples, options.example_samples
     total = sum(lengths)
     target = options.validation_fraction * total
-    block = int(min(MAX_VALIDATION_BLOCK_SECONDS * SAMPLE_RATE, max(example + hop, target)))
-    block = min(block, max(lengths))
-    block = max(example, block // hop * hop if block >= example + hop else block)
+    block = _validation_block(lengths, options, target)
     order = sorted(range(len(lengths)), key=lambda i: order_keys[i])
     slots = [(i, k * block) for i in order for k in range(lengths[i] // block)]
     rng = np.random.default_rng(options.seed)
     chosen: list[tuple[int, int]] = []
     for slot_index in rng.permutation(len(slots)):
-        if sum(block for _ in chosen) >= target:
+        if block * len(chosen) >= target:
             break
-        if total - block * (len(chosen) + 1) < example:  # keep room for at least one train example
+        if total - block * (len(chosen) + 1) < options.example_samples:  # leave audio to train on
             break
         chosen.append(slots[slot_index])
     if not chosen:
         raise UserError(
-            f"--validation-fraction: {total / SAMPLE_RATE:.1f} s of usable audio is too little to hold out a "
+            f"AUDIO: only {total / SAMPLE_RATE:.1f} s of usable audio, too little to hold out a "
             f"{block / SAMPLE_RATE:.1f} s validation region and still train; add recordings"
         )
     regions: list[Region] = []
@@ -342,6 +346,15 @@ def plan_regions(lengths: Sequence[int], options: PrepareOptions, order_keys: Se
         blocks = sorted(start for source, start in chosen if source == i)
         regions.extend(_file_regions(i, lengths[i], _merge([(s, s + block) for s in blocks])))
     return regions
+
+
+def _validation_block(lengths: Sequence[int], options: PrepareOptions, target: float) -> int:
+    """Validation block length in samples: target/3 within [example + hop, 30 s], whole hops,
+    at most the longest file (so at least one slot exists), at least one example."""
+    hop, example = options.hop_samples, options.example_samples
+    block = min(MAX_VALIDATION_BLOCK_SECONDS * SAMPLE_RATE, max(example + hop, target / VALIDATION_BLOCKS))
+    block = int(block) // hop * hop  # still >= example: floor((example + hop) / hop) * hop > example
+    return max(example, min(block, max(lengths)))
 
 
 def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
