@@ -240,3 +240,33 @@ def test_chunked_pitch_tracking_matches_whole_file_tracking(rendered_audio, monk
     voiced = whole_conf >= 0.5
     cents = 1200 * np.abs(np.log2(source.features["f0_hz_50"][voiced] / whole_f0[voiced]))
     assert np.mean(cents < 10) >= 0.99
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+
+FORMATS = [  # (container, subtype, sample rate, channels)
+    ("WAV", "PCM_U8", 8000, 1), ("WAV", "PCM_24", 48000, 2), ("WAV", "FLOAT", 96000, 1),
+    ("FLAC", "PCM_24", 44100, 6), ("OGG", "VORBIS", 32000, 2), ("MP3", "MPEG_LAYER_III", 44100, 2),
+    ("AIFF", "PCM_16", 22050, 1),
+]
+
+
+@pytest.mark.parametrize("container,subtype,rate,channels", FORMATS)
+def test_common_formats_decode_to_16k_mono_at_the_right_pitch(tmp_path, container, subtype, rate, channels):
+    import soundfile as sf
+
+    from conftest import synth_tone
+    from trainers.audio_io import load_audio
+    from trainers.features import f0_features
+
+    if container not in sf.available_formats():
+        pytest.skip(f"this libsndfile cannot write {container}")
+    tone = synth_tone(2.0, rate, f0_hz=330.0)
+    path = tmp_path / f"tone.{container.lower()}"
+    sf.write(str(path), np.stack([tone] * channels, axis=1) if channels > 1 else tone, rate,
+             format=container, subtype=subtype)
+    audio = load_audio(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1 and abs(len(audio) - 32000) <= 16
+    assert 0.25 < np.abs(audio).max() < 0.35
+    f0, confidence = f0_features(audio, FAST)[50]
+    assert np.median(f0[confidence >= 0.5]) == pytest.approx(330.0, rel=0.01)

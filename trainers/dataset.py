@@ -19,6 +19,7 @@ Pipeline (``prepare_dataset``):
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
@@ -509,7 +510,7 @@ def _temporary_sibling(out_dir: Path, kind: str) -> Path:
 
 def remove_stale_temporaries(out_dir: Path) -> None:
     """Delete temporary siblings left by prepares that were killed (their process is gone)."""
-    for leftover in out_dir.parent.glob(f".{out_dir.name}.*-*-*"):
+    for leftover in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.*-*-*"):
         try:
             pid = int(leftover.name.rsplit("-", 2)[-2])
         except ValueError:
