@@ -1,0 +1,411 @@
+"""The sweep engine: trainable, outcomes, progress, and whole sweeps on Ray tracked in MLflow.
+
+Whole sweeps run in a subprocess driver started in its own session, so the test can stop every
+process Ray started (raylet, GCS, workers, agents that outlive a killed driver) by PID at the end,
+whatever happened. Most run a stand-in trainer (fast and able to fail on purpose); one runs the
+real trainer on the ``tiny_dataset`` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+
+from results.tracking import trial_outcome
+from search.progress import InstrumentTally
+from search.sweep import SweepSettings, check_settings, instruments_of
+from search.trainable import TrialSpec, execute_trial, rejection_reason
+from trainers.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+TERMINAL = {"FINISHED", "FAILED", "REJECTED", "STOPPED"}
+
+# ------------------------------------------------------------------ a stand-in trainer + driver
+
+DRIVER = textwrap.dedent('''
+    """Subprocess sweep driver with a stand-in trainer (defined here, so Ray ships it by value)."""
+    import json, math, os, sys, time
+    from pathlib import Path
+
+    def fake_size(config):
+        from trainers.size import size_report
+        return size_report(config)
+
+    def fake_train(dataset_dir, config, out_dir, report=None, report_every=50, threads=None):
+        from trainers.config import validate_config
+        cfg = validate_config(config)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with open(os.environ["FAKE_LOG"], "a") as log:
+            log.write(f"start {out.name} threads={threads}\\n")
+        if cfg["decoder"] == "cnn" and cfg["n_harmonics"] == 20:
+            raise RuntimeError("simulated trainer crash")
+        base = 1.0 + 100 * cfg["learning_rate"] + (0.5 if cfg["feature"] == "rms" else 0.0)
+        for step in range(report_every, cfg["steps"] + 1, report_every):
+            time.sleep(float(os.environ.get("FAKE_SLEEP", "0.02")))
+            report({"step": step, "train_loss": base / step, "val_loss": base / math.sqrt(step),
+                    "elapsed_s": 0.0})
+        import numpy as np, soundfile as sf
+        (out / "audio").mkdir(exist_ok=True)
+        t = np.arange(8000) / 16000
+        sf.write(out / "audio" / "original.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
+        sf.write(out / "audio" / "resynth.wav", 0.3 * np.sin(2 * np.pi * 441 * t), 16000)
+        metrics = {"status": "FINISHED", "failure_reason": None, "steps": cfg["steps"],
+                   "train_time_s": 0.1, "final_train_loss": base / cfg["steps"], **fake_size(cfg)}
+        for i, precision in enumerate(("float32", "float16", "uint8")):
+            metrics[f"quality_{precision}"] = base / math.sqrt(cfg["steps"]) * (1 + 0.02 * i)
+            metrics[f"pitch_error_cents_{precision}"] = 10.0 + i
+            metrics[f"loudness_error_db_{precision}"] = 1.0 + i
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        (out / "config.json").write_text(json.dumps(cfg))
+        (out / "weights.weights.h5").write_bytes(b"w" * 64)
+        (out / "checkpoint").mkdir(exist_ok=True)
+        with open(os.environ["FAKE_LOG"], "a") as log:
+            log.write(f"end {out.name}\\n")
+        return metrics
+
+    if __name__ == "__main__":
+        from search.sweep import SweepSettings, run_sweep
+        settings = SweepSettings(**json.loads(sys.argv[1]), train_fn=fake_train, size_fn=fake_size)
+        results = run_sweep(settings)
+        print("RESULTS " + json.dumps([{"instrument": r.instrument, "outcomes": r.outcomes,
+                                        "run_ids": r.run_ids, "wall_s": r.wall_s,
+                                        "tracking_s_per_trial": r.tracking_s_per_trial} for r in results]),
+              flush=True)
+''')
+
+SPACE = """
+[hyperparameters.decoder]
+type = "choice"
+values = ["gru", "cnn"]
+
+[hyperparameters.feature]
+type = "choice"
+values = ["loudness", "rms"]
+
+[hyperparameters.hidden]
+type = "choice"
+values = [16, 256]
+when = { decoder = ["gru"] }
+
+[hyperparameters.n_harmonics]
+type = "choice"
+values = [20, 40]
+
+[hyperparameters.learning_rate]
+type = "float"
+min = 1e-4
+max = 1e-2
+sampling = "log"
+
+[fixed]
+fc_layers = 1
+gru_units = 32
+conv_channels = 8
+conv_layers = 2
+conv_stacks = 1
+n_noise_bands = 16
+frame_rate = 50
+"""
+
+
+def make_datasets(root: Path, instruments) -> list[str]:
+    """Dataset folders with just a manifest (the stand-in trainer reads no data)."""
+    paths = []
+    for instrument in instruments:
+        folder = root / "datasets" / instrument
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"format": "tonesweep-dataset/1", "instrument": instrument}))
+        paths.append(str(folder))
+    return paths
+
+
+def session_pids(session_id: int) -> list[int]:
+    """PIDs of every live process in a session (the driver and whatever Ray started from it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session_id and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_session(session_id: int) -> None:
+    """SIGKILL every process of the session by PID, and wait until none is left (max ~10 s)."""
+    for _ in range(50):
+        pids = session_pids(session_id)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+
+
+class Driver:
+    """A sweep driver subprocess in its own session; ``stop()`` leaves no process behind."""
+
+    def __init__(self, workdir: Path, settings: dict, env: dict | None = None, module_args=None):
+        script = workdir / "driver.py"
+        script.write_text(DRIVER)
+        full_env = {**os.environ, "PYTHONPATH": str(REPO), "FAKE_LOG": str(workdir / "fake.log"),
+                    "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}", **(env or {})}
+        command = module_args or [sys.executable, str(script), json.dumps(settings)]
+        self.stdout_path = workdir / f"driver-{time.monotonic_ns()}.out"
+        self._out = open(self.stdout_path, "w")
+        self.process = subprocess.Popen(command, cwd=workdir, env=full_env, stdout=self._out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"sweep driver did not finish in {timeout} s:\n{self.output()[-4000:]}")
+
+    def stop(self) -> None:
+        kill_session(self.process.pid)
+        self.process.wait()
+        self._out.close()
+
+
+def run_driver(workdir: Path, settings: dict, timeout: float = 240, **kwargs) -> str:
+    driver = Driver(workdir, settings, **kwargs)
+    try:
+        code = driver.wait(timeout)
+        output = driver.output()
+        assert code == 0, output[-4000:]
+        return output
+    finally:
+        driver.stop()
+
+
+def results_of(output: str) -> list[dict]:
+    line = [line for line in output.splitlines() if line.startswith("RESULTS ")][-1]
+    return json.loads(line[len("RESULTS "):])
+
+
+def mlflow_client(workdir: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+
+
+def sweep_runs(client, instrument: str, sweep: str):
+    """(parent run, child runs) of one sweep of one instrument."""
+    experiment = client.get_experiment_by_name(f"tonesweep-{instrument}")
+    assert experiment is not None, f"no experiment for {instrument}"
+    runs = client.search_runs([experiment.experiment_id], f"tags.`tonesweep.sweep` = '{sweep}'", max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("tonesweep.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("tonesweep.role") == "trial"]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    return parents[0], children
+
+
+# ------------------------------------------------------------------ pure pieces, no Ray
+
+
+def fake_size(config):
+    params = config.get("hidden", 8) * 100
+    return {"params": params, "bytes_float32": 4 * params, "bytes_float16": 2 * params, "bytes_uint8": params}
+
+
+def test_execute_trial_rejects_oversized_configs_without_training(tmp_path):
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("an oversized config was trained")
+
+    spec = TrialSpec(dataset_dir="d", trials_dir=str(tmp_path), max_params=1000,
+                     train_fn=must_not_train, size_fn=fake_size)
+    final = execute_trial({"hidden": 64, "steps": 10}, spec, tmp_path / "t1", report=lambda m: None)
+    assert final["status"] == "REJECTED" and "6400 parameters > --max-params 1000" in final["failure_reason"]
+    assert final["params"] == 6400 and final["final"] is True and math.isnan(final["val_loss"])
+    assert rejection_reason({"params": 10, "bytes_float32": 40}, None, 39).startswith("too large: 40 float32 bytes")
+    assert rejection_reason({"params": 10, "bytes_float32": 40}, 10, 40) is None
+
+
+def test_execute_trial_turns_a_crash_into_a_failed_result(tmp_path):
+    def crash(dataset_dir, config, out_dir, report, report_every, threads):
+        report({"step": 5, "train_loss": 2.0, "val_loss": 3.0})
+        raise ValueError("loss is NaN\nat step 7")
+
+    spec = TrialSpec(dataset_dir="d", trials_dir=str(tmp_path), train_fn=crash, size_fn=fake_size)
+    seen = []
+    final = execute_trial({"steps": 10}, spec, tmp_path / "t2", report=seen.append)
+    assert final["status"] == "FAILED" and final["failure_reason"] == "ValueError: loss is NaN at step 7"
+    assert final["val_loss"] == 3.0 and final["step"] == 5 and final["params"] == 800
+    assert seen == [{"step": 5, "train_loss": 2.0, "val_loss": 3.0}]
+
+
+def test_execute_trial_holds_back_the_last_step_report(tmp_path):
+    def train(dataset_dir, config, out_dir, report, report_every, threads):
+        for step in (5, 10):
+            report({"step": step, "train_loss": 1.0 / step, "val_loss": 2.0 / step})
+        return {"status": "FINISHED", "failure_reason": None, "steps": 10, "quality_float32": 0.5}
+
+    spec = TrialSpec(dataset_dir="d", trials_dir=str(tmp_path), train_fn=train, size_fn=fake_size, threads=2)
+    seen = []
+    final = execute_trial({"steps": 10}, spec, tmp_path / "t3", report=seen.append)
+    assert [m["step"] for m in seen] == [5]          # step 10 arrives with the evaluation
+    assert final["step"] == 10 and final["val_loss"] == 0.2 and final["train_loss"] == 0.1
+    assert final["quality_float32"] == 0.5 and final["out_dir"] == str(tmp_path / "t3")
+
+
+def test_trial_outcome():
+    assert trial_outcome({"status": "FINISHED"}, False) == ("FINISHED", "")
+    assert trial_outcome({"status": "REJECTED", "failure_reason": "too large"}, False) == ("REJECTED", "too large")
+    assert trial_outcome({"step": 40, "val_loss": 1.0}, False)[0] == "STOPPED"
+    assert trial_outcome({"step": 40}, True, "worker died") == ("FAILED", "worker died")
+
+
+def test_tally_best_and_smallest_acceptable():
+    tally = InstrumentTally("bansuri", total=4)
+    sizes = {"bytes_float32": 4000, "bytes_float16": 2000, "bytes_uint8": 1000}
+    tally.end("a", "FINISHED", {**sizes, "quality_float32": 1.00, "quality_float16": 1.01, "quality_uint8": 1.20})
+    tally.end("b", "FINISHED", {"bytes_float32": 400, "bytes_float16": 200, "bytes_uint8": 100,
+                                "quality_float32": 1.04, "quality_float16": 1.06, "quality_uint8": math.nan})
+    tally.end("c", "FAILED", {})
+    tally.end("d", "STOPPED", {})
+    assert (tally.best().trial_id, tally.best().precision) == ("a", "float32")
+    small = tally.smallest_acceptable()
+    assert (small.trial_id, small.precision, small.bytes) == ("b", "float32", 400)  # 1.04 <= 1.05
+    line = tally.line()
+    assert "done 4/4" in line and "failed 1" in line and "stopped 1" in line and "400 B" in line
+
+
+def test_settings_and_dataset_errors_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="--resume: needs --name"):
+        check_settings(SweepSettings(datasets=["x"], trials=2, resume=True))
+    with pytest.raises(UserError, match="--trials"):
+        check_settings(SweepSettings(datasets=["x"], trials=0))
+    with pytest.raises(UserError, match="manifest.json: missing"):
+        instruments_of([str(tmp_path / "nothing")])
+    a, b = make_datasets(tmp_path, ["bansuri"]), tmp_path / "copy"
+    b.mkdir()
+    (b / "manifest.json").write_text(json.dumps({"instrument": "bansuri"}))
+    with pytest.raises(UserError, match="instrument bansuri already given"):
+        instruments_of([a[0], str(b)])
+
+
+def test_cli_rejects_a_bad_space_in_one_line_before_starting(tmp_path, capsys):
+    from search.cli import main
+
+    dataset = make_datasets(tmp_path, ["bansuri"])[0]
+    space = tmp_path / "space.toml"
+    space.write_text("[hyperparameters.dropout]\ntype = 'float'\nmin = 0.1\nmax = 0.2\n")
+    code = main(["sweep", "--dataset", dataset, "--trials", "2", "--space", str(space),
+                 "--storage", str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "dropout: unknown hyperparameter" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "m.db").exists()
+
+
+# ------------------------------------------------------------------ whole sweeps on Ray
+
+
+def test_sweep_of_two_instruments_records_every_trial(tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    datasets = make_datasets(tmp_path, ["bansuri", "shehnai"])
+    settings = {"datasets": datasets, "trials": 8, "space": str(space), "steps": 40, "report_every": 10,
+                "name": "t8", "storage": str(tmp_path / "runs"), "max_params": 60_000, "seed": 3}
+    output = run_driver(tmp_path, settings)
+    assert "bansuri" in output and "done 8/8" in output and "MLflow: sqlite:///" in output
+
+    client = mlflow_client(tmp_path)
+    for instrument, dataset in zip(("bansuri", "shehnai"), datasets):
+        parent, children = sweep_runs(client, instrument, "t8")
+        assert parent.info.status == "FINISHED" and parent.info.run_name == "t8"
+        assert parent.data.tags["tonesweep.dataset"] == dataset
+        assert parent.data.tags["tonesweep.algorithm"] == "random"
+        assert len(children) == 8
+        assert len({c.data.tags["tonesweep.trial_id"] for c in children}) == 8
+        assert {(c.data.params["decoder"], c.data.params["feature"]) for c in children} == {
+            ("gru", "loudness"), ("gru", "rms"), ("cnn", "loudness"), ("cnn", "rms")}
+        statuses = {c.data.tags["tonesweep.status"] for c in children}
+        assert {"FINISHED", "FAILED", "REJECTED"} <= statuses <= TERMINAL, statuses
+        for child in children:
+            check_child(client, child, parent)
+
+
+def check_child(client, child, parent) -> None:
+    """One trial's run has the layout of docs/architecture.md, Section 3."""
+    tags, metrics, status = child.data.tags, child.data.metrics, child.data.tags["tonesweep.status"]
+    assert tags["mlflow.parentRunId"] == parent.info.run_id and tags["tonesweep.sweep"] == "t8"
+    assert child.info.status == ("FINISHED" if status in ("FINISHED", "STOPPED") else "FAILED")
+    assert {"decoder", "feature", "learning_rate", "steps", "seed", "n_noise_bands"} <= set(child.data.params)
+    if status == "FAILED":
+        assert "simulated trainer crash" in tags["tonesweep.failure_reason"]
+    if status == "REJECTED":
+        assert "too large" in tags["tonesweep.failure_reason"] and metrics["params"] > 60_000
+        assert "val_loss" not in metrics
+    if status in ("FINISHED", "STOPPED"):
+        history = client.get_metric_history(child.info.run_id, "val_loss")
+        assert len(history) >= 2 and sorted(m.step for m in history)[0] == 10
+    if status == "FINISHED":
+        for key in ("quality_float32", "quality_float16", "quality_uint8", "bytes_float32", "bytes_uint8",
+                    "params", "train_time_s", "pitch_error_cents_float16", "loudness_error_db_uint8"):
+            assert key in metrics, key
+        assert max(m.step for m in client.get_metric_history(child.info.run_id, "val_loss")) == 40
+        files = {a.path for folder in ("trial", "audio", "plots")
+                 for a in client.list_artifacts(child.info.run_id, folder)}
+        assert {"trial/metrics.json", "trial/config.json", "trial/weights.weights.h5", "audio/original.wav",
+                "audio/resynth.wav", "plots/spectrogram.png"} <= files
+        assert not any(path.startswith("trial/checkpoint") for path in files)
+
+
+def test_sweep_with_the_real_trainer(tmp_path, request):
+    """Two real trials (GRU and CNN) on the tiny prepared dataset, through the CLI."""
+    dataset = request.getfixturevalue("tiny_dataset")
+    space = tmp_path / "space.toml"
+    space.write_text(textwrap.dedent("""
+        [hyperparameters.decoder]
+        type = "choice"
+        values = ["gru", "cnn"]
+        [hyperparameters.feature]
+        type = "choice"
+        values = ["loudness", "rms"]
+        [fixed]
+        hidden = 16
+        gru_units = 16
+        conv_channels = 8
+        conv_layers = 2
+        conv_stacks = 1
+        n_harmonics = 16
+        n_noise_bands = 16
+        frame_rate = 50
+        batch_size = 2
+    """))
+    command = [sys.executable, "-m", "search.cli", "sweep", "--dataset", str(dataset), "--trials", "2",
+               "--space", str(space), "--steps", "6", "--name", "real", "--scheduler", "none",
+               "--storage", str(tmp_path / "runs"), "--seed", "1"]
+    start = time.perf_counter()
+    output = run_driver(tmp_path, {}, timeout=400, module_args=command)
+    wall = time.perf_counter() - start
+    client = mlflow_client(tmp_path)
+    parent, children = sweep_runs(client, "bansuri", "real")
+    assert len(children) == 2, output[-3000:]
+    for child in children:
+        assert child.data.tags["tonesweep.status"] == "FINISHED", child.data.tags.get("tonesweep.failure_reason")
+        assert child.data.metrics["quality_float32"] > 0
+    print(f"real 2-trial sweep: {wall:.0f} s wall")
