@@ -164,17 +164,26 @@ def banded_viterbi(observation_probs: np.ndarray, pitch_transition: np.ndarray, 
     from librosa.util import tiny
 
     n_states, _ = observation_probs.shape
-    n_bins = n_states // 2
     epsilon = tiny(observation_probs)
-    switch = np.array([[1 - switch_prob, switch_prob], [switch_prob, 1 - switch_prob]])
-    transition = np.kron(switch, pitch_transition)
-    sources, log_weights = _band_tables(transition, n_bins, epsilon)
+    sources, log_weights = _cached_band_tables(pitch_transition, switch_prob, epsilon)
     log_prob = np.log(observation_probs.T + epsilon)
     log_init = np.log(np.full(n_states, 1.0 / n_states) + epsilon)
     return _viterbi_sparse(log_prob, sources, log_weights, log_init)
 
 
-def _band_tables(transition: np.ndarray, n_bins: int, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+_BAND_TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _cached_band_tables(pitch_transition: np.ndarray, switch_prob: float, epsilon: float):
+    """_band_tables of pYIN's full transition, memoised: it depends only on the hop and pitch grid."""
+    key = (pitch_transition.shape, pitch_transition.tobytes().__hash__(), switch_prob, epsilon)
+    if key not in _BAND_TABLES:
+        switch = np.array([[1 - switch_prob, switch_prob], [switch_prob, 1 - switch_prob]])
+        _BAND_TABLES[key] = _band_tables(np.kron(switch, pitch_transition), epsilon)
+    return _BAND_TABLES[key]
+
+
+def _band_tables(transition: np.ndarray, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
     """For every target state, its possible source states (ascending) and their log weights.
 
     Returns: sources int32 [2S, K] (padded with -1) and log_weights float64 [2S, K].
