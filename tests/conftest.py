@@ -39,7 +39,9 @@ def tiny_dataset(tmp_path_factory) -> Path:
     render_demo(audio, minutes=TINY_SECONDS / 60, instruments=["bansuri"], seed=RENDER_SEED + 1)
     out = tmp_path_factory.mktemp("tiny_dataset") / "bansuri"
     options = PrepareOptions(instrument="bansuri", features=FeatureParams(frame_rates=(250, 50)))
-    manifest = prepare_dataset([audio / "bansuri"], out, options, workers=1)
+    # the folder also holds .f0.csv files and render.json: they are not audio and must not warn
+    manifest = prepare_dataset([audio / "bansuri"], out, options, workers=1,
+                               warn=lambda message: pytest.fail(f"unexpected warning: {message}"))
     assert manifest["splits"]["validation"]["examples"] >= 2, manifest["splits"]
     return out
 

@@ -559,7 +559,7 @@ def prepare_dataset(
     began = time.perf_counter()
     options.validate()
     out_dir = Path(out_dir).absolute()
-    workers = workers if workers is not None else (os.cpu_count() or 1)
+    workers = workers if workers is not None else len(os.sched_getaffinity(0))
     if workers < 1:
         raise UserError(f"--workers: {workers}; use 1 or more")
     check_output_dir(out_dir)
@@ -574,12 +574,12 @@ def prepare_dataset(
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
-    usable, skipped = _usable_sources(sources, options, workers, warn)
+    usable, skipped = _usable_sources(sources, options, workers, warn, info)
     manifest = _build(usable, skipped, out_dir, options, key, began, info)
     return {**manifest, "cache_hit": False}
 
 
-def _usable_sources(sources: list[SourceFile], options: PrepareOptions, workers: int, warn: Warn):
+def _usable_sources(sources: list[SourceFile], options: PrepareOptions, workers: int, warn: Warn, info: Warn):
     """Decode, check and pitch-track; returns (usable sources, [{path, sha256, reason}])."""
     seen: dict[str, Path] = {}
     usable, skipped = [], []
@@ -595,6 +595,8 @@ def _usable_sources(sources: list[SourceFile], options: PrepareOptions, workers:
         else:
             usable.append(source)
     if usable:
+        minutes = sum(s.seconds for s in usable) / 60
+        info(f"{len(usable)} file(s), {minutes:.1f} min of audio: tracking pitch with {workers} worker(s)")
         compute_pitch(usable, options.features, workers)
     pitched = []
     for source in usable:
@@ -617,26 +619,13 @@ def _build(sources, skipped, out_dir: Path, options: PrepareOptions, key: str, b
     """Features, split, shards and manifest, built in a temporary sibling and swapped in."""
     compute_levels(sources, options.features)
     regions = plan_regions([len(s.audio) for s in sources], options, [s.sha256 for s in sources])
-    examples: dict[str, list] = {split: [] for split in SPLITS}
-    region_records, dropped = [], 0
-    for region in regions:
-        kept = 0
-        for start in window_starts(region, options):
-            example = cut_example(sources[region.source], start, options)
-            if is_silent(example, options):
-                dropped += 1
-                continue
-            examples[region.split].append(example)
-            kept += 1
-        region_records.append({"input": region.source, "split": region.split, "start_s": region.start / SAMPLE_RATE,
-                               "end_s": region.end / SAMPLE_RATE, "examples": kept})
+    examples, region_records, dropped = cut_examples(sources, regions, options)
     for split in SPLITS:
         if not examples[split]:
             raise UserError(
-                f"{out_dir}: the {split} split would have no examples ({sum(s.seconds for s in sources):.1f} s usable "
+                f"AUDIO: the {split} split would have no examples ({sum(s.seconds for s in sources):.1f} s usable "
                 "audio, silent stretches dropped); add recordings or lower --example-seconds"
             )
-
     building = _temporary_sibling(out_dir, "tmp")
     building.mkdir()
     try:
@@ -646,20 +635,9 @@ def _build(sources, skipped, out_dir: Path, options: PrepareOptions, key: str, b
             seconds = sum((r.end - r.start) / SAMPLE_RATE for r in regions if r.split == split)
             split_records[split] = {"examples": len(examples[split]), "seconds": round(seconds, 3), "shards": shards}
         manifest = {
-            "format": FORMAT,
-            "instrument": options.instrument,
-            "sample_rate": SAMPLE_RATE,
-            "example_seconds": options.example_seconds,
-            "hop_seconds": options.hop_seconds,
-            "frame_rates": list(options.features.frame_rates),
-            "validation_fraction": options.validation_fraction,
-            "seed": options.seed,
-            "features": options.features.to_dict(),
-            "feature_keys": ["audio"] + [f"{n}_{r}" for r in options.features.frame_rates for n in FEATURE_NAMES],
+            **_describe(options, key),
             "inputs": [{"path": str(s.path), "sha256": s.sha256, "seconds": round(s.seconds, 3)} for s in sources],
             "skipped_inputs": skipped,
-            "cache_key": key,
-            "pipeline_version": PIPELINE_VERSION,
             "splits": split_records,
             "regions": region_records,
             "dropped_silent_examples": dropped,
@@ -670,11 +648,51 @@ def _build(sources, skipped, out_dir: Path, options: PrepareOptions, key: str, b
         }
         _write_json_atomic(building / MANIFEST, manifest)  # last file: marks the folder complete
         swap_into_place(building, out_dir)
-    except BaseException:
+    except BaseException:  # including KeyboardInterrupt: never leave a half-built folder behind
         shutil.rmtree(building, ignore_errors=True)
         raise
     info(f"wrote {out_dir} ({_counts(manifest)}) in {manifest['prepare_seconds']:.1f} s")
     return manifest
+
+
+def cut_examples(sources: list[SourceFile], regions: list[Region], options: PrepareOptions):
+    """Examples of every region, silent ones dropped.
+
+    Returns ({split: [example dicts]}, [region records for the manifest], dropped count).
+    """
+    examples: dict[str, list] = {split: [] for split in SPLITS}
+    records, dropped = [], 0
+    for region in regions:
+        kept = 0
+        for start in window_starts(region, options):
+            example = cut_example(sources[region.source], start, options)
+            if is_silent(example, options):
+                dropped += 1
+                continue
+            examples[region.split].append(example)
+            kept += 1
+        records.append({"input": region.source, "split": region.split, "start_s": region.start / SAMPLE_RATE,
+                        "end_s": region.end / SAMPLE_RATE, "examples": kept})
+    return examples, records, dropped
+
+
+def _describe(options: PrepareOptions, key: str) -> dict:
+    """The manifest's format and parameter fields."""
+    rates = list(options.features.frame_rates)
+    return {
+        "format": FORMAT,
+        "instrument": options.instrument,
+        "sample_rate": SAMPLE_RATE,
+        "example_seconds": options.example_seconds,
+        "hop_seconds": options.hop_seconds,
+        "frame_rates": rates,
+        "validation_fraction": options.validation_fraction,
+        "seed": options.seed,
+        "features": options.features.to_dict(),
+        "feature_keys": ["audio"] + [f"{name}_{rate}" for rate in rates for name in FEATURE_NAMES],
+        "cache_key": key,
+        "pipeline_version": PIPELINE_VERSION,
+    }
 
 
 def _counts(manifest: dict) -> str:
