@@ -80,10 +80,16 @@ class BundleRenderer:
         pieces = []
         for call in range(n_calls):
             first = call * lay.frames_per_call  # in padded frames, context included
-            outputs = self._call(f0[first:first + lay.input_frames], feature[first:first + lay.input_frames],
+            window = slice(first, first + lay.input_frames)
+            outputs = self._call(f0[window], feature[window],
                                  noise[first * lay.hop:(first + lay.input_frames) * lay.hop], carries)
             pieces.append(outputs.pop("audio")[0])
+            phase = carries["phase"]
             carries = {name[len("next_"):]: value for name, value in outputs.items()}
+            # The graph's next_phase carries its float32 error (~1e-3 rad per 4 s) into the next
+            # call, and those errors add up over minutes; the phase advance is exact in float64.
+            rendered = f0[first + lay.context_before:first + lay.context_before + lay.frames_per_call + 1]
+            carries["phase"] = advance_phase(phase, rendered, lay.hop, lay.sample_rate)
         return np.concatenate(pieces)[:n_frames * lay.hop]
 
     def _pad(self, f0_hz, feature_db, noise, n_calls):
@@ -112,6 +118,22 @@ class BundleRenderer:
 
         feeds = {"f0_hz": f0[None, :, None], "feature_db": feature[None, :, None], "noise": noise[None], **carries}
         return {k: v.numpy() for k, v in self._fn(**{k: tf.constant(v) for k, v in feeds.items()}).items()}
+
+
+def advance_phase(phase: np.ndarray, f0_frames: np.ndarray, hop: int, sample_rate: int) -> np.ndarray:
+    """Harmonic phases after the F frames of one call, in float64.
+
+    The graph interpolates each harmonic's frequency linearly from frame j to j+1 and sums the
+    per-sample increments (phase[n] = phase_in + sum_{s<=n} 2 pi f_s / sr), so over frame j the
+    phase advances by 2 pi k (H f_j + (f_{j+1} - f_j)(H - 1)/2) / sr.
+    Args: phase [1,K] radians before the call; f0_frames [F+1] Hz (the rendered frames and the
+    one after them). Returns [1,K] float32 in [0, 2 pi).
+    """
+    f = np.asarray(f0_frames, np.float64)
+    f0_cycles = np.sum(hop * f[:-1] + (f[1:] - f[:-1]) * (hop - 1) / 2.0) / sample_rate
+    harmonics = np.arange(1, phase.shape[-1] + 1)
+    advanced = phase.astype(np.float64) + 2.0 * np.pi * np.mod(harmonics * f0_cycles, 1.0)
+    return np.mod(advanced, 2.0 * np.pi).astype(np.float32)
 
 
 # ---------------------------------------------------------------------- features -> instrument range
