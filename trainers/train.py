@@ -41,7 +41,9 @@ keras = tf.keras
 VAL_SUBSET = 4  # validation examples behind the reported val_loss (the metric ASHA stops on)
 VAL_NOISE_SEED = 1234  # fixed synthesis noise for every validation/evaluation render
 FEATURE_KEYS = {"loudness": "loudness_db", "rms": "rms_db"}
-JIT_COMPILE = True  # XLA for train/val steps: ~20% less CPU per step than without (bench/train_throughput.py)
+# XLA for the training step: -20..40% CPU per step for ~4 s CPU of compiling once per trial,
+# a net gain beyond ~60 steps (measured with bench/train_throughput.py's configuration).
+JIT_COMPILE = True
 
 
 class TrialFailed(RuntimeError):
@@ -120,7 +122,7 @@ class TrainedModel(keras.Model):
         n_samples = frames * synth.SAMPLE_RATE // self.config["frame_rate"]
         noise = synth.white_noise(batch, n_samples, (noise_seed, 0))
         if self._compiled_synthesize is None:  # graph mode: ~10x faster than eager for the ddsp synth
-            self._compiled_synthesize = tf.function(self.synthesize, reduce_retracing=True)
+            self._compiled_synthesize = tf.function(self.synthesize)  # ddsp needs static shapes: no relaxing
         return self._compiled_synthesize(tf.constant(f0_hz), tf.constant(feature_db), noise).numpy()
 
     def build_all(self, frames: int = 8) -> None:
@@ -233,7 +235,7 @@ def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float, j
     """
     variables = model.trainable_variables
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    @tf.function(jit_compile=jit_compile)
     def step(f0_hz, feature_db, audio, noise):
         with tf.GradientTape() as tape:
             loss = loss_fn(audio, model.synthesize(f0_hz, feature_db, noise, fast_harmonics=fast_harmonics))
@@ -245,10 +247,13 @@ def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float, j
     return step
 
 
-def make_eval_loss(model: TrainedModel, loss_fn, jit_compile: bool = JIT_COMPILE):
-    """Compiled (f0_hz, feature_db, audio, noise) -> spectral loss with the reference synth, no gradients."""
+def make_eval_loss(model: TrainedModel, loss_fn, jit_compile: bool = False):
+    """Compiled (f0_hz, feature_db, audio, noise) -> spectral loss with the reference synth, no gradients.
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    No XLA by default: it runs once per report, and compiling (~4 s CPU) costs more than it saves.
+    """
+
+    @tf.function(jit_compile=jit_compile)
     def evaluate(f0_hz, feature_db, audio, noise):
         return loss_fn(audio, model.synthesize(f0_hz, feature_db, noise))
 
@@ -266,7 +271,7 @@ class _Trainer:
         self.optimizer.build(self.model.trainable_variables)
         loss_fn = make_loss()
         self.step_fn = make_train_step(self.model, self.optimizer, loss_fn, config["grad_clip"], jit_compile)
-        self.val_fn = make_eval_loss(self.model, loss_fn, jit_compile)
+        self.val_fn = make_eval_loss(self.model, loss_fn)
         n_val = min(VAL_SUBSET, len(val["audio"]))
         self.val_batch = tuple(tf.constant(val[k][:n_val]) for k in ("f0_hz", "feature_db", "audio"))
         self.val_noise = synth.white_noise(n_val, val["audio"].shape[1], (VAL_NOISE_SEED, 0))

@@ -1,0 +1,161 @@
+"""Training a trial end to end on the tiny prepared dataset: it learns, it is deterministic,
+it resumes exactly, it fails clearly on NaN, and the CLI writes the contract's files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from trainers.config import ConfigError
+from trainers.errors import UserError
+
+# Small and fast: GRU-8 at 50 Hz frames, few harmonics; XLA off so each call traces in seconds.
+TINY = {"decoder": "gru", "hidden": 8, "gru_units": 8, "fc_layers": 1, "n_harmonics": 8, "n_noise_bands": 8,
+        "frame_rate": 50, "batch_size": 2, "learning_rate": 1e-3, "seed": 3}
+METRIC_KEYS = {"status", "failure_reason", "steps", "train_time_s", "final_train_loss", "params", "bytes_float32",
+               "bytes_float16", "bytes_uint8"} | {f"{m}_{p}" for m in ("quality", "pitch_error_cents", "loudness_error_db")
+                                                  for p in ("float32", "float16", "uint8")}
+
+
+def _weights(out_dir):
+    from trainers.train import load_trained
+
+    _, model = load_trained(out_dir)
+    return [v.numpy() for v in model.trainable_variables]
+
+
+def test_trial_writes_the_contract_files(trained_trial):
+    from trainers.size import size_report
+
+    metrics = json.loads((trained_trial / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["status"] == "FINISHED" and metrics["failure_reason"] is None and metrics["steps"] == 40
+    config = json.loads((trained_trial / "config.json").read_text())
+    assert {k: metrics[k] for k in size_report(config)} == size_report(config)
+    assert all(np.isfinite(metrics[k]) for k in METRIC_KEYS - {"status", "failure_reason"})
+    for name in ("weights.weights.h5", "dataset_manifest.json", "audio/original.wav", "audio/resynth.wav"):
+        assert (trained_trial / name).is_file(), name
+    assert any((trained_trial / "checkpoint").iterdir())
+    # quantization costs little at these sizes, but the numbers are re-measured, not copied
+    assert metrics["quality_uint8"] != metrics["quality_float32"]
+    assert metrics["quality_uint8"] == pytest.approx(metrics["quality_float32"], rel=0.1)
+
+
+def test_it_learns(trained_trial, tiny_dataset):
+    """40 steps take the held-out spectral loss well below the untrained model's."""
+    from trainers.evaluate import evaluate
+    from trainers.train import build_model, load_frames, load_trained
+
+    config, trained = load_trained(trained_trial)
+    val = load_frames(tiny_dataset, "validation", config)
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(config["seed"])
+    untrained = evaluate(build_model(config), val)["quality"]
+    quality = json.loads((trained_trial / "metrics.json").read_text())["quality_float32"]
+    assert quality < 0.7 * untrained, (quality, untrained)
+    # evaluation is reproducible: same weights and data, same number
+    assert evaluate(trained, val)["quality"] == pytest.approx(quality, rel=1e-5)
+
+
+def test_cnn_with_reverb_trains_and_reloads(trained_cnn_trial):
+    from trainers.train import load_trained
+
+    config, model = load_trained(trained_cnn_trial)
+    assert config["decoder"] == "cnn" and model.reverb is not None
+    assert json.loads((trained_cnn_trial / "metrics.json").read_text())["status"] == "FINISHED"
+    f0 = np.full((1, 20), 300.0, np.float32)
+    db = np.full((1, 20), -30.0, np.float32)
+    audio = model.render(f0, db)
+    assert audio.shape == (1, 20 * 320) and np.isfinite(audio).all()
+    np.testing.assert_array_equal(audio, model.render(f0, db))
+
+
+def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
+    """Same seed -> same weights; 2 steps + resume to 4 == 4 steps straight; reports on schedule."""
+    from trainers.train import train_trial
+
+    reports = {"a": [], "b": [], "c": []}
+    run = lambda name, steps: train_trial(tiny_dataset, {**TINY, "steps": steps}, tmp_path / name,  # noqa: E731
+                                          report=reports[name].append, report_every=2, jit_compile=False)
+    a = run("a", 4)
+    run("b", 2)
+    b = run("b", 4)  # resumes from b/checkpoint at step 2
+    c = run("c", 4)
+    assert [r["step"] for r in reports["a"]] == [2, 4] and [r["step"] for r in reports["b"]] == [2, 4]
+    assert set(reports["a"][0]) == {"step", "train_loss", "val_loss", "elapsed_s"}
+    assert reports["b"] == [dict(r, elapsed_s=pytest.approx(r["elapsed_s"], abs=1e9)) for r in reports["a"]]
+    for x, y in zip(_weights(tmp_path / "a"), _weights(tmp_path / "b")):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(_weights(tmp_path / "a"), _weights(tmp_path / "c")):
+        np.testing.assert_array_equal(x, y)
+    assert a["final_train_loss"] == b["final_train_loss"] == c["final_train_loss"]
+    assert a["quality_float32"] == c["quality_float32"] and a["steps"] == b["steps"] == 4
+
+
+def test_nan_loss_writes_failed_metrics_and_raises(tiny_dataset, tmp_path, monkeypatch):
+    from trainers import train
+
+    real_load = train.load_frames
+
+    def poisoned(dataset_dir, split, config):
+        frames = real_load(dataset_dir, split, config)
+        frames["feature_db"][:] = np.nan
+        return frames
+
+    monkeypatch.setattr(train, "load_frames", poisoned)
+    with pytest.raises(train.TrialFailed, match="non-finite training loss") as err:
+        train.train_trial(tiny_dataset, {**TINY, "steps": 3}, tmp_path / "nan", jit_compile=False)
+    metrics = json.loads((tmp_path / "nan" / "metrics.json").read_text())
+    assert metrics["status"] == "FAILED" and metrics["failure_reason"] == err.value.reason
+    assert metrics["steps"] == 0 and metrics["final_train_loss"] is None
+    assert not (tmp_path / "nan" / "weights.weights.h5").exists()
+
+
+def test_bad_config_or_dataset_fails_before_training(tiny_dataset, tmp_path):
+    from trainers.train import train_trial
+
+    with pytest.raises(ConfigError, match="^n_harmonics:"):
+        train_trial(tiny_dataset, {"n_harmonics": 0}, tmp_path / "x")
+    with pytest.raises(UserError):
+        train_trial(tmp_path / "no_dataset", TINY, tmp_path / "y")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_cli_train(tiny_dataset, tmp_path, capsys):
+    from search.cli import main
+
+    config = tmp_path / "trial.toml"
+    config.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in {**TINY, "steps": 2}.items()) + "\n")
+    assert main(["train", "--dataset", str(tiny_dataset), "--config", str(config), "--out", str(tmp_path / "out")]) == 0
+    assert "finished 2 steps" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["status"] == "FINISHED"
+    config.write_text('decoder = "transformer"\n')
+    assert main(["train", "--dataset", str(tiny_dataset), "--config", str(config), "--out", str(tmp_path / "o2")]) == 2
+    assert "decoder: 'transformer' is not allowed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_longer_training_tracks_pitch(tiny_dataset, tmp_path):
+    """A few hundred steps: pitch of the resynthesis within 50 cents, loss far below untrained."""
+    from trainers.train import train_trial
+
+    config = {"decoder": "gru", "hidden": 64, "gru_units": 64, "n_harmonics": 60, "n_noise_bands": 65,
+              "batch_size": 8, "learning_rate": 2e-3, "steps": 400}
+    metrics = train_trial(tiny_dataset, config, tmp_path / "long", report_every=100)
+    assert metrics["pitch_error_cents_float32"] < 50.0
+    assert metrics["pitch_error_cents_uint8"] < 50.0
+    assert metrics["quality_float32"] < 8.0
+
+
+@pytest.mark.slow
+def test_threads_are_set_before_tf_starts():
+    code = ("from trainers.train import configure_threads; configure_threads(1); import tensorflow as tf; "
+            "tf.constant(1.0); print(tf.config.threading.get_intra_op_parallelism_threads(), "
+            "tf.config.threading.get_inter_op_parallelism_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[-2:] == ["1", "1"]
