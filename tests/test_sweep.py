@@ -409,3 +409,36 @@ def test_sweep_with_the_real_trainer(tmp_path, request):
         assert child.data.tags["tonesweep.status"] == "FINISHED", child.data.tags.get("tonesweep.failure_reason")
         assert child.data.metrics["quality_float32"] > 0
     print(f"real 2-trial sweep: {wall:.0f} s wall")
+
+
+# ------------------------------------------------------------------ `tonesweep ui`
+
+
+def test_ui_serves_the_store_on_loopback(tmp_path):
+    import socket
+    import urllib.request
+
+    from results.tracking import ensure_experiment, make_client, ui_command
+
+    command = ui_command("sqlite:///x.db", 5123)
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_experiment(make_client(uri), "bansuri")
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    driver = Driver(tmp_path, {}, env={"MLFLOW_TRACKING_URI": uri},
+                    module_args=[sys.executable, "-m", "search.cli", "ui", "--port", str(port)])
+    try:
+        deadline, body = time.monotonic() + 90, None
+        while time.monotonic() < deadline and body is None:
+            try:
+                url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
+                body = urllib.request.urlopen(url, timeout=2).read().decode()
+            except OSError:
+                assert driver.process.poll() is None, driver.output()[-3000:]
+                time.sleep(0.5)
+        assert body is not None and "tonesweep-bansuri" in body, driver.output()[-3000:]
+    finally:
+        driver.stop()
