@@ -1,13 +1,15 @@
 """`tonesweep export`: bundle contents, parity checks (training graph, Node + wasm), registry path.
 
-The trial is a decoder with seeded random weights written in the `tonesweep train` out_dir
-layout (config.json, weights.weights.h5, metrics.json, dataset_manifest.json): parity does not
-depend on how well a model sounds, and this keeps the test independent of training time.
+The main bundle comes from the trainer's real `trained_trial` (GRU, loudness, 250 Hz) and the
+registry test from `trained_cnn_trial` (causal CNN, RMS, 50 Hz, reverb). `make_trial` writes the
+same out_dir layout with seeded random weights for tests that need many or odd models quickly
+(parity does not depend on how well a model sounds).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +49,10 @@ def make_trial(out_dir: Path, seed: int = 0, **overrides) -> Path:
 
 
 @pytest.fixture(scope="module")
-def float32_bundle(tmp_path_factory) -> Path:
-    """Exported through the CLI from a local trial folder (--run-id PATH), float32."""
+def float32_bundle(trained_trial, tmp_path_factory) -> Path:
+    """The trained GRU exported through the CLI from its trial folder (--run-id PATH), float32."""
     root = tmp_path_factory.mktemp("export")
-    trial = make_trial(root / "trial")
+    trial = trained_trial
     out = root / "bundle"
     code = tonesweep(["export", "--instrument", "bansuri", "--out", str(out), "--run-id", str(trial),
                       "--precision", "float32"])
@@ -58,7 +60,7 @@ def float32_bundle(tmp_path_factory) -> Path:
     return out
 
 
-def test_bundle_files_and_model_card(float32_bundle):
+def test_bundle_files_and_model_card(float32_bundle, trained_trial):
     card = json.loads((float32_bundle / "model-card.json").read_text())
     assert (float32_bundle / "saved_model" / "saved_model.pb").exists()
     model_json = float32_bundle / "tfjs" / "model.json"
@@ -70,8 +72,11 @@ def test_bundle_files_and_model_card(float32_bundle):
     assert (card["instrument"], card["decoder"], card["feature"], card["precision"]) == ("bansuri", "gru", "loudness", "float32")
     assert card["bytes"]["model_json"] == model_json.stat().st_size
     assert card["bytes"]["shards"] == sum(p.stat().st_size for p in shards)
-    assert card["input_scaling"]["f0_midi"]["p50"] == STATS["f0_midi"]["p50"]
-    assert card["quality"]["value"] == 5.0
+    manifest = json.loads((trained_trial / "dataset_manifest.json").read_text())
+    assert card["input_scaling"]["f0_midi"] == manifest["stats"]["250"]["f0_midi"]
+    metrics = json.loads((trained_trial / "metrics.json").read_text())
+    assert card["quality"]["value"] == metrics["quality_float32"]
+    assert card["bytes"]["selector_estimate"] == metrics["bytes_float32"]
     assert card["versions"]["tensorflowjs_converter"] == "4.22.0"
 
 
@@ -121,8 +126,9 @@ def _register_champion(tracking_uri: str, trial: Path, precision: str) -> str:
     return run.info.run_id
 
 
-def test_export_champion_from_registry_at_selected_precision(tmp_path, capsys):
-    trial = make_trial(tmp_path / "trial", seed=3, decoder="cnn", frame_rate=50, n_harmonics=30, n_noise_bands=33)
+def test_export_champion_from_registry_at_selected_precision(trained_cnn_trial, tmp_path, capsys):
+    trial = tmp_path / "trial"
+    shutil.copytree(trained_cnn_trial, trial, ignore=shutil.ignore_patterns("checkpoint", "audio"))  # §3: trial/
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = _register_champion(uri, trial, "uint8")
     out = tmp_path / "bundle"
@@ -136,7 +142,8 @@ def test_export_champion_from_registry_at_selected_precision(tmp_path, capsys):
     quantized = [w["name"] for w in weights if w.get("quantization", {}).get("dtype") == "uint8"]
     float_consts = [w for w in weights if "quantization" not in w and w["dtype"] == "float32"]
     assert quantized and all("ReadVariableOp" in name for name in quantized)
-    assert any(np.prod(w["shape"]) >= 33 * 64 for w in float_consts)  # the noise DFT matrix stayed float32
+    n_bands = json.loads((trial / "config.json").read_text())["n_noise_bands"]
+    assert any(np.prod(w["shape"]) == n_bands * 2 * (n_bands - 1) for w in float_consts)  # DFT matrix: float32
     assert "bundle bytes" in capsys.readouterr().out
 
 
