@@ -18,8 +18,19 @@ seconds of audio per CPU-second of this process (`time.process_time`, all thread
 printed ratio is tonesweep / baseline. `--profile` also times the parts of one forward+backward
 pass (harmonic synth, noise synth, loss, decoder) under both formulations.
 
-Measured on the 2-core dev machine (shared, threads=1), 2026-11-21, see README of this folder
-in the commit message / report: baseline ~0.8-0.9 s CPU per step, tonesweep ~0.25 s.
+Measured 2026-11-21 on the shared 2-core dev machine, threads=1 (CPU ms per step of 16 s of audio):
+
+    baseline 1476-1499 ms (10.7 s audio/CPU-s); tonesweep 287-299 ms with XLA (53-56 s/CPU-s,
+    ratio 5.0-5.1x), 354 ms without XLA (4.2x). XLA compiling costs ~4 s CPU once per trial.
+
+Where the time goes (--profile, one forward+backward, no XLA): ddsp Harmonic 1222 ms ->
+harmonic_synthesis_fast 78 ms; decoder (GRU-64 over 1000 frames) 138 ms; spectral loss 88 ms;
+filtered noise 24 ms. The baseline is ~80% oscillator bank: ddsp upsamples and accumulates 60
+phases per sample and overlap-adds 60 amplitude envelopes. After the rewrite the sequential GRU and
+the six-scale STFT loss dominate; XLA mostly speeds up the GRU loop. Tried and kept out: XLA on
+ddsp's own synth (1.3x only: XLA's sin is slower than TF's), XLA on the validation loss (compile
+time exceeds savings). The fast step's loss differs from the baseline's by ~0.1% because ddsp's
+float32 phase accumulation drifts (tests/test_model.py measures both against float64 synthesis).
 """
 
 from __future__ import annotations

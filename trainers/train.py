@@ -278,12 +278,18 @@ class _Trainer:
         # Resumable state lives in tf.Variables inside the checkpoint.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.train_time = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_time_s")
-        self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step, train_time=self.train_time)
+        self.last_loss = tf.Variable(math.nan, dtype=tf.float64, trainable=False, name="last_train_loss")
+        self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
+                                        train_time=self.train_time, last_loss=self.last_loss)
         self.manager = tf.train.CheckpointManager(self.ckpt, str(out_dir / "checkpoint"), max_to_keep=1)
 
     def restore(self) -> int:
         if self.manager.latest_checkpoint:
-            self.ckpt.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            try:
+                self.ckpt.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as err:
+                raise UserError(f"{self.manager.latest_checkpoint}: checkpoint does not fit this config "
+                                f"({str(err).splitlines()[0]}); use a fresh out_dir") from None
             log.info("resumed from %s at step %d", self.manager.latest_checkpoint, int(self.step))
         return int(self.step)
 
@@ -301,13 +307,14 @@ class _Trainer:
         total, start_step = self.config["steps"], int(self.step)
         t0, time_before = time.perf_counter(), float(self.train_time)
         losses: list[float] = []
-        last_loss = math.nan
+        last_loss = float(self.last_loss)  # restored value when resuming a finished trial
         for step in range(start_step, total):
             last_loss = float(self.step_fn(*self.batch(step)))
             if not math.isfinite(last_loss):
                 return last_loss, f"non-finite training loss ({last_loss}) at step {step + 1}"
             losses.append(last_loss)
             self.step.assign(step + 1)
+            self.last_loss.assign(last_loss)
             done = step + 1
             if done % report_every == 0 or done == total:
                 self.train_time.assign(time_before + time.perf_counter() - t0)
@@ -342,14 +349,13 @@ def train_trial(
         raise UserError(f"report_every: {report_every} must be >= 1")
     manifest = check_dataset(dataset_dir, config)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "config.json", config)
-    _write_json(out_dir / "dataset_manifest.json", manifest)
     train, val = load_frames(dataset_dir, "train", config), load_frames(dataset_dir, "validation", config)
     tf.config.experimental.enable_op_determinism()
-
+    out_dir.mkdir(parents=True, exist_ok=True)
     trainer = _Trainer(config, train, val, out_dir, jit_compile)
-    trainer.restore()
+    trainer.restore()  # before writing anything: a checkpoint of another config must stay intact
+    _write_json(out_dir / "config.json", config)
+    _write_json(out_dir / "dataset_manifest.json", manifest)
     final_loss, failure = trainer.run(report, report_every)
     metrics = {"status": "FINISHED", "failure_reason": None, "steps": int(trainer.step),
                "train_time_s": float(trainer.train_time), "final_train_loss": final_loss, **size_report(config)}
