@@ -12,6 +12,10 @@ Flow of ``run_sweep``:
    and a progress callback;
 5. summary lines and where to browse the results; Ray is shut down if this process started it.
 
+On a cluster (``--address``, or ``ray job submit -- tonesweep sweep ...``), trials write their
+output folders under ``--storage``, which must then be a folder every node sees (a shared
+filesystem): the driver reads finished trials' files from there to log them as artifacts.
+
 Instruments run one after another because ASHA compares ``val_loss`` across the trials of one
 experiment, and spectral losses of different instruments are not on one scale; within an
 instrument, trials run side by side on all the CPUs.
