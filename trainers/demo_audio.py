@@ -1,7 +1,7 @@
 """`tonesweep demo-data`: realistic stand-in recordings rendered offline from a GM soundfont.
 
 For each instrument, several takes of raga-like phrases are composed (seeded), written as MIDI
-and rendered with fluidsynth. Ornaments follow Hindustani practice: meend (a raised-cosine glide
+and rendered with fluidsynth, then given a take's input gain and a quiet room-noise floor. Ornaments follow Hindustani practice: meend (a raised-cosine glide
 between notes, played as a pitch bend on the still-sounding note), kan (a grace flick from the
 note above), delayed vibrato on held notes, and dynamics (velocity per phrase, CC11 swells).
 
@@ -35,7 +35,7 @@ from trainers.audio_io import SAMPLE_RATE, load_audio, write_wav
 from trainers.errors import UserError
 
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
-RENDER_VERSION = 1  # bump when composition or rendering changes, so cached renders are redone
+RENDER_VERSION = 2  # bump when composition or rendering changes, so cached renders are redone
 TRUTH_RATE = 250  # Hz, rows of the .f0.csv files
 BEND_GRID = 0.010  # s between pitch-bend events
 CC_GRID = 0.020  # s between CC11 events (offset by 5 ms from the bend grid)
@@ -327,9 +327,23 @@ def render(midi, soundfont: Path, seconds: float) -> np.ndarray:
             raise UserError(f"{soundfont}: fluidsynth failed ({result.stderr.strip()[:200]}); try another --soundfont")
         audio = load_audio(wav)
     total = round(seconds * SAMPLE_RATE)
-    audio = np.pad(audio, (0, max(0, total - len(audio))))[:total]
-    peak = float(np.max(np.abs(audio)))
-    return audio * (0.89 / peak) if peak > 0.89 else audio  # keep 1 dB headroom
+    return np.pad(audio, (0, max(0, total - len(audio))))[:total]
+
+
+def as_recorded(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Make a clean render look like a take: a random input gain (-6..+2 dB) and a quiet room
+    noise floor (low-passed white noise around -66 dBFS), peaks kept 1 dB below full scale.
+
+    Args/returns: float32 [n].
+    """
+    from scipy.signal import lfilter
+
+    gain = 10 ** (rng.uniform(-6.0, 2.0) / 20)
+    noise = lfilter([0.15], [1.0, -0.85], rng.normal(0.0, 1.0, len(audio)))  # one-pole low-pass
+    noise *= 10 ** (-66 / 20) / max(float(np.std(noise)), 1e-12)
+    take = audio * gain + noise
+    peak = float(np.max(np.abs(take)))
+    return (take * (0.89 / peak) if peak > 0.89 else take).astype(np.float32)
 
 
 def write_f0_csv(path: Path, times: np.ndarray, f0: np.ndarray) -> None:
@@ -361,7 +375,7 @@ def render_take(name: str, take: int, seconds: float, seed: int, soundfont: Path
     rng = np.random.default_rng([seed, sorted(INSTRUMENTS).index(name), take])
     raga = str(rng.choice(sorted(RAGAS)))
     strokes = group_strokes(compose_take(rng, voice, raga, seconds))
-    audio = render(build_midi(strokes, voice), soundfont, seconds)
+    audio = as_recorded(render(build_midi(strokes, voice), soundfont, seconds), rng)
     times, f0 = ground_truth_f0(strokes, seconds)
     wav = folder / f"{name}-{take}.wav"
     partial = folder / f".{name}-{take}.partial.wav"
