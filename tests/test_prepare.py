@@ -270,3 +270,14 @@ def test_common_formats_decode_to_16k_mono_at_the_right_pitch(tmp_path, containe
     assert 0.25 < np.abs(audio).max() < 0.35
     f0, confidence = f0_features(audio, FAST)[50]
     assert np.median(f0[confidence >= 0.5]) == pytest.approx(330.0, rel=0.01)
+
+
+def test_other_example_length_and_hop(tone_folder, tmp_path):
+    out = tmp_path / "short-examples"
+    manifest = prepare_dataset([tone_folder], out, fast_options(example_seconds=2.0, hop_seconds=0.5), workers=1)
+    data = load_split(out, "train", 50)
+    assert data["audio"].shape[1] == 32000 and data["f0_hz"].shape[1] == 100
+    assert len(data["audio"]) == manifest["splits"]["train"]["examples"]
+    starts = [r for r in manifest["regions"] if r["split"] == "train"]
+    assert sum(int((r["end_s"] - r["start_s"] - 2.0) / 0.5) + 1 for r in starts if r["end_s"] - r["start_s"] >= 2.0) \
+        == manifest["splits"]["train"]["examples"]

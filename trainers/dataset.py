@@ -697,8 +697,9 @@ def _describe(options: PrepareOptions, key: str) -> dict:
 
 def _counts(manifest: dict) -> str:
     train, validation = manifest["splits"]["train"], manifest["splits"]["validation"]
+    skipped = len(manifest.get("skipped_inputs", []))
     return (f"{train['examples']} train / {validation['examples']} validation examples "
-            f"from {len(manifest['inputs'])} file(s)")
+            f"from {len(manifest['inputs'])} file(s)" + (f", {skipped} skipped" if skipped else ""))
 
 
 def cli_prepare(args) -> int:
