@@ -41,7 +41,7 @@ from trainers.features import FeatureParams, f0_features, fill_unvoiced, level_f
 
 FORMAT = "tonesweep-dataset/1"
 # Bump when feature extraction or example cutting changes, so old caches are recomputed.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: validation in ~3 blocks
 MANIFEST = "manifest.json"
 SPLITS = ("train", "validation")
 FEATURE_NAMES = ("f0_hz", "f0_confidence", "loudness_db", "rms_db")
