@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-TRAIN_S = float(os.environ.get("BENCH_TRAIN_S", "0.5"))
+TRAIN_S = 0.5  # seconds of stand-in training per trial (set from --train-s)
 
 
 def stand_in_train(dataset_dir, config, out_dir, report=None, report_every=50, threads=None):
@@ -56,11 +56,10 @@ def stand_in_train(dataset_dir, config, out_dir, report=None, report_every=50, t
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--train-s", type=float, default=TRAIN_S, help="seconds of stand-in training per trial")
+    parser.add_argument("--train-s", type=float, default=0.5, help="seconds of stand-in training per trial")
     args = parser.parse_args()
-    os.environ["BENCH_TRAIN_S"] = str(args.train_s)  # read by the workers (they inherit the env)
     global TRAIN_S
-    TRAIN_S = args.train_s
+    TRAIN_S = args.train_s  # captured by value when Ray pickles stand_in_train
 
     from search.sweep import SweepSettings, run_sweep
 

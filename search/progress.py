@@ -112,6 +112,7 @@ class SweepProgress(Callback):
         self.stream = stream or sys.stdout
         self.every_s = every_s
         self._last_print = 0.0
+        self._last_line = ""
 
     def __getstate__(self) -> dict:
         # Ray pickles callbacks with its RunConfig; a terminal stream cannot be pickled.
@@ -144,9 +145,14 @@ class SweepProgress(Callback):
         self._print(self.tally.line())
 
     def _maybe_print(self) -> None:
-        if time.monotonic() - self._last_print >= self.every_s:
-            self._print(self.tally.line())
+        """The status line when it changed (at most every ``every_s``), or as a heartbeat every minute."""
+        line = self.tally.line()
+        since = time.monotonic() - self._last_print
+        if (line != self._last_line and since >= self.every_s) or since >= max(60.0, self.every_s):
+            self._print(line)
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
         self._last_print = time.monotonic()
+        if not text.startswith(" "):
+            self._last_line = text
