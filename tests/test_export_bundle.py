@@ -86,8 +86,18 @@ def test_parity_bars_met_and_graph_is_lean(float32_bundle):
     assert card["parity"]["tfjs_node_wasm"]["snr_db"] >= 100
     # lean: weights + small DSP constants, nothing audio-sized folded into the shards
     # (one [64000, 60] constant alone would be 15 MB)
-    assert card["bytes"]["shards"] < card["bytes"]["selector_estimate"] + 100_000
+    assert card["bytes"]["shards"] < card["bytes"]["selector_estimate"] + 60_000
     assert card["bytes"]["model_json"] < 300_000
+    assert_no_large_constants(float32_bundle / "tfjs", card["config"]["n_noise_bands"])
+
+
+def assert_no_large_constants(tfjs_dir: Path, n_bands: int) -> None:
+    """Besides the weights (``*ReadVariableOp*``), no constant larger than the noise filter's DFT
+    matrix [N, 2(N-1)]: a frame-by-hop or audio-sized tensor would mean grappler folded one."""
+    manifest = json.loads((tfjs_dir / "model.json").read_text())["weightsManifest"]
+    constants = [(int(np.prod(w["shape"])), w["name"]) for group in manifest for w in group["weights"]
+                 if "ReadVariableOp" not in w["name"]]
+    assert max(constants)[0] <= n_bands * 2 * (n_bands - 1), max(constants)
 
 
 def test_node_parity_recomputed_independently(float32_bundle):
@@ -144,6 +154,7 @@ def test_export_champion_from_registry_at_selected_precision(trained_cnn_trial, 
     assert quantized and all("ReadVariableOp" in name for name in quantized)
     n_bands = json.loads((trial / "config.json").read_text())["n_noise_bands"]
     assert any(np.prod(w["shape"]) == n_bands * 2 * (n_bands - 1) for w in float_consts)  # DFT matrix: float32
+    assert_no_large_constants(out / "tfjs", n_bands)
     assert "bundle bytes" in capsys.readouterr().out
 
 

@@ -97,15 +97,22 @@ def upsample_linear(frames: tf.Tensor, hop: int) -> tf.Tensor:
     scale = np.float32(1.0) / np.float32(hop)
     this = frames[:, :-1, tf.newaxis, :]  # [B,T,1,C]
     nxt = frames[:, 1:, tf.newaxis, :]
-    frame_start = np.arange(n_out, dtype=np.float32)[:, None] * np.float32(hop)  # [T,1]
     offset = np.arange(hop, dtype=np.float32)[None, :]  # [1,H]
-    # Positions depend on a runtime zero so grappler cannot fold them into a [T,H] constant.
-    runtime_zero = tf.reduce_sum(frames[:1, :1, :1]) * 0.0
-    position = ((tf.constant(frame_start) + runtime_zero) + tf.constant(offset)) * scale  # [T,H]
-    lower = tf.floor(position)
-    lerp = (position - lower)[tf.newaxis, :, :, tf.newaxis]
-    out = this + (nxt - this) * lerp
-    if float(scale) * hop != 1.0:  # inexact 1/H: fix the samples whose floor fell short
+    if float(scale) * hop == 1.0:  # 1/H exact (H = 64): p = j + r/H exactly, lerp depends on r only
+        lerp = tf.constant(offset * scale)[tf.newaxis, :, :, tf.newaxis]  # [1,1,H,1]
+        out = this + (nxt - this) * lerp
+    else:
+        frame_start = tf.constant(np.arange(n_out, dtype=np.float32)[:, None] * np.float32(hop))  # [T,1]
+        # p needs a [T,H] tensor. Built from constants alone, grappler folds it into the weights
+        # (it even reassociates c1 + (zero + c2)), so the frame offsets pass through a maximum
+        # with a negative runtime value: an identity grappler cannot see through.
+        below_zero = -1.0 - tf.abs(tf.reduce_sum(frames[:1, :1, :1]))
+        position = (tf.maximum(frame_start, below_zero) + tf.constant(offset)) * scale  # [T,H]
+        lower = tf.floor(position)
+        lerp = (position - lower)[tf.newaxis, :, :, tf.newaxis]
+        out = this + (nxt - this) * lerp
+        # floor(p) can fall one frame short at a frame boundary (p = j - eps): TF then
+        # interpolates frames j-1 and j.
         prev = tf.concat([frames[:, :1], frames[:, :-2]], axis=1)[:, :, tf.newaxis, :]
         short = (lower < tf.constant(np.arange(n_out, dtype=np.float32)[:, None]))[tf.newaxis, :, :, tf.newaxis]
         out = tf.where(short, prev + (this - prev) * lerp, out)

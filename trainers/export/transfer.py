@@ -192,6 +192,7 @@ def transfer_file(model_dir: str | Path, input_path: str | Path, output_path: st
     start = time.perf_counter()
     out = renderer.render(f0, level)
     seconds = time.perf_counter() - start
+    Path(output_path).parent.mkdir(parents=True, exist_ok=True)
     write_wav(output_path, out, card["sample_rate"])
     return {"seconds": len(out) / card["sample_rate"], "render_s": round(seconds, 2), **fit}
 
