@@ -442,3 +442,50 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
         assert body is not None and "tonesweep-bansuri" in body, driver.output()[-3000:]
     finally:
         driver.stop()
+
+
+@pytest.mark.slow
+def test_eight_real_trials_cover_gru_cnn_loudness_rms(tmp_path, request):
+    """8 real trials (seed 1 draws all four decoder × feature pairs) with ASHA, through the CLI."""
+    dataset = request.getfixturevalue("tiny_dataset")
+    space = tmp_path / "space.toml"
+    space.write_text(textwrap.dedent("""
+        [hyperparameters.decoder]
+        type = "choice"
+        values = ["gru", "cnn"]
+        [hyperparameters.feature]
+        type = "choice"
+        values = ["loudness", "rms"]
+        [hyperparameters.learning_rate]
+        type = "float"
+        min = 3e-4
+        max = 3e-3
+        sampling = "log"
+        [fixed]
+        hidden = 16
+        gru_units = 16
+        conv_channels = 8
+        conv_layers = 2
+        conv_stacks = 1
+        n_harmonics = 16
+        n_noise_bands = 16
+        frame_rate = 50
+        batch_size = 2
+    """))
+    command = [sys.executable, "-m", "search.cli", "sweep", "--dataset", str(dataset), "--trials", "8",
+               "--space", str(space), "--steps", "20", "--name", "real8", "--seed", "1",
+               "--storage", str(tmp_path / "runs")]
+    start = time.perf_counter()
+    output = run_driver(tmp_path, {}, timeout=1200, module_args=command)
+    client = mlflow_client(tmp_path)
+    parent, children = sweep_runs(client, "bansuri", "real8")
+    assert len(children) == 8 and parent.info.status == "FINISHED", output[-3000:]
+    assert {(c.data.params["decoder"], c.data.params["feature"]) for c in children} == {
+        ("gru", "loudness"), ("gru", "rms"), ("cnn", "loudness"), ("cnn", "rms")}
+    statuses = [c.data.tags["tonesweep.status"] for c in children]
+    assert set(statuses) <= {"FINISHED", "STOPPED"} and "FINISHED" in statuses, statuses
+    for child in children:
+        assert client.get_metric_history(child.info.run_id, "val_loss"), child.data.tags
+        if child.data.tags["tonesweep.status"] == "FINISHED":
+            assert "quality_uint8" in child.data.metrics and "bytes_float16" in child.data.metrics
+    print(f"real 8-trial sweep: {time.perf_counter() - start:.0f} s wall")
