@@ -282,7 +282,8 @@ def compute_pitch(sources: list[SourceFile], params: FeatureParams, workers: int
             _track_chunk(np.zeros(SAMPLE_RATE // 2, np.float32), 0, SAMPLE_RATE // 2, params)
         else:  # import pitch tracking once in the server, not in every worker
             context.set_forkserver_preload(["trainers.features", "librosa", "scipy.stats"])
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                                 initializer=_die_with_parent) as pool:
             results = list(pool.map(_track_chunk, *zip(*args)))
     else:
         results = [_track_chunk(*a) for a in args]
@@ -293,6 +294,22 @@ def compute_pitch(sources: list[SourceFile], params: FeatureParams, workers: int
         for rate in params.frame_rates:
             voiced = source.features[f"f0_confidence_{rate}"] >= params.voiced_threshold
             source.features[f"f0_hz_{rate}"] = fill_unvoiced(source.features[f"f0_hz_{rate}"], voiced)
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: have Linux kill this worker when its parent dies.
+
+    Without it, a prepare killed with SIGKILL leaves its pool workers waiting forever on the
+    task queue. (No-op where prctl is unavailable.)
+    """
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def compute_levels(sources: list[SourceFile], params: FeatureParams) -> None:
