@@ -155,6 +155,13 @@ def test_export_champion_from_registry_at_selected_precision(trained_cnn_trial, 
     n_bands = json.loads((trial / "config.json").read_text())["n_noise_bands"]
     assert any(np.prod(w["shape"]) == n_bands * 2 * (n_bands - 1) for w in float_consts)  # DFT matrix: float32
     assert_no_large_constants(out / "tfjs", n_bands)
+
+    # the same run by id: the champion's precision still applies (it is that run)
+    by_id = tmp_path / "by_id"
+    assert tonesweep(["export", "--instrument", "bansuri", "--out", str(by_id), "--tracking-uri", uri,
+                      "--run-id", run_id, "--skip-js-parity"]) == 0
+    card = json.loads((by_id / "model-card.json").read_text())
+    assert card["run_id"] == run_id and card["precision"] == "uint8" and card["parity"]["tfjs_node_wasm"] is None
     assert "bundle bytes" in capsys.readouterr().out
 
 
