@@ -126,15 +126,19 @@ def compose_take(rng: np.random.Generator, voice: Voice, raga: str, seconds: flo
     notes: list[Note] = []
     time = float(rng.uniform(0.2, 0.6))
     position = pitches.index(voice.tonic)
-    while time < seconds - 2.0:
+    while time < seconds - 2.0 or not notes:  # at least one phrase, however short the take
+        if time >= seconds - 0.5:
+            break
         phrase, position = compose_phrase(rng, voice, pitches, rest_pitches, position, time, seconds - 0.4)
+        if not phrase:
+            break
         notes.extend(phrase)
         time = phrase[-1].end + float(rng.uniform(0.35, 1.4))
     return notes
 
 
-def compose_phrase(rng, voice: Voice, pitches: list[int], rest_pitches: list[int], position: int,
-                   start: float, limit: float) -> tuple[list[Note], int]:
+def compose_phrase(rng: np.random.Generator, voice: Voice, pitches: list[int], rest_pitches: list[int],
+                   position: int, start: float, limit: float) -> tuple[list[Note], int]:
     """3-9 notes moving mostly stepwise, ending on a long resting note; returns (notes, last index)."""
     count = int(rng.integers(3, 10))
     dynamics = float(rng.uniform(55, 110))  # phrase loudness as a MIDI velocity
@@ -163,7 +167,7 @@ def compose_phrase(rng, voice: Voice, pitches: list[int], rest_pitches: list[int
     return notes, position
 
 
-def ornamented(rng, voice: Voice, pitches: list[int], position: int, start: float, end: float,
+def ornamented(rng: np.random.Generator, voice: Voice, pitches: list[int], position: int, start: float, end: float,
                dynamics: float, first: bool) -> Note:
     """A note with a glide or grace at its start and delayed vibrato when it is held long enough."""
     duration = end - start
