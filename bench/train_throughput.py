@@ -27,7 +27,8 @@ Where the time goes (--profile, one forward+backward, no XLA): ddsp Harmonic 122
 harmonic_synthesis_fast 78 ms; decoder (GRU-64 over 1000 frames) 138 ms; spectral loss 88 ms;
 filtered noise 24 ms. The baseline is ~80% oscillator bank: ddsp upsamples and accumulates 60
 phases per sample and overlap-adds 60 amplitude envelopes. After the rewrite the sequential GRU and
-the six-scale STFT loss dominate; XLA mostly speeds up the GRU loop. Tried and kept out: XLA on
+the six-scale STFT loss dominate; XLA does not speed up the synth or the loss, so its gain comes
+from the GRU loop and the optimizer update. Tried and kept out: XLA on
 ddsp's own synth (1.3x only: XLA's sin is slower than TF's), XLA on the validation loss (compile
 time exceeds savings). The fast step's loss differs from the baseline's by ~0.1% because ddsp's
 float32 phase accumulation drifts (tests/test_model.py measures both against float64 synthesis).

@@ -148,7 +148,9 @@ def test_longer_training_tracks_pitch(tiny_dataset, tmp_path):
 
     config = {"decoder": "gru", "hidden": 64, "gru_units": 64, "n_harmonics": 60, "n_noise_bands": 65,
               "batch_size": 8, "learning_rate": 2e-3, "steps": 400}
-    metrics = train_trial(tiny_dataset, config, tmp_path / "long", report_every=100)
+    metrics = train_trial(tiny_dataset, config, tmp_path / "long", report_every=100,
+                          report=lambda d: print("progress", d))
+    print("metrics", {k: metrics[k] for k in sorted(metrics) if k.startswith(("quality", "pitch", "loud", "train"))})
     assert metrics["pitch_error_cents_float32"] < 50.0
     assert metrics["pitch_error_cents_uint8"] < 50.0
     assert metrics["quality_float32"] < 8.0

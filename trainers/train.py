@@ -365,13 +365,20 @@ def train_trial(
         raise TrialFailed(failure)
 
     trainer.model.save_weights(str(out_dir / "weights.weights.h5"))
-    from trainers.evaluate import evaluate_all_precisions, write_audio_examples
+    metrics.update(_evaluate_and_listen(trainer.model, val, manifest, out_dir))
+    _write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _evaluate_and_listen(model: TrainedModel, val: dict[str, np.ndarray], manifest: dict, out_dir: Path) -> dict:
+    """Held-out metrics at every precision (+ eval_time_s), and audio/original.wav + resynth.wav."""
+    from trainers.evaluate import VOICED_CONFIDENCE, evaluate_all_precisions, write_audio_examples
 
     t0 = time.perf_counter()
-    metrics.update(evaluate_all_precisions(trainer.model, val))
+    voiced_threshold = float(manifest.get("features", {}).get("voiced_threshold", VOICED_CONFIDENCE))
+    metrics = evaluate_all_precisions(model, val, voiced_threshold)
     metrics["eval_time_s"] = time.perf_counter() - t0
-    write_audio_examples(trainer.model, val, out_dir / "audio")
-    _write_json(out_dir / "metrics.json", metrics)
+    write_audio_examples(model, val, out_dir / "audio")
     return metrics
 
 
