@@ -180,8 +180,6 @@ def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, pre
 
     Built in a temporary folder next to DIR and moved into place only after every check passed.
     """
-    import tensorflow as tf  # noqa: PLC0415
-
     from trainers.export import graph, tfjs  # noqa: PLC0415
     from trainers.train import load_trained  # noqa: PLC0415
 
@@ -216,7 +214,6 @@ def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, pre
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    del tf
     return card
 
 
