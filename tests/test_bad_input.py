@@ -84,7 +84,8 @@ def test_a_single_bad_file_stops_with_one_error_line(tmp_path, make_tone, capsys
 def test_missing_path_stops(tmp_path, make_tone, capsys):
     good = make_tone(tmp_path / "good.wav", 12.0)
     code, lines = run_prepare(capsys, tmp_path / "out", good, tmp_path / "tkae-2.wav")
-    assert code == 2 and lines == [f"tonesweep: error: {tmp_path / 'tkae-2.wav'}: no such file or folder; check the path"]
+    missing = tmp_path / "tkae-2.wav"
+    assert code == 2 and lines == [f"tonesweep: error: {missing}: no such file or folder; check the path"]
 
 
 def test_output_that_is_a_file_stops(tmp_path, make_tone, capsys):

@@ -56,9 +56,11 @@ def test_phrases_carry_the_ornaments():
     for a, b in zip(strokes, strokes[1:]):  # one stroke at a time, on alternating channels
         assert a.end <= b.start + 1e-9 and a.channel != b.channel
     delayed = [n for n in notes if n.vibrato]
-    pitch = demo.stroke_pitch(demo.Stroke([delayed[0]], delayed[0].pitch, 0),
-                              delayed[0].start + np.array([0.1, delayed[0].vibrato[0] + 0.3 + 0.25 / delayed[0].vibrato[1]]))
-    assert pitch[0] == delayed[0].pitch and abs(pitch[1] - delayed[0].pitch) > 0.05  # vibrato starts late
+    note = delayed[0]
+    delay, rate, _ = note.vibrato
+    early, crest = note.start + 0.1, note.start + delay + 0.3 + 0.25 / rate  # a crest after the fade-in
+    pitch = demo.stroke_pitch(demo.Stroke([note], note.pitch, 0), np.array([early, crest]))
+    assert pitch[0] == note.pitch and abs(pitch[1] - note.pitch) > 0.05  # vibrato starts late
 
 
 def test_midi_controls_are_spaced_and_set_the_bend_range():

@@ -3,7 +3,6 @@ atomicity, worker-count independence, and load_split speed."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

@@ -747,7 +747,9 @@ def read_manifest(dataset_dir: str | os.PathLike) -> dict:
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"{path}: unreadable manifest ({err}); run `tonesweep prepare` again") from None
     if manifest.get("format") != FORMAT:
-        raise UserError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}; run `tonesweep prepare` again")
+        raise UserError(
+            f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}; run `tonesweep prepare` again"
+        )
     return manifest
 
 

@@ -1,9 +1,10 @@
 """`tonesweep demo-data`: realistic stand-in recordings rendered offline from a GM soundfont.
 
 For each instrument, several takes of raga-like phrases are composed (seeded), written as MIDI
-and rendered with fluidsynth, then given a take's input gain and a quiet room-noise floor. Ornaments follow Hindustani practice: meend (a raised-cosine glide
-between notes, played as a pitch bend on the still-sounding note), kan (a grace flick from the
-note above), delayed vibrato on held notes, and dynamics (velocity per phrase, CC11 swells).
+and rendered with fluidsynth, then given a take's input gain and a quiet room-noise floor.
+Ornaments follow Hindustani practice: meend (a raised-cosine glide between notes, played as a
+pitch bend on the still-sounding note), kan (a grace flick from the note above), delayed vibrato
+on held notes, and dynamics (velocity per phrase, CC11 swells).
 
 MIDI tricks that keep the rendering faithful to the ground truth (../shared/notes/data-and-engines.md):
   * each stroke gets its own channel, alternating between two, so a bend never leaks into the
