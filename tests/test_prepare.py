@@ -29,6 +29,7 @@ def tone_folder(tmp_path, make_tone) -> Path:
     make_tone(folder / "a.wav", 9.0, sample_rate=44100, channels=2, subtype="PCM_24")
     make_tone(folder / "b.flac", 7.0, sample_rate=22050, f0_hz=440.0)
     (folder / "notes.txt").write_text("not audio, and not looked at: folders contribute audio files only")
+    (folder / ".a.partial.wav").write_bytes(b"RIFF")  # a half-written render: hidden, so not an input
     return folder
 
 

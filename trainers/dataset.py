@@ -136,7 +136,8 @@ class SourceFile:
 
 
 def collect_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Expand the AUDIO arguments: files as given, folders searched recursively for audio files.
+    """Expand the AUDIO arguments: files as given, folders searched recursively for audio files
+    (by name ending, skipping hidden ones).
 
     Raises UserError for a missing path or when nothing audio-like is found at all.
     """
@@ -146,7 +147,8 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
         if not path.exists():
             raise UserError(f"{path}: no such file or folder; check the path")
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_audio_path(p)))
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_audio_path(p)
+                                and not _hidden(p.relative_to(path))))
         else:
             found.append(path)
     if not found:
@@ -154,6 +156,11 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
         raise UserError(f"{listed}: no audio files found (.wav, .flac, .ogg, .mp3, .aiff); point prepare at recordings")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     return unique
+
+
+def _hidden(relative: Path) -> bool:
+    """Dot-files and dot-folders (e.g. a half-written ``.take.partial.wav``) are not inputs."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def cache_key(options: PrepareOptions, input_hashes: Iterable[str]) -> str:
