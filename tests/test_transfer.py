@@ -204,3 +204,19 @@ def test_bad_input_gives_one_line_error(case, gru_bundle, tmp_path, make_tone, c
                 "silent": "silent"}[case]
     assert expected in err
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_node_streaming_matches_python_transfer(gru_bundle):
+    """runner.mjs's renderSignal (the browser-side chunk loop) renders what BundleRenderer does."""
+    from trainers.export import tfjs
+    from trainers.export.transfer import BundleRenderer
+
+    _, bundle_dir = gru_bundle
+    renderer = BundleRenderer(bundle_dir)
+    f0, loudness = melody(6.5, 250, seed=8)
+    noise = np.random.default_rng(5).uniform(-1, 1, len(f0) * 64).astype(np.float32)
+    expected = renderer.render(f0, loudness, noise=noise)
+    got, _ = tfjs.run_node(bundle_dir / "tfjs", {"f0_hz": f0, "feature_db": loudness, "noise": noise},
+                           signal_layout=renderer.card["layout"])
+    assert got["audio"].shape == expected.shape
+    assert snr_db(expected.astype(np.float64), got["audio"]) >= 100

@@ -119,11 +119,14 @@ def read_outputs(io_dir: Path) -> tuple[dict[str, "np.ndarray"], dict]:
 
 
 def run_node(tfjs_dir: str | Path, inputs: dict[str, "np.ndarray"], backend: str = "wasm",
-             repeat: int = 1, timeout_s: float = 600.0) -> tuple[dict[str, "np.ndarray"], dict]:
+             repeat: int = 1, timeout_s: float = 600.0, signal_layout: dict | None = None
+             ) -> tuple[dict[str, "np.ndarray"], dict]:
     """Run the converted model once (or `repeat` times, for timings) in Node with @tensorflow/tfjs.
 
-    Returns the outputs keyed by signature name and {"backend", "timings_ms"}.
-    Raises RuntimeError with Node's last error line when Node or the model fails.
+    With `signal_layout` (a model card's "layout"), `inputs` is a whole signal {f0_hz [T],
+    feature_db [T], noise [T*hop]} rendered call by call by runner.mjs's renderSignal.
+    Returns the outputs keyed by signature name ({"audio"} for a signal) and
+    {"backend", "timings_ms"}. Raises RuntimeError with Node's first error line on failure.
     """
     import shutil  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
@@ -137,9 +140,13 @@ def run_node(tfjs_dir: str | Path, inputs: dict[str, "np.ndarray"], backend: str
     with tempfile.TemporaryDirectory(prefix="tonesweep-node-") as tmp:
         io_dir = Path(tmp)
         write_tensors(io_dir, inputs)
+        extra = []
+        if signal_layout is not None:
+            (io_dir / "layout.json").write_text(json.dumps(signal_layout))
+            extra = ["--signal", str(io_dir / "layout.json")]
         proc = subprocess.run(
             [node, str(JS_DIR / "node_parity.mjs"), "--model", str(Path(tfjs_dir).resolve()),
-             "--io", str(io_dir), "--backend", backend, "--repeat", str(repeat)],
+             "--io", str(io_dir), "--backend", backend, "--repeat", str(repeat), *extra],
             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout_s)
         if proc.returncode != 0:
             lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]

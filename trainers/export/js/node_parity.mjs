@@ -2,9 +2,12 @@
 // with inputs written by Python, write the outputs back for comparison.
 //
 //   node node_parity.mjs --model TFJS_DIR --io IO_DIR [--backend wasm|cpu] [--repeat N]
+//       [--signal LAYOUT.json]
 //
 // IO_DIR/inputs.json: {"name": {"shape": [...], "file": "name.f32"}} (little-endian float32).
 // Writes IO_DIR/outputs.json (same layout, files out_<name>.f32) with "timings_ms" and "backend".
+// With --signal (the model card's "layout" as JSON), the inputs are a whole signal (f0_hz [T],
+// feature_db [T], noise [T*hop]) rendered chunk by chunk with renderSignal; the output is audio.
 // No tfjs-node: the model files are read with fs and handed to tf.loadGraphModel as an IOHandler.
 
 import fs from 'node:fs';
@@ -12,12 +15,12 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { render } from './runner.mjs';
+import { render, renderSignal } from './runner.mjs';
 
 function parseArgs(argv) {
-  const args = { backend: 'wasm', repeat: 1 };
+  const args = { backend: 'wasm', repeat: 1, signal: null };
   for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, '')] = argv[i + 1];
-  if (!args.model || !args.io) throw new Error('usage: --model TFJS_DIR --io IO_DIR [--backend wasm|cpu] [--repeat N]');
+  if (!args.model || !args.io) throw new Error('usage: --model TFJS_DIR --io IO_DIR [--backend wasm|cpu] [--repeat N] [--signal LAYOUT.json]');
   args.repeat = Number(args.repeat);
   return args;
 }
@@ -66,7 +69,14 @@ async function main() {
   const timings = [];
   let result;
   for (let i = 0; i < Math.max(1, args.repeat); i++) {
-    result = await render(tf, model, inputs);
+    if (args.signal) {
+      const layout = JSON.parse(fs.readFileSync(args.signal, 'utf8'));
+      const start = performance.now();
+      const audio = await renderSignal(tf, model, layout, inputs.f0_hz.data, inputs.feature_db.data, inputs.noise.data);
+      result = { outputs: { audio: { shape: [audio.length], data: audio } }, ms: performance.now() - start };
+    } else {
+      result = await render(tf, model, inputs);
+    }
     timings.push(result.ms);
   }
   const index = { backend: tf.getBackend(), timings_ms: timings, outputs: {} };

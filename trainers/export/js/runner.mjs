@@ -37,3 +37,69 @@ export async function render(tf, model, inputs) {
   tf.dispose([...Object.values(feeds), ...list]);
   return { outputs, ms };
 }
+
+/**
+ * Phases after one call, in float64 (JS numbers): the graph's float32 next_phase would let its
+ * rounding error add up over minutes. Same formula as trainers/export/transfer.py advance_phase:
+ * over frame j the phase of harmonic k advances by 2 pi k (H f_j + (f_{j+1} - f_j)(H - 1)/2) / sr.
+ */
+export function advancePhase(phase, f0Frames, hop, sampleRate) {
+  let cycles = 0;
+  for (let j = 0; j + 1 < f0Frames.length; j++) {
+    cycles += hop * f0Frames[j] + (f0Frames[j + 1] - f0Frames[j]) * (hop - 1) / 2;
+  }
+  cycles /= sampleRate;
+  const out = new Float32Array(phase.length);
+  for (let k = 0; k < phase.length; k++) {
+    const turns = ((k + 1) * cycles) % 1;
+    out[k] = (phase[k] + 2 * Math.PI * turns) % (2 * Math.PI);
+  }
+  return out;
+}
+
+/**
+ * Render a whole signal chunk by chunk (what `tonesweep transfer` does in Python).
+ * layout: model-card.json's "layout"; f0Hz, featureDb: per-frame arrays [T];
+ * noise: Float32Array [T * hop], uniform in [-1, 1). Returns Float32Array [T * hop].
+ * Context frames before the signal copy its first frame; frames after it copy its last frame.
+ */
+export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise) {
+  const { hop, frames_per_call: F, context_before: P, input_frames: N } = layout;
+  const T = f0Hz.length;
+  const calls = Math.ceil(T / F);
+  const padded = (x) => {
+    const out = new Float32Array(calls * F + N - F);
+    for (let i = 0; i < out.length; i++) out[i] = x[Math.min(Math.max(i - P, 0), T - 1)];
+    return out;
+  };
+  const f0 = padded(f0Hz);
+  const feature = padded(featureDb);
+  const noisePadded = new Float32Array((calls * F + N - F) * hop);
+  noisePadded.set(noise.subarray(0, T * hop), P * hop);
+  const names = signatureNames(model).inputs;
+  const zeros = (n) => ({ shape: [1, n], data: new Float32Array(n) });
+  let carries = { phase: zeros(layout.n_harmonics), noise_tail: zeros(layout.noise_tail) };
+  if ('state' in names) carries.state = zeros(layout.state_size);
+  if ('reverb_tail' in names) carries.reverb_tail = zeros(layout.reverb_tail);
+  const audio = new Float32Array(calls * F * hop);
+  for (let c = 0; c < calls; c++) {
+    const first = c * F;
+    const inputs = {
+      f0_hz: { shape: [1, N, 1], data: f0.subarray(first, first + N) },
+      feature_db: { shape: [1, N, 1], data: feature.subarray(first, first + N) },
+      noise: { shape: [1, N * hop], data: noisePadded.subarray(first * hop, (first + N) * hop) },
+      ...carries,
+    };
+    const { outputs } = await render(tf, model, inputs);
+    audio.set(outputs.audio.data, first * hop);
+    const next = {};
+    for (const [key, t] of Object.entries(outputs)) {
+      if (key.startsWith('next_')) next[key.slice(5)] = { shape: t.shape, data: t.data };
+    }
+    const rendered = f0.subarray(first + P, first + P + F + 1);
+    next.phase = { shape: [1, layout.n_harmonics],
+      data: advancePhase(carries.phase.data, rendered, hop, layout.sample_rate) };
+    carries = next;
+  }
+  return audio.subarray(0, T * hop);
+}
