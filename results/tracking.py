@@ -79,15 +79,16 @@ def ensure_experiment(client: MlflowClient, instrument: str) -> str:
 
 
 def artifact_location(tracking_uri: str, instrument: str) -> str | None:
-    """Artifacts of a SQLite store live beside the database file, in ``mlartifacts/``.
+    """Artifacts of a SQLite store live beside the database file, in ``mlruns/<experiment>/``.
 
-    (MLflow's own default is ``./mlruns`` under whatever directory the process runs in, which
-    scatters one store's artifacts over several folders.) Other stores keep MLflow's default.
+    (MLflow's own default is ``./mlruns`` under whatever directory the process happens to run
+    in, which scatters one store's artifacts over several folders.) Other stores keep MLflow's
+    default.
     """
     if not tracking_uri.startswith("sqlite:///"):
         return None
     db_path = Path(tracking_uri[len("sqlite:///"):]).resolve()
-    return (db_path.parent / "mlartifacts" / experiment_name(instrument)).as_uri()
+    return (db_path.parent / "mlruns" / experiment_name(instrument)).as_uri()
 
 
 def find_parent_run(client: MlflowClient, experiment_id: str, sweep: str):
@@ -209,8 +210,11 @@ class TrialTracker(Callback):
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: str,
-                 instrument: str, artifacts: bool = True):
+                 instrument: str, artifacts: bool = True, config_defaults: Mapping[str, Any] | None = None):
         self.tracking_uri = tracking_uri
+        # Params are the full trial config: the trainer's defaults under the suggested values, so
+        # every hyperparameter is a column in the results table even when the space left it out.
+        self.config_defaults = dict(config_defaults or {})
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.sweep = sweep
@@ -228,7 +232,7 @@ class TrialTracker(Callback):
     def __getstate__(self) -> dict:
         # Ray pickles callbacks with its RunConfig; keep only what rebuilds a fresh tracker.
         return {"args": (self.tracking_uri, self.experiment_id, self.parent_run_id, self.sweep,
-                         self.instrument, self.artifacts)}
+                         self.instrument, self.artifacts, self.config_defaults)}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(*state["args"])
@@ -307,7 +311,8 @@ class TrialTracker(Callback):
                     "tonesweep.failure_reason": ""}
             run = self.client.create_run(self.experiment_id, run_name=f"{self.sweep}-{trial_id}", tags=tags)
             run_id = run.info.run_id
-            params = [Param(k, _param_text(v)) for k, v in sorted(trial.config.items())]
+            config = {**self.config_defaults, **trial.config}
+            params = [Param(k, _param_text(v)) for k, v in sorted(config.items())]
             for start in range(0, len(params), MAX_BATCH_PARAMS):
                 self.client.log_batch(run_id, params=params[start:start + MAX_BATCH_PARAMS])
             self._existing[trial_id] = run

@@ -32,6 +32,7 @@ Design choices, and why:
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -304,6 +305,5 @@ def _scratch_dir() -> str:
     global _SCRATCH
     if _SCRATCH is None or not os.path.isdir(_SCRATCH):
         _SCRATCH = tempfile.mkdtemp(prefix="tonesweep-oracle-")
-        import atexit
         atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
     return _SCRATCH

@@ -157,7 +157,8 @@ def sweep_instrument(settings, name, sweep_dir, instrument, dataset, space, clie
                      train_fn=settings.train_fn, size_fn=settings.size_fn)
     trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
                                     {"cpu": settings.cpus_per_trial})
-    tracker = tracking.TrialTracker(uri, experiment_id, parent_run_id, name, instrument)
+    tracker = tracking.TrialTracker(uri, experiment_id, parent_run_id, name, instrument,
+                                    config_defaults=_trainer_defaults())
     tally = InstrumentTally(instrument, settings.trials)
     tally.preload(tracker.existing_outcomes())
     callbacks = [tracker, SweepProgress(tally, stream)]
@@ -363,10 +364,14 @@ def _parent_summary(tally, tracker) -> dict:
     }
 
 
-def _trainer_default_steps() -> int:
-    from trainers.config import DEFAULTS
+def _trainer_defaults() -> dict:
+    from trainers.config import DEFAULTS  # light: no TensorFlow
 
-    return int(DEFAULTS["steps"])
+    return dict(DEFAULTS)
+
+
+def _trainer_default_steps() -> int:
+    return int(_trainer_defaults()["steps"])
 
 
 def _fixed_steps(space) -> int | None:

@@ -26,6 +26,7 @@ from results.tracking import trial_outcome
 from search.progress import InstrumentTally
 from search.sweep import SweepSettings, check_settings, instruments_of
 from search.trainable import TrialSpec, execute_trial, rejection_reason
+from trainers.config import DEFAULTS
 from trainers.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -353,7 +354,9 @@ def check_child(client, child, parent) -> None:
     tags, metrics, status = child.data.tags, child.data.metrics, child.data.tags["tonesweep.status"]
     assert tags["mlflow.parentRunId"] == parent.info.run_id and tags["tonesweep.sweep"] == "t8"
     assert child.info.status == ("FINISHED" if status in ("FINISHED", "STOPPED") else "FAILED")
-    assert {"decoder", "feature", "learning_rate", "steps", "seed", "n_noise_bands"} <= set(child.data.params)
+    # every config key, including those the space left to the trainer's defaults
+    assert set(DEFAULTS) <= set(child.data.params)
+    assert child.data.params["batch_size"] == str(DEFAULTS["batch_size"]) and child.data.params["steps"] == "40"
     if status == "FAILED":
         assert "simulated trainer crash" in tags["tonesweep.failure_reason"]
     if status == "REJECTED":
