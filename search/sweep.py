@@ -28,6 +28,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -142,8 +143,6 @@ def run_sweep(settings: SweepSettings, stream=None) -> list[InstrumentResult]:
 def sweep_instrument(settings, name, sweep_dir, instrument, dataset, space, client, uri,
                      experiment_id, parent_run_id, stream) -> InstrumentResult:
     """One instrument's Tune experiment, from start or from its saved state, tracked in MLflow."""
-    import time
-
     from ray import tune
 
     from results import tracking
