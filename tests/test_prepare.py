@@ -235,7 +235,7 @@ def test_chunked_pitch_tracking_matches_whole_file_tracking(rendered_audio, monk
     whole_f0, whole_conf = f0_features(audio, FAST)[50]
     monkeypatch.setattr(ds, "PITCH_CHUNK_SECONDS", 5.0)
     source = ds.SourceFile(Path("x.wav"), "0" * 64, audio=audio)
-    ds.compute_pitch([source], FAST, workers=1)
+    ds.compute_features([source], FAST, workers=1)
     np.testing.assert_allclose(source.features["f0_confidence_50"], whole_conf, atol=1e-6)
     voiced = whole_conf >= 0.5
     cents = 1200 * np.abs(np.log2(source.features["f0_hz_50"][voiced] / whole_f0[voiced]))

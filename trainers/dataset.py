@@ -271,29 +271,45 @@ def _track_chunk(audio_chunk: np.ndarray, offset: int, core_len: int, params: Fe
     return out
 
 
-def compute_pitch(sources: list[SourceFile], params: FeatureParams, workers: int) -> None:
-    """Fill ``source.features`` with f0/confidence for every rate, using ``workers`` processes."""
+def compute_features(sources: list[SourceFile], params: FeatureParams, workers: int) -> None:
+    """Fill ``source.features`` with every feature at every rate.
+
+    Pitch (the expensive part) runs in ``workers`` processes while this process imports
+    TensorFlow and computes loudness/RMS, so the two overlap.
+    """
     jobs = plan_pitch_jobs([len(s.audio) for s in sources], params)
     args = [(sources[j.file_index].audio[j.lo:j.hi], j.start - j.lo, j.end - j.start, params) for j in jobs]
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # fork is fastest and needs no `if __name__ == "__main__"` guard in the caller's script,
-        # but forking a process whose TensorFlow thread pools are running can deadlock; then the
-        # workers come from a clean forkserver process instead.
-        method = "forkserver" if "tensorflow" in sys.modules else "fork"
-        context = multiprocessing.get_context(method)
-        if method == "fork":
-            # import librosa and load the compiled Viterbi once here; forked workers inherit them
-            _track_chunk(np.zeros(SAMPLE_RATE // 2, np.float32), 0, SAMPLE_RATE // 2, params)
-        else:  # import pitch tracking once in the server, not in every worker
-            context.set_forkserver_preload(["trainers.features", "librosa", "scipy.stats"])
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                                 initializer=_die_with_parent) as pool:
-            results = list(pool.map(_track_chunk, *zip(*args)))
+        with _pitch_pool(min(workers, len(jobs)), params) as pool:
+            futures = [pool.submit(_track_chunk, *a) for a in args]  # workers start before TF loads here
+            compute_levels(sources, params)
+            results = [future.result() for future in futures]
     else:
         results = [_track_chunk(*a) for a in args]
+        compute_levels(sources, params)
+    _assemble_pitch(sources, jobs, results, params)
+
+
+def _pitch_pool(workers: int, params: FeatureParams):
+    """A process pool for :func:`_track_chunk` that never forks a running TensorFlow."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork is fastest and needs no `if __name__ == "__main__"` guard in the caller's script,
+    # but forking a process whose TensorFlow thread pools are running can deadlock; then the
+    # workers come from a clean forkserver process instead.
+    method = "forkserver" if "tensorflow" in sys.modules else "fork"
+    context = multiprocessing.get_context(method)
+    if method == "fork":
+        # import librosa and load the compiled Viterbi once here; forked workers inherit them
+        _track_chunk(np.zeros(SAMPLE_RATE // 2, np.float32), 0, SAMPLE_RATE // 2, params)
+    else:  # import pitch tracking once in the server, not in every worker
+        context.set_forkserver_preload(["trainers.features", "librosa", "scipy.stats"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent)
+
+
+def _assemble_pitch(sources: list[SourceFile], jobs: list[PitchJob], results: list[dict], params: FeatureParams):
+    """Concatenate chunk results per file and interpolate f0 across unvoiced frames."""
     for index, source in enumerate(sources):
         parts = [r for j, r in zip(jobs, results) if j.file_index == index]
         for key in parts[0]:
@@ -604,7 +620,7 @@ def prepare_dataset(
 
 
 def _usable_sources(sources: list[SourceFile], options: PrepareOptions, workers: int, warn: Warn, info: Warn):
-    """Decode, check and pitch-track; returns (usable sources, [{path, sha256, reason}])."""
+    """Decode, check and compute features; returns (usable sources, [{path, sha256, reason}])."""
     seen: dict[str, Path] = {}
     usable, skipped = [], []
     for source in sources:
@@ -621,7 +637,7 @@ def _usable_sources(sources: list[SourceFile], options: PrepareOptions, workers:
     if usable:
         minutes = sum(s.seconds for s in usable) / 60
         info(f"{len(usable)} file(s), {minutes:.1f} min of audio: tracking pitch with {workers} worker(s)")
-        compute_pitch(usable, options.features, workers)
+        compute_features(usable, options.features, workers)
     pitched = []
     for source in usable:
         reason = pitch_check(source, options)
@@ -640,8 +656,8 @@ def _usable_sources(sources: list[SourceFile], options: PrepareOptions, workers:
 
 
 def _build(sources, skipped, out_dir: Path, options: PrepareOptions, key: str, began: float, info: Warn) -> dict:
-    """Features, split, shards and manifest, built in a temporary sibling and swapped in."""
-    compute_levels(sources, options.features)
+    """Split, shards and manifest (features already computed), built in a temporary sibling
+    and swapped in."""
     regions = plan_regions([len(s.audio) for s in sources], options, [s.sha256 for s in sources])
     examples, region_records, dropped = cut_examples(sources, regions, options)
     for split in SPLITS:
