@@ -115,8 +115,13 @@ def test_folder_without_audio_stops(tmp_path, capsys):
     assert code == 2 and len(lines) == 1 and str(folder) in lines[0] and "no audio files found" in lines[0]
 
 
-def test_bad_flag_values_name_the_flag(tmp_path, make_tone, capsys):
+@pytest.mark.parametrize("flags,named", [
+    (["--frame-rates", "300"], "--frame-rates"), (["--frame-rates", "25"], "--frame-rates"),
+    (["--hop-seconds", "0.01"], "--hop-seconds"), (["--validation-fraction", "1.5"], "--validation-fraction"),
+    (["--workers", "0"], "--workers"),
+])
+def test_bad_flag_values_name_the_flag(tmp_path, make_tone, capsys, flags, named):
     good = make_tone(tmp_path / "good.wav", 12.0)
-    code = main(["prepare", "--instrument", "tone", "--frame-rates", "300", "--out", str(tmp_path / "o"), str(good)])
+    code = main(["prepare", "--instrument", "tone", *flags, "--out", str(tmp_path / "o"), str(good)])
     err = capsys.readouterr().err
-    assert code == 2 and "--frame-rates" in err and "Traceback" not in err
+    assert code == 2 and err.count("\n") == 1 and named in err and "Traceback" not in err

@@ -92,6 +92,10 @@ class PrepareOptions:
         rates = self.features.frame_rates
         if not rates or any(r <= 0 or SAMPLE_RATE % r for r in rates):
             raise UserError(f"--frame-rates: {list(rates)}: each rate must divide {SAMPLE_RATE} Hz; use e.g. 250,50")
+        window = min(self.features.loudness_n_fft, self.features.rms_frame_size)
+        if any(SAMPLE_RATE // r > window for r in rates):  # ddsp's framing needs hop <= window
+            raise UserError(f"--frame-rates: {list(rates)}: rates below {math.ceil(SAMPLE_RATE / window)} Hz "
+                            f"skip audio between {window}-sample loudness windows; use e.g. 250,50")
         for name, seconds in (("--example-seconds", self.example_seconds), ("--hop-seconds", self.hop_seconds)):
             for rate in rates:
                 if not _is_whole(seconds * rate):
