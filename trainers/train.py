@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from trainers import synth
 from trainers.config import load_config_file, validate_config
+from trainers.dataset import load_split, read_manifest
 from trainers.ddsp_compat import ddsp
 from trainers.errors import UserError
 from trainers.model import build_decoder, preprocess_inputs
@@ -163,8 +164,6 @@ def load_trained(out_dir: str | Path) -> tuple[dict[str, Any], TrainedModel]:
 def load_frames(dataset_dir: str | Path, split: str, config: dict[str, Any]) -> dict[str, np.ndarray]:
     """The split as model inputs: f0_hz, feature_db [N,T,1], audio [N,n_samples], plus
     f0_confidence and loudness_db [N,T] for evaluation. Non-finite f0 (unvoiced) becomes 0 Hz."""
-    from trainers.dataset import load_split  # the data engineer's module (section 1)
-
     data = load_split(dataset_dir, split, config["frame_rate"])
     if len(data["audio"]) == 0:
         raise UserError(f"{dataset_dir}: the {split} split is empty; prepare more audio or a larger validation fraction")
@@ -180,8 +179,6 @@ def load_frames(dataset_dir: str | Path, split: str, config: dict[str, Any]) -> 
 
 def check_dataset(dataset_dir: str | Path, config: dict[str, Any]) -> dict[str, Any]:
     """Read the manifest and check it can serve this config; returns the manifest."""
-    from trainers.dataset import read_manifest
-
     manifest = read_manifest(dataset_dir)
     if int(manifest.get("sample_rate", synth.SAMPLE_RATE)) != synth.SAMPLE_RATE:
         raise UserError(f"{dataset_dir}: sample_rate {manifest['sample_rate']} unsupported; prepare the dataset at 16000 Hz")
