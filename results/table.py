@@ -174,6 +174,9 @@ def build_table(wide: pd.DataFrame, instrument: str, sweep: str) -> pd.DataFrame
     hyper = hyper.rename(columns=lambda c: f"hp_{c}" if c in table.columns else c)
     hyper_rows = pd.concat([hyper] * len(PRECISIONS), ignore_index=True)
     table = pd.concat([table, hyper_rows], axis=1)
+    for key in ("decoder", "feature"):  # the plot and JSON rely on these two even if a run lacks them
+        if key not in table:
+            table[key] = np.nan
     # stable, readable order: trial start, then precision in PRECISIONS order
     table["_p"] = table["precision"].map(PRECISIONS.index)
     return table.sort_values(["start_time", "run_id", "_p"], kind="stable").drop(columns="_p").reset_index(drop=True)

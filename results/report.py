@@ -1,0 +1,182 @@
+"""`tonesweep pareto`: the front with the winner marked, the plot, and the registry step.
+
+    tonesweep pareto --instrument NAME [--sweep NAME] [--tolerance T] [--max-loss L]
+                     [--max-pitch-error C] [--format table|csv|json] [--tracking-uri URI]
+                     [--plot PATH] [--no-register]
+
+Steps: load the sweep's table (latest sweep by default) → front + hypervolume (results.pareto) →
+selection (results.select) → plot saved to PATH (default ``./pareto-<instrument>-<sweep>.png``)
+and logged to the sweep's parent run as ``pareto/pareto.png`` → winner registered as
+``tonesweep-<instrument>@champion`` unless ``--no-register`` → output on stdout.
+
+Output: ``table`` is for people; ``csv`` and ``json`` keep stdout machine-readable and put the
+messages on stderr. ``json`` is exactly ``{"instrument", "sweep", "tolerance", "best", "winner",
+"front", "hypervolume"}``; candidates are flat objects of the table columns (NaN → null) and the
+winner adds ``reason``, ``bar`` and ``on_front``. Exit code 0 with a winner; 1 when nothing
+qualifies (the reason is printed as one line on stderr, ``winner`` is null), so scripts that go on
+to export stop there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from results.pareto import REFERENCE, hypervolume, pareto_mask
+from results.plot import draw, plot_data
+from results.registry import register_winner
+from results.select import Criteria, Selection, select_smallest
+from results.table import Sweep, load_table
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# Columns shown by --format table (all columns go to csv/json).
+SHOWN = ["mark", "run_id", "trial_id", "precision", "bytes", "params", "quality", "pitch_error_cents",
+         "decoder", "feature"]
+PLOT_ARTIFACT = "pareto/pareto.png"
+
+
+def _tracking_uri(cli_value: str | None) -> str:
+    # TODO(sweep): switch to the shared helper in results/tracking.py once it lands (one place per concern).
+    return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def front_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The non-dominated finished candidates, smallest first."""
+    candidates = table[table["candidate"]]
+    front = candidates[pareto_mask(candidates["bytes"], candidates["quality"])]
+    return front.sort_values(["bytes", "quality", "start_time", "run_id"], kind="stable")
+
+
+def sweep_hypervolume(table: pd.DataFrame) -> float:
+    candidates = table[table["candidate"]]
+    return hypervolume(candidates["bytes"], candidates["quality"], REFERENCE)
+
+
+def _jsonable(value):
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if value is None or (not isinstance(value, (str, bool, int)) and pd.isna(value)):
+        return None
+    return value
+
+
+def candidate_dict(row: pd.Series) -> dict:
+    """A candidate as a flat JSON-ready dict (table columns; ``candidate``/``sweep``/``instrument`` left out)."""
+    skip = {"candidate", "sweep", "instrument"}
+    return {key: _jsonable(value) for key, value in row.items() if key not in skip}
+
+
+def report_dict(sweep: Sweep, table: pd.DataFrame, selection: Selection) -> dict:
+    """The JSON document of `--format json` (module docstring)."""
+    front = front_rows(table)
+    winner = None
+    if selection.winner is not None:
+        winner = candidate_dict(selection.winner)
+        winner.update(reason=selection.reason, bar=selection.bar,
+                      on_front=bool(selection.winner.name in front.index))
+    return {
+        "instrument": sweep.instrument,
+        "sweep": sweep.name,
+        "tolerance": selection.criteria.tolerance,
+        "best": None if selection.best is None else candidate_dict(selection.best),
+        "winner": winner,
+        "front": [candidate_dict(row) for _, row in front.iterrows()],
+        "hypervolume": sweep_hypervolume(table),
+    }
+
+
+def shown_rows(table: pd.DataFrame, selection: Selection) -> pd.DataFrame:
+    """The front plus the winner if it is off the front (possible with --max-pitch-error), marked."""
+    rows = front_rows(table)
+    if selection.winner is not None and selection.winner.name not in rows.index:
+        rows = pd.concat([rows, table.loc[[selection.winner.name]]])
+    marks = pd.Series("", index=rows.index)
+    if selection.best is not None and selection.best.name in rows.index:
+        marks[selection.best.name] = "best"
+    if selection.winner is not None:
+        marks[selection.winner.name] = "WINNER"
+    return rows.assign(mark=marks).sort_values(["bytes", "quality"], kind="stable")
+
+
+def _status_counts(table: pd.DataFrame) -> str:
+    counts = table.drop_duplicates("run_id")["status"].value_counts().sort_index()
+    return ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def format_table(sweep: Sweep, table: pd.DataFrame, selection: Selection) -> str:
+    rows = shown_rows(table, selection)
+    n_trials = table["run_id"].nunique()
+    header = (f"{sweep.instrument} / {sweep.name}: {n_trials} trials ({_status_counts(table) or 'none'}), "
+              f"{int(table['candidate'].sum())} candidates, front of {len(front_rows(table))}, "
+              f"hypervolume {sweep_hypervolume(table):.4g}")
+    shown = rows[SHOWN].astype({"bytes": "Int64", "params": "Int64"})  # whole numbers, NaN-safe
+    body = shown.to_string(index=False, na_rep="-") if len(rows) else "(no finished candidates)"
+    verdict = f"winner: {selection.reason}" if selection.winner is not None else f"no winner: {selection.reason}"
+    return "\n".join([header, body, verdict])
+
+
+def format_csv(table: pd.DataFrame, selection: Selection) -> str:
+    rows = shown_rows(table, selection)
+    return rows.drop(columns=["candidate"]).to_csv(index=False)
+
+
+def _default_plot_path(sweep: Sweep) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{sweep.instrument}-{sweep.name}")
+    return Path(f"pareto-{safe}.png")
+
+
+def save_and_log_plot(client: MlflowClient, sweep: Sweep, table: pd.DataFrame, selection: Selection,
+                      path: Path) -> str | None:
+    """Save the PNG locally and log it to the parent run; returns a warning instead of failing on logging."""
+    figure = draw(plot_data(table, selection, sweep.instrument, sweep.name), path)
+    try:
+        client.log_figure(sweep.parent_run_id, figure, PLOT_ARTIFACT)
+    except (MlflowException, OSError) as err:  # the plot is a convenience; the selection still stands
+        return f"could not log the plot to run {sweep.parent_run_id}: {err}"
+    return None
+
+
+def cli_pareto(args) -> int:
+    """Handler of `tonesweep pareto` (see search/cli.py for the flags)."""
+    client = MlflowClient(tracking_uri=_tracking_uri(args.tracking_uri))
+    criteria = Criteria(args.tolerance, args.max_loss, args.max_pitch_error)
+    sweep, table = load_table(client, args.instrument, args.sweep)
+    selection = select_smallest(table, criteria)
+    messages: list[str] = []
+
+    plot_path = Path(args.plot) if args.plot else _default_plot_path(sweep)
+    warning = save_and_log_plot(client, sweep, table, selection, plot_path)
+    messages.append(warning or f"plot: {plot_path} (also {PLOT_ARTIFACT} on the sweep's parent run {sweep.parent_run_id})")
+
+    if selection.winner is not None and not args.no_register:
+        reg = register_winner(client, selection, sweep.name)
+        how = "registered" if reg.created else "already registered (same winner and settings)"
+        messages.append(f"{how}: models:/{reg.name}@champion -> version {reg.version}")
+
+    if args.format == "json":
+        print(json.dumps(report_dict(sweep, table, selection), indent=2))
+    elif args.format == "csv":
+        print(format_csv(table, selection), end="")
+    else:
+        print(format_table(sweep, table, selection))
+    notes_stream = sys.stdout if args.format == "table" else sys.stderr
+    for message in messages:
+        print(message, file=notes_stream)
+    if selection.winner is None:
+        print(f"tonesweep: no candidate qualifies: {selection.reason}", file=sys.stderr)
+        return 1
+    return 0
