@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import sys
 from pathlib import Path
@@ -35,17 +34,12 @@ from results.plot import draw, plot_data
 from results.registry import register_winner
 from results.select import Criteria, Selection, select_smallest
 from results.table import Sweep, load_table
+from results.tracking import resolve_tracking_uri
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # Columns shown by --format table (all columns go to csv/json).
 SHOWN = ["mark", "run_id", "trial_id", "precision", "bytes", "params", "quality", "pitch_error_cents",
          "decoder", "feature"]
 PLOT_ARTIFACT = "pareto/pareto.png"
-
-
-def _tracking_uri(cli_value: str | None) -> str:
-    # TODO(sweep): switch to the shared helper in results/tracking.py once it lands (one place per concern).
-    return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def front_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -152,7 +146,7 @@ def save_and_log_plot(client: MlflowClient, sweep: Sweep, table: pd.DataFrame, s
 
 def cli_pareto(args) -> int:
     """Handler of `tonesweep pareto` (see search/cli.py for the flags)."""
-    client = MlflowClient(tracking_uri=_tracking_uri(args.tracking_uri))
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(args.tracking_uri))
     criteria = Criteria(args.tolerance, args.max_loss, args.max_pitch_error)
     sweep, table = load_table(client, args.instrument, args.sweep)
     selection = select_smallest(table, criteria)
