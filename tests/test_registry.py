@@ -1,0 +1,31 @@
+"""Registry: champion alias moves with new settings, history kept, identical re-selection reused."""
+
+import random
+
+from mlflow import MlflowClient
+
+from bench.results_table import log_sweep, synthetic_trial
+from results.registry import champion, register_winner
+from results.select import Criteria, select_smallest
+from results.table import load_table
+
+
+def test_alias_moves_and_keeps_history(tmp_path):
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    rng = random.Random(5)
+    log_sweep(client, "sitar", "s", [synthetic_trial(rng) for _ in range(12)])
+    sweep, table = load_table(client, "sitar")
+    assert champion(client, "sitar") is None
+
+    tight = select_smallest(table, Criteria(0.0))
+    first = register_winner(client, tight, sweep.name)
+    again = register_winner(client, tight, sweep.name)
+    assert first.created and not again.created and again.version == first.version
+
+    loose = select_smallest(table, Criteria(1.0))
+    second = register_winner(client, loose, sweep.name)
+    assert second.created and second.version != first.version
+    current = champion(client, "sitar")
+    assert str(current.version) == second.version and current.tags["tolerance"] == "1.0"
+    assert current.tags["run_id"] == loose.winner["run_id"] and current.source.endswith("/trial")
+    assert len(client.search_model_versions("name = 'tonesweep-sitar'")) == 2  # history kept
