@@ -12,9 +12,11 @@ APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont chromium
 # demo sizes: small enough to finish in minutes on 2 cores
 DEMO_INSTRUMENTS ?= bansuri shehnai sarangi
 DEMO_MINUTES ?= 3
-DEMO_TRIALS ?= 8
-DEMO_STEPS ?= 300
+DEMO_TRIALS ?= 6
+DEMO_STEPS ?= 100
 DEMO_DIR ?= demo
+DEMO_SWEEP ?= demo
+DEMO_VOICE := $(DEMO_DIR)/audio/voice/voice-0.wav
 
 .PHONY: install demo test test-slow bench clean-demo
 
@@ -47,6 +49,23 @@ demo: install
 	@for inst in $(DEMO_INSTRUMENTS); do \
 	  $(TONESWEEP) prepare --instrument $$inst --out $(DEMO_DIR)/datasets/$$inst $(DEMO_DIR)/audio/$$inst || exit 1; \
 	done
+	@# One sweep for all instruments; a finished sweep is kept, an interrupted one is resumed.
+	@if [ ! -f $(DEMO_DIR)/.sweep-done ]; then \
+	  resume=; [ -f $(DEMO_DIR)/runs/$(DEMO_SWEEP)/sweep.json ] && resume=--resume; \
+	  $(TONESWEEP) sweep $(foreach i,$(DEMO_INSTRUMENTS),--dataset $(DEMO_DIR)/datasets/$(i)) \
+	    --trials $(DEMO_TRIALS) --steps $(DEMO_STEPS) --name $(DEMO_SWEEP) --storage $(DEMO_DIR)/runs $$resume \
+	  && touch $(DEMO_DIR)/.sweep-done || exit 1; \
+	fi
+	@for inst in $(DEMO_INSTRUMENTS); do \
+	  $(TONESWEEP) pareto --instrument $$inst --sweep $(DEMO_SWEEP) --plot $(DEMO_DIR)/pareto-$$inst.png || exit 1; \
+	  $(TONESWEEP) export --instrument $$inst --out $(DEMO_DIR)/export/$$inst || exit 1; \
+	  $(TONESWEEP) transfer --model $(DEMO_DIR)/export/$$inst $(DEMO_VOICE) $(DEMO_DIR)/transfer/voice-as-$$inst.wav || exit 1; \
+	done
+	@echo
+	@echo "Demo done. Browse the sweeps:   $(TONESWEEP) ui   (then open http://127.0.0.1:5000)"
+	@echo "Pareto plots:                   $$(ls $(DEMO_DIR)/pareto-*.png | tr '\n' ' ')"
+	@echo "TF.js bundles:                  $(foreach i,$(DEMO_INSTRUMENTS),$(DEMO_DIR)/export/$(i))"
+	@echo "The demo voice as each instrument: $(DEMO_VOICE) -> $$(ls $(DEMO_DIR)/transfer/*.wav | tr '\n' ' ')"
 
 test: install
 	$(PY) -m pytest -q -m "not slow"
@@ -55,4 +74,4 @@ test-slow: install
 	$(PY) -m pytest -q -m slow
 
 clean-demo:
-	rm -rf $(DEMO_DIR) mlflow.db runs
+	rm -rf $(DEMO_DIR) mlflow.db mlruns runs
