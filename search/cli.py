@@ -21,7 +21,7 @@ _HANDLERS = {
     "sweep": "search.sweep:cli_sweep",
     "ui": "results.tracking:cli_ui",
     "pareto": "results.report:cli_pareto",
-    "export": "trainers.export.bundle:cli_export",
+    "export": "results.champion:cli_export",
     "transfer": "trainers.export.transfer:cli_transfer",
 }
 

@@ -35,7 +35,7 @@ def served_bundle(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("browser")
     trial = make_trial(root / "trial", seed=7, harmonic_tilt=0.1)
-    source = bundle.resolve_trial("bansuri", str(trial), None, root / "download")
+    source = bundle.local_trial(trial)
     bundle.export_bundle(source, root / "bundle", "bansuri", "float16", js_parity=False)
     card = json.loads((root / "bundle" / "model-card.json").read_text())
     inputs = graph.random_inputs(Layout.from_dict(card["layout"]), seed=21)

@@ -101,7 +101,7 @@ def melody(seconds, frame_rate, seed=0):
 def export(trial: Path, out: Path) -> Path:
     from trainers.export import bundle
 
-    source = bundle.resolve_trial("bansuri", str(trial), None, out.parent / "download")
+    source = bundle.local_trial(trial)
     bundle.export_bundle(source, out, "bansuri", "float32", js_parity=False)
     return out
 

@@ -4,18 +4,18 @@
     DIR/tfjs/            model.json + weight shards (real tensorflowjs converter, weights quantized)
     DIR/model-card.json  what a runtime needs (layout, scaling stats) and what was verified
 
-The chain is explicit: resolve_trial -> load_trained -> ExportedSynth -> check vs training graph
+The chain is explicit: TrialSource -> load_trained -> ExportedSynth -> check vs training graph
 -> SavedModel -> convert -> check TF.js in Node -> model card. Every check raises
 ExportParityError below its bar, so a bundle on disk has passed them all.
 
-MLflow is imported only inside the functions that resolve a registry entry or a run
-(trainers/ otherwise stays free of tracking code).
+trainers/ never imports MLflow: finding the champion or a run in the tracking store and
+downloading its ``trial/`` folder is ``results.champion``'s job (it also holds `tonesweep export`'s
+CLI handler); this module starts from a local trial folder (`TrialSource`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -28,7 +28,6 @@ from trainers.errors import UserError
 
 CARD_FORMAT = "tonesweep-model-card/1"
 TF_PARITY_DB = 100.0  # export-safe graph vs training graph; TF.js vs TF (any precision)
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # same default as `tonesweep sweep` (docs §3)
 AUTO_TOLERANCE = 0.05  # --precision auto with a bare run: the selector's default tolerance
 
 
@@ -46,59 +45,12 @@ class TrialSource:
     registry: dict[str, str]  # registered model, version and its tags (empty without registry)
 
 
-# ---------------------------------------------------------------------- resolving the trial
-
-def resolve_trial(instrument: str, run_id: str | None, tracking_uri: str | None, download_dir: Path) -> TrialSource:
-    """The champion of `instrument`, an MLflow run id, or a local trial folder (``--run-id PATH``)."""
-    if run_id and Path(run_id).is_dir():
-        local = Path(run_id)
-        if not (local / "config.json").exists():
-            raise UserError(f"{local}: not a trial folder (no config.json); pass the --out folder of `tonesweep train`")
-        return TrialSource(local, local.resolve().name, None, {})
-    from mlflow import MlflowClient  # noqa: PLC0415
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415
-
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        raise UserError(f"{uri[len('sqlite:///'):]}: no MLflow store here (nothing to export); run a sweep first, "
-                        "or pass --tracking-uri, or --run-id with a trial folder")
-    client = MlflowClient(tracking_uri=uri)
-    registry = _champion(client, instrument, uri) if run_id is None else _champion_if_run(client, instrument, run_id)
-    run_id = run_id or registry["run_id"]
-    try:
-        client.get_run(run_id)
-    except MlflowException:
-        raise UserError(f"--run-id {run_id}: no such run in {uri}; check the id or --tracking-uri") from None
-    download_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        local = Path(client.download_artifacts(run_id, "trial", str(download_dir)))
-    except (MlflowException, OSError) as err:
-        raise UserError(f"run {run_id}: its trial/ artifacts cannot be downloaded ({err}); was the trial logged by a sweep?") from None
-    return TrialSource(local, run_id, registry.get("precision") or None, registry)
-
-
-def _champion(client, instrument: str, uri: str) -> dict[str, str]:
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415
-
-    name = f"tonesweep-{instrument}"
-    try:
-        version = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        raise UserError(f"{name}@champion: not registered in {uri}; run `tonesweep pareto --instrument {instrument}` "
-                        "first, or pass --run-id") from None
-    return {"model": name, "version": str(version.version), **version.tags,
-            "run_id": version.tags.get("run_id") or version.run_id}
-
-
-def _champion_if_run(client, instrument: str, run_id: str) -> dict[str, str]:
-    """The champion's registry info when it is this run (its precision then applies), else {}."""
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415
-
-    try:
-        info = _champion(client, instrument, "")
-    except (UserError, MlflowException):
-        return {}
-    return info if info.get("run_id") == run_id else {}
+def local_trial(path: str | Path) -> TrialSource:
+    """A trial folder on disk (the --out of `tonesweep train`, or a sweep's trial folder)."""
+    local = Path(path)
+    if not (local / "config.json").exists():
+        raise UserError(f"{local}: not a trial folder (no config.json); pass the --out folder of `tonesweep train`")
+    return TrialSource(local, local.resolve().name, None, {})
 
 
 def choose_precision(requested: str, source: TrialSource, metrics: dict[str, Any]) -> str:
@@ -313,23 +265,9 @@ def _read_json(path: Path, required: bool = True) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-# ---------------------------------------------------------------------- CLI
+# ---------------------------------------------------------------------- summary
 
-def cli_export(args) -> int:
-    """`tonesweep export --instrument NAME --out DIR [--run-id ID|TRIAL_DIR] [--precision P]`."""
-    with tempfile.TemporaryDirectory(prefix="tonesweep-export-") as tmp:
-        source = resolve_trial(args.instrument, args.run_id, args.tracking_uri, Path(tmp) / "download")
-        try:
-            card = export_bundle(source, args.out, args.instrument, args.precision,
-                                 js_parity=not args.skip_js_parity)
-        except ExportParityError as err:
-            print(f"tonesweep: export FAILED parity check: {err}")
-            return 1
-    _print_summary(args.out, card)
-    return 0
-
-
-def _print_summary(out_dir, card: dict[str, Any]) -> None:
+def print_summary(out_dir, card: dict[str, Any]) -> None:
     size, parity = card["bytes"], card["parity"]
     js = parity["tfjs_node_wasm"]
     estimate = size["selector_estimate"]
