@@ -73,9 +73,18 @@ def ensure_experiment(client: MlflowClient, instrument: str) -> str:
     if existing is not None:
         if existing.lifecycle_stage == "deleted":
             client.restore_experiment(existing.experiment_id)
+        for key, value in experiment_tags(instrument).items():
+            if existing.tags.get(key) != value:
+                client.set_experiment_tag(existing.experiment_id, key, value)
         return existing.experiment_id
-    return client.create_experiment(experiment_name(instrument), tags={"tonesweep.instrument": instrument},
+    return client.create_experiment(experiment_name(instrument), tags=experiment_tags(instrument),
                                     artifact_location=artifact_location(client.tracking_uri, instrument))
+
+
+def experiment_tags(instrument: str) -> dict[str, str]:
+    """Tags of an instrument's experiment. ``mlflow.experimentKind`` makes MLflow 3's UI open it as
+    model training (runs, metrics, artifacts) rather than its GenAI traces view, which shows none of them."""
+    return {"tonesweep.instrument": instrument, "mlflow.experimentKind": "custom_model_development"}
 
 
 def artifact_location(tracking_uri: str, instrument: str) -> str | None:
