@@ -626,30 +626,20 @@ def prepare_dataset(
 def _usable_sources(sources: list[SourceFile], options: PrepareOptions, workers: int, warn: Warn, info: Warn):
     """Decode, check and compute features; returns (usable sources, [{path, sha256, reason}])."""
     seen: dict[str, Path] = {}
-    usable, skipped = [], []
-    for source in sources:
+    skipped: list[dict] = []
+
+    def decodes_once(source: SourceFile) -> str | None:
         if source.sha256 in seen:
-            reason = f"{source.path}: same content as {seen[source.sha256]}; using it once"
-        else:
-            seen[source.sha256] = source.path
-            reason = decode_and_check(source, options)
-        if reason:
-            warn(reason)
-            skipped.append({"path": str(source.path), "sha256": source.sha256, "reason": reason})
-        else:
-            usable.append(source)
+            return f"{source.path}: same content as {seen[source.sha256]}; using it once"
+        seen[source.sha256] = source.path
+        return decode_and_check(source, options)
+
+    usable = _screen(sources, decodes_once, skipped, warn)
     if usable:
         minutes = sum(s.seconds for s in usable) / 60
         info(f"{len(usable)} file(s), {minutes:.1f} min of audio: tracking pitch with {workers} worker(s)")
         compute_features(usable, options.features, workers)
-    pitched = []
-    for source in usable:
-        reason = pitch_check(source, options)
-        if reason:
-            warn(reason)
-            skipped.append({"path": str(source.path), "sha256": source.sha256, "reason": reason})
-        else:
-            pitched.append(source)
+    pitched = _screen(usable, lambda source: pitch_check(source, options), skipped, warn)
     if not pitched:
         raise UserError(
             f"{sources[0].path if len(sources) == 1 else 'AUDIO'}: none of the {len(sources)} input file(s) is usable "
@@ -657,6 +647,20 @@ def _usable_sources(sources: list[SourceFile], options: PrepareOptions, workers:
             f"{options.example_seconds:g} s long"
         )
     return pitched, skipped
+
+
+def _screen(sources: list[SourceFile], problem_of, skipped: list[dict], warn: Warn) -> list[SourceFile]:
+    """The sources for which `problem_of(source)` is None; each other one is warned about (one line)
+    and recorded in `skipped` as {path, sha256, reason}, in input order."""
+    kept = []
+    for source in sources:
+        reason = problem_of(source)
+        if reason:
+            warn(reason)
+            skipped.append({"path": str(source.path), "sha256": source.sha256, "reason": reason})
+        else:
+            kept.append(source)
+    return kept
 
 
 def _build(sources, skipped, out_dir: Path, options: PrepareOptions, key: str, began: float, info: Warn) -> dict:
