@@ -100,16 +100,19 @@ def test_parity_bars_met_and_graph_is_lean(float32_bundle):
     # (one [64000, 60] constant alone would be 15 MB)
     assert card["bytes"]["shards"] < card["bytes"]["selector_estimate"] + 60_000
     assert card["bytes"]["model_json"] < 300_000
-    assert_no_large_constants(float32_bundle / "tfjs", card["config"]["n_noise_bands"])
+    assert_no_large_constants(float32_bundle / "tfjs", card["layout"])
 
 
-def assert_no_large_constants(tfjs_dir: Path, n_bands: int) -> None:
-    """Besides the weights (``*ReadVariableOp*``), no constant larger than the noise filter's DFT
-    matrix [N, 2(N-1)]: a frame-by-hop or audio-sized tensor would mean grappler folded one."""
+def assert_no_large_constants(tfjs_dir: Path, layout: dict) -> None:
+    """Besides the weights (``*ReadVariableOp*``), only vector-sized DSP constants: none larger
+    than a hop, a FIR (2(N-1)) or the harmonics. The noise filter's DFT matrix [N, 2(N-1)] is
+    built in-graph (safe_ops.impulse_response_graph), so finding it here means grappler folded
+    it back; a frame-by-hop or audio-sized tensor would mean it folded something else."""
     manifest = json.loads((tfjs_dir / "model.json").read_text())["weightsManifest"]
     constants = [(int(np.prod(w["shape"])), w["name"]) for group in manifest for w in group["weights"]
                  if "ReadVariableOp" not in w["name"]]
-    assert max(constants)[0] <= n_bands * 2 * (n_bands - 1), max(constants)
+    n_bands = layout["n_noise_bands"]
+    assert max(constants)[0] <= max(layout["hop"], 2 * (n_bands - 1), layout["n_harmonics"]), max(constants)
 
 
 def test_node_parity_recomputed_independently(float32_bundle):
@@ -164,9 +167,9 @@ def test_export_champion_from_registry_at_selected_precision(trained_cnn_trial, 
     quantized = [w["name"] for w in weights if w.get("quantization", {}).get("dtype") == "uint8"]
     float_consts = [w for w in weights if "quantization" not in w and w["dtype"] == "float32"]
     assert quantized and all("ReadVariableOp" in name for name in quantized)
-    n_bands = json.loads((trial / "config.json").read_text())["n_noise_bands"]
-    assert any(np.prod(w["shape"]) == n_bands * 2 * (n_bands - 1) for w in float_consts)  # DFT matrix: float32
-    assert_no_large_constants(out / "tfjs", n_bands)
+    n_bands = card["layout"]["n_noise_bands"]
+    assert any(w["shape"] == [2 * (n_bands - 1)] for w in float_consts)  # DFT column gains: float32
+    assert_no_large_constants(out / "tfjs", card["layout"])
 
     # the same run by id: the champion's precision still applies (it is that run)
     by_id = tmp_path / "by_id"

@@ -152,20 +152,20 @@ def harmonic_audio(f0_hz: tf.Tensor, amplitudes: tf.Tensor, distribution: tf.Ten
 
 # ---------------------------------------------------------------- filtered noise
 
-def impulse_response_matrix(n_bands: int, window_size: int = 257, dtype=np.float32) -> np.ndarray:
-    """Constant [N, L] matrix M with magnitudes @ M == REVERSED causal FIR of ddsp's filter design.
+def impulse_response_factors(n_bands: int, window_size: int = 257
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Factors of ddsp's filter design: M[k, j] = row_scale[k] * cos(2 pi (k * index[j] mod L) / L) * gain[j].
 
     ddsp.core.frequency_impulse_response = irfft(magnitudes) -> zero-phase Hann window ->
-    fftshift. All three are linear, so they fold into one real-DFT matrix (float64 here, then
-    float32); the columns are reversed so the FIR can run as a correlation (depthwise conv).
+    fftshift. All three are linear: irfft of real magnitudes is a cosine matrix with row scale
+    1, 2, ..., 2, 1 (over L = 2(N-1)); the window scales columns; the causal trim/fftshift and the
+    reversal (the FIR runs as a correlation) pick columns. Returns (row_scale [N], index [J],
+    gain [J], L) in float64, index integer-valued; M is [N, J] (J = FIR length).
     """
     ir_size = 2 * (n_bands - 1)
-    n = np.arange(ir_size)
-    k = np.arange(n_bands)[:, None]
-    scale = np.full((n_bands, 1), 2.0)  # irfft of a Hermitian spectrum, real magnitudes only
-    scale[0] = 1.0
-    scale[-1] = 1.0
-    idft = scale * np.cos(2.0 * np.pi * k * n / ir_size) / ir_size  # [N, L] zero-phase IR
+    row_scale = np.full(n_bands, 2.0)  # irfft of a Hermitian spectrum, real magnitudes only
+    row_scale[0] = 1.0
+    row_scale[-1] = 1.0
     if window_size <= 0 or window_size > ir_size:
         window_size = ir_size
     # tf.signal.hann_window(periodic=True) is only periodic for even lengths; odd ones (257 by
@@ -175,13 +175,51 @@ def impulse_response_matrix(n_bands: int, window_size: int = 257, dtype=np.float
     half = (window_size + 1) // 2
     padding = ir_size - window_size
     zero_phase_window = np.concatenate([hann[half:], np.zeros(padding), hann[:half]])
-    windowed = idft * zero_phase_window
+    n = np.arange(ir_size)
     if padding > 0:  # causal form, trimmed to the window (apply_window_to_impulse_response)
         first = (ir_size - (half - 1)) + 1
-        causal = np.concatenate([windowed[:, first:], windowed[:, :half + 1]], axis=1)
+        columns = np.concatenate([n[first:], n[:half + 1]])
     else:  # fftshift
-        causal = np.concatenate([windowed[:, ir_size // 2:], windowed[:, :ir_size // 2]], axis=1)
-    return causal[:, ::-1].astype(dtype).copy()
+        columns = np.concatenate([n[ir_size // 2:], n[:ir_size // 2]])
+    columns = columns[::-1]
+    return row_scale, columns.astype(np.float64), zero_phase_window[columns] / ir_size, ir_size
+
+
+def impulse_response_matrix(n_bands: int, window_size: int = 257, dtype=np.float32) -> np.ndarray:
+    """[N, L] matrix M with magnitudes @ M == REVERSED causal FIR of ddsp's filter design
+    (float64 from impulse_response_factors, then dtype). The exported graph builds it in-graph
+    (impulse_response_graph); this is the reference."""
+    row_scale, index, gain, ir_size = impulse_response_factors(n_bands, window_size)
+    k = np.arange(n_bands)[:, None]
+    cosines = np.cos(2.0 * np.pi * ((k * index[None, :].astype(np.int64)) % ir_size) / ir_size)
+    return (row_scale[:, None] * cosines * gain[None, :]).astype(dtype).copy()
+
+
+def runtime_floor(t: tf.Tensor) -> tf.Tensor:
+    """A scalar < -1 computed from the runtime value of t (for tf.maximum(constant, floor)).
+
+    Grappler constant-folds anything built from constants alone into the weight shards (and
+    reassociates c1 + (zero + c2)); maximum with a negative runtime value is an identity it
+    cannot see through, so the constant stays small and the large tensor is built at run time.
+    """
+    return -1.0 - tf.abs(tf.reduce_sum(t))  # a whole-tensor Sum: no Reshape/StridedSlice nodes
+
+
+def impulse_response_graph(n_bands: int, window_size: int, floor: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The cosine core of impulse_response_matrix built in-graph, and its row/column scales.
+
+    Shipping M as a constant costs 4*N*J bytes (33 KB at 65 bands, most of a small model's
+    weight shard); here only k, index, row_scale and gain ship (4*(2N+2J) bytes). k*index is
+    an exact integer in float32 (< 2**24), reduced mod L exactly, so cos sees angles in [0, 2 pi).
+    Args: floor from runtime_floor (keeps grappler from folding the [N, J] result).
+    Returns: cosines [N, J], row_scale [N], gain [J] (float32): M = row_scale[:, None] * cosines * gain.
+    """
+    row_scale, index, gain, ir_size = impulse_response_factors(n_bands, window_size)
+    assert n_bands * ir_size < 2**24, "k * index must be exact in float32"
+    k = tf.maximum(tf.constant(np.arange(n_bands, dtype=np.float32)[:, None]), floor)  # [N,1], runtime
+    phase = tf.math.floormod(k * tf.constant(index.astype(np.float32)[None, :]), float(ir_size))
+    cosines = tf.cos(phase * np.float32(2.0 * np.pi / ir_size))
+    return cosines, tf.constant(row_scale.astype(np.float32)), tf.constant(gain.astype(np.float32))
 
 
 def noise_fir_delay(n_bands: int, window_size: int = 257) -> int:
@@ -199,7 +237,8 @@ def filter_frames(noise: tf.Tensor, magnitudes: tf.Tensor, hop: int,
     Args: noise [B, T*H], magnitudes [B,T,N]. Returns [B, T, H+L-1] full convolutions.
     """
     batch, n_frames, n_bands = magnitudes.shape
-    fir_reversed = tf.matmul(magnitudes, tf.constant(impulse_response_matrix(n_bands, window_size)))
+    cosines, row_scale, gain = impulse_response_graph(n_bands, window_size, runtime_floor(noise))
+    fir_reversed = tf.matmul(magnitudes * row_scale, cosines) * gain
     fir_len = int(fir_reversed.shape[-1])
     channels = batch * n_frames
     frames = tf.reshape(noise, [1, 1, channels, hop])  # [1,1,C,H]
@@ -222,8 +261,9 @@ def overlap_add(segments: tf.Tensor, hop: int) -> tf.Tensor:
     segments = tf.pad(segments, [[0, 0], [0, 0], [0, q * hop - length]])
     blocks = tf.reshape(segments, [batch, n_frames, q, hop])
     total = None
-    for j in range(q):  # block j of frame t lands in output block t + j
-        shifted = tf.pad(blocks[:, :, j, :], [[0, 0], [j, q - 1 - j], [0, 0]])
+    # one Unpack instead of q StridedSlices (each costs ~1.4 KB of model.json)
+    for j, block in enumerate(tf.unstack(blocks, axis=2)):  # block j of frame t lands in output block t + j
+        shifted = tf.pad(block, [[0, 0], [j, q - 1 - j], [0, 0]])
         total = shifted if total is None else total + shifted
     return tf.reshape(total, [batch, (n_frames + q - 1) * hop])
 

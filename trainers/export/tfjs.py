@@ -9,7 +9,7 @@ Keras 3 probes ``jax.monitoring`` and breaks (../shared/notes/stack.md).
 
 Quantization touches weights only: the pattern ``*ReadVariableOp*`` matches the frozen reads of
 the module's tf.Variables (the decoder weights and the reverb impulse response) and none of the
-DSP constants (DFT matrix, windows), which lose the audio when quantized (SNR -3 dB).
+DSP constants (windows, the noise filter's DFT factors), which lose the audio when quantized (SNR -3 dB).
 """
 
 from __future__ import annotations
