@@ -47,6 +47,7 @@ from keras_tuner.engine import trial as kt_trial_module
 from ray.tune.search import Searcher
 
 from spaces.translate import SearchSpace, values_to_config
+from trainers.files import write_json_atomic
 
 STATE_FORMAT = "tonesweep-searcher/1"
 ALGORITHMS = ("random", "bayesian")
@@ -140,10 +141,7 @@ class KerasTunerSearcher(Searcher):
         """Write the searcher state as JSON, atomically (temp file + rename)."""
         path = Path(checkpoint_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.get_state(), handle)
-        os.replace(tmp, path)
+        write_json_atomic(path, self.get_state(), indent=None)
 
     def restore(self, checkpoint_path: str) -> None:
         """Load the state written by ``save`` (replaces this searcher's whole state)."""

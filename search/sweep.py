@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from trainers.errors import UserError
+from trainers.files import write_json_atomic
 
 # Ray reads these when the Tune controller starts. Save the experiment state every second so a
 # killed driver loses at most ~1 s of bookkeeping (the default ~10 s re-ran finished trials,
@@ -387,9 +388,7 @@ def _write_sweep_file(sweep_dir: Path, settings: SweepSettings, name: str, instr
               "algorithm": settings.algorithm, "scheduler": settings.scheduler, "space": settings.space,
               "steps": settings.steps, "seed": settings.seed,
               "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, record)
 
 
 def _replace_callbacks(tuner, callbacks) -> None:

@@ -37,6 +37,7 @@ import numpy as np
 
 from trainers.audio_io import SAMPLE_RATE, is_audio_path, load_audio, sha256_file
 from trainers.errors import UserError
+from trainers.files import write_json_atomic
 from trainers.features import FeatureParams, f0_features, fill_unvoiced, level_features, n_frames
 
 FORMAT = "tonesweep-dataset/1"
@@ -510,15 +511,6 @@ def write_split(folder: Path, split: str, examples: list[dict[str, np.ndarray]])
     return names
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    temporary = path.with_name(path.name + ".partial")
-    with open(temporary, "w") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -694,7 +686,7 @@ def _build(sources, skipped, out_dir: Path, options: PrepareOptions, key: str, b
             "versions": _versions(),
             "prepare_seconds": round(time.perf_counter() - began, 2),
         }
-        _write_json_atomic(building / MANIFEST, manifest)  # last file: marks the folder complete
+        write_json_atomic(building / MANIFEST, manifest)  # last file: marks the folder complete
         swap_into_place(building, out_dir)
     except BaseException:  # including KeyboardInterrupt: never leave a half-built folder behind
         shutil.rmtree(building, ignore_errors=True)

@@ -33,6 +33,7 @@ from trainers.config import load_config_file, validate_config
 from trainers.dataset import load_split, read_manifest
 from trainers.ddsp_compat import ddsp
 from trainers.errors import UserError
+from trainers.files import write_json_atomic
 from trainers.model import build_decoder, preprocess_inputs
 from trainers.size import reverb_length, size_report
 
@@ -382,9 +383,7 @@ def _evaluate_and_listen(model: TrainedModel, val: dict[str, np.ndarray], manife
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
     """Write JSON atomically; non-finite floats become null (JSON has no NaN)."""
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in obj.items()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, clean, sort_keys=True)
 
 
 # ----------------------------------------------------------------------------- CLI
