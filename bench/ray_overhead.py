@@ -41,7 +41,7 @@ def stand_in_train(dataset_dir, config, out_dir, report=None, report_every=50, t
     tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 16000)
     for name in ("original", "resynth"):
         sf.write(out / "audio" / f"{name}.wav", tone, 16000)
-    from trainers.size import size_report
+    from trainers.model.size import size_report
 
     metrics = {"status": "FINISHED", "failure_reason": None, "steps": steps, "train_time_s": TRAIN_S,
                **size_report(config)}
@@ -66,10 +66,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tonesweep-bench-") as tmp:
         dataset = Path(tmp) / "bench"
         dataset.mkdir()
-        (dataset / "manifest.json").write_text(json.dumps({"instrument": "bench"}))
+        (dataset / "manifest.json").write_text(json.dumps({"format": "tonesweep-dataset/1", "instrument": "bench",
+                                                           "frame_rates": [250, 50]}))
         settings = SweepSettings(datasets=[str(dataset)], trials=args.trials, steps=100, report_every=10,
                                  scheduler="none", name="bench", storage=f"{tmp}/runs",
-                                 tracking_uri=f"sqlite:///{tmp}/mlflow.db", train_fn=stand_in_train)
+                                 tracking_uri=f"sqlite:///{tmp}/mlflow.db", train_fn=stand_in_train,
+                                 reference_fn=lambda dataset: {"log10_bytes": 7.0, "quality": 10.0})
         start = time.perf_counter()
         [result] = run_sweep(settings)
         total = time.perf_counter() - start

@@ -8,10 +8,10 @@ and global-norm clipping, starting from the same weights:
 
 - baseline: the straightforward step — `tf.function` around ddsp.synths.Harmonic (angular
   cumsum) + filtered noise + SpectralLoss, no other changes;
-- tonesweep: `trainers.train.make_train_step` — the same step with the oscillator bank
-  reorganized (`trainers.synth.harmonic_synthesis_fast`: f0-only phase accumulation, Hann
+- tonesweep: `trainers.training.train.make_train_step` — the same step with the oscillator bank
+  reorganized (`trainers.model.synth.harmonic_synthesis_fast`: f0-only phase accumulation, Hann
   crossfade of amplitudes folded into one batched matmul per frame) and XLA as configured by
-  `trainers.train.JIT_COMPILE`.
+  `trainers.training.train.JIT_COMPILE`.
 
 Steps of the two are interleaved (A, B, A, B, ...) so machine load hits both alike. Throughput is
 seconds of audio per CPU-second of this process (`time.process_time`, all threads), and the
@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=6, help="timed steps per variant (after 2 warm-up steps)")
     p.add_argument("--threads", type=int, default=1, help="TF intra/inter-op threads (trials use 1)")
     p.add_argument("--jit", choices=["config", "on", "off"], default="config",
-                   help="XLA for the tonesweep step (default: trainers.train.JIT_COMPILE)")
+                   help="XLA for the tonesweep step (default: trainers.training.train.JIT_COMPILE)")
     p.add_argument("--profile", action="store_true", help="also time the parts of the step")
     return p.parse_args()
 
@@ -75,9 +75,10 @@ def main() -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from trainers import synth
-    from trainers.config import validate_config
-    from trainers.train import JIT_COMPILE, build_model, make_loss, make_train_step
+    from trainers.model import synth
+    from trainers.model.config import validate_config
+    from trainers.model.trained import build_model, make_loss
+    from trainers.training.train import JIT_COMPILE, make_train_step
 
     jit = {"config": JIT_COMPILE, "on": True, "off": False}[args.jit]
     config = validate_config(CONFIG)
@@ -124,9 +125,9 @@ def profile_parts(config, f0, loud, audio, noise, repeats: int = 3) -> None:
     """CPU ms of forward+backward of each part of the step (plain tf.function, no XLA)."""
     import tensorflow as tf
 
-    from trainers import synth
+    from trainers.model import synth
     from trainers.ddsp_compat import ddsp
-    from trainers.train import build_model, make_loss
+    from trainers.model.trained import build_model, make_loss
 
     model, loss_fn = build_model(config), make_loss()
     n_samples = int(audio.shape[-1])

@@ -1,29 +1,45 @@
-"""`tonesweep export`'s MLflow side: find the trial to export and download its files.
+"""`tonesweep export`'s MLflow side: which trial to export, at which precision, and its files.
 
-The champion (``tonesweep-<instrument>@champion``, set by `tonesweep pareto`) or a given run id is
-resolved here, its ``trial/`` artifact folder downloaded, and the export chain in
-``trainers.export.bundle`` (which knows TensorFlow, never MLflow) takes it from there.
+The champion (``tonesweep-<instrument>@champion``, set by `tonesweep pareto`) or an MLflow run id
+is resolved here and its ``trial/`` artifact folder downloaded; ``--precision auto`` is decided here too, by the selector's own rule
+(``results.criteria``). The export chain in ``trainers.export.bundle`` (TensorFlow, never MLflow)
+takes the resulting folder from there; ``search.commands.export`` joins the two.
 """
 
 from __future__ import annotations
 
-import tempfile
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from results.registry import champion, model_name
-from results.tracking import resolve_tracking_uri
+from results.criteria import Criteria
+from results.layout import FAILURE_TAG, INSTRUMENT_TAG, STATUS_TAG, TRIAL_ARTIFACTS, model_name
+from results.registry import champion
+from results.tracking import check_tracking_uri, resolve_tracking_uri
+from trainers.constants import PRECISIONS
 from trainers.errors import UserError
-from trainers.export.bundle import TrialSource, local_trial
+from trainers.values import finite
+
+TRIAL_METRICS = "metrics.json"  # a trial folder's metrics (docs/architecture.md, section 2)
 
 
-def resolve_trial(instrument: str, run_id: str | None, tracking_uri: str | None, download_dir: Path) -> TrialSource:
-    """The champion of `instrument`, an MLflow run id, or a local trial folder (``--run-id PATH``)."""
-    if run_id and Path(run_id).is_dir():
-        return local_trial(run_id)
-    uri = resolve_tracking_uri(tracking_uri)
+@dataclass(frozen=True)
+class ResolvedTrial:
+    """A trial's files on local disk and what the registry said about them."""
+
+    trial_dir: Path
+    run_id: str
+    precision: str | None             # the registry's choice, None when unknown
+    registry: dict[str, str] = field(default_factory=dict)  # registered model, version and its tags
+
+
+def resolve_trial(instrument: str, run_id: str | None, tracking_uri: str | None, download_dir: Path) -> ResolvedTrial:
+    """The champion of `instrument`, or the MLflow run ``run_id``, downloaded into ``download_dir``."""
+    uri = check_tracking_uri(resolve_tracking_uri(tracking_uri))
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         raise UserError(f"{uri[len('sqlite:///'):]}: no MLflow store here (nothing to export); run a sweep first, "
                         "or pass --tracking-uri, or --run-id with a trial folder")
@@ -31,15 +47,50 @@ def resolve_trial(instrument: str, run_id: str | None, tracking_uri: str | None,
     registry = _champion_info(client, instrument, uri) if run_id is None else _champion_info_if_run(client, instrument, run_id)
     run_id = run_id or registry["run_id"]
     try:
-        client.get_run(run_id)
+        run = client.get_run(run_id)
     except MlflowException:
         raise UserError(f"--run-id {run_id}: no such run in {uri}; check the id or --tracking-uri") from None
+    trained_on = run.data.tags.get(INSTRUMENT_TAG)
+    if trained_on and trained_on != instrument:
+        raise UserError(f"--instrument {instrument}: run {run_id} belongs to {trained_on}; pass --instrument {trained_on}")
     download_dir.mkdir(parents=True, exist_ok=True)
     try:
-        local = Path(client.download_artifacts(run_id, "trial", str(download_dir)))
-    except (MlflowException, OSError) as err:
-        raise UserError(f"run {run_id}: its trial/ artifacts cannot be downloaded ({err}); was the trial logged by a sweep?") from None
-    return TrialSource(local, run_id, registry.get("precision") or None, registry)
+        local = Path(client.download_artifacts(run_id, TRIAL_ARTIFACTS, str(download_dir)))
+    except (MlflowException, OSError):
+        status = run.data.tags.get(STATUS_TAG, run.info.status)
+        why = run.data.tags.get(FAILURE_TAG) or ""
+        raise UserError(f"run {run_id}: no {TRIAL_ARTIFACTS}/ artifacts to export (trial status {status}"
+                        + (f": {why[:200]}" if why else "") + "); export a FINISHED trial") from None
+    return ResolvedTrial(local, run_id, registry.get("precision") or None, registry)
+
+
+def choose_precision(requested: str, registry_precision: str | None, trial_dir: Path,
+                     criteria: Criteria = Criteria()) -> str:
+    """The precision to export: as requested, or for ``auto`` the registry's choice, else the smallest
+    precision whose quality the selector would accept against this trial's float32 quality."""
+    if requested != "auto":
+        return requested
+    if registry_precision:
+        return registry_precision
+    metrics = _read_metrics(Path(trial_dir))
+    best = finite(metrics.get("quality_float32"))
+    if best is None:
+        return "float32"
+    for precision in reversed(PRECISIONS):  # smallest first
+        quality = finite(metrics.get(f"quality_{precision}"))
+        if quality is not None and criteria.accepts(quality, best):
+            return precision
+    return "float32"
+
+
+def _read_metrics(trial_dir: Path) -> dict[str, Any]:
+    path = trial_dir / TRIAL_METRICS
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: unreadable ({err}); export another run or re-run the trial") from None
 
 
 def _champion_info(client: MlflowClient, instrument: str, uri: str) -> dict[str, str]:
@@ -59,19 +110,3 @@ def _champion_info_if_run(client: MlflowClient, instrument: str, run_id: str) ->
     except (UserError, MlflowException):
         return {}
     return info if info.get("run_id") == run_id else {}
-
-
-def cli_export(args) -> int:
-    """`tonesweep export --instrument NAME --out DIR [--run-id ID|TRIAL_DIR] [--precision P]`."""
-    from trainers.export.bundle import ExportParityError, export_bundle, print_summary  # noqa: PLC0415 (TF import)
-
-    with tempfile.TemporaryDirectory(prefix="tonesweep-export-") as tmp:
-        source = resolve_trial(args.instrument, args.run_id, args.tracking_uri, Path(tmp) / "download")
-        try:
-            card = export_bundle(source, args.out, args.instrument, args.precision,
-                                 js_parity=not args.skip_js_parity)
-        except ExportParityError as err:
-            print(f"tonesweep: export FAILED parity check: {err}")
-            return 1
-    print_summary(args.out, card)
-    return 0

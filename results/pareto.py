@@ -14,17 +14,20 @@ Conventions
 
 Hypervolume reference point
 ---------------------------
-The hypervolume is measured in the plane ``(log10(bytes), quality)`` against the fixed point
-``REFERENCE = (log10 bytes 8.0, quality 100.0)``: 100 MB is five times the largest DDSP model we
-know of (ddsp's ``solo_instrument``, 19.2 MB float32) and a spectral loss of 100 is worse than an
-untrained decoder. The unit is "decades of bytes × loss". Because the point is fixed (never derived
-from the data), two sweeps of one instrument are compared by their numbers directly: larger is
-better. Points beyond the reference on either axis contribute nothing.
+The hypervolume is measured in the plane ``(log10(bytes), quality)`` (unit: "decades of bytes ×
+loss"; larger is better; points beyond the reference on either axis contribute nothing). Each
+sweep records its reference on its parent run (``ReferencePoint.to_params``), fixed per dataset so
+sweeps of one instrument compare by their numbers directly: the bytes of ddsp's ``solo_instrument``
+(19.2 MB at float32, the usual tone-transfer model) and the validation loss of an untrained decoder
+on that dataset (trainers/training/reference.py). A far-away fixed point (100 MB, loss 100) made
+every demo front score about 410 whatever it found; against "untrained" the number shows progress.
+Sweeps recorded before this fall back to ``REFERENCE`` (log10 bytes 8.0, quality 100.0).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Mapping
 
 import numpy as np
 
@@ -36,8 +39,21 @@ class ReferencePoint:
     log10_bytes: float = 8.0
     quality: float = 100.0
 
+    PARAMS: ClassVar[tuple[str, str]] = ("hv_reference_log10_bytes", "hv_reference_quality")  # how a sweep's parent run records it
 
-REFERENCE = ReferencePoint()
+    def to_params(self) -> dict[str, str]:
+        return dict(zip(self.PARAMS, (repr(float(self.log10_bytes)), repr(float(self.quality)))))
+
+
+REFERENCE = ReferencePoint()  # sweeps that recorded no reference of their own (before per-dataset points)
+
+
+def reference_from_params(params: Mapping[str, str]) -> ReferencePoint | None:
+    """The reference point a sweep's parent run recorded, or None."""
+    try:
+        return ReferencePoint(*(float(params[key]) for key in ReferencePoint.PARAMS))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _as_points(size_bytes, quality) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -92,16 +108,79 @@ def hypervolume(size_bytes, quality, reference: ReferencePoint = REFERENCE) -> f
     """
     x, y, finite = _as_points(size_bytes, quality)
     keep = finite & (x > 0)
-    lx, ly = np.log10(x[keep]), y[keep]
-    inside = (lx < reference.log10_bytes) & (ly < reference.quality)
-    lx, ly = lx[inside], ly[inside]
-    if lx.size == 0:
+    return hypervolume_2d(np.log10(x[keep]), y[keep], reference.log10_bytes, reference.quality)
+
+
+def hypervolume_2d(x, y, ref_x: float, ref_y: float) -> float:
+    """Area dominated by points (x, y), both minimised, inside the box below (ref_x, ref_y)."""
+    x, y, finite = _as_points(x, y)
+    inside = finite & (x < ref_x) & (y < ref_y)
+    x, y = x[inside], y[inside]
+    if x.size == 0:
         return 0.0
-    front = pareto_mask(lx, ly)
-    fx, fy = lx[front], ly[front]
+    front = pareto_mask(x, y)
+    fx, fy = x[front], y[front]
     order = np.argsort(fx, kind="stable")
     fx, fy = fx[order], fy[order]
-    # Along the front, x rises and quality falls: each point owns the slab from its x to the
-    # next point's x (or the reference), from its quality up to the reference.
-    next_x = np.append(fx[1:], reference.log10_bytes)
-    return float(np.sum((next_x - fx) * (reference.quality - fy)))
+    # Along the front, x rises and y falls: each point owns the slab from its x to the next
+    # point's x (or the reference), from its y up to the reference.
+    next_x = np.append(fx[1:], ref_x)
+    return float(np.sum((next_x - fx) * (ref_y - fy)))
+
+
+# ---------------------------------------------------------------------------- ranking (MO-ASHA, samplers)
+
+
+def nondominated_ranks(size_bytes, quality) -> np.ndarray:
+    """Non-dominated sorting: int [n], 0 for the front, 1 for the front of the rest, and so on.
+
+    Points with a non-finite coordinate get the rank after every finite point (they can be compared
+    with nothing, so they are never preferred). O(n^2) peeling, fine for the few hundred trials of a rung.
+    """
+    x, y, finite = _as_points(size_bytes, quality)
+    ranks = np.full(x.shape[0], -1, dtype=int)
+    remaining = np.flatnonzero(finite)
+    rank = 0
+    while remaining.size:
+        front = remaining[pareto_mask(x[remaining], y[remaining])]
+        ranks[front] = rank
+        remaining = np.setdiff1d(remaining, front, assume_unique=True)
+        rank += 1
+    ranks[~finite] = rank
+    return ranks
+
+
+def crowding_distance(size_bytes, quality) -> np.ndarray:
+    """NSGA-II's crowding distance of each point within the given set: float [n], larger = more isolated.
+
+    Per objective the points are sorted; points at either extreme get +inf (all of them when several
+    share the extreme value), an inner point the gap between its neighbours over the objective's range. Bytes are taken in log10 (sizes span decades; a gap
+    of 2x should count the same at 2 KB and at 2 MB). Sums over both objectives.
+    """
+    x, y, finite = _as_points(size_bytes, quality)
+    n = x.shape[0]
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for values in (np.log10(np.maximum(x, 1e-300)), y):
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        span = ordered[-1] - ordered[0]
+        if span > 0 and np.isfinite(span):
+            distance[order[1:-1]] += (ordered[2:] - ordered[:-2]) / span
+        # every point at an extreme is a boundary point (duplicates included, so equal points stay equal)
+        distance[(values == ordered[0]) | (values == ordered[-1])] = np.inf
+    distance[~finite] = 0.0
+    return distance
+
+
+def preference_order(size_bytes, quality) -> np.ndarray:
+    """Indices from most to least preferred: by non-dominated rank, then larger crowding distance
+    (computed within each rank), then input order (stable: earlier arrival wins a full tie)."""
+    x, y, _ = _as_points(size_bytes, quality)
+    ranks = nondominated_ranks(x, y)
+    crowd = np.zeros(x.shape[0])
+    for rank in np.unique(ranks):
+        members = np.flatnonzero(ranks == rank)
+        crowd[members] = crowding_distance(x[members], y[members])
+    return np.lexsort((np.arange(x.shape[0]), -crowd, ranks))

@@ -33,6 +33,7 @@ class PlotData:
     winner: tuple[float, float] | None
     bar: float | None
     notes: list[str] = field(default_factory=list)
+    slow: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["bytes", "quality"]))  # below the speed bar
 
 
 def plot_data(table: pd.DataFrame, selection: Selection, instrument: str, sweep: str) -> PlotData:
@@ -49,7 +50,11 @@ def plot_data(table: pd.DataFrame, selection: Selection, instrument: str, sweep:
     others = table.drop_duplicates("run_id")
     others = others[~others["run_id"].isin(candidates["run_id"])]
     notes = [f"{len(others)} trials without a candidate ({', '.join(sorted(others['status'].unique()))})"] if len(others) else []
-    return PlotData(f"{instrument} / {sweep}: size vs quality", groups, front, winner, selection.bar, notes)
+    rtf = candidates["rtf_wasm"] if "rtf_wasm" in candidates else pd.Series(float("nan"), index=candidates.index)
+    slow = candidates.loc[~rtf.map(selection.criteria.speed_ok).astype(bool), ["bytes", "quality"]].reset_index(drop=True)
+    if len(slow):
+        notes.append(f"x: {len(slow)} below the speed bar (wasm real-time factor < {selection.criteria.min_rtf:g})")
+    return PlotData(f"{instrument} / {sweep}: size vs quality", groups, front, winner, selection.bar, notes, slow)
 
 
 def draw(data: PlotData, path: str | Path | None = None):
@@ -72,11 +77,14 @@ def draw(data: PlotData, path: str | Path | None = None):
                 label="Pareto front")
     if data.bar is not None:
         ax.axhline(data.bar, color="tab:green", linestyle="--", linewidth=0.9, label=f"quality bar {data.bar:.4g}")
+    if len(data.slow):
+        ax.scatter(data.slow["bytes"], data.slow["quality"], marker="x", s=40, color="tab:red", linewidths=1.0,
+                   label="below the speed bar", zorder=4)
     if data.winner is not None:
         ax.scatter([data.winner[0]], [data.winner[1]], marker="*", s=260, color="gold", edgecolors="black",
                    zorder=5, label=f"winner: {int(data.winner[0]):,} bytes")
     ax.set_xscale("log")
-    ax.set_xlabel("model size (bytes, log scale)")
+    ax.set_xlabel("shipped bundle: model.json + weights (bytes, log scale)")
     ax.set_ylabel("quality: spectral loss (lower is better)")
     ax.set_title(data.title)
     ax.grid(True, which="both", alpha=0.25)

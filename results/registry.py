@@ -1,8 +1,9 @@
 """Register the selected winner in the MLflow Model Registry as ``tonesweep-<instrument>@champion``.
 
 Contract with export (docs/architecture.md §4): registered model ``tonesweep-<instrument>``, alias
-``champion``; version tags ``run_id``, ``precision``, ``bytes``, ``quality``, ``tolerance`` (plus
-``sweep``, ``instrument``, ``max_loss``, ``max_pitch_error``, ``rule``); the version's source is the
+``champion``; version tags ``run_id``, ``precision``, ``bytes`` (the shipped bundle), ``quality``,
+``tolerance`` (plus ``sweep``, ``instrument``, ``max_loss``, ``max_pitch_error``, ``min_rtf``,
+``max_bytes``, ``rule``, ``bytes_weights``, ``rtf_wasm``); the version's source is the
 trial run's ``trial/`` artifact folder, which export downloads and rebuilds with ``load_trained``.
 
 History: every distinct (winner, settings) pair is its own version, so re-selecting with other
@@ -21,9 +22,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from results.layout import CHAMPION_ALIAS as ALIAS
+from results.layout import model_name
 from results.select import Selection
-
-ALIAS = "champion"
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,6 @@ class Registration:
     name: str
     version: str
     created: bool  # False when an identical earlier version was reused
-
-
-def model_name(instrument: str) -> str:
-    return f"tonesweep-{instrument}"
 
 
 def version_tags(selection: Selection, sweep: str) -> dict[str, str]:
@@ -48,6 +45,10 @@ def version_tags(selection: Selection, sweep: str) -> dict[str, str]:
         "tolerance": repr(float(criteria.tolerance)),
         "max_loss": "" if criteria.max_loss is None else repr(float(criteria.max_loss)),
         "max_pitch_error": "" if criteria.max_pitch_error is None else repr(float(criteria.max_pitch_error)),
+        "min_rtf": "" if not criteria.min_rtf else repr(float(criteria.min_rtf)),
+        "max_bytes": "" if criteria.max_bytes is None else str(int(criteria.max_bytes)),
+        "bytes_weights": _int_text(winner.get("bytes_weights")),
+        "rtf_wasm": _float_text(winner.get("rtf_wasm")),
         "sweep": sweep,
         "instrument": str(winner["instrument"]),
         "rule": "max_loss" if criteria.max_loss is not None else "tolerance",
@@ -55,7 +56,15 @@ def version_tags(selection: Selection, sweep: str) -> dict[str, str]:
 
 
 # Tags that must all match for an earlier version to count as "the same selection".
-_IDENTITY = ("run_id", "precision", "sweep", "tolerance", "max_loss", "max_pitch_error")
+_IDENTITY = ("run_id", "precision", "sweep", "tolerance", "max_loss", "max_pitch_error", "min_rtf", "max_bytes")
+
+
+def _int_text(value) -> str:
+    return "" if value is None or pd.isna(value) else str(int(value))
+
+
+def _float_text(value) -> str:
+    return "" if value is None or pd.isna(value) else repr(round(float(value), 3))
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:

@@ -22,24 +22,28 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from results.pareto import REFERENCE, hypervolume, pareto_mask
+from results.criteria import Criteria
+from results.layout import PARETO_PLOT_ARTIFACT as PLOT_ARTIFACT
+from results.pareto import hypervolume, pareto_mask
 from results.plot import draw, plot_data
 from results.registry import register_winner
-from results.select import Criteria, Selection, select_smallest
+from results.select import Selection, select_smallest
 from results.table import Sweep, load_table
-from results.tracking import resolve_tracking_uri
+from results.tracking import check_tracking_uri, resolve_tracking_uri
+from trainers.paths import check_name, check_output_file
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")  # what matplotlib's Agg backend writes
 
 # Columns shown by --format table (all columns go to csv/json).
-SHOWN = ["mark", "run_id", "trial_id", "precision", "bytes", "params", "quality", "pitch_error_cents",
-         "decoder", "feature"]
-PLOT_ARTIFACT = "pareto/pareto.png"
+SHOWN = ["mark", "run_id", "trial_id", "precision", "bytes", "bytes_weights", "rtf_wasm", "params", "quality",
+         "pitch_error_cents", "decoder", "feature"]
 
 
 def front_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -49,9 +53,10 @@ def front_rows(table: pd.DataFrame) -> pd.DataFrame:
     return front.sort_values(["bytes", "quality", "start_time", "run_id"], kind="stable")
 
 
-def sweep_hypervolume(table: pd.DataFrame) -> float:
+def sweep_hypervolume(sweep: Sweep, table: pd.DataFrame) -> float:
+    """Hypervolume of the sweep's candidates against the reference point the sweep recorded."""
     candidates = table[table["candidate"]]
-    return hypervolume(candidates["bytes"], candidates["quality"], REFERENCE)
+    return hypervolume(candidates["bytes"], candidates["quality"], sweep.reference)
 
 
 def _jsonable(value):
@@ -89,7 +94,7 @@ def report_dict(sweep: Sweep, table: pd.DataFrame, selection: Selection) -> dict
         "best": None if selection.best is None else candidate_dict(selection.best),
         "winner": winner,
         "front": [candidate_dict(row) for _, row in front.iterrows()],
-        "hypervolume": sweep_hypervolume(table),
+        "hypervolume": sweep_hypervolume(sweep, table),
     }
 
 
@@ -116,8 +121,9 @@ def format_table(sweep: Sweep, table: pd.DataFrame, selection: Selection) -> str
     n_trials = table["run_id"].nunique()
     header = (f"{sweep.instrument} / {sweep.name}: {n_trials} trials ({_status_counts(table) or 'none'}), "
               f"{int(table['candidate'].sum())} candidates, front of {len(front_rows(table))}, "
-              f"hypervolume {sweep_hypervolume(table):.4g}")
-    shown = rows[SHOWN].astype({"bytes": "Int64", "params": "Int64"})  # whole numbers, NaN-safe
+              f"hypervolume {sweep_hypervolume(sweep, table):.4g} (reference: {10 ** sweep.reference.log10_bytes:,.0f} "
+              f"bytes, quality {sweep.reference.quality:.4g})")
+    shown = rows[SHOWN].astype({"bytes": "Int64", "bytes_weights": "Int64", "params": "Int64"})  # NaN-safe ints
     body = shown.to_string(index=False, na_rep="-") if len(rows) else "(no finished candidates)"
     verdict = f"winner: {selection.reason}" if selection.winner is not None else f"no winner: {selection.reason}"
     return "\n".join([header, body, verdict])
@@ -144,33 +150,46 @@ def save_and_log_plot(client: MlflowClient, sweep: Sweep, table: pd.DataFrame, s
     return None
 
 
-def cli_pareto(args) -> int:
-    """Handler of `tonesweep pareto` (see search/cli.py for the flags)."""
-    client = MlflowClient(tracking_uri=resolve_tracking_uri(args.tracking_uri))
-    criteria = Criteria(args.tolerance, args.max_loss, args.max_pitch_error)
-    sweep, table = load_table(client, args.instrument, args.sweep)
+@dataclass
+class ParetoReport:
+    """What `tonesweep pareto` found and did: the sweep, its table, the selection, and notes."""
+
+    sweep: Sweep
+    table: pd.DataFrame
+    selection: Selection
+    notes: list[str] = field(default_factory=list)  # where the plot went, what was registered
+
+    def render(self, fmt: str) -> str:
+        """The report as ``table`` (for people), ``csv`` or ``json`` text."""
+        if fmt == "json":
+            return json.dumps(report_dict(self.sweep, self.table, self.selection), indent=2)
+        if fmt == "csv":
+            return format_csv(self.table, self.selection).rstrip("\n")
+        return format_table(self.sweep, self.table, self.selection)
+
+
+def run_pareto(instrument: str, sweep_name: str | None = None, criteria: Criteria = Criteria(),
+               tracking_uri: str | None = None, plot: str | Path | None = None,
+               register: bool = True) -> ParetoReport:
+    """Table -> front -> selection -> plot (saved and logged) -> registry (unless ``register`` is False)."""
+    check_name(instrument, "--instrument")
+    if sweep_name is not None:
+        check_name(sweep_name, "--sweep")
+    if plot:
+        check_output_file(plot, "--plot", PLOT_FORMATS)
+    tracking_uri = check_tracking_uri(resolve_tracking_uri(tracking_uri))
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    sweep, table = load_table(client, instrument, sweep_name)
     selection = select_smallest(table, criteria)
-    messages: list[str] = []
+    report = ParetoReport(sweep, table, selection)
 
-    plot_path = Path(args.plot) if args.plot else _default_plot_path(sweep)
+    plot_path = Path(plot) if plot else _default_plot_path(sweep)
+    check_output_file(plot_path, "--plot", PLOT_FORMATS)
     warning = save_and_log_plot(client, sweep, table, selection, plot_path)
-    messages.append(warning or f"plot: {plot_path} (also {PLOT_ARTIFACT} on the sweep's parent run {sweep.parent_run_id})")
-
-    if selection.winner is not None and not args.no_register:
+    report.notes.append(warning or f"plot: {plot_path} (also {PLOT_ARTIFACT} on the sweep's parent run "
+                                   f"{sweep.parent_run_id})")
+    if selection.winner is not None and register:
         reg = register_winner(client, selection, sweep.name)
         how = "registered" if reg.created else "already registered (same winner and settings)"
-        messages.append(f"{how}: models:/{reg.name}@champion -> version {reg.version}")
-
-    if args.format == "json":
-        print(json.dumps(report_dict(sweep, table, selection), indent=2))
-    elif args.format == "csv":
-        print(format_csv(table, selection), end="")
-    else:
-        print(format_table(sweep, table, selection))
-    notes_stream = sys.stdout if args.format == "table" else sys.stderr
-    for message in messages:
-        print(message, file=notes_stream)
-    if selection.winner is None:
-        print(f"tonesweep: no candidate qualifies: {selection.reason}", file=sys.stderr)
-        return 1
-    return 0
+        report.notes.append(f"{how}: models:/{reg.name}@champion -> version {reg.version}")
+    return report

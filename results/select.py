@@ -1,9 +1,8 @@
 """The smallest acceptable candidate: the selector behind `tonesweep pareto` and the registry.
 
-Acceptable means (quality is a loss, lower is better):
-- quality <= bar, where bar = best + tolerance·|best| (``best`` = lowest quality among the finished
-  candidates), or bar = ``max_loss`` when an absolute bar is given (the tolerance is then unused);
-- and, when ``max_pitch_error`` is given, pitch error (cents) <= that bar (a NaN pitch error fails).
+Acceptable is ``results.criteria.Criteria`` (the rule the progress display and export share):
+quality <= best + tolerance·|best| (``best`` = lowest quality among the finished candidates) or
+<= ``max_loss``; and, with ``max_pitch_error``, pitch error (cents) <= it (NaN fails).
 
 Among acceptable candidates the winner is the first by (bytes, quality, start time, run id,
 precision float32 < float16 < uint8): fewer bytes, then better quality, then the earlier run; the
@@ -15,48 +14,15 @@ When nothing qualifies the result says why (``Selection.reason``); it never rais
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from results.table import PRECISIONS
-from trainers.errors import UserError
+from results.criteria import Criteria
+from trainers.constants import PRECISIONS
 
 TIE_BREAK = ["bytes", "quality", "start_time", "run_id", "_precision_rank"]
-
-
-@dataclass(frozen=True)
-class Criteria:
-    """What "acceptable" means for one selection; recorded with the registered version."""
-
-    tolerance: float = 0.05
-    max_loss: float | None = None
-    max_pitch_error: float | None = None
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
-            raise UserError(f"--tolerance {self.tolerance}: must be a number >= 0 (e.g. 0.05 for 5%)")
-        if self.max_loss is not None and not math.isfinite(self.max_loss):
-            raise UserError(f"--max-loss {self.max_loss}: must be a finite number (a spectral loss)")
-        if self.max_pitch_error is not None and not (math.isfinite(self.max_pitch_error) and self.max_pitch_error >= 0):
-            raise UserError(f"--max-pitch-error {self.max_pitch_error}: must be a number of cents >= 0")
-
-    def quality_bar(self, best_quality: float) -> float:
-        if self.max_loss is not None:
-            return float(self.max_loss)
-        return float(best_quality + self.tolerance * abs(best_quality))
-
-    def describe_bar(self, best_quality: float) -> str:
-        bar = self.quality_bar(best_quality)
-        if self.max_loss is not None:
-            text = f"quality <= {bar:.6g} (--max-loss)"
-        else:
-            text = f"quality <= {bar:.6g} (best {best_quality:.6g} + {self.tolerance:.4g} relative)"
-        if self.max_pitch_error is not None:
-            text += f" and pitch error <= {self.max_pitch_error:.4g} cents"
-        return text
 
 
 @dataclass(frozen=True)
@@ -93,24 +59,48 @@ def select_smallest(table: pd.DataFrame, criteria: Criteria = Criteria()) -> Sel
     by_quality = candidates.sort_values(["quality", "bytes", "start_time", "run_id"], kind="stable")
     best = by_quality.iloc[0]
     bar = criteria.quality_bar(best["quality"])
-    acceptable = candidates["quality"] <= bar
-    within_quality = int(acceptable.sum())
-    if criteria.max_pitch_error is not None:
-        acceptable &= candidates["pitch_error_cents"] <= criteria.max_pitch_error  # NaN compares False
-    n_ok = int(acceptable.sum())
     rule = criteria.describe_bar(best["quality"])
-
-    if n_ok == 0:
-        if within_quality == 0:  # only possible with --max-loss below the best
-            reason = f"no candidate has quality <= {bar:.6g}; the best of {len(candidates)} is {best['quality']:.6g}"
-        else:
-            pitches = candidates.loc[candidates["quality"] <= bar, "pitch_error_cents"]
-            lowest = f"{np.nanmin(pitches):.4g}" if pitches.notna().any() else "unknown"
-            reason = (f"{within_quality} candidates meet the quality bar {bar:.6g} but none has pitch error <= "
-                      f"{criteria.max_pitch_error:.4g} cents (lowest among them: {lowest})")
+    passed, reason = _apply_bars(candidates, criteria, bar)
+    if not passed.any():
         return Selection(criteria, best, None, bar, len(candidates), 0, reason)
+    winner = candidates[passed].iloc[0]
+    reason = (f"smallest of {int(passed.sum())} acceptable candidates: {int(winner['bytes']):,} bytes at "
+              f"{winner['precision']}, quality {winner['quality']:.6g}; bar: {rule}")
+    slow = _column(candidates, "rtf_wasm")
+    faster = (candidates["bytes"] < winner["bytes"]) & (candidates["quality"] <= bar) & slow.lt(criteria.min_rtf or 0)
+    if faster.any():
+        reason += (f"; {int(faster.sum())} smaller candidate(s) within the quality bar run below the speed bar "
+                   f"(wasm real-time factor {slow[faster].max():.3g} < {criteria.min_rtf:.4g})")
+    return Selection(criteria, best, winner, bar, len(candidates), int(passed.sum()), reason)
 
-    winner = candidates[acceptable].iloc[0]
-    reason = (f"smallest of {n_ok} acceptable candidates: {int(winner['bytes']):,} bytes at {winner['precision']}, "
-              f"quality {winner['quality']:.6g}; bar: {rule}")
-    return Selection(criteria, best, winner, bar, len(candidates), n_ok, reason)
+
+def _column(candidates: pd.DataFrame, name: str) -> pd.Series:
+    return candidates[name].astype(float) if name in candidates else pd.Series(np.nan, index=candidates.index)
+
+
+def _apply_bars(candidates: pd.DataFrame, criteria: Criteria, bar: float) -> tuple[pd.Series, str]:
+    """(mask of candidates meeting every bar, why none does when the mask is empty). The bars apply
+    in order (quality, pitch, speed, size); the reason names the first one nothing gets past."""
+    pitch, rtf, size = (_column(candidates, c) for c in ("pitch_error_cents", "rtf_wasm", "bytes"))
+    bars = [
+        ("quality", candidates["quality"] <= bar, f"quality <= {bar:.6g}", candidates["quality"], min),
+        ("pitch", pitch.map(criteria.pitch_ok).astype(bool), f"pitch error <= {criteria.max_pitch_error} cents",
+         pitch, min),
+        ("speed", rtf.map(criteria.speed_ok).astype(bool), f"wasm real-time factor >= {criteria.min_rtf}", rtf, max),
+        ("size", size.map(criteria.size_ok).astype(bool), f"bundle <= {criteria.max_bytes} bytes", size, min),
+    ]
+    passed = pd.Series(True, index=candidates.index)
+    met: list[str] = []
+    for name, mask, text, values, closest in bars:
+        survivors = passed & mask
+        if not survivors.any():
+            remaining = values[passed].dropna()
+            nearest = f"{closest(remaining):.4g}" if len(remaining) else "unknown"
+            if not met:
+                return survivors, (f"no candidate has {text}; the best of {int(passed.sum())} is "
+                                   f"{candidates['quality'].min():.6g}")
+            return survivors, (f"{int(passed.sum())} candidates meet {' and '.join(met)} but none has {text} "
+                               f"(closest among them: {nearest})")
+        passed = survivors
+        met.append(text)
+    return passed, ""

@@ -20,20 +20,30 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
+from results.layout import (
+    EXPERIMENT_PREFIX,
+    FAILURE_TAG,
+    ROLE_SWEEP,
+    ROLE_TAG,
+    ROLE_TRIAL,
+    STATUS_TAG,
+    SWEEP_TAG,
+    TRIAL_ID_TAG,
+    experiment_name,
+)
+from results.pareto import REFERENCE, ReferencePoint, reference_from_params
+from trainers.constants import FINISHED, PRECISIONS
 from trainers.errors import UserError
 
-PRECISIONS = ("float32", "float16", "uint8")
-EXPERIMENT_PREFIX = "tonesweep-"
-ROLE_TAG, SWEEP_TAG, STATUS_TAG = "tonesweep.role", "tonesweep.sweep", "tonesweep.status"
-
 # Per-precision metrics in metrics.json, logged as "<name>_<precision>"; the table's column names.
-PER_PRECISION = {"bytes": "bytes", "quality": "quality", "pitch_error_cents": "pitch_error_cents",
-                 "loudness_error_db": "loudness_error_db"}
+# ``bytes`` is the whole shipped bundle (model.json + shards); ``bytes_weights`` the trained weights' share.
+PER_PRECISION = {"bytes": "bytes", "bytes_weights": "bytes_weights", "bytes_gzip": "bytes_gzip", "quality": "quality",
+                 "pitch_error_cents": "pitch_error_cents", "loudness_error_db": "loudness_error_db"}
 
 TABLE_COLUMNS = [
     "run_id", "sweep", "instrument", "trial_id", "status", "failure_reason", "candidate",
-    "precision", "bytes", "params", "quality", "pitch_error_cents", "loudness_error_db",
-    "train_time_s", "start_time",
+    "precision", "bytes", "bytes_weights", "bytes_gzip", "rtf_wasm", "params", "quality", "pitch_error_cents",
+    "loudness_error_db", "train_time_s", "start_time",
 ]
 
 
@@ -46,10 +56,7 @@ class Sweep:
     experiment_id: str
     parent_run_id: str
     start_time: int  # ms since epoch (MLflow's unit)
-
-
-def experiment_name(instrument: str) -> str:
-    return f"{EXPERIMENT_PREFIX}{instrument}"
+    reference: ReferencePoint = REFERENCE  # the hypervolume reference the sweep recorded
 
 
 def find_experiment_id(client: MlflowClient, instrument: str) -> str:
@@ -66,9 +73,9 @@ def find_experiment_id(client: MlflowClient, instrument: str) -> str:
 def list_sweeps(client: MlflowClient, instrument: str) -> list[Sweep]:
     """All sweeps (parent runs) of the instrument, oldest first."""
     experiment_id = find_experiment_id(client, instrument)
-    runs = _search_all(client, experiment_id, f"tags.`{ROLE_TAG}` = 'sweep'")
+    runs = _search_all(client, experiment_id, f"tags.`{ROLE_TAG}` = '{ROLE_SWEEP}'")
     sweeps = [Sweep(instrument, r.data.tags.get(SWEEP_TAG, r.info.run_name), experiment_id, r.info.run_id,
-                    r.info.start_time or 0) for r in runs]
+                    r.info.start_time or 0, reference_from_params(r.data.params) or REFERENCE) for r in runs]
     return sorted(sweeps, key=lambda s: (s.start_time, s.parent_run_id))
 
 
@@ -104,7 +111,7 @@ def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) ->
 
 def load_trial_runs(client: MlflowClient, sweep: Sweep) -> list[Run]:
     """The child (trial) runs of the sweep."""
-    role = f"tags.`{ROLE_TAG}` = 'trial'"
+    role = f"tags.`{ROLE_TAG}` = '{ROLE_TRIAL}'"
     if "'" in sweep.name:  # MLflow's filter grammar cannot escape quotes: filter by name here instead
         return [r for r in _search_all(client, sweep.experiment_id, role) if r.data.tags.get(SWEEP_TAG) == sweep.name]
     return _search_all(client, sweep.experiment_id, f"{role} and tags.`{SWEEP_TAG}` = '{sweep.name}'")
@@ -145,15 +152,17 @@ def _metric(wide: pd.DataFrame, name: str) -> pd.Series:
 def build_table(wide: pd.DataFrame, instrument: str, sweep: str) -> pd.DataFrame:
     """Reduce the wide run frame to the tidy candidate table (module docstring)."""
     if wide.empty:
-        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in TABLE_COLUMNS})
-        return empty.astype({"candidate": bool, "bytes": float, "quality": float})
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in [*TABLE_COLUMNS, "decoder", "feature"]})
+        return empty.astype({"candidate": bool, "bytes": float, "bytes_weights": float, "quality": float,
+                             "rtf_wasm": float, "params": float})
     base = pd.DataFrame({
         "run_id": wide["run_id"],
         "sweep": sweep,
         "instrument": instrument,
-        "trial_id": wide.get("tags.tonesweep.trial_id", pd.Series(None, index=wide.index, dtype=object)),
+        "trial_id": wide.get(f"tags.{TRIAL_ID_TAG}", pd.Series(None, index=wide.index, dtype=object)),
         "status": _trial_status(wide),
-        "failure_reason": wide.get("tags.tonesweep.failure_reason", pd.Series("", index=wide.index)).fillna(""),
+        "failure_reason": wide.get(f"tags.{FAILURE_TAG}", pd.Series("", index=wide.index)).fillna(""),
+        "rtf_wasm": _metric(wide, "rtf_wasm"),
         "params": _metric(wide, "params"),
         "train_time_s": _metric(wide, "train_time_s"),
         "start_time": pd.to_datetime(wide["start_time"], unit="ms", utc=True),
@@ -161,12 +170,12 @@ def build_table(wide: pd.DataFrame, instrument: str, sweep: str) -> pd.DataFrame
     per_precision = []
     for precision in PRECISIONS:
         part = base.copy()
-        part.insert(base.columns.get_loc("params"), "precision", precision)
+        part.insert(base.columns.get_loc("rtf_wasm"), "precision", precision)
         for column, metric in PER_PRECISION.items():
             part[column] = _metric(wide, f"{metric}_{precision}")
         per_precision.append(part)
     table = pd.concat(per_precision, ignore_index=True)
-    table["candidate"] = (table["status"] == "FINISHED") & np.isfinite(table["bytes"]) & np.isfinite(table["quality"])
+    table["candidate"] = (table["status"] == FINISHED) & np.isfinite(table["bytes"]) & np.isfinite(table["quality"])
     table = table[TABLE_COLUMNS]
 
     hyper = wide.filter(like="params.", axis=1)

@@ -1,54 +1,58 @@
-"""MLflow tracking of sweeps, written from the Ray driver (docs/architecture.md, Section 3).
+"""MLflow tracking of sweeps, written from the sweep driver (docs/architecture.md, section 3).
 
-Layout (relied on by ``results.table`` and export):
+Layout (names in ``results.layout``; relied on by ``results.table``, the registry and export):
 
 - experiment ``tonesweep-<instrument>``, created once before fan-out (``ensure_experiment``);
-- parent run per sweep and instrument (``start_parent_run``), tags ``tonesweep.role=sweep``,
-  ``tonesweep.sweep``, ``tonesweep.instrument``, ``tonesweep.dataset``, ``tonesweep.algorithm``;
-- child run per trial (``TrialTracker``, a driver-side ``ray.tune.Callback``), tags
-  ``mlflow.parentRunId``, ``tonesweep.role=trial``, ``tonesweep.sweep``, ``tonesweep.trial_id``,
-  ``tonesweep.status``, ``tonesweep.failure_reason``; params = the config; metrics = every numeric
-  key of metrics.json + the ``train_loss``/``val_loss`` curves; artifacts ``trial/``, ``audio/``,
+- parent run per sweep and instrument (``start_parent_run``);
+- child run per trial (``TrialTracker``): params = the config; metrics = every numeric key of
+  metrics.json + the ``train_loss``/``val_loss`` curves; artifacts ``trial/``, ``audio/``,
   ``plots/spectrogram.png``.
 
+This module knows MLflow and nothing of Ray: ``search.callbacks`` turns Ray Tune's callback hooks
+into ``TrialTracker`` calls, so ``pareto`` and ``export`` import ``results`` without Ray.
+
 Why from the driver: opening an MLflow run inside every trial costs ~2.7 s per fresh worker and
-makes every worker a SQLite writer (../shared/notes/data-and-engines.md). One process writing with
-batched ``log_batch`` calls keeps logging a small fraction of a trial. A logging failure never
-crashes the sweep: it is reported once per trial and the sweep goes on.
+makes every worker a SQLite writer (docs/engines.md#mlflow). One process writing batched
+``log_batch`` calls keeps logging a small fraction of a trial. A logging failure never crashes a
+sweep in production: it is logged as a warning and the sweep goes on. Under the tests
+(``TONESWEEP_TESTING=1``) it is raised instead, so a broken tracker cannot hide behind a green
+run (MLflow's own autologging integrations do the same).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from ray.tune import Callback
+
+from results import layout
+from trainers.constants import FAILED, FINISHED, INTERRUPTED, REPORTED_STATUSES, RUNNING, STOPPED, TERMINAL_STATUSES
+from trainers.errors import UserError
+from trainers.files import scratch_dir
+from trainers.values import finite
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-EXPERIMENT_PREFIX = "tonesweep-"
-CURVE_KEYS = ("train_loss", "val_loss")
-# Keys of a trial's result that are bookkeeping, not metrics.json numbers.
+TESTING_ENV = "TONESWEEP_TESTING"
+# Keys of a trial's result that are bookkeeping, not metrics.json numbers
+# (val_loss/train_loss are curves, logged with their step as they arrive).
 NON_METRIC_KEYS = {"step", "elapsed_s", "status", "failure_reason", "out_dir", "final", "val_loss", "train_loss"}
-# (val_loss/train_loss are curves, logged with their step as they arrive)
 # Ray's own result keys (timestamps, iteration counters, host names): never logged as metrics.
 RAY_KEYS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "hostname",
             "node_ip", "time_since_restore", "iterations_since_restore", "done", "trial_id", "date",
             "experiment_tag", "config", "checkpoint_dir_name", "should_checkpoint"}
 FLUSH_EVERY_S = 5.0          # curve points are buffered and sent in one log_batch at most this often
-MAX_BATCH_METRICS = 1000     # MLflow's per-request limit on metrics
-MAX_BATCH_PARAMS = 100       # and on params
+# MLflow's per-request limits of log_batch (mlflow.utils.validation): metrics, params, tags, all together.
+MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS, MAX_BATCH_ENTITIES = 1000, 100, 100, 1000
+MAX_PARAM_CHARS, MAX_TAG_CHARS = 6000, 5000
 
 
 # ---------------------------------------------------------------------------- store and runs
@@ -59,32 +63,103 @@ def resolve_tracking_uri(cli_uri: str | None = None) -> str:
     return cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+KNOWN_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file")
+REACH_TIMEOUT_S = 20.0  # how long a tracking server may take to answer before a sweep gives up
+
+
+def check_tracking_uri(uri: str, timeout_s: float | None = None, field: str = "--tracking-uri") -> str:
+    """Refuse, before anything is created, a tracking URI MLflow cannot use: an unknown scheme, a
+    SQLite file in a place that cannot be written, a server that does not answer within ``timeout_s``
+    (MLflow itself retries for minutes before it says anything)."""
+    from urllib.parse import urlparse  # noqa: PLC0415
+
+    from trainers.paths import check_output_file  # noqa: PLC0415
+
+    timeout_s = REACH_TIMEOUT_S if timeout_s is None else timeout_s
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme not in KNOWN_SCHEMES:
+        raise UserError(f"{field} {uri}: unknown scheme {parsed.scheme or '(none)'!r}; use sqlite:///PATH.db, "
+                        "http://HOST:PORT (an MLflow server) or postgresql://USER@HOST/DB")
+    if scheme == "sqlite":
+        path = uri[len("sqlite:///"):]
+        if not path or path == ":memory:":
+            raise UserError(f"{field} {uri}: give a database file, e.g. sqlite:///mlflow.db")
+        check_output_file(path, field, ("",))
+    elif scheme in ("http", "https"):
+        _wait_for_http(uri.rstrip("/") + "/health", timeout_s, field, uri)
+    elif scheme != "file":
+        port = parsed.port or {"postgresql": 5432, "mysql": 3306, "mssql": 1433}[scheme]
+        wait_for_port(parsed.hostname or "127.0.0.1", port, timeout_s, f"{field} {uri}")
+    return uri
+
+
+def wait_for_port(host: str, port: int, timeout_s: float, what: str) -> None:
+    """Return once ``host:port`` accepts a TCP connection; a one-line ``UserError`` after ``timeout_s``."""
+    import socket  # noqa: PLC0415
+
+    def connect() -> str | None:
+        try:
+            socket.create_connection((host, port), timeout=min(2.0, timeout_s)).close()
+            return None
+        except OSError as err:
+            return err.strerror or str(err)
+
+    reason = _retry_until(timeout_s, connect)
+    if reason is not None:
+        raise UserError(f"{what}: {host}:{port} does not answer ({reason}) after {timeout_s:g} s; "
+                        "start the server or check the address")
+
+
+def _wait_for_http(url: str, timeout_s: float, field: str, uri: str) -> None:
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    def get() -> str | None:
+        try:
+            with urllib.request.urlopen(url, timeout=min(5.0, timeout_s)) as response:
+                return None if response.status == 200 else f"HTTP {response.status}"
+        except urllib.error.HTTPError as err:
+            if err.code in (401, 403):
+                raise UserError(f"{field} {uri}: the server refuses us (HTTP {err.code}); set MLFLOW_TRACKING_USERNAME/"
+                                "MLFLOW_TRACKING_PASSWORD for a server behind authentication") from None
+            return f"HTTP {err.code}"
+        except (OSError, ValueError) as err:
+            return getattr(err, "reason", None) or str(err)
+
+    reason = _retry_until(timeout_s, get)
+    if reason is not None:
+        raise UserError(f"{field} {uri}: no MLflow server answers at {url} ({reason}) after {timeout_s:g} s; "
+                        "start it (e.g. `tonesweep ui`) or fix the address")
+
+
+def _retry_until(timeout_s: float, attempt: Callable[[], str | None]) -> str | None:
+    """Call ``attempt`` every 0.5 s until it returns None (success) or ``timeout_s`` has passed;
+    returns None or the last attempt's reason for failing."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reason = attempt()
+        if reason is None or time.monotonic() >= deadline:
+            return reason
+        time.sleep(0.5)
+
+
 def make_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def experiment_name(instrument: str) -> str:
-    return f"{EXPERIMENT_PREFIX}{instrument}"
-
-
 def ensure_experiment(client: MlflowClient, instrument: str) -> str:
     """Id of ``tonesweep-<instrument>``, created if missing (call once, before any trial starts)."""
-    existing = client.get_experiment_by_name(experiment_name(instrument))
+    name, tags = layout.experiment_name(instrument), layout.experiment_tags(instrument)
+    existing = client.get_experiment_by_name(name)
     if existing is not None:
         if existing.lifecycle_stage == "deleted":
             client.restore_experiment(existing.experiment_id)
-        for key, value in experiment_tags(instrument).items():
+        for key, value in tags.items():
             if existing.tags.get(key) != value:
                 client.set_experiment_tag(existing.experiment_id, key, value)
         return existing.experiment_id
-    return client.create_experiment(experiment_name(instrument), tags=experiment_tags(instrument),
-                                    artifact_location=artifact_location(client.tracking_uri, instrument))
-
-
-def experiment_tags(instrument: str) -> dict[str, str]:
-    """Tags of an instrument's experiment. ``mlflow.experimentKind`` makes MLflow 3's UI open it as
-    model training (runs, metrics, artifacts) rather than its GenAI traces view, which shows none of them."""
-    return {"tonesweep.instrument": instrument, "mlflow.experimentKind": "custom_model_development"}
+    return client.create_experiment(name, tags=tags, artifact_location=artifact_location(client.tracking_uri, instrument))
 
 
 def artifact_location(tracking_uri: str, instrument: str) -> str | None:
@@ -97,14 +172,14 @@ def artifact_location(tracking_uri: str, instrument: str) -> str | None:
     if not tracking_uri.startswith("sqlite:///"):
         return None
     db_path = Path(tracking_uri[len("sqlite:///"):]).resolve()
-    return (db_path.parent / "mlruns" / experiment_name(instrument)).as_uri()
+    return (db_path.parent / "mlruns" / layout.experiment_name(instrument)).as_uri()
 
 
 def find_parent_run(client: MlflowClient, experiment_id: str, sweep: str):
     """The parent run of sweep ``sweep`` in this experiment, or None."""
     runs = client.search_runs(
         [experiment_id],
-        f"tags.`tonesweep.role` = 'sweep' and tags.`tonesweep.sweep` = '{_quote(sweep)}'",
+        f"tags.`{layout.ROLE_TAG}` = '{layout.ROLE_SWEEP}' and tags.`{layout.SWEEP_TAG}` = '{layout.quote(sweep)}'",
         max_results=2,
     )
     return runs[0] if runs else None
@@ -115,27 +190,26 @@ def start_parent_run(client: MlflowClient, experiment_id: str, sweep: str, instr
     """Create the sweep's parent run (or, on resume, reopen the existing one); returns its id."""
     existing = find_parent_run(client, experiment_id, sweep)
     if existing is not None:
-        client.update_run(existing.info.run_id, status="RUNNING")
+        client.update_run(existing.info.run_id, status=RUNNING)
         return existing.info.run_id
-    tags = {"tonesweep.role": "sweep", "tonesweep.sweep": sweep, "tonesweep.instrument": instrument,
-            "tonesweep.dataset": str(Path(dataset).resolve()), "tonesweep.algorithm": algorithm}
+    tags = {layout.ROLE_TAG: layout.ROLE_SWEEP, layout.SWEEP_TAG: sweep, layout.INSTRUMENT_TAG: instrument,
+            layout.DATASET_TAG: str(Path(dataset).resolve()), layout.ALGORITHM_TAG: algorithm}
     run = client.create_run(experiment_id, run_name=sweep, tags=tags)
-    client.log_batch(run.info.run_id, params=[Param(k, _param_text(v)) for k, v in params.items()])
+    log_in_batches(client, run.info.run_id, params=[Param(k, _param_text(v)) for k, v in params.items()])
     return run.info.run_id
 
 
-def finish_parent_run(client: MlflowClient, run_id: str, summary: Mapping[str, float], failed: bool) -> None:
-    """Log the sweep's summary numbers and end the parent run."""
+def finish_parent_run(client: MlflowClient, run_id: str, summary: Mapping[str, float], status: str = FINISHED) -> None:
+    """Log the sweep's summary numbers and end the parent run with MLflow status ``status``."""
     now = _now_ms()
-    metrics = [Metric(k, float(v), now, 0) for k, v in summary.items() if _finite(v) is not None]
-    if metrics:
-        client.log_batch(run_id, metrics=metrics)
-    client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+    metrics = [Metric(k, float(v), now, 0) for k, v in summary.items() if finite(v) is not None]
+    log_in_batches(client, run_id, metrics=metrics)
+    client.set_terminated(run_id, status=status)
 
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list:
     """Every trial run under a parent run (all pages)."""
-    query = f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    query = f"tags.`{layout.PARENT_TAG}` = '{parent_run_id}'"
     runs, token = [], None
     while True:
         page = client.search_runs([experiment_id], query, max_results=1000, page_token=token)
@@ -155,13 +229,24 @@ def end_stale_runs(client: MlflowClient, experiment_id: str, parent_run_id: str,
     keep = set(keep)
     ended = []
     for run in child_runs(client, experiment_id, parent_run_id):
-        trial_id = run.data.tags.get("tonesweep.trial_id")
-        if run.info.status == "RUNNING" and trial_id not in keep:
-            client.log_batch(run.info.run_id, tags=[RunTag("tonesweep.status", "FAILED"),
-                                                    RunTag("tonesweep.failure_reason", reason)])
+        trial_id = run.data.tags.get(layout.TRIAL_ID_TAG)
+        if run.info.status == RUNNING and trial_id not in keep:
+            client.log_batch(run.info.run_id, tags=[RunTag(layout.STATUS_TAG, FAILED),
+                                                    RunTag(layout.FAILURE_TAG, reason)])
             client.set_terminated(run.info.run_id, status="FAILED")
             ended.append(trial_id)
     return ended
+
+
+def log_in_batches(client: MlflowClient, run_id: str, metrics: Sequence[Metric] = (),
+                   params: Sequence[Param] = (), tags: Sequence[RunTag] = ()) -> None:
+    """``log_batch`` in as many requests as MLflow's per-request limits need; nothing is dropped."""
+    metrics, params, tags = list(metrics), list(params), list(tags)
+    while metrics or params or tags:
+        take_p, take_t = params[:MAX_BATCH_PARAMS], tags[:MAX_BATCH_TAGS]
+        take_m = metrics[:min(MAX_BATCH_METRICS, MAX_BATCH_ENTITIES - len(take_p) - len(take_t))]
+        client.log_batch(run_id, metrics=take_m, params=take_p, tags=take_t)
+        metrics, params, tags = metrics[len(take_m):], params[len(take_p):], tags[len(take_t):]
 
 
 # ---------------------------------------------------------------------------- trial outcome
@@ -173,21 +258,21 @@ def trial_outcome(last_result: Mapping[str, Any] | None, errored: bool, error_te
 
     The trainable's last report carries ``status`` when the trial ran to its end (FINISHED,
     FAILED, REJECTED). A trial that Ray ended without that final report was stopped by the
-    scheduler (ASHA): STOPPED. One that raised past the trainable is FAILED.
+    scheduler: STOPPED. One that raised past the trainable is FAILED.
     """
     last_result = last_result or {}
     if errored:
-        return "FAILED", error_text or "the trial process raised an error"
+        return FAILED, error_text or "the trial process raised an error"
     status = last_result.get("status")
-    if status in ("FINISHED", "FAILED", "REJECTED"):
+    if status in REPORTED_STATUSES:
         return status, str(last_result.get("failure_reason") or "")
     step = last_result.get("step")
-    return "STOPPED", f"stopped early by the scheduler at step {step}" if step is not None else "stopped early"
+    return STOPPED, f"stopped early by the scheduler at step {step}" if step is not None else "stopped early"
 
 
 def mlflow_status(tonesweep_status: str) -> str:
-    """MLflow run status for a tonesweep status (FINISHED/STOPPED → FINISHED, else FAILED)."""
-    return "FINISHED" if tonesweep_status in ("FINISHED", "STOPPED") else "FAILED"
+    """MLflow run status for a tonesweep status (see results.layout.mlflow_status)."""
+    return layout.mlflow_status(tonesweep_status)
 
 
 def final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
@@ -196,23 +281,22 @@ def final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     for key, value in result.items():
         if key in NON_METRIC_KEYS or key in RAY_KEYS or isinstance(value, bool):
             continue
-        number = _finite(value)
+        number = finite(value)
         if number is not None:
             out[key] = number
     return out
 
 
-# ---------------------------------------------------------------------------- the callback
+# ---------------------------------------------------------------------------- the trial tracker
 
 
-class TrialTracker(Callback):
-    """Writes one MLflow child run per Ray trial, from the driver, with batched requests.
+class TrialTracker:
+    """Writes one MLflow child run per trial, from the driver, with batched requests.
 
-    - ``on_trial_start``: create the child run, or reopen the one keyed by the same trial id
-      (a resumed sweep), tags + params in one ``log_batch``;
-    - ``on_trial_result``: buffer the curve points; flush every ``FLUSH_EVERY_S`` seconds;
-    - ``on_trial_complete`` / ``on_trial_error``: flush, final metrics + status tags in one
-      ``log_batch``, artifacts for finished trials, end the run.
+    - ``open``: create the child run, or reopen the one keyed by the same trial id (a resumed
+      sweep); tags + params in batches;
+    - ``curve``: buffer the curve points; flush every ``FLUSH_EVERY_S`` seconds;
+    - ``close``: flush, final metrics + status tags, artifacts for finished trials, end the run.
 
     ``seconds_per_trial()`` reports the driver time spent on tracking, so a sweep can show that
     logging does not dominate small trials.
@@ -230,47 +314,47 @@ class TrialTracker(Callback):
         self.instrument = instrument
         self.artifacts = artifacts
         self.client = make_client(tracking_uri)
-        self._run_ids: dict[str, str] = {}       # Ray trial id -> MLflow run id
+        self._run_ids: dict[str, str] = {}       # trial id -> MLflow run id
         self._buffers: dict[str, list[Metric]] = {}
         self._last_flush: dict[str, float] = {}
         self._ended: set[str] = set()
-        self.tracking_s = 0.0                    # driver seconds spent in this callback
+        self.tracking_s = 0.0                    # driver seconds spent tracking
         self.trials_logged = 0
         self._existing = self._existing_runs()
 
-    def __getstate__(self) -> dict:
-        # Ray pickles callbacks with its RunConfig; keep only what rebuilds a fresh tracker.
-        return {"args": (self.tracking_uri, self.experiment_id, self.parent_run_id, self.sweep,
-                         self.instrument, self.artifacts, self.config_defaults)}
+    def init_args(self) -> tuple:
+        """What rebuilds a fresh tracker (Ray pickles its callbacks; a client does not pickle)."""
+        return (self.tracking_uri, self.experiment_id, self.parent_run_id, self.sweep, self.instrument,
+                self.artifacts, self.config_defaults)
 
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(*state["args"])
+    # ---- events (each guarded: see the module docstring) ----
 
-    # ---- Ray callback hooks ----
+    def open(self, trial_id: str, config: Mapping[str, Any]) -> None:
+        self._guarded(trial_id, self._open_run, trial_id, config)
 
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self._guarded(trial, self._open_run, trial)
+    def curve(self, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        self._guarded(trial_id, self._buffer_curves, trial_id, config, result)
 
-    def on_trial_restore(self, iteration, trials, trial, **info):
-        self._guarded(trial, self._open_run, trial)
+    def close(self, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any] | None, errored: bool,
+              error_text: str | None = None, status: str | None = None) -> None:
+        """End the trial's run; ``status`` overrides the outcome read from ``result`` (e.g. INTERRUPTED)."""
+        self._guarded(trial_id, self._close_run, trial_id, config, result or {}, errored, error_text, status)
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self._guarded(trial, self._buffer_curves, trial, result)
+    def log_sweep_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Metrics of the whole sweep (e.g. ``hypervolume``, ``trial_steps_used``) on the parent run,
+        at ``step`` = the number of ended trials."""
+        now = _now_ms()
+        batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items() if finite(v) is not None]
+        self._guarded("sweep", log_in_batches, self.client, self.parent_run_id, batch)
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._guarded(trial, self._close_run, trial, False)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._guarded(trial, self._close_run, trial, True)
-
-    def on_experiment_end(self, trials, **info):
+    def flush_all(self) -> None:
         for trial_id in list(self._buffers):
-            self._flush(trial_id)
+            self._guarded(trial_id, self._flush, trial_id)
 
     # ---- queries ----
 
     def run_ids(self) -> dict[str, str]:
-        """Ray trial id -> MLflow run id, for every trial seen by this tracker or logged before."""
+        """Trial id -> MLflow run id, for every trial seen by this tracker or logged before."""
         known = {tid: run.info.run_id for tid, run in self._existing.items()}
         return {**known, **self._run_ids}
 
@@ -278,66 +362,68 @@ class TrialTracker(Callback):
         """Trials already ended in MLflow (a resumed sweep): trial id -> (status, metrics)."""
         out = {}
         for trial_id, run in self._existing.items():
-            status = run.data.tags.get("tonesweep.status")
-            if run.info.status != "RUNNING" and status in ("FINISHED", "FAILED", "REJECTED", "STOPPED"):
+            status = run.data.tags.get(layout.STATUS_TAG)
+            # an INTERRUPTED trial is not over: Ray resumes it
+            if run.info.status != RUNNING and status in TERMINAL_STATUSES and status != INTERRUPTED:
                 out[trial_id] = (status, dict(run.data.metrics))
         return out
+
+    def open_trials(self) -> list[str]:
+        """Trial ids whose run this tracker opened and has not ended."""
+        return [tid for tid in self._run_ids if tid not in self._ended]
 
     def seconds_per_trial(self) -> float:
         return self.tracking_s / self.trials_logged if self.trials_logged else 0.0
 
     # ---- internals ----
 
-    def _guarded(self, trial, func, *args) -> None:
-        """Run a tracking step; a tracking failure is logged, never raised into Ray's loop."""
+    def _guarded(self, trial_id: str, func, *args) -> None:
+        """Run a tracking step; in production a failure is a warning, under tests it is raised."""
         start = time.perf_counter()
         try:
             func(*args)
         except Exception as err:  # noqa: BLE001 - tracking must not stop the sweep
-            log.warning("MLflow tracking of trial %s failed: %s", trial.trial_id, err)
+            if os.environ.get(TESTING_ENV) == "1":
+                raise
+            log.warning("MLflow tracking of trial %s failed: %s", trial_id, err)
         finally:
             self.tracking_s += time.perf_counter() - start
 
     def _existing_runs(self) -> dict[str, Any]:
         """Child runs already under this parent (a resumed sweep), keyed by trial id."""
         runs = child_runs(self.client, self.experiment_id, self.parent_run_id)
-        return {r.data.tags["tonesweep.trial_id"]: r for r in runs if "tonesweep.trial_id" in r.data.tags}
+        return {r.data.tags[layout.TRIAL_ID_TAG]: r for r in runs if layout.TRIAL_ID_TAG in r.data.tags}
 
-    def _open_run(self, trial) -> None:
-        trial_id = trial.trial_id
+    def _open_run(self, trial_id: str, config: Mapping[str, Any]) -> None:
         if trial_id in self._run_ids and trial_id not in self._ended:
             return
         self._ended.discard(trial_id)
         existing = self._existing.get(trial_id)
         if existing is not None:
             run_id = existing.info.run_id
-            self.client.update_run(run_id, status="RUNNING")
-            self.client.set_tag(run_id, "tonesweep.status", "RUNNING")
+            self.client.update_run(run_id, status=RUNNING)
+            self.client.set_tag(run_id, layout.STATUS_TAG, RUNNING)
         else:
-            tags = {"mlflow.parentRunId": self.parent_run_id, "tonesweep.role": "trial",
-                    "tonesweep.sweep": self.sweep, "tonesweep.instrument": self.instrument,
-                    "tonesweep.trial_id": trial_id, "tonesweep.status": "RUNNING",
-                    "tonesweep.failure_reason": ""}
+            tags = {layout.PARENT_TAG: self.parent_run_id, layout.ROLE_TAG: layout.ROLE_TRIAL,
+                    layout.SWEEP_TAG: self.sweep, layout.INSTRUMENT_TAG: self.instrument,
+                    layout.TRIAL_ID_TAG: trial_id, layout.STATUS_TAG: RUNNING, layout.FAILURE_TAG: ""}
             run = self.client.create_run(self.experiment_id, run_name=f"{self.sweep}-{trial_id}", tags=tags)
             run_id = run.info.run_id
-            config = {**self.config_defaults, **trial.config}
-            params = [Param(k, _param_text(v)) for k, v in sorted(config.items())]
-            for start in range(0, len(params), MAX_BATCH_PARAMS):
-                self.client.log_batch(run_id, params=params[start:start + MAX_BATCH_PARAMS])
+            full_config = {**self.config_defaults, **config}
+            log_in_batches(self.client, run_id, params=[Param(k, _param_text(v)) for k, v in sorted(full_config.items())])
             self._existing[trial_id] = run
         self._run_ids[trial_id] = run_id
         self._buffers.setdefault(trial_id, [])
         self._last_flush[trial_id] = time.monotonic()
 
-    def _buffer_curves(self, trial, result: Mapping[str, Any]) -> None:
-        trial_id = trial.trial_id
+    def _buffer_curves(self, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
         if trial_id not in self._run_ids:
-            self._open_run(trial)
+            self._open_run(trial_id, config)
         # (the final result also carries the last curve point; its other metrics go in _close_run)
         step = int(result.get("step") or 0)
         now = _now_ms()
-        for key in CURVE_KEYS:
-            value = _finite(result.get(key))
+        for key in layout.CURVE_KEYS:
+            value = finite(result.get(key))
             if value is not None:
                 self._buffers[trial_id].append(Metric(key, value, now, step))
         if time.monotonic() - self._last_flush[trial_id] >= FLUSH_EVERY_S:
@@ -346,31 +432,30 @@ class TrialTracker(Callback):
     def _flush(self, trial_id: str) -> None:
         buffer = self._buffers.get(trial_id)
         if buffer:
-            run_id = self._run_ids[trial_id]
-            for start in range(0, len(buffer), MAX_BATCH_METRICS):
-                self.client.log_batch(run_id, metrics=buffer[start:start + MAX_BATCH_METRICS])
+            log_in_batches(self.client, self._run_ids[trial_id], metrics=buffer)
             buffer.clear()
         self._last_flush[trial_id] = time.monotonic()
 
-    def _close_run(self, trial, errored: bool) -> None:
-        trial_id = trial.trial_id
+    def _close_run(self, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any], errored: bool,
+                   error_text: str | None, status: str | None) -> None:
         if trial_id in self._ended:
             return
         if trial_id not in self._run_ids:
-            self._open_run(trial)
+            self._open_run(trial_id, config)
         self._flush(trial_id)
         run_id = self._run_ids[trial_id]
-        result = trial.last_result or {}
-        status, reason = trial_outcome(result, errored, _error_text(trial) if errored else None)
+        outcome, reason = trial_outcome(result, errored, error_text)
+        if status is not None:
+            outcome, reason = status, error_text or reason
         now = _now_ms()
         step = int(result.get("step") or 0)
         metrics = [Metric(k, v, now, step) for k, v in final_metrics(result).items()]
-        tags = [RunTag("tonesweep.status", status), RunTag("tonesweep.failure_reason", reason[:5000])]
-        self.client.log_batch(run_id, metrics=metrics[:MAX_BATCH_METRICS], tags=tags)
+        tags = [RunTag(layout.STATUS_TAG, outcome), RunTag(layout.FAILURE_TAG, reason[:MAX_TAG_CHARS])]
+        log_in_batches(self.client, run_id, metrics=metrics, tags=tags)
         out_dir = result.get("out_dir")
-        if status == "FINISHED" and self.artifacts and out_dir and Path(out_dir).is_dir():
+        if outcome == FINISHED and self.artifacts and out_dir and Path(out_dir).is_dir():
             log_trial_artifacts(self.client, run_id, Path(out_dir))
-        self.client.set_terminated(run_id, status=mlflow_status(status))
+        self.client.set_terminated(run_id, status=mlflow_status(outcome))
         self._ended.add(trial_id)
         self._buffers.pop(trial_id, None)
         self.trials_logged += 1
@@ -381,21 +466,21 @@ class TrialTracker(Callback):
 
 def log_trial_artifacts(client: MlflowClient, run_id: str, out_dir: Path) -> None:
     """``trial/`` (out_dir minus checkpoint/ and audio/), ``audio/*.wav``, ``plots/spectrogram.png``."""
-    with tempfile.TemporaryDirectory(prefix="tonesweep-artifacts-") as staging:
-        trial_dir = Path(staging) / "trial"
+    with scratch_dir("tonesweep-artifacts-") as staging:
+        trial_dir = Path(staging) / layout.TRIAL_ARTIFACTS
         trial_dir.mkdir()
         for item in out_dir.iterdir():
             if item.is_file():
                 shutil.copy2(item, trial_dir / item.name)
-        client.log_artifacts(run_id, str(trial_dir), artifact_path="trial")
+        client.log_artifacts(run_id, str(trial_dir), artifact_path=layout.TRIAL_ARTIFACTS)
         audio_dir = out_dir / "audio"
         if audio_dir.is_dir():
-            client.log_artifacts(run_id, str(audio_dir), artifact_path="audio")
+            client.log_artifacts(run_id, str(audio_dir), artifact_path=layout.AUDIO_ARTIFACTS)
             resynth = audio_dir / "resynth.wav"
             if resynth.is_file():
                 png = Path(staging) / "spectrogram.png"
                 write_spectrogram_png(resynth, png, original=audio_dir / "original.wav")
-                client.log_artifact(run_id, str(png), artifact_path="plots")
+                client.log_artifact(run_id, str(png), artifact_path=layout.PLOT_ARTIFACTS)
 
 
 def write_spectrogram_png(wav_path: Path, png_path: Path, original: Path | None = None) -> None:
@@ -422,58 +507,17 @@ def write_spectrogram_png(wav_path: Path, png_path: Path, original: Path | None 
 # ---------------------------------------------------------------------------- `tonesweep ui`
 
 
-def cli_ui(args) -> int:
-    """``tonesweep ui [--port P]``: MLflow UI on the default store, bound to 127.0.0.1."""
-    uri = resolve_tracking_uri(getattr(args, "tracking_uri", None))
-    command = ui_command(uri, args.port)
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
-    process = subprocess.Popen(command)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        return 0
-
-
-def ui_command(tracking_uri: str, port: int) -> list[str]:
-    """The ``mlflow server`` command line for a store, local interface only."""
+def ui_command(tracking_uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The ``mlflow server`` command line for a store, on the local interface unless told otherwise."""
     return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri,
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+            "--host", host, "--port", str(port), "--workers", "1"]
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
-def _error_text(trial) -> str:
-    """Last line of a trial's Ray error file (the exception message), or a generic reason."""
-    path = getattr(trial, "error_file", None)
-    if path and Path(path).is_file():
-        lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
-        if lines:
-            return lines[-1][:2000]
-    return "the trial process raised an error"
-
-
 def _param_text(value: Any) -> str:
-    return str(value)[:6000]
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "\\'")
+    return str(value)[:MAX_PARAM_CHARS]
 
 
 def _now_ms() -> int:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -46,8 +45,10 @@ import numpy as np
 from keras_tuner.engine import trial as kt_trial_module
 from ray.tune.search import Searcher
 
+from search.ledger import unknown_ended
 from spaces.translate import SearchSpace, values_to_config
-from trainers.files import write_json_atomic
+from trainers.files import private_tempdir, remove_stale_tempdirs, write_json_atomic
+from trainers.values import finite
 
 STATE_FORMAT = "tonesweep-searcher/1"
 ALGORITHMS = ("random", "bayesian")
@@ -78,6 +79,7 @@ class KerasTunerSearcher(Searcher):
         max_concurrent: int = 0,
         metric: str = "val_loss",
         mode: str = "min",
+        ledger_path: str | None = None,
     ):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
@@ -88,6 +90,7 @@ class KerasTunerSearcher(Searcher):
         self.seed = int(seed)
         self.overrides = dict(overrides or {})
         self.max_concurrent = int(max_concurrent)
+        self.ledger_path = ledger_path  # search/ledger.py: trials that ended after Ray's last snapshot
         self._oracle = self._make_oracle()
         self._ray_to_kt: dict[str, str] = {}   # Ray trial id -> KerasTuner trial id
         self._configs: dict[str, dict] = {}    # Ray trial id -> config handed to Ray
@@ -120,7 +123,7 @@ class KerasTunerSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Record an intermediate objective value (the oracle keeps the learning curve)."""
-        value = _finite(result.get(self.metric))
+        value = finite(result.get(self.metric))
         if trial_id in self._live and value is not None:
             step = int(result.get("step") or result.get("training_iteration") or 0)
             self._oracle.update_trial(self._ray_to_kt[trial_id], {self.metric: value}, step=step)
@@ -144,8 +147,12 @@ class KerasTunerSearcher(Searcher):
         write_json_atomic(path, self.get_state(), indent=None)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Load the state written by ``save`` (replaces this searcher's whole state)."""
+        """Load the state written by ``save`` (replaces this searcher's whole state), then count the
+        trials that ended after that state was saved against the budget (search/ledger.py)."""
         self.set_state(json.loads(Path(checkpoint_path).read_text()))
+        unknown = unknown_ended(self.ledger_path, self._ray_to_kt)
+        self.max_trials -= len(unknown)
+        self._oracle.max_trials = self.max_trials
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -161,6 +168,7 @@ class KerasTunerSearcher(Searcher):
             "seed": self.seed,
             "overrides": self.overrides,
             "max_concurrent": self.max_concurrent,
+            "ledger_path": self.ledger_path,
             "oracle": _jsonable(self._oracle.get_state()),
             "oracle_rng": _rng_state(self._oracle),
             "trials": {tid: _jsonable(t.get_state()) for tid, t in self._oracle.trials.items()},
@@ -180,6 +188,7 @@ class KerasTunerSearcher(Searcher):
         self.seed = state["seed"]
         self.overrides = state["overrides"]
         self.max_concurrent = state["max_concurrent"]
+        self.ledger_path = state.get("ledger_path")
         self._oracle = self._make_oracle()
         # The oracle's set_state looks its ongoing trials up in .trials, so trials come first.
         self._oracle.trials = {tid: kt_trial_module.Trial.from_state(s) for tid, s in state["trials"].items()}
@@ -197,7 +206,8 @@ class KerasTunerSearcher(Searcher):
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(SearchSpace.from_json(state["space"]), state["algorithm"], state["max_trials"],
-                      state["seed"], state["overrides"], state["max_concurrent"], state["metric"], state["mode"])
+                      state["seed"], state["overrides"], state["max_concurrent"], state["metric"], state["mode"],
+                      state.get("ledger_path"))
         self.set_state(state)
 
     # ---- queries used by the sweep and the tests ---------------------------------------------
@@ -252,7 +262,7 @@ class KerasTunerSearcher(Searcher):
 
     def _record_final(self, kt_trial, result: dict) -> None:
         """Feed the final result's objective value (it may carry the last val_loss)."""
-        value = _finite(result.get(self.metric))
+        value = finite(result.get(self.metric))
         if value is not None:
             step = int(result.get("step") or result.get("training_iteration") or 0)
             self._oracle.update_trial(kt_trial.trial_id, {self.metric: value}, step=step)
@@ -261,14 +271,6 @@ class KerasTunerSearcher(Searcher):
 def _tuner_id(ray_trial_id: str) -> str:
     """A distinct KerasTuner tuner id per concurrent Ray trial."""
     return f"ray-{ray_trial_id}"
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _rng_state(oracle) -> list | None:
@@ -298,10 +300,15 @@ def _jsonable(obj: Any) -> Any:
 _SCRATCH: str | None = None
 
 
+SCRATCH_PREFIX = "tonesweep-oracle-"
+
+
 def _scratch_dir() -> str:
-    """One per-process scratch folder for the oracles' own bookkeeping files."""
+    """One per-process scratch folder for the oracles' own bookkeeping files (removed at exit; the
+    folders of killed processes are removed by the next process that needs one)."""
     global _SCRATCH
     if _SCRATCH is None or not os.path.isdir(_SCRATCH):
-        _SCRATCH = tempfile.mkdtemp(prefix="tonesweep-oracle-")
+        remove_stale_tempdirs(SCRATCH_PREFIX)
+        _SCRATCH = str(private_tempdir(SCRATCH_PREFIX))
         atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
     return _SCRATCH

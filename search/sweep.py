@@ -16,6 +16,9 @@ On a cluster (``--address``, or ``ray job submit -- tonesweep sweep ...``), tria
 output folders under ``--storage``, which must then be a folder every node sees (a shared
 filesystem): the driver reads finished trials' files from there to log them as artifacts.
 
+Library code: ``run_sweep`` returns results and reports progress through ``say`` (one line at a
+time); it never prints. ``search.commands.sweep`` is the CLI handler that prints.
+
 Instruments run one after another because ASHA compares ``val_loss`` across the trials of one
 experiment, and spectral losses of different instruments are not on one scale; within an
 instrument, trials run side by side on all the CPUs.
@@ -24,26 +27,40 @@ instrument, trials run side by side on all the CPUs.
 from __future__ import annotations
 
 import datetime as dt
-import json
+import logging
 import math
 import os
-import sys
+import signal
+import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from search import local_ray
+from search.ledger import LEDGER, write_ended
+from trainers.constants import FAILED, FINISHED, INTERRUPTED, REJECTED, STOPPED
 from trainers.errors import UserError
 from trainers.files import write_json_atomic
-
-# Ray reads these when the Tune controller starts. Save the experiment state every second so a
-# killed driver loses at most ~1 s of bookkeeping (the default ~10 s re-ran finished trials,
-# ../shared/notes/data-and-engines.md).
-os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+from trainers.paths import check_apart, check_name, check_output_folder, contained
 
 METRIC, MODE = "val_loss", "min"
+ALGORITHMS = ("random", "bayesian", "nsga2", "motpe")   # KerasTuner oracles, then Optuna samplers
+MULTI_OBJECTIVE_ALGORITHMS = ("nsga2", "motpe")           # over (model bytes, val_loss)
+SCHEDULERS = ("moasha", "asha", "none")
+REDUCTION_FACTOR = 3                                       # ASHA's eta: 1 in 3 trials goes on at a rung
+MOASHA_STATE = "moasha-state.json"                         # MO-ASHA's rungs, beside Ray's experiment state
+Say = Callable[[str], None]
+
+# What the driver process needs in its environment before Ray Tune's controller starts (Ray reads
+# them then). TUNE_GLOBAL_CHECKPOINT_S: save the experiment state every second, so a killed driver
+# loses at most ~1 s of bookkeeping (the default ~10 s re-ran finished trials, docs/engines.md#ray-tune).
+# RAY_AIR_NEW_OUTPUT=0: Ray's own progress tables off (tonesweep prints its own lines).
+# TUNE_DISABLE_SIGINT_HANDLER=1: Ctrl-C is handled by InterruptCatcher (below).
+DRIVER_ENVIRONMENT = {"TUNE_GLOBAL_CHECKPOINT_S": "1", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
+# What every trial worker gets (through Ray's runtime_env): TensorFlow's C++ start-up notices off.
+WORKER_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 @dataclass
@@ -54,7 +71,7 @@ class SweepSettings:
     trials: int
     space: str | None = None
     algorithm: str = "random"
-    scheduler: str = "asha"
+    scheduler: str = "moasha"
     address: str | None = None
     tracking_uri: str | None = None
     name: str | None = None
@@ -63,11 +80,13 @@ class SweepSettings:
     steps: int | None = None
     max_params: int | None = None
     max_bytes: int | None = None
+    min_rtf: float | None = None      # reject configurations estimated slower than this (wasm real-time factor)
     storage: str | None = None
     seed: int = 0
     report_every: int | None = None   # None: about 10 reports per trial (at most every 50 steps)
-    train_fn: str | Callable = "trainers.train:train_trial"
-    size_fn: str | Callable = "trainers.size:size_report"
+    train_fn: str | Callable = "trainers.training.train:train_trial"
+    size_fn: str | Callable = "trainers.model.size:size_report"
+    reference_fn: str | Callable = "trainers.training.reference:reference_point"  # hypervolume box, per dataset
 
 
 @dataclass
@@ -83,141 +102,244 @@ class InstrumentResult:
     summary_line: str = ""
     tracking_s_per_trial: float = 0.0
     wall_s: float = 0.0
+    hypervolume: float | None = None
+    trial_steps_used: int = 0
+    rungs: dict[int, tuple[int, float]] = field(default_factory=dict)  # MO-ASHA: step -> (trials, best val_loss)
 
 
-def cli_sweep(args) -> int:
-    settings = settings_from_args(args)
-    run_sweep(settings)
-    return 0
+class SweepInterrupted(Exception):
+    """A sweep ended by Ctrl-C or SIGTERM: its state is saved, ``--resume`` continues it."""
+
+    def __init__(self, name: str, signal_number: int):
+        super().__init__(f"sweep {name} interrupted")
+        self.name, self.signal_number = name, signal_number
 
 
-def settings_from_args(args) -> SweepSettings:
-    return SweepSettings(
-        datasets=list(args.dataset), trials=args.trials, space=args.space, algorithm=args.algorithm,
-        scheduler=args.scheduler, address=args.address, tracking_uri=args.tracking_uri, name=args.name,
-        resume=args.resume, cpus_per_trial=args.cpus_per_trial, steps=args.steps,
-        max_params=args.max_params, max_bytes=args.max_bytes, storage=args.storage, seed=args.seed,
-    )
+def run_sweep(settings: SweepSettings, say: Say | None = None) -> list[InstrumentResult]:
+    """Run (or resume) a sweep; returns one ``InstrumentResult`` per dataset.
 
+    Everything a user can get wrong is checked before anything is created (``preflight``; then,
+    once Ray is up, whether a trial fits the cluster). ``say`` receives progress lines; by default
+    nothing is printed. Sets ``DRIVER_ENVIRONMENT`` in this process (where missing) before Ray Tune
+    starts. Ctrl-C or SIGTERM end the sweep with its state saved: ``SweepInterrupted``.
+    """
+    say = say or _quiet
+    name, sweep_dir, instruments, spaces, uri = preflight(settings)
+    for key, value in DRIVER_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
 
-def run_sweep(settings: SweepSettings, stream=None) -> list[InstrumentResult]:
-    """Run (or resume) a sweep; returns one ``InstrumentResult`` per dataset."""
-    stream = stream or sys.stdout
-    check_settings(settings)
-    instruments = instruments_of(settings.datasets)
-    name = settings.name or default_sweep_name()
-    sweep_dir = Path(settings.storage or "runs").resolve() / name
-    check_sweep_dir(sweep_dir, name, settings.resume)
-    spaces = {inst: load_checked_space(settings, inst) for inst, _ in instruments}
-
-    import ray
     from results import tracking
 
-    uri = tracking.resolve_tracking_uri(settings.tracking_uri)
-    client = tracking.make_client(uri)
-    parents = {}
-    for instrument, dataset in instruments:  # experiments + parent runs, once, before fan-out
-        experiment_id = tracking.ensure_experiment(client, instrument)
-        run_id = tracking.start_parent_run(client, experiment_id, name, instrument, dataset,
-                                           settings.algorithm, sweep_params(settings, spaces[instrument]))
-        parents[instrument] = (experiment_id, run_id)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    _write_sweep_file(sweep_dir, settings, name, instruments)
-
-    started_ray = start_ray(settings.address)
+    ray_handle = local_ray.start(settings.address, dict(WORKER_ENVIRONMENT))
     results = []
     try:
-        print(f"sweep {name}: {len(instruments)} instrument(s) × {settings.trials} trials, "
-              f"{settings.algorithm} search, scheduler {settings.scheduler}, tracking {uri}", file=stream, flush=True)
+        local_ray.check_fits(settings.cpus_per_trial)
+        client = tracking.make_client(uri)
+        parents, references = {}, {}
+        for instrument, dataset in instruments:  # experiments + parent runs, once, before fan-out
+            experiment_id = tracking.ensure_experiment(client, instrument)
+            references[instrument] = hypervolume_reference(settings, client, experiment_id, name, dataset)
+            params = {**sweep_params(settings, spaces[instrument]), **references[instrument].to_params()}
+            run_id = tracking.start_parent_run(client, experiment_id, name, instrument, dataset, settings.algorithm,
+                                               params)
+            parents[instrument] = (experiment_id, run_id)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        _write_sweep_file(sweep_dir, settings, name, instruments)
+        say(f"sweep {name}: {len(instruments)} instrument(s) × {settings.trials} trials, "
+            f"{settings.algorithm} search, scheduler {settings.scheduler}, tracking {uri}")
         for instrument, dataset in instruments:
             experiment_id, parent_run_id = parents[instrument]
             result = sweep_instrument(settings, name, sweep_dir, instrument, dataset, spaces[instrument],
-                                      client, uri, experiment_id, parent_run_id, stream)
+                                      client, uri, experiment_id, parent_run_id, say, references[instrument])
             results.append(result)
     finally:
-        if started_ray:
-            ray.shutdown()
-    print_summary(results, name, uri, stream)
+        ray_handle.stop()
     return results
 
 
+def preflight(settings: SweepSettings):
+    """Every check that needs no Ray: flags, names, datasets, spaces (every value they can produce),
+    storage, the tracking store (reachable within seconds) and the cluster address.
+
+    Returns (name, sweep folder, [(instrument, dataset)], {instrument: space}, tracking URI).
+    """
+    from results import tracking
+
+    check_settings(settings)
+    instruments = instruments_of(settings.datasets)
+    name = check_name(settings.name or default_sweep_name(), "--name")
+    storage = check_output_folder(Path(settings.storage or "runs").resolve(), "--storage")
+    sweep_dir = contained(storage, name, "--name")
+    check_apart(sweep_dir, [dataset for _, dataset in instruments], "--storage")
+    check_sweep_dir(sweep_dir, name, settings.resume)
+    spaces = {inst: load_checked_space(settings, inst) for inst, _ in instruments}
+    for instrument, dataset in instruments:
+        check_frame_rates(dataset, spaces[instrument], settings.space or "built-in space")
+    uri = tracking.check_tracking_uri(tracking.resolve_tracking_uri(settings.tracking_uri))
+    local_ray.check_address(settings.address)
+    return name, sweep_dir, instruments, spaces, uri
+
+
 def sweep_instrument(settings, name, sweep_dir, instrument, dataset, space, client, uri,
-                     experiment_id, parent_run_id, stream) -> InstrumentResult:
+                     experiment_id, parent_run_id, say: Say, reference) -> InstrumentResult:
     """One instrument's Tune experiment, from start or from its saved state, tracked in MLflow."""
     from ray import tune
 
     from results import tracking
-    from search.progress import InstrumentTally, SweepProgress
+    from search.callbacks import MLflowCallback, SweepProgress
+    from search.progress import InstrumentTally
     from search.trainable import TrialSpec, run_trial
 
     start = time.perf_counter()
     spec = TrialSpec(dataset_dir=dataset, trials_dir=str(sweep_dir / "trials"),
                      threads=max(1, int(settings.cpus_per_trial)), report_every=report_every(settings, space),
-                     max_params=settings.max_params, max_bytes=settings.max_bytes,
+                     max_params=settings.max_params, max_bytes=settings.max_bytes, min_rtf=settings.min_rtf,
                      train_fn=settings.train_fn, size_fn=settings.size_fn)
     trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
                                     {"cpu": settings.cpus_per_trial})
     tracker = tracking.TrialTracker(uri, experiment_id, parent_run_id, name, instrument,
                                     config_defaults=_trainer_defaults())
-    tally = InstrumentTally(instrument, settings.trials)
+    tally = InstrumentTally(instrument, settings.trials, reference=reference)
     tally.preload(tracker.existing_outcomes())
-    callbacks = [tracker, SweepProgress(tally, stream)]
 
-    experiment_path = sweep_dir / instrument
+    def log_front(tally: InstrumentTally) -> None:
+        tracker.log_sweep_metrics({"hypervolume": tally.hypervolume(), "trial_steps_used": tally.trial_steps_used()},
+                                  step=len(tally.outcomes))
+
+    callbacks = [MLflowCallback(tracker), SweepProgress(tally, say, on_trial_end=log_front)]
+
+    experiment_path = contained(sweep_dir, instrument, "instrument")
     if settings.resume and tune.Tuner.can_restore(str(experiment_path)):
-        print(f"[{instrument}] resuming from {experiment_path}", file=stream, flush=True)
+        say(f"[{instrument}] resuming from {experiment_path}")
+        write_ended(experiment_path, tracker.run_ids())  # every trial suggested so far, ended or lost
         tuner = tune.Tuner.restore(str(experiment_path), trainable=trainable,
                                    resume_unfinished=True, resume_errored=False)
         _replace_callbacks(tuner, callbacks)
     else:
-        tuner = tune.Tuner(trainable, tune_config=tune_config(settings, space),
+        tuner = tune.Tuner(trainable, tune_config=tune_config(settings, space, instrument, experiment_path),
                            run_config=tune.RunConfig(name=instrument, storage_path=str(sweep_dir),
                                                      callbacks=callbacks, verbose=0,
                                                      failure_config=tune.FailureConfig(max_failures=0)))
-    failed = False
+    status, catcher = "FINISHED", InterruptCatcher()
     try:
-        tuner.fit()
+        with catcher:
+            tuner.fit()
+        if catcher.signal_number is not None:  # Ray stopped the trials and saved its state
+            reason = f"interrupted ({signal.Signals(catcher.signal_number).name}); `--resume` continues it"
+            for trial_id in tracker.open_trials():
+                tracker.close(trial_id, {}, {}, errored=False, error_text=reason, status=INTERRUPTED)
+            status = "KILLED"
     except Exception:
-        failed = True
+        status = "FAILED"
         raise
     finally:
         # Runs left RUNNING by a killed driver whose trial Ray had not saved are over: say so.
         lost = tracking.end_stale_runs(client, experiment_id, parent_run_id, keep=(),
                                        reason="lost when the sweep driver stopped; not resumed")
         if lost:
-            print(f"[{instrument}] ended {len(lost)} run(s) left RUNNING by the previous driver", file=stream)
-        tracking.finish_parent_run(client, parent_run_id, _parent_summary(tally, tracker), failed)
+            say(f"[{instrument}] ended {len(lost)} run(s) left RUNNING by the previous driver")
+        for trial_id in lost:  # they used up budget (search/ledger.py), so they count as ended: failed
+            tally.end(trial_id, FAILED, {})
+        tracking.finish_parent_run(client, parent_run_id, _parent_summary(tally, tracker), status)
+    if catcher.signal_number is not None:
+        raise SweepInterrupted(name, catcher.signal_number)
+    from search.moasha import rung_summary
+
     return InstrumentResult(instrument, dataset, experiment_id, parent_run_id,
                             outcomes=dict(tally.outcomes), run_ids=tracker.run_ids(),
                             summary_line=tally.line(), tracking_s_per_trial=tracker.seconds_per_trial(),
-                            wall_s=time.perf_counter() - start)
+                            wall_s=time.perf_counter() - start, hypervolume=tally.hypervolume(),
+                            trial_steps_used=tally.trial_steps_used(),
+                            rungs=rung_summary(experiment_path / MOASHA_STATE))
 
 
-def tune_config(settings: SweepSettings, space):
-    """TuneConfig: the KerasTuner searcher, ASHA (or none), reused actors."""
+class InterruptCatcher:
+    """Ctrl-C (SIGINT) and SIGTERM during ``Tuner.fit`` end the run the way Ray ends it on its own
+    stop signal (SIGUSR1: trials stopped, experiment state saved) and are remembered, so the sweep can
+    mark its open trials INTERRUPTED and say how to resume. A second signal interrupts at once.
+    Ray's own SIGINT handler is off (``TUNE_DISABLE_SIGINT_HANDLER``), and so is its advice to call
+    ``Tuner.restore`` (tonesweep prints its own ``--resume`` command)."""
+
+    def __init__(self):
+        self.signal_number: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "InterruptCatcher":
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        self._ray_logger = logging.getLogger("ray.tune.tune")
+        self._ray_level = self._ray_logger.level
+        self._ray_logger.setLevel(logging.ERROR)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._ray_logger.setLevel(self._ray_level)
+
+    def _handle(self, number: int, frame) -> None:
+        ray_stop = signal.getsignal(signal.SIGUSR1)
+        if self.signal_number is not None or not callable(ray_stop):
+            raise KeyboardInterrupt  # a second signal, or Ray's loop not running yet
+        self.signal_number = number
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def tune_config(settings: SweepSettings, space, instrument: str, experiment_path: Path):
+    """TuneConfig: the searcher (KerasTuner oracle or Optuna sampler), the scheduler, reused actors."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from search.searcher import KerasTunerSearcher
+    return tune.TuneConfig(search_alg=make_searcher(settings, space, instrument, experiment_path),
+                           scheduler=make_scheduler(settings, space, experiment_path),
+                           num_samples=settings.trials, metric=METRIC, mode=MODE, reuse_actors=True,
+                           trial_dirname_creator=trial_dirname)
 
+
+def instrument_seed(seed: int, instrument: str) -> int:
+    """Each instrument's searcher gets its own seed (same --seed, other instrument: other first draws),
+    stable across runs and independent of which other instruments share the sweep."""
+    return seed * 1000 + zlib.crc32(instrument.encode()) % 1000
+
+
+def make_searcher(settings: SweepSettings, space, instrument: str, experiment_path: Path):
     overrides = {"seed": settings.seed}
     if settings.steps is not None:
         overrides["steps"] = settings.steps
-    searcher = KerasTunerSearcher(space, settings.algorithm, max_trials=settings.trials, seed=settings.seed,
-                                  overrides=overrides, max_concurrent=max_concurrent(settings),
-                                  metric=METRIC, mode=MODE)
+    common = dict(max_trials=settings.trials, seed=instrument_seed(settings.seed, instrument), overrides=overrides,
+                  max_concurrent=max_concurrent(settings), ledger_path=str(experiment_path / LEDGER))
+    if settings.algorithm in MULTI_OBJECTIVE_ALGORITHMS:
+        from search.optuna_searcher import OptunaSearcher
+        from search.trainable import SIZE_METRIC
+
+        return OptunaSearcher(space, settings.algorithm, objectives=(SIZE_METRIC, METRIC), **common)
+    from search.searcher import KerasTunerSearcher
+
+    return KerasTunerSearcher(space, settings.algorithm, metric=METRIC, mode=MODE, **common)
+
+
+def make_scheduler(settings: SweepSettings, space, experiment_path: Path):
+    """MO-ASHA (default), ASHA on val_loss, or none.
+
+    time_attr "step" (not Ray's iteration count) keeps rungs right when a resumed trial continues
+    from its trainer checkpoint; the grace period gives every trial 2 reports. (The trainable holds
+    back the report at the last step, so no rung decision can fall between a trial's training and
+    its evaluation.)
+    """
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    steps = trial_steps(settings, space)
+    grace = min(steps, 2 * report_every(settings, space))
+    if settings.scheduler == "moasha":
+        from search.moasha import MOASHAScheduler
+        from search.trainable import SIZE_METRIC
+
+        return MOASHAScheduler(time_attr="step", metric=METRIC, size_metric=SIZE_METRIC, max_t=steps,
+                               grace_period=grace, reduction_factor=REDUCTION_FACTOR,
+                               state_path=str(experiment_path / MOASHA_STATE))
     if settings.scheduler == "asha":
-        steps = trial_steps(settings, space)
-        # time_attr "step" (not Ray's iteration count) keeps rungs right when a resumed trial
-        # continues from its trainer checkpoint; the grace period gives every trial 2 reports.
-        # (The trainable holds back the report at the last step, so no rung decision can fall
-        # between a trial's training and its evaluation.)
-        scheduler = ASHAScheduler(time_attr="step", max_t=steps,
-                                  grace_period=min(steps, 2 * report_every(settings, space)), reduction_factor=3)
-    else:
-        scheduler = FIFOScheduler()
-    return tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.trials,
-                           metric=METRIC, mode=MODE, reuse_actors=True, trial_dirname_creator=trial_dirname)
+        return ASHAScheduler(time_attr="step", max_t=steps, grace_period=grace, reduction_factor=REDUCTION_FACTOR)
+    return FIFOScheduler()
 
 
 def trial_dirname(trial) -> str:
@@ -231,13 +353,16 @@ def trial_steps(settings: SweepSettings, space) -> int:
 
 
 def report_every(settings: SweepSettings, space) -> int:
-    """Steps between progress reports: ~10 per trial, at most every 50 steps (the trainer's default).
+    """Steps between progress reports: ~20 per trial, at most every 50 steps (the trainer's default).
 
-    Each report costs the trainer a small validation pass, and gives ASHA a point to decide on.
+    Each report costs the trainer a small validation pass, and gives the scheduler a point to decide
+    on. With the grace period of 2 reports, (MO-)ASHA's rungs fall at 1/10, 3/10 and 9/10 of a
+    trial's steps, so a search that stops most trials at the first rung spends about a quarter of
+    the full budget (10 reports per trial put the first rung at 1/5 and cost about 0.38).
     """
     if settings.report_every:
         return settings.report_every
-    return max(1, min(50, trial_steps(settings, space) // 10))
+    return max(1, min(50, trial_steps(settings, space) // 20))
 
 
 def max_concurrent(settings: SweepSettings) -> int:
@@ -248,26 +373,19 @@ def max_concurrent(settings: SweepSettings) -> int:
     return max(1, int(cpus // settings.cpus_per_trial))
 
 
-def start_ray(address: str | None) -> bool:
-    """Connect to ``address`` (or $RAY_ADDRESS, as ``ray job submit`` sets), else start Ray locally.
-
-    Returns True when this process started Ray (and must shut it down).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env})
-        return True
-    # Local: all cores, loopback only, no dashboard (it would listen on a port and cost memory).
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1", runtime_env={"env_vars": env})
-    return True
-
-
 # ---------------------------------------------------------------------------- checks
+
+
+def hypervolume_reference(settings: SweepSettings, client, experiment_id: str, sweep: str, dataset: str):
+    """The sweep's hypervolume reference point: the one its parent run recorded (a resumed sweep),
+    else ``reference_fn(dataset)`` (deterministic per dataset, so sweeps of a dataset compare)."""
+    from results import tracking
+    from results.pareto import ReferencePoint, reference_from_params
+    from search.trainable import resolve
+
+    parent = tracking.find_parent_run(client, experiment_id, sweep)
+    recorded = reference_from_params(parent.data.params) if parent is not None else None
+    return recorded or ReferencePoint(**resolve(settings.reference_fn)(dataset))
 
 
 def check_settings(settings: SweepSettings) -> None:
@@ -279,21 +397,24 @@ def check_settings(settings: SweepSettings) -> None:
         raise UserError("--resume: needs --name NAME of the sweep to continue")
     if settings.steps is not None and settings.steps < 1:
         raise UserError(f"--steps: {settings.steps} must be at least 1")
+    if settings.algorithm not in ALGORITHMS:
+        raise UserError(f"--algorithm: {settings.algorithm!r}; use one of {', '.join(ALGORITHMS)}")
+    if settings.scheduler not in SCHEDULERS:
+        raise UserError(f"--scheduler: {settings.scheduler!r}; use one of {', '.join(SCHEDULERS)}")
 
 
 def instruments_of(datasets: list[str]) -> list[tuple[str, str]]:
-    """(instrument, absolute dataset path) per --dataset, from each dataset's manifest.json."""
+    """(instrument, absolute dataset path) per --dataset, read through the dataset reading API
+    (format checked), one dataset per instrument."""
+    from trainers.data.dataset import MANIFEST, read_manifest  # light: numpy only
+
     out, seen = [], {}
     for dataset in datasets:
         path = Path(dataset).resolve()
-        manifest = path / "manifest.json"
-        try:
-            instrument = json.loads(manifest.read_text())["instrument"]
-        except FileNotFoundError:
-            raise UserError(f"{manifest}: missing (dataset incomplete or not prepared); "
-                            f"run `tonesweep prepare --out {dataset} ...` first") from None
-        except (ValueError, KeyError, TypeError):
-            raise UserError(f"{manifest}: not a tonesweep dataset manifest; prepare the dataset again") from None
+        if not (path / MANIFEST).is_file():
+            raise UserError(f"{path / MANIFEST}: missing (dataset incomplete or not prepared); "
+                            f"run `tonesweep prepare --out {dataset} ...` first")
+        instrument = check_name(read_manifest(path).get("instrument"), f"{path / MANIFEST}: instrument")
         if instrument in seen:
             raise UserError(f"--dataset {dataset}: instrument {instrument} already given by {seen[instrument]}; "
                             "give one dataset per instrument")
@@ -302,17 +423,41 @@ def instruments_of(datasets: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def load_checked_space(settings: SweepSettings, instrument: str):
-    """The space for an instrument, its fixed values and overrides validated by the trainer."""
-    from spaces import default_space, load_space
-    from trainers.config import validate_config
+def check_frame_rates(dataset: str, space, space_name: str) -> None:
+    """Stop before fan-out when the space can ask for a frame rate the dataset was not prepared at."""
+    from spaces import possible_values
+    from trainers.data.dataset import read_manifest
 
+    prepared = [int(rate) for rate in read_manifest(dataset).get("frame_rates", [])]
+    wanted = possible_values(space, "frame_rate", default=_trainer_defaults()["frame_rate"])
+    missing = sorted({int(rate) for rate in wanted} - set(prepared), reverse=True)
+    if missing:
+        raise UserError(f"{space_name}: frame_rate {missing[0]} Hz is not in {dataset}'s frame rates {prepared}; "
+                        f"drop it from the space or prepare the dataset with --frame-rates "
+                        f"{','.join(str(r) for r in sorted(set(prepared) | set(missing), reverse=True))}")
+
+
+def load_checked_space(settings: SweepSettings, instrument: str):
+    """The space for an instrument, every value it can produce validated by the trainer: its fixed
+    values and overrides, each choice and both ends of each range (a learning rate of 5..10 or a
+    decoder ``lstm`` stops here, not as a sweep of failed trials)."""
+    from spaces import default_space, load_space, possible_values
+    from trainers.model.config import validate_config
+
+    source = settings.space or "built-in space"
     space = load_space(settings.space) if settings.space else default_space(instrument)
     fixed = {**space.fixed, **({"steps": settings.steps} if settings.steps else {})}
     try:
         validate_config(fixed)
     except UserError as err:
-        raise UserError(f"{settings.space or 'built-in space'}: fixed {err}") from None
+        raise UserError(f"{source}: fixed {err}") from None
+    for hp in space.hyperparameters.space:
+        for value in possible_values(space, hp.name):
+            try:
+                validate_config({**fixed, hp.name: value})
+            except UserError as err:
+                raise UserError(f"{source}: hyperparameters.{hp.name} can be {value!r}, which a trial refuses "
+                                f"({err}); narrow the range or the choices") from None
     return space
 
 
@@ -334,7 +479,8 @@ def sweep_params(settings: SweepSettings, space) -> dict:
     """The parent run's params: the sweep's own settings, and the space's fixed values."""
     params = {"trials": settings.trials, "algorithm": settings.algorithm, "scheduler": settings.scheduler,
               "space": space.source, "cpus_per_trial": settings.cpus_per_trial, "seed": settings.seed,
-              "steps": settings.steps, "max_params": settings.max_params, "max_bytes": settings.max_bytes}
+              "steps": settings.steps, "max_params": settings.max_params, "max_bytes": settings.max_bytes,
+              "min_rtf": settings.min_rtf}
     params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
     return {k: v for k, v in params.items() if v is not None}
 
@@ -342,30 +488,40 @@ def sweep_params(settings: SweepSettings, space) -> dict:
 # ---------------------------------------------------------------------------- output
 
 
-def print_summary(results: list[InstrumentResult], name: str, uri: str, stream) -> None:
-    print(f"\nsweep {name} done", file=stream)
+def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
+    """The closing lines of a sweep: one block per instrument, then where to browse."""
+    lines = [f"\nsweep {name} done"]
     for result in results:
-        print(f"  {result.summary_line}", file=stream)
-        print(f"    {result.wall_s:.0f} s; MLflow logging {result.tracking_s_per_trial:.2f} s per trial "
-              f"(driver); parent run {result.parent_run_id}", file=stream)
-    print(f"MLflow: {uri} (browse: `tonesweep ui`"
-          + (f" --tracking-uri {uri}" if uri != "sqlite:///mlflow.db" else "")
-          + ", then http://127.0.0.1:5000)", file=stream, flush=True)
+        lines.append(f"  {result.summary_line}")
+        volume = "-" if result.hypervolume is None else f"{result.hypervolume:.4g}"
+        lines.append(f"    hypervolume {volume}; {result.trial_steps_used:,} trial-steps; {result.wall_s:.0f} s; "
+                     f"MLflow logging {result.tracking_s_per_trial:.2f} s per trial (driver); "
+                     f"parent run {result.parent_run_id}")
+        if result.rungs:
+            lines.append("    best val_loss per rung: " + ", ".join(
+                f"step {step}: {best:.4g} ({n} trials)" for step, (n, best) in sorted(result.rungs.items())))
+    browse = "`tonesweep ui`" + (f" --tracking-uri {uri}" if uri != "sqlite:///mlflow.db" else "")
+    lines.append(f"MLflow: {uri} (browse: {browse}, then http://127.0.0.1:5000)")
+    return "\n".join(lines)
 
 
 def _parent_summary(tally, tracker) -> dict:
     best, small = tally.best(), tally.smallest_acceptable()
     return {
-        "trials_finished": tally.count("FINISHED"), "trials_failed": tally.count("FAILED"),
-        "trials_rejected": tally.count("REJECTED"), "trials_stopped": tally.count("STOPPED"),
+        "trials_finished": tally.count(FINISHED), "trials_failed": tally.count(FAILED),
+        "trials_rejected": tally.count(REJECTED), "trials_stopped": tally.count(STOPPED),
         "best_quality": best.quality if best else math.nan,
         "smallest_acceptable_bytes": small.bytes if small else math.nan,
         "tracking_s_per_trial": tracker.seconds_per_trial(),
     }
 
 
+def _quiet(text: str) -> None:
+    """The default ``say``: library code does not print."""
+
+
 def _trainer_defaults() -> dict:
-    from trainers.config import DEFAULTS  # light: no TensorFlow
+    from trainers.model.config import DEFAULTS  # light: no TensorFlow
 
     return dict(DEFAULTS)
 

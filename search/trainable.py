@@ -22,6 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from trainers.constants import FAILED, REJECTED
+from trainers.paths import contained
+from trainers.values import finite
+
+# The size objective of the search (MO-ASHA, multi-objective samplers): reported with every result
+# under SIZE_METRIC, from the size report's SIZE_KEY (known before training, so equal at every report).
+SIZE_METRIC, SIZE_KEY = "model_bytes", "bytes_float32"
+
 
 @dataclass(frozen=True)
 class TrialSpec:
@@ -37,8 +45,9 @@ class TrialSpec:
     report_every: int = 50
     max_params: int | None = None
     max_bytes: int | None = None
-    train_fn: str | Callable = "trainers.train:train_trial"
-    size_fn: str | Callable = "trainers.size:size_report"
+    min_rtf: float | None = None
+    train_fn: str | Callable = "trainers.training.train:train_trial"
+    size_fn: str | Callable = "trainers.model.size:size_report"
 
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -46,7 +55,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
-    out_dir = Path(spec.trials_dir) / trial_id
+    out_dir = contained(spec.trials_dir, trial_id, "trial id")
     final = execute_trial(config, spec, out_dir, report=lambda metrics: tune.report(dict(metrics)))
     tune.report(final)
 
@@ -61,6 +70,7 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
     """
     last: dict[str, Any] = {}
     total_steps = _total_steps(config)
+    sizes: dict[str, Any] = {}
 
     def forward(metrics: dict) -> None:
         last.update(metrics)
@@ -68,19 +78,18 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
         # deciding on it could stop the trial between training and evaluation, losing the
         # evaluation of a model that had already finished training.
         if int(metrics.get("step", 0)) < total_steps:
-            report(metrics)
+            report({**metrics, SIZE_METRIC: sizes.get(SIZE_KEY)})
 
-    sizes: dict[str, Any] = {}
     try:
-        sizes = dict(resolve(spec.size_fn)(config))
-        reason = rejection_reason(sizes, spec.max_params, spec.max_bytes)
+        sizes.update(resolve(spec.size_fn)(config))
+        reason = rejection_reason(sizes, spec.max_params, spec.max_bytes, spec.min_rtf)
         if reason:
-            metrics = {"status": "REJECTED", "failure_reason": reason, **sizes}
+            metrics = {"status": REJECTED, "failure_reason": reason, **sizes}
         else:
             metrics = dict(resolve(spec.train_fn)(spec.dataset_dir, config, out_dir, report=forward,
                                                   report_every=spec.report_every, threads=spec.threads))
     except Exception as err:  # noqa: BLE001 - a trial's failure is data for the sweep, not a crash
-        metrics = {**sizes, **_metrics_written_by_trainer(out_dir), "status": "FAILED",
+        metrics = {**sizes, **_metrics_written_by_trainer(out_dir), "status": FAILED,
                    "failure_reason": failure_text(err)}
     return {
         **metrics,
@@ -89,15 +98,20 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
         "step": int(metrics.get("steps") or last.get("step") or 0),
         "val_loss": float(last.get("val_loss", math.nan)),
         "out_dir": str(out_dir),
+        SIZE_METRIC: sizes.get(SIZE_KEY, metrics.get(SIZE_KEY)),
     }
 
 
-def rejection_reason(sizes: dict[str, Any], max_params: int | None, max_bytes: int | None) -> str | None:
-    """Why a configuration is too big for the limits, or None when it fits."""
+def rejection_reason(sizes: dict[str, Any], max_params: int | None, max_bytes: int | None,
+                     min_rtf: float | None = None) -> str | None:
+    """Why a configuration is too big or too slow for the limits, or None when it fits."""
     if max_params is not None and sizes.get("params", 0) > max_params:
         return f"too large: {sizes['params']} parameters > --max-params {max_params}"
     if max_bytes is not None and sizes.get("bytes_float32", 0) > max_bytes:
         return f"too large: {sizes['bytes_float32']} float32 bytes > --max-bytes {max_bytes}"
+    rtf = finite(sizes.get("rtf_wasm"))
+    if min_rtf and rtf is not None and rtf < min_rtf:
+        return f"too slow: wasm real-time factor {rtf:.3g} < --min-rtf {min_rtf:g} (estimated before training)"
     return None
 
 
@@ -116,7 +130,7 @@ def resolve(target: str | Callable) -> Callable:
 
 
 def _total_steps(config: dict[str, Any]) -> int:
-    from trainers.config import DEFAULTS  # light: no TensorFlow
+    from trainers.model.config import DEFAULTS  # light: no TensorFlow
 
     return int(config.get("steps") or DEFAULTS["steps"])
 

@@ -7,7 +7,7 @@
 
 from spaces.default import default_space
 from spaces.toml_space import load_space
-from spaces.translate import CONFIG_KEYS, SearchSpace, config_to_values, discrete_size, values_to_config
+from spaces.translate import CONFIG_KEYS, SearchSpace, config_to_values, discrete_size, possible_values, values_to_config
 
 __all__ = ["CONFIG_KEYS", "SearchSpace", "config_to_values", "default_space", "discrete_size",
-           "load_space", "values_to_config"]
+           "load_space", "possible_values", "values_to_config"]

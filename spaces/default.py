@@ -4,7 +4,7 @@ Sizes run from a few thousand parameters (a causal 8-channel CNN with 16 harmoni
 the spirit of DDSP-CNN-Tiny) to about ddsp's ``tiny_instrument`` (~232 k): the largest GRU point
 (192 units, two 64-wide FC layers per stack, 60 harmonics, 65 bands) has ~228 k parameters.
 The output head (width × (1 + harmonics + noise bands)) dominates tiny models, so harmonics and
-noise bands are searched too (../shared/notes/anchors.md).
+noise bands are searched too (docs/references.md).
 
 Every instrument gets its own oracle over this same space: what differs per instrument is the
 data and therefore the results, not the set of models worth trying.

@@ -79,6 +79,25 @@ def discrete_size(hyperparameters: kt.HyperParameters) -> int:
     return len(assignments)
 
 
+def possible_values(space: "SearchSpace", key: str, default: Any = None) -> list[Any]:
+    """Every value config key ``key`` can take in a trial of ``space``, in declaration order.
+
+    A fixed value wins over the trainer's ``default``; a tuned choice, boolean or int gives all its
+    values, a float its two ends. A key the space leaves alone gives ``[default]``.
+    """
+    for hp in space.hyperparameters.space:
+        if hp.name == key:
+            hp_types = kt.engine.hyperparameters
+            if isinstance(hp, hp_types.Float):
+                return [hp.min_value, hp.max_value]
+            if isinstance(hp, hp_types.Fixed):
+                return [hp.value]
+            return _discrete_values(hp)
+    if key in space.fixed:
+        return [space.fixed[key]]
+    return [default]
+
+
 def _discrete_values(hp: kt.engine.hyperparameters.HyperParameter) -> list[Any]:
     hp_types = kt.engine.hyperparameters
     if isinstance(hp, hp_types.Choice):

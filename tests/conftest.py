@@ -9,10 +9,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from support.audio import synth_tone
+
+# Tracking failures raise under the tests instead of being logged as warnings (results/tracking.py);
+# subprocess drivers started by the tests inherit this.
+os.environ.setdefault("TONESWEEP_TESTING", "1")
 
 RENDER_SEED = 7
 TINY_SECONDS = 36.0
@@ -21,7 +28,7 @@ TINY_SECONDS = 36.0
 @pytest.fixture(scope="session")
 def rendered_audio(tmp_path_factory) -> Path:
     """Demo audio: OUT/bansuri/bansuri-0.wav (+ .f0.csv) and OUT/voice/voice-0.wav, ~20 s each."""
-    from trainers.demo_audio import render_demo
+    from trainers.data.demo import render_demo
 
     out = tmp_path_factory.mktemp("rendered_audio")
     render_demo(out, minutes=20 / 60, instruments=["bansuri", "voice"], seed=RENDER_SEED)
@@ -31,9 +38,9 @@ def rendered_audio(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A prepared bansuri dataset folder (frame rates 250 and 50) built from 36 s of audio."""
-    from trainers.dataset import PrepareOptions, prepare_dataset
-    from trainers.demo_audio import render_demo
-    from trainers.features import FeatureParams
+    from trainers.data.prepare import PrepareOptions, prepare_dataset
+    from trainers.data.demo import render_demo
+    from trainers.data.features import FeatureParams
 
     audio = tmp_path_factory.mktemp("tiny_audio")
     render_demo(audio, minutes=TINY_SECONDS / 60, instruments=["bansuri"], seed=RENDER_SEED + 1)
@@ -44,17 +51,6 @@ def tiny_dataset(tmp_path_factory) -> Path:
                                warn=lambda message: pytest.fail(f"unexpected warning: {message}"))
     assert manifest["splits"]["validation"]["examples"] >= 2, manifest["splits"]
     return out
-
-
-def synth_tone(seconds: float, sample_rate: int = 16000, f0_hz: float = 330.0, amplitude: float = 0.3,
-               vibrato_cents: float = 30.0) -> np.ndarray:
-    """A harmonic tone with 5.5 Hz vibrato and a slow tremolo: float64 [seconds * sample_rate]."""
-    t = np.arange(round(seconds * sample_rate)) / sample_rate
-    f0 = f0_hz * 2 ** (vibrato_cents / 1200 * np.sin(2 * np.pi * 5.5 * t))
-    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-    tone = sum(np.sin(k * phase) / k for k in range(1, 6))
-    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 0.25 * t) ** 2
-    return amplitude * tone * envelope / np.max(np.abs(tone))
 
 
 @pytest.fixture(scope="session")
@@ -90,9 +86,9 @@ def trained_trial(tiny_dataset, tmp_path_factory) -> Path:
     """out_dir of a finished `train_trial` on ``tiny_dataset``: GRU, loudness, 250 Hz, 40 steps (~40 s).
 
     Holds metrics.json, config.json, weights.weights.h5, dataset_manifest.json, audio/, checkpoint/;
-    rebuild the model with ``trainers.train.load_trained(out_dir)``.
+    rebuild the model with ``trainers.model.trained.load_trained(out_dir)``.
     """
-    from trainers.train import train_trial
+    from trainers.training.train import train_trial
 
     out = tmp_path_factory.mktemp("trained_gru")
     train_trial(tiny_dataset, TRAINED_GRU_CONFIG, out, report_every=20)
@@ -102,7 +98,7 @@ def trained_trial(tiny_dataset, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_cnn_trial(tiny_dataset, tmp_path_factory) -> Path:
     """Like ``trained_trial`` but a causal CNN on RMS at 50 Hz with a trainable reverb, 20 steps."""
-    from trainers.train import train_trial
+    from trainers.training.train import train_trial
 
     out = tmp_path_factory.mktemp("trained_cnn")
     train_trial(tiny_dataset, TRAINED_CNN_CONFIG, out, report_every=10)

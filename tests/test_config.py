@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainers.config import DEFAULTS, ConfigError, load_config_file, validate_config
+from trainers.model.config import DEFAULTS, ConfigError, load_config_file, validate_config
 from trainers.errors import UserError
 
 

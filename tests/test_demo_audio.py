@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
 
-from trainers import demo_audio as demo
+from trainers.data import demo
 from trainers.errors import UserError
 
 
@@ -92,7 +94,7 @@ def test_ground_truth_follows_the_bends():
 def test_second_render_is_reused_and_changed_seed_rerenders(tmp_path, capsys):
     first = demo.render_demo(tmp_path, minutes=0.1, instruments=["shehnai"], seed=1)["shehnai"][0]
     stamp = first.stat().st_mtime_ns
-    demo.render_demo(tmp_path, minutes=0.1, instruments=["shehnai"], seed=1)
+    demo.render_demo(tmp_path, minutes=0.1, instruments=["shehnai"], seed=1, info=lambda line: print(line, file=sys.stderr))
     assert first.stat().st_mtime_ns == stamp and "up to date" in capsys.readouterr().err
     audio_1 = sf.read(str(first))[0]
     demo.render_demo(tmp_path, minutes=0.1, instruments=["shehnai"], seed=2)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_export_bundle import make_trial
+from support.trials import make_trial
 
 CHROMIUM = "/usr/bin/chromium"
 BARS_DB = {"wasm": 100.0, "cpu": 100.0, "webgl": 50.0}

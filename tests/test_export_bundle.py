@@ -16,49 +16,7 @@ import numpy as np
 import pytest
 
 from search.cli import main as tonesweep
-
-STATS = {"f0_midi": {"mean": 67.0, "std": 4.0, "min": 55.0, "max": 80.0, "p5": 60.0, "p50": 67.0, "p95": 75.0},
-         "loudness_db": {"mean": -30.0, "std": 8.0, "min": -80.0, "max": -5.0, "p5": -50.0, "p50": -28.0, "p95": -15.0},
-         "rms_db": {"mean": -28.0, "std": 8.0, "min": -80.0, "max": -4.0, "p5": -48.0, "p50": -26.0, "p95": -12.0}}
-
-
-def make_trial(out_dir: Path, seed: int = 0, harmonic_tilt: float = 0.0, **overrides) -> Path:
-    """A trial folder as `tonesweep train` writes it, with seeded random (non-trivial) weights.
-
-    harmonic_tilt: subtracted from the head's bias per harmonic number, so the harmonic
-    distribution falls off like an instrument's (0.05 ~ -1 dB per harmonic) instead of spreading
-    evenly up to Nyquist.
-    """
-    import tensorflow as tf
-
-    from trainers.config import validate_config
-    from trainers.size import size_report
-    from trainers.train import build_model
-
-    config = validate_config({"seed": seed, **overrides})
-    tf.keras.utils.set_random_seed(seed)
-    model = build_model(config)
-    rng = np.random.default_rng(seed)
-    for var in model.trainable_variables:  # larger than the initializer so every weight matters
-        var.assign(var.numpy() + rng.normal(0, 0.05, var.shape).astype(np.float32))
-    head_bias = model.decoder.get_layer("head").bias
-    tilt = np.zeros(head_bias.shape, np.float32)
-    tilt[1:1 + config["n_harmonics"]] = harmonic_tilt * np.arange(config["n_harmonics"])
-    head_bias.assign(head_bias.numpy() - tilt)
-    if model.reverb is not None:
-        decay = np.exp(-np.arange(model.reverb.ir.shape[0]) / 800.0)
-        model.reverb.ir.assign((rng.normal(0, 0.05, decay.shape) * decay).astype(np.float32))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_weights(str(out_dir / "weights.weights.h5"))
-    (out_dir / "config.json").write_text(json.dumps(config))
-    sizes = size_report(config)
-    metrics = {"status": "FINISHED", **sizes, "quality_float32": 5.0, "quality_float16": 5.001, "quality_uint8": 5.2}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics))
-    manifest = {"format": "tonesweep-dataset/1", "instrument": "bansuri", "sample_rate": 16000,
-                "frame_rates": [250, 50], "stats": {"250": STATS, "50": STATS}}
-    (out_dir / "dataset_manifest.json").write_text(json.dumps(manifest))
-    return out_dir
-
+from support.trials import make_trial
 
 @pytest.fixture(scope="module")
 def float32_bundle(trained_trial, tmp_path_factory) -> Path:
@@ -108,9 +66,11 @@ def assert_no_large_constants(tfjs_dir: Path, layout: dict) -> None:
     than a hop, a FIR (2(N-1)) or the harmonics. The noise filter's DFT matrix [N, 2(N-1)] is
     built in-graph (safe_ops.impulse_response_graph), so finding it here means grappler folded
     it back; a frame-by-hop or audio-sized tensor would mean it folded something else."""
+    from trainers.export.lean import is_trained_weight
+
     manifest = json.loads((tfjs_dir / "model.json").read_text())["weightsManifest"]
     constants = [(int(np.prod(w["shape"])), w["name"]) for group in manifest for w in group["weights"]
-                 if "ReadVariableOp" not in w["name"]]
+                 if not is_trained_weight(w["name"])]
     n_bands = layout["n_noise_bands"]
     assert max(constants)[0] <= max(layout["hop"], 2 * (n_bands - 1), layout["n_harmonics"]), max(constants)
 
@@ -166,7 +126,9 @@ def test_export_champion_from_registry_at_selected_precision(trained_cnn_trial, 
     weights = [w for group in manifest for w in group["weights"]]
     quantized = [w["name"] for w in weights if w.get("quantization", {}).get("dtype") == "uint8"]
     float_consts = [w for w in weights if "quantization" not in w and w["dtype"] == "float32"]
-    assert quantized and all("ReadVariableOp" in name for name in quantized)
+    from trainers.export.lean import is_trained_weight
+
+    assert quantized and all(is_trained_weight(name) for name in quantized)  # weights only, never DSP constants
     n_bands = card["layout"]["n_noise_bands"]
     assert any(w["shape"] == [2 * (n_bands - 1)] for w in float_consts)  # DFT column gains: float32
     assert_no_large_constants(out / "tfjs", card["layout"])
@@ -216,5 +178,5 @@ def test_export_fails_loudly_below_the_bar(tmp_path, monkeypatch, capsys):
     code = tonesweep(["export", "--instrument", "bansuri", "--out", str(out), "--run-id", str(trial),
                       "--precision", "float16", "--skip-js-parity"])
     assert code == 1
-    assert "FAILED parity" in capsys.readouterr().out
+    assert "FAILED parity" in capsys.readouterr().err  # errors go to stderr (issue 9)
     assert not out.exists()

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainers.audio_io import load_audio
-from trainers.demo_audio import read_f0_csv
-from trainers.features import FeatureParams, f0_features, loudness_db, pyin, rms_db
+from trainers.data.audio import load_audio
+from trainers.data.demo import read_f0_csv
+from trainers.data.features import FeatureParams, f0_features, loudness_db, pyin, rms_db
 
-from conftest import synth_tone
+from support.audio import synth_tone
 
 PARAMS = FeatureParams()
 LAGS_S = np.arange(0.0, 0.0441, 0.004)  # fluidsynth's output lags the MIDI by ~20-28 ms
@@ -38,7 +38,10 @@ def test_pyin_raw_pitch_accuracy_on_rendered_audio(rendered_audio, instrument):
         accuracies = [raw_pitch_accuracy(f0, rate, truth_t, truth_f0, lag) for lag in LAGS_S]
         best = int(np.argmax(accuracies))
         assert accuracies[best] >= 0.9, (instrument, rate, accuracies)
-        assert LAGS_S[best] <= 0.04
+        # fluidsynth's lag (20-28 ms) scores within a point of the best lag (the curve is flat near its
+        # top; with pYIN's decoded voicing the 50 Hz argmax can sit one 4 ms step past 40 ms)
+        at_known_lag = max(accuracies[i] for i, lag in enumerate(LAGS_S) if 0.019 <= lag <= 0.029)
+        assert at_known_lag >= accuracies[best] - 0.01, (instrument, rate, accuracies)
 
 
 def test_voicing_confidence_separates_notes_from_rests(rendered_audio):

@@ -1,30 +1,156 @@
-"""The package boundaries from docs/architecture.md, checked on the source text."""
+"""The package boundaries of docs/architecture.md, checked on the source text (every import, also
+those inside functions), plus what importing a package must not drag in or change."""
+
+from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("trainers", "spaces", "search", "results")
+BASE = {"trainers.constants", "trainers.errors", "trainers.files", "trainers.paths", "trainers.values"}  # anything may import these
 
 
-def _imported_modules(path: Path) -> set[str]:
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules(package: str) -> dict[str, Path]:
+    return {module_name(p): p for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+ALL = {name: path for package in PACKAGES for name, path in modules(package).items()}
+
+
+def imports(path: Path) -> set[str]:
+    """Every absolute module name imported anywhere in the file (``from a.b import c`` gives ``a.b``
+    and, when ``a.b.c`` is one of our modules, ``a.b.c`` too)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in ALL)
     return names
 
 
-def test_trainers_import_neither_ray_nor_mlflow_nor_upper_packages():
-    for path in sorted((ROOT / "trainers").rglob("*.py")):
-        forbidden = _imported_modules(path) & {"ray", "mlflow", "search", "results", "spaces"}
-        assert not forbidden, f"{path.relative_to(ROOT)} imports {sorted(forbidden)}"
+def within(name: str, *prefixes: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def own_imports(path: Path) -> set[str]:
+    return {n for n in imports(path) if within(n, *PACKAGES)}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_package_reaches_a_forbidden_neighbour(package):
+    forbidden = {
+        "trainers": ("ray", "mlflow", "search", "results", "spaces"),
+        "spaces": ("ray", "mlflow", "search", "results"),
+        "results": ("ray", "search", "spaces"),
+        "search": (),
+    }[package]
+    for name, path in modules(package).items():
+        bad = sorted(n for n in imports(path) if within(n, *forbidden))
+        assert not bad, f"{name} imports {bad}"
+
+
+# Which rooms of trainers/ a room may use: data and model at the bottom, then training, and export
+# beside training (never on it). ddsp_compat and runtime are shared tools.
+TRAINER_ROOMS = {
+    "trainers.data": ("trainers.data", "trainers.ddsp_compat"),
+    "trainers.model": ("trainers.model", "trainers.ddsp_compat"),
+    "trainers.training": ("trainers.training", "trainers.data", "trainers.model", "trainers.ddsp_compat"),
+    "trainers.export": ("trainers.export", "trainers.data", "trainers.model", "trainers.ddsp_compat"),
+}
+
+
+@pytest.mark.parametrize("room", sorted(TRAINER_ROOMS))
+def test_trainer_rooms_point_one_way(room):
+    for name, path in modules("trainers").items():
+        if not within(name, room):
+            continue
+        bad = sorted(n for n in own_imports(path) if n not in BASE and not within(n, *TRAINER_ROOMS[room]))
+        assert not bad, f"{name} imports {bad}"
+
+
+def test_export_never_imports_training():
+    for name, path in modules("trainers").items():
+        if within(name, "trainers.export"):
+            assert not [n for n in own_imports(path) if within(n, "trainers.training")], name
+
+
+def test_results_use_no_trainer_internals_and_spaces_only_errors():
+    for package, allowed in (("results", BASE), ("spaces", BASE)):
+        for name, path in modules(package).items():
+            bad = sorted(n for n in own_imports(path) if within(n, "trainers") and n not in allowed)
+            assert not bad, f"{name} imports {bad}"
+
+
+def test_no_import_cycles():
+    graph = {name: {n for n in own_imports(path) if n in ALL and n != name} for name, path in ALL.items()}
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                pytest.fail("import cycle: " + " -> ".join(trail[trail.index(nxt):] + [node, nxt]
+                                                          if nxt in trail else trail + [node, nxt]))
+            if nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
 
 
 def test_only_the_compat_module_imports_ddsp_directly():
-    for package in ("trainers", "search", "spaces", "results", "tests", "bench"):
+    for package in (*PACKAGES, "tests", "bench"):
         for path in sorted((ROOT / package).rglob("*.py")):
             if path.name == "ddsp_compat.py":
                 continue
-            assert "ddsp" not in _imported_modules(path), f"{path.relative_to(ROOT)} imports ddsp directly"
+            assert not any(within(n, "ddsp") for n in imports(path)), f"{path.relative_to(ROOT)} imports ddsp directly"
+
+
+def test_tests_take_helpers_from_tests_only():
+    test_modules = {p.stem for p in (ROOT / "tests").glob("test_*.py")}
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        bad = sorted(n for n in imports(path) if within(n, "bench", "conftest") or n.split(".")[0] in test_modules)
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def _fresh_python(code: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_results_for_pareto_and_export_import_no_ray():
+    out = _fresh_python("import sys, results.report, results.champion; print('ray' in sys.modules)")
+    assert out.strip() == "False"
+
+
+def test_importing_any_module_sets_no_environment_variable():
+    """Third-party libraries set some at import (TensorFlow, Ray, MLflow); they are imported first."""
+    ours = sorted(n for n in ALL if not n.startswith("trainers.export.js"))
+    theirs = sorted({n.split(".")[0] for path in ALL.values() for n in imports(path)}
+                    - set(PACKAGES) - set(sys.stdlib_module_names) - {"ddsp", "tensorflowjs"})
+    code = ("import importlib, json, os\n"
+            f"for name in {theirs!r}:\n"
+            "    importlib.import_module(name)\n"
+            "before = dict(os.environ)\n"
+            f"for name in {ours!r}:\n"
+            "    importlib.import_module(name)\n"
+            "print(json.dumps(sorted(k for k in os.environ if os.environ.get(k) != before.get(k))))")
+    assert json.loads(_fresh_python(code).strip().splitlines()[-1]) == []

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainers import synth
-from trainers.config import validate_config
+from trainers.model import synth
+from trainers.model.config import validate_config
 from trainers.ddsp_compat import ddsp
-from trainers.model import build_decoder, n_outputs, preprocess_inputs
-from trainers.train import make_loss
+from trainers.model.decoders import build_decoder, n_outputs, preprocess_inputs
+from trainers.model.trained import make_loss
 
 SR = 16000
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainers import dataset as ds
-from trainers.dataset import PrepareOptions, load_split, prepare_dataset, read_manifest, tf_dataset
+from trainers.data import prepare as ds
+from trainers.data.dataset import load_split, read_manifest, tf_dataset
+from trainers.data.prepare import PrepareOptions, prepare_dataset
 from trainers.errors import UserError
-from trainers.features import FeatureParams, loudness_db
+from trainers.data.features import FeatureParams, loudness_db
 
 FAST = FeatureParams(frame_rates=(50,))  # pitch at 50 Hz only: 5x cheaper, enough for these checks
 
@@ -228,8 +229,8 @@ def test_worker_count_does_not_change_the_dataset(rendered_audio, tmp_path, monk
 
 
 def test_chunked_pitch_tracking_matches_whole_file_tracking(rendered_audio, monkeypatch):
-    from trainers.audio_io import load_audio
-    from trainers.features import f0_features
+    from trainers.data.audio import load_audio
+    from trainers.data.features import f0_features
 
     audio = load_audio(rendered_audio / "bansuri" / "bansuri-0.wav")
     whole_f0, whole_conf = f0_features(audio, FAST)[50]
@@ -255,9 +256,9 @@ FORMATS = [  # (container, subtype, sample rate, channels)
 def test_common_formats_decode_to_16k_mono_at_the_right_pitch(tmp_path, container, subtype, rate, channels):
     import soundfile as sf
 
-    from conftest import synth_tone
-    from trainers.audio_io import load_audio
-    from trainers.features import f0_features
+    from support.audio import synth_tone
+    from trainers.data.audio import load_audio
+    from trainers.data.features import f0_features
 
     if container not in sf.available_formats():
         pytest.skip(f"this libsndfile cannot write {container}")

@@ -4,7 +4,7 @@ import random
 
 from mlflow import MlflowClient
 
-from bench.results_table import log_sweep, synthetic_trial
+from results.synthetic import log_sweep, synthetic_trial
 from results.registry import champion, register_winner
 from results.select import Criteria, select_smallest
 from results.table import load_table

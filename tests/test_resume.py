@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_sweep import SPACE, TERMINAL, Driver, make_datasets, mlflow_client, run_driver, sweep_runs
+from support.sweeps import SPACE, TERMINAL, Driver, make_datasets, mlflow_client, run_driver, sweep_runs
 
 TRIALS = 6
 

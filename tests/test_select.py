@@ -62,3 +62,17 @@ def test_max_loss_and_pitch_bar_explain_failure():
     miss = select_smallest(table, Criteria(max_loss=3.0, max_pitch_error=20))
     assert miss.winner is None and "pitch error <= 20" in miss.reason
     assert select_smallest(table, Criteria(max_loss=3.0, max_pitch_error=90)).winner["run_id"] == "r000"
+
+
+def test_a_candidate_below_the_speed_bar_is_never_the_winner():
+    table = make_table([(1_000, 1.0, "FINISHED"), (5_000, 1.02, "FINISHED"), (9_000, 1.01, "FINISHED")])
+    table["rtf_wasm"] = [2.0, 40.0, 80.0]  # the smallest is a GRU at 250 Hz: 2x real time
+    chosen = select_smallest(table, Criteria(0.05))
+    assert chosen.winner["run_id"] == "r001" and "below the speed bar" in chosen.reason and "2 < 5" in chosen.reason
+    assert select_smallest(table, Criteria(0.05, min_rtf=0)).winner["run_id"] == "r000"  # no bar: the smallest
+    none = select_smallest(table, Criteria(0.05, min_rtf=100))
+    assert none.winner is None and "real-time factor >= 100" in none.reason and "80" in none.reason
+    capped = select_smallest(table, Criteria(0.05, max_bytes=4_000))
+    assert capped.winner is None and "bundle <= 4000 bytes" in capped.reason
+    table["rtf_wasm"] = math.nan  # a sweep from before speeds were recorded: not refused for it
+    assert select_smallest(table, Criteria(0.05)).winner["run_id"] == "r000"

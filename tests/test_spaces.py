@@ -11,9 +11,9 @@ import pytest
 
 from spaces import CONFIG_KEYS, config_to_values, default_space, discrete_size, load_space, values_to_config
 from spaces.toml_space import parse_space
-from trainers.config import CNN_ONLY, DEFAULTS, GRU_ONLY, validate_config
+from trainers.model.config import CNN_ONLY, DEFAULTS, GRU_ONLY, validate_config
 from trainers.errors import UserError
-from trainers.size import count_params
+from trainers.model.size import count_params
 
 
 def sample_configs(space, n, seed=0):
@@ -50,7 +50,7 @@ def test_conditional_parameters_exist_only_for_their_decoder():
 def test_default_space_sizes_run_from_thousands_to_tiny_instrument():
     params = [count_params(c) for c in sample_configs(default_space(), 300, seed=1)]
     assert min(params) < 10_000
-    # ddsp's tiny_instrument has ~232 k parameters (../shared/notes/anchors.md)
+    # ddsp's tiny_instrument has ~232 k parameters (docs/references.md)
     assert 150_000 < max(params) <= 240_000
 
 

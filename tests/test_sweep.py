@@ -10,15 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
@@ -26,203 +20,9 @@ from results.tracking import trial_outcome
 from search.progress import InstrumentTally
 from search.sweep import SweepSettings, check_settings, instruments_of
 from search.trainable import TrialSpec, execute_trial, rejection_reason
-from trainers.config import DEFAULTS
 from trainers.errors import UserError
-
-REPO = Path(__file__).resolve().parents[1]
-TERMINAL = {"FINISHED", "FAILED", "REJECTED", "STOPPED"}
-
-# ------------------------------------------------------------------ a stand-in trainer + driver
-
-DRIVER = textwrap.dedent('''
-    """Subprocess sweep driver with a stand-in trainer (defined here, so Ray ships it by value)."""
-    import json, math, os, sys, time
-    from pathlib import Path
-
-    def fake_size(config):
-        from trainers.size import size_report
-        return size_report(config)
-
-    def fake_train(dataset_dir, config, out_dir, report=None, report_every=50, threads=None):
-        from trainers.config import validate_config
-        cfg = validate_config(config)
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        with open(os.environ["FAKE_LOG"], "a") as log:
-            log.write(f"start {out.name} threads={threads}\\n")
-        if cfg["decoder"] == "cnn" and cfg["n_harmonics"] == 20:
-            raise RuntimeError("simulated trainer crash")
-        base = 1.0 + 100 * cfg["learning_rate"] + (0.5 if cfg["feature"] == "rms" else 0.0)
-        for step in range(report_every, cfg["steps"] + 1, report_every):
-            time.sleep(float(os.environ.get("FAKE_SLEEP", "0.02")))
-            report({"step": step, "train_loss": base / step, "val_loss": base / math.sqrt(step),
-                    "elapsed_s": 0.0})
-        import numpy as np, soundfile as sf
-        (out / "audio").mkdir(exist_ok=True)
-        t = np.arange(8000) / 16000
-        sf.write(out / "audio" / "original.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
-        sf.write(out / "audio" / "resynth.wav", 0.3 * np.sin(2 * np.pi * 441 * t), 16000)
-        metrics = {"status": "FINISHED", "failure_reason": None, "steps": cfg["steps"],
-                   "train_time_s": 0.1, "final_train_loss": base / cfg["steps"], **fake_size(cfg)}
-        for i, precision in enumerate(("float32", "float16", "uint8")):
-            metrics[f"quality_{precision}"] = base / math.sqrt(cfg["steps"]) * (1 + 0.02 * i)
-            metrics[f"pitch_error_cents_{precision}"] = 10.0 + i
-            metrics[f"loudness_error_db_{precision}"] = 1.0 + i
-        (out / "metrics.json").write_text(json.dumps(metrics))
-        (out / "config.json").write_text(json.dumps(cfg))
-        (out / "weights.weights.h5").write_bytes(b"w" * 64)
-        (out / "checkpoint").mkdir(exist_ok=True)
-        with open(os.environ["FAKE_LOG"], "a") as log:
-            log.write(f"end {out.name}\\n")
-        return metrics
-
-    if __name__ == "__main__":
-        from search.sweep import SweepSettings, run_sweep
-        settings = SweepSettings(**json.loads(sys.argv[1]), train_fn=fake_train, size_fn=fake_size)
-        results = run_sweep(settings)
-        print("RESULTS " + json.dumps([{"instrument": r.instrument, "outcomes": r.outcomes,
-                                        "run_ids": r.run_ids, "wall_s": r.wall_s,
-                                        "tracking_s_per_trial": r.tracking_s_per_trial} for r in results]),
-              flush=True)
-''')
-
-SPACE = """
-[hyperparameters.decoder]
-type = "choice"
-values = ["gru", "cnn"]
-
-[hyperparameters.feature]
-type = "choice"
-values = ["loudness", "rms"]
-
-[hyperparameters.hidden]
-type = "choice"
-values = [16, 256]
-when = { decoder = ["gru"] }
-
-[hyperparameters.n_harmonics]
-type = "choice"
-values = [20, 40]
-
-[hyperparameters.learning_rate]
-type = "float"
-min = 1e-4
-max = 1e-2
-sampling = "log"
-
-[fixed]
-fc_layers = 1
-gru_units = 32
-conv_channels = 8
-conv_layers = 2
-conv_stacks = 1
-n_noise_bands = 16
-frame_rate = 50
-"""
-
-
-def make_datasets(root: Path, instruments) -> list[str]:
-    """Dataset folders with just a manifest (the stand-in trainer reads no data)."""
-    paths = []
-    for instrument in instruments:
-        folder = root / "datasets" / instrument
-        folder.mkdir(parents=True)
-        (folder / "manifest.json").write_text(json.dumps({"format": "tonesweep-dataset/1", "instrument": instrument}))
-        paths.append(str(folder))
-    return paths
-
-
-def session_pids(session_id: int) -> list[int]:
-    """PIDs of every live process in a session (the driver and whatever Ray started from it)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session_id and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
-
-
-def kill_session(session_id: int) -> None:
-    """SIGKILL every process of the session by PID, and wait until none is left (max ~10 s)."""
-    for _ in range(50):
-        pids = session_pids(session_id)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
-
-
-class Driver:
-    """A sweep driver subprocess in its own session; ``stop()`` leaves no process behind."""
-
-    def __init__(self, workdir: Path, settings: dict, env: dict | None = None, module_args=None):
-        script = workdir / "driver.py"
-        script.write_text(DRIVER)
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), "FAKE_LOG": str(workdir / "fake.log"),
-                    "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}", **(env or {})}
-        command = module_args or [sys.executable, str(script), json.dumps(settings)]
-        self.stdout_path = workdir / f"driver-{time.monotonic_ns()}.out"
-        self._out = open(self.stdout_path, "w")
-        self.process = subprocess.Popen(command, cwd=workdir, env=full_env, stdout=self._out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            pytest.fail(f"sweep driver did not finish in {timeout} s:\n{self.output()[-4000:]}")
-
-    def stop(self) -> None:
-        kill_session(self.process.pid)
-        self.process.wait()
-        self._out.close()
-
-
-def run_driver(workdir: Path, settings: dict, timeout: float = 240, **kwargs) -> str:
-    driver = Driver(workdir, settings, **kwargs)
-    try:
-        code = driver.wait(timeout)
-        output = driver.output()
-        assert code == 0, output[-4000:]
-        return output
-    finally:
-        driver.stop()
-
-
-def results_of(output: str) -> list[dict]:
-    line = [line for line in output.splitlines() if line.startswith("RESULTS ")][-1]
-    return json.loads(line[len("RESULTS "):])
-
-
-def mlflow_client(workdir: Path):
-    from mlflow import MlflowClient
-
-    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-
-
-def sweep_runs(client, instrument: str, sweep: str):
-    """(parent run, child runs) of one sweep of one instrument."""
-    experiment = client.get_experiment_by_name(f"tonesweep-{instrument}")
-    assert experiment is not None, f"no experiment for {instrument}"
-    runs = client.search_runs([experiment.experiment_id], f"tags.`tonesweep.sweep` = '{sweep}'", max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("tonesweep.role") == "sweep"]
-    children = [r for r in runs if r.data.tags.get("tonesweep.role") == "trial"]
-    assert len(parents) == 1, [r.info.run_name for r in parents]
-    return parents[0], children
-
+from trainers.model.config import DEFAULTS
+from support.sweeps import SPACE, TERMINAL, Driver, make_datasets, mlflow_client, run_driver, stub_manifest, sweep_runs
 
 # ------------------------------------------------------------------ pure pieces, no Ray
 
@@ -255,7 +55,7 @@ def test_execute_trial_turns_a_crash_into_a_failed_result(tmp_path):
     final = execute_trial({"steps": 10}, spec, tmp_path / "t2", report=seen.append)
     assert final["status"] == "FAILED" and final["failure_reason"] == "ValueError: loss is NaN at step 7"
     assert final["val_loss"] == 3.0 and final["step"] == 5 and final["params"] == 800
-    assert seen == [{"step": 5, "train_loss": 2.0, "val_loss": 3.0}]
+    assert seen == [{"step": 5, "train_loss": 2.0, "val_loss": 3.0, "model_bytes": 3200}]  # size with every report
 
 
 def test_execute_trial_holds_back_the_last_step_report(tmp_path):
@@ -292,6 +92,11 @@ def test_tally_best_and_smallest_acceptable():
     assert (small.trial_id, small.precision, small.bytes) == ("b", "float32", 400)  # 1.04 <= 1.05
     line = tally.line()
     assert "done 4/4" in line and "failed 1" in line and "stopped 1" in line and "400 B" in line
+    assert "rejected" not in line
+    refused = InstrumentTally("bansuri", total=2)
+    refused.end("e", "REJECTED", {})
+    refused.end("f", "FAILED", {})
+    assert "failed 1 stopped 0 rejected 1" in refused.line()  # refused before training is not a failure
 
 
 def test_settings_and_dataset_errors_are_user_errors(tmp_path):
@@ -303,7 +108,7 @@ def test_settings_and_dataset_errors_are_user_errors(tmp_path):
         instruments_of([str(tmp_path / "nothing")])
     a, b = make_datasets(tmp_path, ["bansuri"]), tmp_path / "copy"
     b.mkdir()
-    (b / "manifest.json").write_text(json.dumps({"instrument": "bansuri"}))
+    (b / "manifest.json").write_text(json.dumps(stub_manifest("bansuri")))
     with pytest.raises(UserError, match="instrument bansuri already given"):
         instruments_of([a[0], str(b)])
 
@@ -329,7 +134,7 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path):
     space.write_text(SPACE)
     datasets = make_datasets(tmp_path, ["bansuri", "shehnai"])
     settings = {"datasets": datasets, "trials": 8, "space": str(space), "steps": 40, "report_every": 10,
-                "name": "t8", "storage": str(tmp_path / "runs"), "max_params": 60_000, "seed": 3}
+                "name": "t8", "storage": str(tmp_path / "runs"), "max_params": 60_000, "seed": 4}
     output = run_driver(tmp_path, settings)
     assert "bansuri" in output and "done 8/8" in output and "MLflow: sqlite:///" in output
 
@@ -411,7 +216,7 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
 
 
 def test_eight_real_trials_cover_gru_cnn_loudness_rms(tmp_path, request):
-    """8 real trials (seed 1 draws all four decoder × feature pairs) with ASHA, through the CLI."""
+    """8 real trials (seed 4 draws all four decoder × feature pairs) with the default scheduler, through the CLI."""
     dataset = request.getfixturevalue("tiny_dataset")
     space = tmp_path / "space.toml"
     space.write_text(textwrap.dedent("""
@@ -438,7 +243,7 @@ def test_eight_real_trials_cover_gru_cnn_loudness_rms(tmp_path, request):
         batch_size = 2
     """))
     command = [sys.executable, "-m", "search.cli", "sweep", "--dataset", str(dataset), "--trials", "8",
-               "--space", str(space), "--steps", "10", "--name", "real8", "--seed", "1",
+               "--space", str(space), "--steps", "10", "--name", "real8", "--seed", "4",
                "--storage", str(tmp_path / "runs")]
     start = time.perf_counter()
     output = run_driver(tmp_path, {}, timeout=1200, module_args=command)

@@ -7,7 +7,7 @@ import random
 import pytest
 from mlflow import MlflowClient
 
-from bench.results_table import log_sweep, synthetic_trial
+from results.synthetic import log_sweep, synthetic_trial
 from results.table import load_table
 from search.cli import main
 from trainers.errors import UserError

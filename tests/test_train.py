@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from trainers.config import ConfigError
+from trainers.model.config import ConfigError
 from trainers.errors import UserError
 
 # Small and fast: GRU-8 at 50 Hz frames, few harmonics; XLA off so each call traces in seconds.
@@ -22,14 +22,14 @@ METRIC_KEYS = {"status", "failure_reason", "steps", "train_time_s", "final_train
 
 
 def _weights(out_dir):
-    from trainers.train import load_trained
+    from trainers.model.trained import load_trained
 
     _, model = load_trained(out_dir)
     return [v.numpy() for v in model.trainable_variables]
 
 
 def test_trial_writes_the_contract_files(trained_trial):
-    from trainers.size import size_report
+    from trainers.model.size import size_report
 
     metrics = json.loads((trained_trial / "metrics.json").read_text())
     assert METRIC_KEYS <= set(metrics)
@@ -47,8 +47,9 @@ def test_trial_writes_the_contract_files(trained_trial):
 
 def test_it_learns(trained_trial, tiny_dataset):
     """40 steps take the held-out spectral loss well below the untrained model's."""
-    from trainers.evaluate import evaluate
-    from trainers.train import build_model, load_frames, load_trained
+    from trainers.training.evaluate import evaluate
+    from trainers.model.trained import build_model, load_trained
+    from trainers.training.train import load_frames
 
     config, trained = load_trained(trained_trial)
     val = load_frames(tiny_dataset, "validation", config)
@@ -63,7 +64,7 @@ def test_it_learns(trained_trial, tiny_dataset):
 
 
 def test_cnn_with_reverb_trains_and_reloads(trained_cnn_trial):
-    from trainers.train import load_trained
+    from trainers.model.trained import load_trained
 
     config, model = load_trained(trained_cnn_trial)
     assert config["decoder"] == "cnn" and model.reverb is not None
@@ -78,7 +79,7 @@ def test_cnn_with_reverb_trains_and_reloads(trained_cnn_trial):
 def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
     """Same seed -> same weights; 2 steps + resume to 4 == 4 steps straight (b starts fresh with
     a's seed, so a == b shows determinism and exact resume at once); reports on schedule."""
-    from trainers.train import train_trial
+    from trainers.training.train import train_trial
 
     reports = {"a": [], "b": []}
     run = lambda name, steps: train_trial(tiny_dataset, {**TINY, "steps": steps}, tmp_path / name,  # noqa: E731
@@ -100,7 +101,7 @@ def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
 
 
 def test_nan_loss_writes_failed_metrics_and_raises(tiny_dataset, tmp_path, monkeypatch):
-    from trainers import train
+    from trainers.training import train
 
     real_load = train.load_frames
 
@@ -119,7 +120,7 @@ def test_nan_loss_writes_failed_metrics_and_raises(tiny_dataset, tmp_path, monke
 
 
 def test_bad_config_or_dataset_fails_before_training(tiny_dataset, tmp_path):
-    from trainers.train import train_trial
+    from trainers.training.train import train_trial
 
     with pytest.raises(ConfigError, match="^n_harmonics:"):
         train_trial(tiny_dataset, {"n_harmonics": 0}, tmp_path / "x")
@@ -144,7 +145,7 @@ def test_cli_train(tiny_dataset, tmp_path, capsys):
 @pytest.mark.slow
 def test_longer_training_tracks_pitch(tiny_dataset, tmp_path):
     """A few hundred steps: pitch of the resynthesis within 50 cents, loss far below untrained."""
-    from trainers.train import train_trial
+    from trainers.training.train import train_trial
 
     config = {"decoder": "gru", "hidden": 64, "gru_units": 64, "n_harmonics": 60, "n_noise_bands": 65,
               "batch_size": 8, "learning_rate": 2e-3, "steps": 400}
@@ -158,7 +159,7 @@ def test_longer_training_tracks_pitch(tiny_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_threads_are_set_before_tf_starts():
-    code = ("from trainers.train import configure_threads; configure_threads(1); import tensorflow as tf; "
+    code = ("from trainers.training.train import configure_threads; configure_threads(1); import tensorflow as tf; "
             "tf.constant(1.0); print(tf.config.threading.get_intra_op_parallelism_threads(), "
             "tf.config.threading.get_inter_op_parallelism_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from search.cli import main as tonesweep
-from test_export_bundle import STATS, make_trial
+from support.trials import STATS, make_trial
 
 SR = 16000
 
@@ -117,7 +117,7 @@ def gru_bundle(tmp_path_factory):
 
 def test_sixty_seconds_in_chunks_match_float64_reference(gru_bundle):
     from trainers.export.transfer import BundleRenderer
-    from trainers.train import load_trained
+    from trainers.model.trained import load_trained
 
     trial, bundle_dir = gru_bundle
     renderer = BundleRenderer(bundle_dir)
@@ -139,7 +139,7 @@ def test_sixty_seconds_in_chunks_match_float64_reference(gru_bundle):
 def test_cnn_with_reverb_chunks_match_reference(tmp_path):
     """Non-causal CNN (context frames on both sides), 50 Hz frames, reverb tail carried."""
     from trainers.export.transfer import BundleRenderer
-    from trainers.train import load_trained
+    from trainers.model.trained import load_trained
 
     trial = make_trial(tmp_path / "trial", seed=2, decoder="cnn", frame_rate=50, reverb=True,
                        reverb_seconds=0.25, n_harmonics=40, n_noise_bands=40)

@@ -1,12 +1,49 @@
-"""Small file-writing helpers shared by every package (trainers/ is the bottom layer)."""
+"""File writing every package shares (trainers/ is the bottom layer): atomic JSON, folders that
+tonesweep owns, and temporary folders that a killed run leaves behind.
+
+Ownership rule: tonesweep deletes or replaces only files it wrote. A dataset folder and an export
+bundle are marked as tonesweep's by a file (``manifest.json``, ``model-card.json``) that lists what
+tonesweep put there. Replacing such a folder removes exactly those files; a folder that holds
+anything else is refused unless the user passes ``--force``, and even then the other files stay.
+
+Modes: what tonesweep writes gets the user's umask (``mkstemp``/``mkdtemp`` alone would leave
+0600/0700), so a teammate or a web server can read a published dataset or bundle.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
+
+from trainers.errors import UserError
+
+
+def umask() -> int:
+    """This process's umask (read from /proc where possible: setting it to read it is racy)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_umask_modes(path: str | Path) -> None:
+    """``path`` (and, for a folder, everything under it) gets the modes a plain ``open``/``mkdir``
+    would have given it under the user's umask."""
+    mask, path = umask(), Path(path)
+    items = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for item in items:
+        if not item.is_symlink():
+            os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
 
 
 def write_json_atomic(path: str | Path, payload: Any, *, indent: int | None = 2, sort_keys: bool = False) -> None:
@@ -14,11 +51,12 @@ def write_json_atomic(path: str | Path, payload: Any, *, indent: int | None = 2,
 
     The temporary file has a unique name in the same folder (so concurrent writers do not
     clobber each other's temporaries, and the final rename stays on one filesystem) and is
-    fsynced before it replaces `path`.
+    fsynced before it replaces `path`. The file gets the user's umask, not mkstemp's 0600.
     """
     path = Path(path)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=indent, sort_keys=sort_keys)
             handle.write("\n")
@@ -28,3 +66,115 @@ def write_json_atomic(path: str | Path, payload: Any, *, indent: int | None = 2,
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+# ---------------------------------------------------------------------------- folders tonesweep owns
+
+
+def listed_files(folder: Path) -> list[str]:
+    """Every file below ``folder`` as a relative POSIX path, sorted (what a marker file lists)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def foreign_files(folder: Path, owned: Iterable[str]) -> list[str]:
+    """Files below ``folder`` that are not in ``owned`` (relative POSIX paths)."""
+    owned = set(owned)
+    return [name for name in listed_files(folder) if name not in owned] if folder.is_dir() else []
+
+
+def check_replaceable(folder: str | Path, owned: Iterable[str], what: str, flag: str, force: bool) -> None:
+    """Refuse to write ``what`` into ``folder`` when it is a file, or holds files tonesweep did not
+    write (not in ``owned``) and ``force`` is off. Call before any work starts."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: {flag} is an existing file, not a folder; choose a folder path for the {what}")
+    others = foreign_files(folder, owned)
+    if others and not force:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        raise UserError(f"{folder}: {flag} holds files tonesweep did not write ({others[0]}{more}); "
+                        f"choose another folder, or pass --force to write the {what} beside them (they are kept)")
+
+
+def replace_owned(staging: Path, folder: Path, old_owned: Iterable[str], marker: str) -> None:
+    """Move the finished ``staging`` folder's files into ``folder``, replacing only ``old_owned``.
+
+    ``folder`` missing: one rename. Otherwise the old marker goes first (the folder then reads as
+    incomplete, never as a mix), then the old owned files, then the new files move in, the new
+    marker last. Files tonesweep did not write are never touched. ``staging`` is removed.
+    """
+    if not folder.exists():
+        os.rename(staging, folder)
+        return
+    (folder / marker).unlink(missing_ok=True)
+    for name in old_owned:
+        _remove_file(folder, name)
+    new_files = listed_files(staging)
+    for name in sorted(new_files, key=lambda n: n == marker):  # the marker moves last
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / name, target)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_file(folder: Path, name: str) -> None:
+    """Remove ``folder/name`` (a listed file) and the folders it leaves empty, up to ``folder``."""
+    path = folder / name
+    if folder.resolve() not in path.resolve().parents:
+        return  # a listed name that leads outside: not ours to touch
+    path.unlink(missing_ok=True)
+    parent = path.parent
+    while parent != folder and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
+
+
+# ---------------------------------------------------------------------------- temporaries of killed runs
+
+
+def private_tempdir(prefix: str, parent: str | Path | None = None) -> Path:
+    """A new folder ``<parent>/<prefix><pid>-<random>`` (system temp folder by default), so that
+    ``remove_stale_tempdirs`` can tell a live run's folder from a killed one's."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def remove_stale_tempdirs(prefix: str, parent: str | Path | None = None) -> list[Path]:
+    """Remove ``<prefix><pid>-*`` folders whose process is gone; returns what was removed."""
+    parent = Path(parent or tempfile.gettempdir())
+    removed = []
+    for leftover in parent.glob(f"{_glob_escape(prefix)}*-*"):
+        pid_text = leftover.name[len(prefix):].split("-", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not process_alive(int(pid_text)):
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, parent: str | Path | None = None) -> Iterator[Path]:
+    """A private temporary folder for the duration of a block, removed after it (also on error).
+
+    Folders of the same ``prefix`` left by killed processes are removed first, so interrupted work
+    cleans up after itself on the next run of the same command.
+    """
+    remove_stale_tempdirs(prefix, parent)
+    folder = private_tempdir(prefix, parent)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _glob_escape(text: str) -> str:
+    import glob
+
+    return glob.escape(text)

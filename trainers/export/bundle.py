@@ -8,27 +8,38 @@ The chain is explicit: TrialSource -> load_trained -> ExportedSynth -> check vs 
 -> SavedModel -> convert -> check TF.js in Node -> model card. Every check raises
 ExportParityError below its bar, so a bundle on disk has passed them all.
 
-trainers/ never imports MLflow: finding the champion or a run in the tracking store and
-downloading its ``trial/`` folder is ``results.champion``'s job (it also holds `tonesweep export`'s
-CLI handler); this module starts from a local trial folder (`TrialSource`).
+trainers/ never imports MLflow: finding the champion or a run in the tracking store, downloading
+its ``trial/`` folder and deciding ``--precision auto`` is ``results.champion``'s job (joined to
+this module by the CLI handler, ``search.commands.export``); this module starts from a local trial
+folder (`TrialSource`) and a concrete precision.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from trainers.constants import PRECISIONS
 from trainers.errors import UserError
+from trainers.files import (
+    check_replaceable,
+    give_umask_modes,
+    listed_files,
+    private_tempdir,
+    remove_stale_tempdirs,
+    replace_owned,
+    write_json_atomic,
+)
+from trainers.paths import check_apart, check_name, check_output_folder, contained
 
 CARD_FORMAT = "tonesweep-model-card/1"
+CARD = "model-card.json"
 TF_PARITY_DB = 100.0  # export-safe graph vs training graph; TF.js vs TF (any precision)
-AUTO_TOLERANCE = 0.05  # --precision auto with a bare run: the selector's default tolerance
 
 
 class ExportParityError(RuntimeError):
@@ -51,23 +62,6 @@ def local_trial(path: str | Path) -> TrialSource:
     if not (local / "config.json").exists():
         raise UserError(f"{local}: not a trial folder (no config.json); pass the --out folder of `tonesweep train`")
     return TrialSource(local, local.resolve().name, None, {})
-
-
-def choose_precision(requested: str, source: TrialSource, metrics: dict[str, Any]) -> str:
-    """`auto`: the registry's choice, else the smallest precision whose quality is within the
-    selector's default tolerance of float32 (lower quality numbers are better)."""
-    if requested != "auto":
-        return requested
-    if source.precision:
-        return source.precision
-    best = metrics.get("quality_float32")
-    if best is None:
-        return "float32"
-    for precision in ("uint8", "float16"):
-        quality = metrics.get(f"quality_{precision}")
-        if quality is not None and np.isfinite(quality) and quality <= best * (1 + AUTO_TOLERANCE):
-            return precision
-    return "float32"
 
 
 # ---------------------------------------------------------------------- building and checking
@@ -96,8 +90,8 @@ def check_against_training(module, model, inputs) -> float:
 
 
 def quantize_module_weights(module, precision: str) -> None:
-    """Replace every weight by its value after TF.js quantization (as trainers.evaluate does)."""
-    from trainers.evaluate import quantize_dequantize  # noqa: PLC0415
+    """Replace every weight by its value after TF.js quantization (as evaluation does)."""
+    from trainers.model.quantize import quantize_dequantize  # noqa: PLC0415
 
     for var in module.variables:
         var.assign(quantize_dequantize(var.numpy(), precision))
@@ -126,20 +120,33 @@ def check_tfjs(tfjs_dir: Path, tf_outputs: dict[str, np.ndarray], inputs, repeat
 
 # ---------------------------------------------------------------------- the bundle
 
-def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, precision: str = "auto",
-                  js_parity: bool = True, frames_per_call: int | None = None) -> dict[str, Any]:
+def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, precision: str,
+                  js_parity: bool = True, frames_per_call: int | None = None, force: bool = False) -> dict[str, Any]:
     """Write DIR/saved_model, DIR/tfjs, DIR/model-card.json for one trial; returns the card.
 
-    Built in a temporary folder next to DIR and moved into place only after every check passed.
+    Built in a staging folder next to DIR and moved in only after every check passed, replacing
+    only the files an earlier bundle's card lists. A DIR holding other files is refused unless
+    ``force`` (they are then kept, e.g. a page that hosts the bundle).
     """
     from trainers.export import graph, tfjs  # noqa: PLC0415
-    from trainers.train import load_trained  # noqa: PLC0415
+    from trainers.model.trained import load_trained  # noqa: PLC0415
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()
+    check_name(instrument, "--instrument")
+    check_apart(out_dir, [source.trial_dir], "--out")
+    check_output_folder(out_dir, "--out")
+    owned = owned_files(out_dir)
+    check_replaceable(out_dir, owned, "bundle", "--out", force)
+    remove_stale_tempdirs(_staging_prefix(out_dir), out_dir.parent)
     config, model = load_trained(source.trial_dir)
     metrics = _read_json(source.trial_dir / "metrics.json", required=False)
     manifest = _read_json(source.trial_dir / "dataset_manifest.json", required=False)
-    precision = choose_precision(precision, source, metrics)
+    trained_on = (manifest or {}).get("instrument")
+    if trained_on and trained_on != instrument:
+        raise UserError(f"--instrument {instrument}: run {source.run_id} was trained on {trained_on}; "
+                        f"pass --instrument {trained_on} (the card and page name the instrument)")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: {precision!r} is not one of {PRECISIONS}")
     # 1 s per call: the float32 phase error grows within a call (~50 dB vs float64 after 1 s,
     # ~40 dB after 4 s), while transfer carries the phase between calls exactly.
     module = graph.ExportedSynth(config, model, frames_per_call or config["frame_rate"])
@@ -147,7 +154,7 @@ def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, pre
     tf_vs_training = check_against_training(module, model, inputs)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging = private_tempdir(_staging_prefix(out_dir), out_dir.parent)
     try:
         write_saved_model(module, staging / "float32_saved_model")  # what the converter quantizes
         sizes = tfjs.convert(staging / "float32_saved_model", staging / "tfjs", precision)
@@ -159,21 +166,35 @@ def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, pre
         card = model_card(instrument, config, module.layout, source, precision, metrics, manifest, sizes,
                           {"tf_vs_training_db": round(tf_vs_training, 2), "tfjs_node_wasm": js,
                            "tf_ms_per_call": _tf_ms_per_call(staging / "saved_model", inputs)})
-        (staging / "model-card.json").write_text(json.dumps(card, indent=2) + "\n")
-        if out_dir.exists():
-            _remove_previous_bundle(out_dir)
-        staging.rename(out_dir)
+        card["files"] = sorted(listed_files(staging) + [CARD])  # what a later export may replace
+        write_json_atomic(staging / CARD, card)
+        give_umask_modes(staging)
+        replace_owned(staging, out_dir, owned, CARD)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return card
 
 
-def _remove_previous_bundle(out_dir: Path) -> None:
-    """Replace an earlier bundle, but never delete a folder that is not one."""
-    if any(out_dir.iterdir()) and not (out_dir / "model-card.json").exists():
-        raise UserError(f"{out_dir}: exists and is not an export bundle; choose an empty or new --out folder")
-    shutil.rmtree(out_dir)
+def owned_files(out_dir: Path) -> list[str]:
+    """What an earlier export wrote into ``out_dir``: the files its card lists ([] without a card).
+
+    Cards written before the list existed own their card, ``saved_model/`` and ``tfjs/``.
+    """
+    card_path = out_dir / CARD
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        return []
+    if "files" in card:
+        return [contained(out_dir, name, f"{card_path}: files").relative_to(out_dir).as_posix() for name in card["files"]]
+    return [CARD] + [name for name in listed_files(out_dir) if name.split("/")[0] in ("saved_model", "tfjs")]
+
+
+def _staging_prefix(out_dir: Path) -> str:
+    return f".{out_dir.name}.tmp-"
 
 
 def _run_saved_model(path: Path, inputs) -> dict[str, np.ndarray]:
@@ -226,6 +247,9 @@ def model_card(instrument, config, layout, source: TrialSource, precision, metri
             "carries": "phase, noise_tail, state, reverb_tail: zeros for the first call, then the "
                        "previous call's next_* outputs",
         },
+        "features": {"f0_min_hz": (manifest or {}).get("features", {}).get("f0_min_hz"),
+                     "f0_max_hz": (manifest or {}).get("features", {}).get("f0_max_hz"),
+                     "voicing": "pyin's decoded voicing"},
         "input_scaling": {
             "in_graph": "f0_scaled = midi(f0_hz)/127, feature_scaled = feature_db/80 + 1",
             "f0_midi": stats.get("f0_midi"),
@@ -240,12 +264,23 @@ def model_card(instrument, config, layout, source: TrialSource, precision, metri
         "quality": {"metric": "held-out multi-scale spectral loss (lower is better)",
                     "value": metrics.get(f"quality_{precision}"),
                     "pitch_error_cents": metrics.get(f"pitch_error_cents_{precision}")},
-        "bytes": {"model_json": sizes["model_json"], "shards": sizes["shards"], "total": sizes["total"],
-                  "selector_estimate": metrics.get(f"bytes_{precision}")},
+        "bytes": {**sizes, "selector_estimate": metrics.get(f"bytes_{precision}")},
         "parity": parity,
+        "speed": speed_record(layout, parity, metrics),
         "versions": {"tonesweep": _tonesweep_version(), "tensorflow": tf.__version__,
                      "tensorflowjs_converter": tfjs.converter_version(), "format": CARD_FORMAT},
     }
+
+
+def speed_record(layout, parity: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The wasm real-time factor measured during export (Node, one call) beside the cost model's estimate."""
+    js = parity.get("tfjs_node_wasm")
+    seconds = layout.frames_per_call / layout.frame_rate
+    measured = round(1000.0 * seconds / js["ms_per_call"], 2) if js and js.get("ms_per_call") else None
+    estimate = metrics.get("rtf_wasm")
+    return {"rtf_wasm": measured, "rtf_wasm_estimate": None if estimate is None else round(float(estimate), 2),
+            "measured_on": f"Node.js, @tensorflow/tfjs-backend-wasm, median ms of one call of "
+                           f"{layout.frames_per_call} frames ({seconds:g} s of audio)"}
 
 
 def _tonesweep_version() -> str:
@@ -267,14 +302,19 @@ def _read_json(path: Path, required: bool = True) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- summary
 
-def print_summary(out_dir, card: dict[str, Any]) -> None:
+def summary_text(out_dir, card: dict[str, Any]) -> str:
+    """What `tonesweep export` prints: where, what, how big, how exact."""
     size, parity = card["bytes"], card["parity"]
     js = parity["tfjs_node_wasm"]
     estimate = size["selector_estimate"]
-    print(f"exported {card['instrument']} (run {card['run_id']}, {card['decoder']}/{card['feature']}, "
-          f"{card['precision']}) to {out_dir}")
-    print(f"  bundle bytes: {size['total']:,} (model.json {size['model_json']:,} + shards {size['shards']:,}); "
-          f"selector estimate {estimate if estimate is None else f'{int(estimate):,}'}")
-    print(f"  parity: TF vs training graph {parity['tf_vs_training_db']} dB; "
-          + (f"TF.js Node wasm vs TF {js['snr_db']} dB, {js['ms_per_call']} ms/call" if js else "TF.js check skipped"))
-    print(f"  quality ({card['precision']}): {card['quality']['value']}")
+    js_text = f"TF.js Node wasm vs TF {js['snr_db']} dB, {js['ms_per_call']} ms/call" if js else "TF.js check skipped"
+    return "\n".join([
+        f"exported {card['instrument']} (run {card['run_id']}, {card['decoder']}/{card['feature']}, "
+        f"{card['precision']}) to {out_dir}",
+        f"  bundle bytes: {size['total']:,} (model.json {size['model_json']:,} + shards {size['shards']:,}; "
+        f"gzip {size.get('total_gzip', 0):,}); selector estimate {estimate if estimate is None else f'{int(estimate):,}'}",
+        f"  speed: wasm real-time factor {card.get('speed', {}).get('rtf_wasm')} (estimate "
+        f"{card.get('speed', {}).get('rtf_wasm_estimate')})",
+        f"  parity: TF vs training graph {parity['tf_vs_training_db']} dB; {js_text}",
+        f"  quality ({card['precision']}): {card['quality']['value']}",
+    ])

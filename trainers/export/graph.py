@@ -21,7 +21,7 @@ contributions are counted once. Why context (P, R): a CNN decoder's controls at 
 on its receptive field; a GRU's on the carried state (P = R = 0).
 
 With zero carries and the rendered frames first, the output equals the training graph
-(trainers.train.TrainedModel.synthesize) on the same frames; `training_reference` computes that.
+(trainers.model.trained.TrainedModel.synthesize) on the same frames; `training_reference` computes that.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from trainers import synth
 from trainers.export import safe_ops
-from trainers.model import preprocess_inputs
+from trainers.model import synth
+from trainers.model.decoders import preprocess_inputs
 
 LAYER_NORM_EPSILON = 1e-3  # Keras LayerNormalization default (trainers.model does not change it)
 LEAKY_SLOPE = 0.2  # trainers.model._fc_stack
@@ -222,9 +222,11 @@ class ExportedSynth(tf.Module):
         kernel = self.weights[f"{name}/kernel"]  # [1,k,in,out]
         pad = (int(kernel.shape[1]) - 1) * dilation
         left = pad if self.config["causal"] else pad // 2
-        x = tf.pad(x, [[0, 0], [left, pad - left], [0, 0]])[:, tf.newaxis]
+        # expand_dims/squeeze rather than x[:, tf.newaxis] / y[:, 0]: a fixed-index slice costs a
+        # StridedSlice and three constants in model.json per layer, squeeze none
+        x = tf.expand_dims(tf.pad(x, [[0, 0], [left, pad - left], [0, 0]]), 1)
         y = tf.nn.conv2d(x, kernel, strides=1, padding="VALID", dilations=[1, 1, dilation, 1])
-        return y[:, 0] + self.weights[f"{name}/bias"]
+        return tf.squeeze(y, 1) + self.weights[f"{name}/bias"]
 
     def _cnn_body(self, f0_scaled, feature_scaled):
         x = self._conv(tf.concat([f0_scaled, feature_scaled], axis=-1), "conv_in", 1)
@@ -297,7 +299,7 @@ def training_reference(model, layout: Layout, inputs: dict[str, np.ndarray]) -> 
     """What the training graph renders for the F frames of one call with zero carries.
 
     The trained decoder runs on all input frames (so a CNN sees the same context), then
-    trainers.synth renders the F + La synthesized frames with the same noise; the first F*H
+    trainers.model.synth renders the F + La synthesized frames with the same noise; the first F*H
     samples are the comparison target. Returns float32 [1, F*H].
     """
     first, n_synth = layout.context_before, layout.frames_per_call + layout.lookahead

@@ -1,7 +1,7 @@
 """Export-safe DSP: ddsp's Harmonic, FilteredNoise and Reverb, and Keras' GRU, rewritten so that
 the TF.js converter accepts them and every TF.js backend (cpu, wasm, webgl) runs them fast.
 
-Each function documents the ddsp/Keras op it replaces; ../shared/notes/tfjs-export.md lists the
+Each function documents the ddsp/Keras op it replaces; docs/export-notes.md lists the
 reasons (no Roll/Complex/FFT kernels in wasm, negative strides break tfjs-cpu, grappler folds
 fixed-shape zeros into giant constants, Keras RNN loops break TF.js' control flow).
 
@@ -302,8 +302,8 @@ def reverb_wet(audio: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     the first S samples and adds the dry signal.
     """
     length = int(kernel.shape[1])
-    padded = tf.pad(audio, [[0, 0], [length - 1, length - 1]])[:, tf.newaxis, :, tf.newaxis]
-    return tf.nn.conv2d(padded, kernel, strides=1, padding="VALID")[:, 0, :, 0]
+    padded = tf.expand_dims(tf.expand_dims(tf.pad(audio, [[0, 0], [length - 1, length - 1]]), 1), 3)
+    return tf.squeeze(tf.nn.conv2d(padded, kernel, strides=1, padding="VALID"), [1, 3])
 
 
 # ---------------------------------------------------------------- GRU

@@ -5,7 +5,7 @@ Why the import shims live here (and only here): the converter module imports
 at top level. Neither is installed (TF-DF pins an older TensorFlow; jax is not needed) and neither
 is used for ``tf_saved_model`` input, so empty placeholder modules are registered under exactly
 those two names before the converter is imported. An empty ``jax`` must NOT be registered:
-Keras 3 probes ``jax.monitoring`` and breaks (../shared/notes/stack.md).
+Keras 3 probes ``jax.monitoring`` and breaks (docs/stack.md).
 
 Quantization touches weights only: the pattern ``*ReadVariableOp*`` matches the frozen reads of
 the module's tf.Variables (the decoder weights and the reverb impulse response) and none of the
@@ -19,7 +19,8 @@ import sys
 import types
 from pathlib import Path
 
-PRECISIONS = ("float32", "float16", "uint8")
+from trainers.constants import PRECISIONS
+
 WEIGHT_PATTERN = "*ReadVariableOp*"
 
 
@@ -48,9 +49,12 @@ def converter_version() -> str:
 def convert(saved_model_dir: str | Path, out_dir: str | Path, precision: str) -> dict[str, int]:
     """Convert the ``serving_default`` signature to ``out_dir/model.json`` + weight shards.
 
+    The converter's model.json is then made lean (trainers/export/lean.py): short node names and only
+    the attributes TF.js reads.
+
     Args:
       precision: float32 | float16 | uint8 (weights only; the DSP constants stay float32).
-    Returns: {"model_json": bytes, "shards": bytes, "total": bytes}.
+    Returns: ``bundle_bytes`` of the result.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision: {precision!r} is not one of {PRECISIONS}")
@@ -66,17 +70,27 @@ def convert(saved_model_dir: str | Path, out_dir: str | Path, precision: str) ->
         quantization_dtype_map=quantization, control_flow_v2=True,
         # one shard: the weights are small, and fewer requests load faster in a browser
         weight_shard_size_bytes=64 * 1024 * 1024)
+    from trainers.export import lean  # noqa: PLC0415
+
+    lean.rewrite_file(out_dir, PROJECT_ROOT)
     return bundle_bytes(out_dir)
 
 
 def bundle_bytes(tfjs_dir: str | Path) -> dict[str, int]:
-    """Bytes of model.json and of the weight shards it lists."""
+    """Bytes of model.json and of the weight shards it lists, raw and gzipped (-9, what a web server
+    with compression sends): {"model_json", "shards", "total", "model_json_gzip", "shards_gzip", "total_gzip"}."""
+    import gzip  # noqa: PLC0415
+
     tfjs_dir = Path(tfjs_dir)
     model_json = tfjs_dir / "model.json"
     manifest = json.loads(model_json.read_text())["weightsManifest"]
-    shards = sum((tfjs_dir / path).stat().st_size for group in manifest for path in group["paths"])
-    size = model_json.stat().st_size
-    return {"model_json": size, "shards": shards, "total": size + shards}
+    shard_data = [(tfjs_dir / path).read_bytes() for group in manifest for path in group["paths"]]
+    raw = model_json.read_bytes()
+    sizes = {"model_json": len(raw), "shards": sum(map(len, shard_data)),
+             "model_json_gzip": len(gzip.compress(raw, 9)), "shards_gzip": sum(len(gzip.compress(d, 9)) for d in shard_data)}
+    sizes["total"] = sizes["model_json"] + sizes["shards"]
+    sizes["total_gzip"] = sizes["model_json_gzip"] + sizes["shards_gzip"]
+    return sizes
 
 
 def quantized_weight_names(tfjs_dir: str | Path) -> dict[str, str]:
@@ -130,15 +144,15 @@ def run_node(tfjs_dir: str | Path, inputs: dict[str, "np.ndarray"], backend: str
     """
     import shutil  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
+
+    from trainers.files import scratch_dir  # noqa: PLC0415
 
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("node: not found on PATH; install Node.js 20 (make install) or pass --skip-js-parity")
     if not (PROJECT_ROOT / "node_modules" / "@tensorflow" / "tfjs").is_dir():
         raise RuntimeError(f"{PROJECT_ROOT / 'node_modules'}: @tensorflow/tfjs missing; run `npm install` (make install)")
-    with tempfile.TemporaryDirectory(prefix="tonesweep-node-") as tmp:
-        io_dir = Path(tmp)
+    with scratch_dir("tonesweep-node-") as io_dir:
         write_tensors(io_dir, inputs)
         extra = []
         if signal_layout is not None:

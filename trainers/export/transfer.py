@@ -1,6 +1,6 @@
 """`tonesweep transfer --model DIR INPUT OUTPUT`: tone transfer of any length with an exported bundle.
 
-1. Features of the input (trainers.features: pYIN f0 + confidence, loudness or RMS at the model's
+1. Features of the input (trainers.data.features: pYIN f0 + confidence, loudness or RMS at the model's
    frame rate).
 2. Fit them to the instrument (model card statistics): f0 shifted by whole octaves so the
    input's median voiced pitch lands nearest the instrument's median; the level shifted so the
@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,12 @@ import numpy as np
 
 from trainers.errors import UserError
 from trainers.export.bundle import CARD_FORMAT
+from trainers.paths import check_apart, check_output_file
 
 UNVOICED_ATTENUATION_DB = 20.0
 SILENCE_DB = -70.0  # inputs whose loudest frame is below this are refused as silent
-VOICED_CONFIDENCE = 0.5
-NOISE_SEED = 0
+AUDIO_OUTPUTS = (".wav", ".flac", ".ogg", ".aiff", ".aif")  # what soundfile writes on every platform
+NOISE_SEED = 0  # noise of a rendering (any seed works; a fixed one makes transfer repeatable)
 
 
 def read_card(model_dir: str | Path) -> dict[str, Any]:
@@ -50,6 +52,33 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
     return card
 
 
+def check_agreement(model_dir: Path, layout, signature: dict) -> None:
+    """Card, SavedModel signature and TF.js weights must describe one model: a card edited or copied
+    from another bundle fails here with one line, not deep inside TensorFlow."""
+    expected = {"f0_hz": [1, layout.input_frames, 1], "feature_db": [1, layout.input_frames, 1],
+                "noise": [1, layout.input_frames * layout.hop], "phase": [1, layout.n_harmonics],
+                "noise_tail": [1, layout.noise_tail]}
+    if layout.state_size:
+        expected["state"] = [1, layout.state_size]
+    if layout.reverb_tail:
+        expected["reverb_tail"] = [1, layout.reverb_tail]
+    found = {name: list(spec.shape) for name, spec in signature.items()}
+    if found != expected:
+        raise UserError(f"{model_dir / 'model-card.json'}: its layout does not match saved_model's inputs "
+                        f"(card {expected}, graph {found}); the card belongs to another model: re-export the bundle")
+    tfjs_json = model_dir / "tfjs" / "model.json"
+    if tfjs_json.is_file():
+        from trainers.export.lean import weight_bytes  # noqa: PLC0415
+
+        manifest = json.loads(tfjs_json.read_text())["weightsManifest"]
+        shards = [model_dir / "tfjs" / name for group in manifest for name in group["paths"]]
+        missing = [p for p in shards if not p.is_file()]
+        present = sum(p.stat().st_size for p in shards if p.is_file())
+        if missing or present != weight_bytes(manifest):
+            raise UserError(f"{tfjs_json}: the weight shards do not match it ({'missing ' + missing[0].name if missing else f'{present} bytes, it lists {weight_bytes(manifest)}'}); "
+                            "re-export the bundle")
+
+
 class BundleRenderer:
     """Renders frames of any length with a bundle's SavedModel, chunk by chunk."""
 
@@ -59,9 +88,14 @@ class BundleRenderer:
         from trainers.export.graph import Layout  # noqa: PLC0415
 
         self.card = read_card(model_dir)
-        self.layout = Layout.from_dict(self.card["layout"])
+        try:
+            self.layout = Layout.from_dict(self.card["layout"])
+        except (KeyError, TypeError):
+            raise UserError(f"{Path(model_dir) / 'model-card.json'}: its layout is incomplete; re-export the model "
+                            "with `tonesweep export`") from None
         self._fn = tf.saved_model.load(str(Path(model_dir) / "saved_model")).signatures["serving_default"]
         self._input_names = set(self._fn.structured_input_signature[1])
+        check_agreement(Path(model_dir), self.layout, self._fn.structured_input_signature[1])
 
     def render(self, f0_hz: np.ndarray, feature_db: np.ndarray, noise: np.ndarray | None = None,
                seed: int = NOISE_SEED) -> np.ndarray:
@@ -138,25 +172,30 @@ def advance_phase(phase: np.ndarray, f0_frames: np.ndarray, hop: int, sample_rat
 
 # ---------------------------------------------------------------------- features -> instrument range
 
-def extract_features(audio: np.ndarray, frame_rate: int, feature: str) -> dict[str, np.ndarray]:
-    """{"f0_hz", "confidence", "feature_db"} float32 [n * frame_rate / 16000] of 16 kHz audio."""
-    from trainers import features  # noqa: PLC0415
+def extract_features(audio: np.ndarray, frame_rate: int, feature: str, f0_range: dict | None = None
+                     ) -> dict[str, np.ndarray]:
+    """{"f0_hz", "confidence", "voiced", "feature_db"} [n * frame_rate / 16000] of 16 kHz audio, with
+    the pitch range the instrument's dataset was prepared with (``f0_min_hz``/``f0_max_hz``)."""
+    from trainers.data import features  # noqa: PLC0415
 
-    params = features.FeatureParams(frame_rates=(frame_rate,))
-    f0, confidence = features.f0_features(audio, params)[frame_rate]
+    pitch = {k: float(v) for k, v in (f0_range or {}).items() if k in ("f0_min_hz", "f0_max_hz") and v}
+    params = features.FeatureParams(frame_rates=(frame_rate,), **pitch)
+    f0, confidence, voiced = features.f0_voicing(audio, params)[frame_rate]
     level = features.loudness_db if feature == "loudness" else features.rms_db
-    return {"f0_hz": f0, "confidence": confidence, "feature_db": level(audio, frame_rate, params)}
+    return {"f0_hz": f0, "confidence": confidence, "voiced": voiced, "feature_db": level(audio, frame_rate, params)}
 
 
-def fit_to_instrument(f0_hz: np.ndarray, feature_db: np.ndarray, confidence: np.ndarray,
+def fit_to_instrument(f0_hz: np.ndarray, feature_db: np.ndarray, voiced: np.ndarray,
                       card: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Octave-shift f0 and level-match the feature to the card's dataset statistics.
+
+    ``voiced``: per-frame voiced flags (pYIN's decoded voicing; any 0/1 array).
 
     Returns: f0_hz, feature_db (float32, same shapes) and {"octaves", "level_shift_db"}.
     Raises UserError when no frame is voiced (nothing to transfer).
     """
     scaling = card.get("input_scaling", {})
-    voiced = (confidence >= VOICED_CONFIDENCE) & (f0_hz > 0)
+    voiced = (np.asarray(voiced, dtype=np.float32) > 0.5) & (f0_hz > 0)
     if not voiced.any():
         raise UserError("input: no pitched (voiced) frames found; use a recording of a voice or a melodic instrument")
     input_midi = float(np.median(69.0 + 12.0 * np.log2(f0_hz[voiced] / 440.0)))
@@ -171,34 +210,36 @@ def fit_to_instrument(f0_hz: np.ndarray, feature_db: np.ndarray, confidence: np.
             {"octaves": octaves, "level_shift_db": round(shift, 2)})
 
 
-# ---------------------------------------------------------------------- CLI
+# ---------------------------------------------------------------------- a whole file
 
 def transfer_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path) -> dict[str, Any]:
     """INPUT audio -> OUTPUT WAV in the bundle's instrument; returns a summary dict."""
     import time  # noqa: PLC0415
 
-    from trainers.audio_io import load_audio, write_wav  # noqa: PLC0415
+    from trainers.data.audio import load_audio, write_wav  # noqa: PLC0415
 
-    renderer = BundleRenderer(model_dir)  # checks the bundle before the slow feature extraction
+    read_card(model_dir)  # a one-line error for a wrong --model first
+    check_apart(output_path, [input_path, model_dir], "OUTPUT")
+    check_output_file(output_path, "OUTPUT", AUDIO_OUTPUTS)
+    renderer = BundleRenderer(model_dir)  # loads the bundle before the slow feature extraction
     card = renderer.card
     audio = load_audio(input_path, card["sample_rate"])
     peak_db = 20 * np.log10(max(float(np.max(np.abs(audio))) if audio.size else 0.0, 1e-10))
     if peak_db < SILENCE_DB:
         raise UserError(f"{input_path}: silent (peak {peak_db:.0f} dBFS); pass a recording with audible sound")
-    feats = extract_features(audio, card["frame_rate"], card["feature"])
+    feats = extract_features(audio, card["frame_rate"], card["feature"], card.get("features"))
     if float(np.max(feats["feature_db"])) < SILENCE_DB:
         raise UserError(f"{input_path}: silent (loudest frame {np.max(feats['feature_db']):.0f} dB); pass a recording with audible sound")
-    f0, level, fit = fit_to_instrument(feats["f0_hz"], feats["feature_db"], feats["confidence"], card)
+    f0, level, fit = fit_to_instrument(feats["f0_hz"], feats["feature_db"], feats["voiced"], card)
     start = time.perf_counter()
     out = renderer.render(f0, level)
     seconds = time.perf_counter() - start
-    Path(output_path).parent.mkdir(parents=True, exist_ok=True)
-    write_wav(output_path, out, card["sample_rate"])
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = output_path.with_name(f".{output_path.name}.partial{output_path.suffix}")
+    try:  # a killed or failed write never leaves half a file under the output's name
+        write_wav(partial, out, card["sample_rate"])
+        os.replace(partial, output_path)
+    finally:
+        partial.unlink(missing_ok=True)
     return {"seconds": len(out) / card["sample_rate"], "render_s": round(seconds, 2), **fit}
-
-
-def cli_transfer(args) -> int:
-    summary = transfer_file(args.model, args.input, args.output)
-    print(f"wrote {args.output}: {summary['seconds']:.1f} s rendered in {summary['render_s']} s "
-          f"(pitch shifted {summary['octaves']:+d} octaves, level {summary['level_shift_db']:+.1f} dB)")
-    return 0

@@ -3,8 +3,8 @@
 Contract (docs/architecture.md, section 2):
 
     train_trial(dataset_dir, config, out_dir, report=None, report_every=50, threads=None) -> metrics
-    load_trained(out_dir) -> (config, TrainedModel)
-    cli_train(args)  # `tonesweep train --dataset DIR --config FILE.toml --out DIR`
+
+(The model itself, and ``load_trained`` to rebuild a finished trial, live in trainers.model.trained.)
 
 Failure rule for callers (the sweep): a bad config or dataset raises `UserError` before any
 training; a NaN/inf loss writes `metrics.json` with status "FAILED" and `failure_reason`, then
@@ -18,7 +18,6 @@ continues exactly as an uninterrupted run would.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -28,20 +27,20 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from trainers import synth
-from trainers.config import load_config_file, validate_config
-from trainers.dataset import load_split, read_manifest
-from trainers.ddsp_compat import ddsp
+from trainers.constants import FAILED, FINISHED, SAMPLE_RATE, VAL_NOISE_SEED
+from trainers.data.dataset import load_split, read_manifest
 from trainers.errors import UserError
 from trainers.files import write_json_atomic
-from trainers.model import build_decoder, preprocess_inputs
-from trainers.size import reverb_length, size_report
+from trainers.model import synth
+from trainers.model.config import validate_config
+from trainers.model.size import size_report
+from trainers.model.trained import TrainedModel, build_model, make_loss
+from trainers.training.evaluate import evaluate_all_precisions, write_audio_examples
 
 log = logging.getLogger(__name__)
 keras = tf.keras
 
 VAL_SUBSET = 4  # validation examples behind the reported val_loss (the metric ASHA stops on)
-VAL_NOISE_SEED = 1234  # fixed synthesis noise for every validation/evaluation render
 FEATURE_KEYS = {"loudness": "loudness_db", "rms": "rms_db"}
 # XLA for the training step: -20..40% CPU per step for ~4 s CPU of compiling once per trial,
 # a net gain beyond ~60 steps (measured with bench/train_throughput.py's configuration).
@@ -56,115 +55,12 @@ class TrialFailed(RuntimeError):
         self.reason = reason
 
 
-# ----------------------------------------------------------------------------- model
-
-
-class ReverbIR(keras.layers.Layer):
-    """Holds the trainable reverb impulse response [n] (init N(0, 1e-6) as ddsp's Reverb)."""
-
-    def __init__(self, n_samples: int, **kwargs):
-        super().__init__(**kwargs)
-        self.ir = self.add_weight(
-            name="ir", shape=(n_samples,), initializer=keras.initializers.RandomNormal(stddev=1e-6)
-        )
-        self.built = True  # the weight exists now; nothing depends on the input shape
-
-    def call(self, _unused=None):
-        return self.ir
-
-
-class TrainedModel(keras.Model):
-    """Decoder (+ reverb IR) and the synth: frames in, audio out.
-
-    `decoder` is the Keras functional model of trainers.model.build_decoder; `reverb`
-    (a ReverbIR layer) exists only when config["reverb"].
-    """
-
-    def __init__(self, config: dict[str, Any], **kwargs):
-        super().__init__(name="tonesweep_model", **kwargs)
-        self.config = config
-        self.decoder = build_decoder(config)
-        n_ir = reverb_length(config)
-        self.reverb = ReverbIR(n_ir, name="reverb") if n_ir else None
-        self._compiled_synthesize = None
-
-    def controls(self, f0_hz: tf.Tensor, feature_db: tf.Tensor) -> dict[str, tf.Tensor]:
-        """f0_hz, feature_db [B,T,1] -> synth controls (see trainers.synth.get_controls)."""
-        f0_scaled, feature_scaled = preprocess_inputs(f0_hz, feature_db)
-        raw = self.decoder([f0_scaled, feature_scaled])
-        return synth.get_controls(raw, f0_hz, self.config["n_harmonics"])
-
-    def synthesize(self, f0_hz: tf.Tensor, feature_db: tf.Tensor, noise: tf.Tensor,
-                   fast_harmonics: bool = False) -> tf.Tensor:
-        """f0_hz, feature_db [B,T,1], noise [B,n_samples] -> audio [B,n_samples] (differentiable).
-
-        The reference synth (ddsp's Harmonic) unless `fast_harmonics` (training step only; see
-        trainers.synth.harmonic_synthesis_fast).
-        """
-        ir = self.reverb.ir if self.reverb is not None else None
-        controls = self.controls(f0_hz, feature_db)
-        return synth.get_signal(controls, int(noise.shape[-1]), noise, ir, fast_harmonics=fast_harmonics)
-
-    def call(self, inputs):
-        f0_hz, feature_db, noise = inputs
-        return self.synthesize(f0_hz, feature_db, noise)
-
-    def render(self, f0_hz: np.ndarray, feature_db: np.ndarray, seconds_per_frame: float | None = None,
-               noise_seed: int = VAL_NOISE_SEED) -> np.ndarray:
-        """Frames -> audio, for evaluation and listening.
-
-        Args:
-          f0_hz, feature_db: [B, T] or [B, T, 1] frames at config["frame_rate"].
-          noise_seed: the stateless noise seed; the same seed gives the same audio.
-        Returns:
-          audio [B, T * 16000 / frame_rate] float32 numpy.
-        """
-        f0_hz, feature_db = _frames3(f0_hz), _frames3(feature_db)
-        batch, frames = f0_hz.shape[0], f0_hz.shape[1]
-        n_samples = frames * synth.SAMPLE_RATE // self.config["frame_rate"]
-        noise = synth.white_noise(batch, n_samples, (noise_seed, 0))
-        if self._compiled_synthesize is None:  # graph mode: ~10x faster than eager for the ddsp synth
-            self._compiled_synthesize = tf.function(self.synthesize)  # ddsp needs static shapes: no relaxing
-        return self._compiled_synthesize(tf.constant(f0_hz), tf.constant(feature_db), noise).numpy()
-
-    def build_all(self, frames: int = 8) -> None:
-        """Create every weight by running a tiny forward pass (needed before loading weights)."""
-        hop = synth.SAMPLE_RATE // self.config["frame_rate"]
-        zeros = tf.zeros([1, frames, 1])
-        self((zeros + 220.0, zeros - 40.0, tf.zeros([1, frames * hop])))
-
-
-def _frames3(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x[..., np.newaxis] if x.ndim == 2 else x
-
-
-def build_model(config: dict[str, Any]) -> TrainedModel:
-    """A freshly initialized model for a validated config, with all weights created."""
-    model = TrainedModel(config)
-    model.build_all()
-    return model
-
-
-def load_trained(out_dir: str | Path) -> tuple[dict[str, Any], TrainedModel]:
-    """Rebuild the model of a finished trial from `out_dir/config.json` + `weights.weights.h5`."""
-    out_dir = Path(out_dir)
-    config_path, weights_path = out_dir / "config.json", out_dir / "weights.weights.h5"
-    for path in (config_path, weights_path):
-        if not path.exists():
-            raise UserError(f"{path}: missing; pass the out_dir of a finished `tonesweep train` trial")
-    config = validate_config(json.loads(config_path.read_text()))
-    model = build_model(config)
-    model.load_weights(str(weights_path))
-    return config, model
-
-
 # ----------------------------------------------------------------------------- data
 
 
 def load_frames(dataset_dir: str | Path, split: str, config: dict[str, Any]) -> dict[str, np.ndarray]:
     """The split as model inputs: f0_hz, feature_db [N,T,1], audio [N,n_samples], plus
-    f0_confidence and loudness_db [N,T] for evaluation. Non-finite f0 (unvoiced) becomes 0 Hz."""
+    f0_confidence, f0_voiced and loudness_db [N,T] for evaluation. Non-finite f0 (unvoiced) becomes 0 Hz."""
     data = load_split(dataset_dir, split, config["frame_rate"])
     if len(data["audio"]) == 0:
         raise UserError(f"{dataset_dir}: the {split} split is empty; prepare more audio or a larger validation fraction")
@@ -174,6 +70,7 @@ def load_frames(dataset_dir: str | Path, split: str, config: dict[str, Any]) -> 
         "feature_db": data[FEATURE_KEYS[config["feature"]]].astype(np.float32)[..., np.newaxis],
         "audio": data["audio"].astype(np.float32),
         "f0_confidence": data["f0_confidence"].astype(np.float32),
+        "f0_voiced": data["f0_voiced"].astype(bool),
         "loudness_db": data["loudness_db"].astype(np.float32),
     }
 
@@ -181,7 +78,7 @@ def load_frames(dataset_dir: str | Path, split: str, config: dict[str, Any]) -> 
 def check_dataset(dataset_dir: str | Path, config: dict[str, Any]) -> dict[str, Any]:
     """Read the manifest and check it can serve this config; returns the manifest."""
     manifest = read_manifest(dataset_dir)
-    if int(manifest.get("sample_rate", synth.SAMPLE_RATE)) != synth.SAMPLE_RATE:
+    if int(manifest.get("sample_rate", SAMPLE_RATE)) != SAMPLE_RATE:
         raise UserError(f"{dataset_dir}: sample_rate {manifest['sample_rate']} unsupported; prepare the dataset at 16000 Hz")
     rates = [int(r) for r in manifest.get("frame_rates", [])]
     if config["frame_rate"] not in rates:
@@ -214,12 +111,6 @@ def configure_threads(threads: int | None) -> None:
         if current != threads:
             log.warning("cannot set TF threads to %s (TF already initialized, keeping %s): %s", threads, current, err)
 
-
-def make_loss() -> "ddsp.losses.SpectralLoss":
-    """ddsp's multi-scale spectral loss: FFT 2048..64, 75% overlap, L1 on mag + log-mag."""
-    return ddsp.losses.SpectralLoss(
-        fft_sizes=(2048, 1024, 512, 256, 128, 64), loss_type="L1", mag_weight=1.0, logmag_weight=1.0
-    )
 
 
 def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float, jit_compile: bool = JIT_COMPILE,
@@ -355,10 +246,10 @@ def train_trial(
     _write_json(out_dir / "config.json", config)
     _write_json(out_dir / "dataset_manifest.json", manifest)
     final_loss, failure = trainer.run(report, report_every)
-    metrics = {"status": "FINISHED", "failure_reason": None, "steps": int(trainer.step),
+    metrics = {"status": FINISHED, "failure_reason": None, "steps": int(trainer.step),
                "train_time_s": float(trainer.train_time), "final_train_loss": final_loss, **size_report(config)}
     if failure is not None:
-        metrics.update(status="FAILED", failure_reason=failure)
+        metrics.update(status=FAILED, failure_reason=failure)
         _write_json(out_dir / "metrics.json", metrics)
         raise TrialFailed(failure)
 
@@ -370,11 +261,8 @@ def train_trial(
 
 def _evaluate_and_listen(model: TrainedModel, val: dict[str, np.ndarray], manifest: dict, out_dir: Path) -> dict:
     """Held-out metrics at every precision (+ eval_time_s), and audio/original.wav + resynth.wav."""
-    from trainers.evaluate import VOICED_CONFIDENCE, evaluate_all_precisions, write_audio_examples
-
     t0 = time.perf_counter()
-    voiced_threshold = float(manifest.get("features", {}).get("voiced_threshold", VOICED_CONFIDENCE))
-    metrics = evaluate_all_precisions(model, val, voiced_threshold)
+    metrics = evaluate_all_precisions(model, val)
     metrics["eval_time_s"] = time.perf_counter() - t0
     write_audio_examples(model, val, out_dir / "audio")
     return metrics
@@ -386,27 +274,4 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
     write_json_atomic(path, clean, sort_keys=True)
 
 
-# ----------------------------------------------------------------------------- CLI
-
-
-def cli_train(args) -> int:
-    """`tonesweep train --dataset DIR --config FILE.toml --out DIR`; exit code 0, or 1 if FAILED."""
-    config = load_config_file(args.config)  # fails fast, naming the field
-
-    def print_progress(d: dict) -> None:
-        print(f"step {d['step']:>6}  train_loss {d['train_loss']:.4f}  val_loss {d['val_loss']:.4f}  "
-              f"{d['elapsed_s']:.1f}s", flush=True)
-
-    try:
-        metrics = train_trial(args.dataset, config, args.out, report=print_progress)
-    except TrialFailed as err:
-        print(f"tonesweep: trial FAILED: {err.reason} (see {Path(args.out) / 'metrics.json'})")
-        return 1
-    print(f"finished {metrics['steps']} steps in {metrics['train_time_s']:.1f}s: quality {metrics['quality_float32']:.4f} "
-          f"(float16 {metrics['quality_float16']:.4f}, uint8 {metrics['quality_uint8']:.4f}), "
-          f"pitch error {metrics['pitch_error_cents_float32']:.1f} cents, {metrics['params']} params; "
-          f"wrote {args.out}")
-    return 0
-
-
-__all__ = ["train_trial", "load_trained", "cli_train", "TrialFailed", "TrainedModel", "build_model"]
+__all__ = ["train_trial", "TrialFailed", "load_frames", "check_dataset"]

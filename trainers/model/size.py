@@ -1,25 +1,23 @@
-"""Model size before training: parameter count and bytes as TF.js ships the weights.
+"""Model size before training: parameter count, weight bytes, and the whole shipped bundle.
 
-Computed analytically from the configuration (no TensorFlow import, microseconds per call), so
-the sweep can reject oversized configurations before a trial starts. tests/test_size.py checks
-the formulas against the Keras models that `trainers.model.build_decoder` actually builds.
+Computed from the configuration (no TensorFlow import, microseconds per call), so the sweep can
+reject oversized configurations and rank sizes before a trial starts. tests/test_size.py checks
+the parameter formulas against the Keras models that `trainers.model.decoders.build_decoder` builds.
 
-Bytes are those of the TF.js weight shards (``group1-shard*.bin``) when only the trainable
-variables are quantized (``--quantize_float16='*ReadVariableOp*'`` etc.):
-float32 4 B, float16 2 B, uint8 1 B per weight. For uint8 the converter also keeps, per
-weight tensor, an affine ``{"min", "scale"}`` pair — not in the shards but as JSON numbers in
-``model.json``'s ``weightsManifest[*].weights[*].quantization`` entry (tensorflowjs
-``quantization.quantize_weights``), so it is not counted in ``bytes_uint8``; ``weight_tensors``
-says how many such pairs there are. DSP constants of an exported graph are not counted either.
+Weight bytes (``bytes_weights_<precision>``) are those of the trained weights in the TF.js shards
+when only the trainable variables are quantized (``--quantize_float16='*ReadVariableOp*'`` etc.):
+float32 4 B, float16 2 B, uint8 1 B per weight (uint8's per-tensor ``{"min", "scale"}`` pair is JSON
+in ``model.json``; ``weight_tensors`` says how many). What ships is more: model.json's topology and
+the DSP constants; ``bytes_<precision>`` is that whole bundle, from trainers/model/cost.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from trainers.config import validate_config
-
-SAMPLE_RATE = 16000
+from trainers.constants import BYTES_PER_WEIGHT, PRECISIONS, SAMPLE_RATE
+from trainers.model import cost
+from trainers.model.config import validate_config
 
 
 def reverb_length(config: dict[str, Any]) -> int:
@@ -74,13 +72,19 @@ def count_params(config: dict[str, Any]) -> int:
     return _params_and_tensors(config)[0]
 
 
-def size_report(config: dict[str, Any]) -> dict[str, int]:
-    """{"params", "weight_tensors", "bytes_float32", "bytes_float16", "bytes_uint8"} (see module doc)."""
-    params, tensors = _params_and_tensors(config)
-    return {
-        "params": params,
-        "weight_tensors": tensors,
-        "bytes_float32": 4 * params,
-        "bytes_float16": 2 * params,
-        "bytes_uint8": params,
-    }
+def size_report(config: dict[str, Any]) -> dict[str, Any]:
+    """What the architecture costs where it ships, before training:
+
+    - ``params``, ``weight_tensors``;
+    - ``bytes_weights_<precision>``: the weight shards' share, exact (see the module doc);
+    - ``bytes_<precision>``: the whole shipped bundle (model.json + shards: weights, DSP constants
+      and graph topology), from the calibrated cost model (trainers/model/cost.py);
+    - ``rtf_wasm``: real-time factor of one call in TF.js's wasm backend (cost model).
+    """
+    cfg = validate_config(config)
+    params, tensors = _params_and_tensors(cfg)
+    report: dict[str, Any] = {"params": params, "weight_tensors": tensors}
+    report.update({f"bytes_weights_{p}": params * BYTES_PER_WEIGHT[p] for p in PRECISIONS})
+    report.update(cost.bundle_bytes(cfg, params, tensors))
+    report["rtf_wasm"] = cost.rtf_wasm(cfg, params, reverb_length(cfg))
+    return report

@@ -8,7 +8,7 @@ The synth is exactly ddsp's:
 
 - harmonic: ``ddsp.synths.Harmonic(scale_fn=exp_sigmoid, normalize_below_nyquist=True,
   amp_resample_method='window', use_angular_cumsum=True)`` (wrapped phase accumulation,
-  see shared/notes/tfjs-export.md);
+  see docs/export-notes.md);
 - noise: ``ddsp.synths.FilteredNoise(window_size=257, scale_fn=exp_sigmoid, initial_bias=-5)``,
   except that the white noise is an explicit input (``FilteredNoise.get_signal`` draws it
   from TF's stateful RNG) so training, evaluation and export parity are reproducible;
@@ -22,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from trainers.constants import SAMPLE_RATE
 from trainers.ddsp_compat import ddsp
 
-SAMPLE_RATE = 16000
 NOISE_WINDOW_SIZE = 257  # FilteredNoise's default FIR length
 NOISE_INITIAL_BIAS = -5.0  # FilteredNoise's default: starts the noise quiet
 

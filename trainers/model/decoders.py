@@ -5,8 +5,8 @@ Data flow of one model (shapes: B batch, T frames, H harmonics, N noise bands):
     f0_hz [B,T,1], feature_db [B,T,1]
       -> preprocess_inputs            -> f0_scaled [B,T,1], feature_scaled [B,T,1]
       -> decoder (build_decoder)      -> raw [B,T,1+H+N]   (order: amplitude | harmonics | noise)
-      -> trainers.synth.get_controls  -> controls dict
-      -> trainers.synth.get_signal    -> audio [B, n_samples]
+      -> trainers.model.synth.get_controls  -> controls dict
+      -> trainers.model.synth.get_signal    -> audio [B, n_samples]
 
 Two decoder families, after ddsp's reference designs (ddsp/training/decoders.py):
 
@@ -28,10 +28,10 @@ from typing import Any
 
 import tensorflow as tf
 
+from trainers.constants import DB_RANGE
 from trainers.ddsp_compat import ddsp
 
 keras = tf.keras
-DB_RANGE = 80.0  # ddsp.core.DB_RANGE: loudness/RMS in dB spans [-80, 0]
 
 
 def preprocess_inputs(f0_hz: tf.Tensor, feature_db: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

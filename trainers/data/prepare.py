@@ -19,7 +19,6 @@ Pipeline (``prepare_dataset``):
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import math
@@ -27,7 +26,6 @@ import os
 import shutil
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,17 +33,23 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.audio_io import SAMPLE_RATE, is_audio_path, load_audio, sha256_file
+from trainers.constants import SAMPLE_RATE
+from trainers.data.audio import is_audio_path, load_audio, sha256_file
+from trainers.data.dataset import FEATURE_NAMES, FORMAT, MANIFEST, SPLITS, read_manifest, write_split
+from trainers.data.features import FeatureParams, f0_voicing, fill_unvoiced, level_features, n_frames
 from trainers.errors import UserError
-from trainers.files import write_json_atomic
-from trainers.features import FeatureParams, f0_features, fill_unvoiced, level_features, n_frames
+from trainers.files import (
+    check_replaceable,
+    give_umask_modes,
+    private_tempdir,
+    remove_stale_tempdirs,
+    replace_owned,
+    write_json_atomic,
+)
+from trainers.paths import check_apart, check_name, check_output_folder, contained
 
-FORMAT = "tonesweep-dataset/1"
 # Bump when feature extraction or example cutting changes, so old caches are recomputed.
-PIPELINE_VERSION = 2  # 2: validation in ~3 blocks
-MANIFEST = "manifest.json"
-SPLITS = ("train", "validation")
-FEATURE_NAMES = ("f0_hz", "f0_confidence", "loudness_db", "rms_db")
+PIPELINE_VERSION = 3  # 2: validation in ~3 blocks; 3: pYIN's decoded voicing stored as f0_voiced
 
 PITCH_CHUNK_SECONDS = 30.0  # unit of parallel pitch tracking
 PITCH_CONTEXT_SECONDS = 1.0  # audio on each side of a chunk so the pitch HMM sees context
@@ -53,18 +57,18 @@ MAX_VALIDATION_BLOCK_SECONDS = 30.0
 VALIDATION_BLOCKS = 3  # aim for this many held-out blocks (more places, fewer cut train windows)
 SILENT_PEAK_DBFS = -60.0  # a file whose peak is below this is "all silent"
 SILENT_EXAMPLE_DB = -70.0  # an example whose RMS never exceeds this is dropped
-MIN_VOICED_FRACTION = 0.05  # a file with fewer voiced frames has "no pitched content"
-EXAMPLES_PER_SHARD = 128  # ~35 MB per shard with 4 s examples at 16 kHz
+# A file has "pitched content" when at least this share of its frames is steadily voiced: voiced
+# (pYIN's decoded voicing) like the frame before, with a pitch within STEADY_CENTS of it. pYIN's decoder
+# calls ~30 % of white noise voiced, but its path jumps there (9 % steady); the demo recordings are
+# 88 % steady, a held or breathy note 100 %.
+MIN_STEADY_FRACTION = 0.25
+STEADY_CENTS = 30.0
 
 Warn = Callable[[str], None]
 
 
-def _warn_stderr(message: str) -> None:
-    print(f"tonesweep: warning: {message}", file=sys.stderr, flush=True)
-
-
-def _info_stderr(message: str) -> None:
-    print(f"prepare: {message}", file=sys.stderr, flush=True)
+def _quiet(message: str) -> None:
+    """The default for ``warn``/``info``: library code does not print; the CLI passes printers."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,10 +90,15 @@ class PrepareOptions:
         """Raise UserError naming the flag when a value cannot work."""
         if not self.instrument.strip():
             raise UserError("--instrument: empty; give the instrument's name, e.g. --instrument bansuri")
+        check_name(self.instrument, "--instrument")
         if self.example_seconds <= 0 or self.hop_seconds <= 0:
             raise UserError("--example-seconds/--hop-seconds: must be > 0; e.g. --example-seconds 4 --hop-seconds 1")
         if not 0 < self.validation_fraction < 1:
             raise UserError(f"--validation-fraction: {self.validation_fraction} is not between 0 and 1; use e.g. 0.15")
+        low, high = self.features.f0_min_hz, self.features.f0_max_hz
+        if not (0 < low < high < SAMPLE_RATE / 2):
+            raise UserError(f"--fmin/--fmax: {low:g}..{high:g} Hz; need 0 < fmin < fmax < {SAMPLE_RATE // 2} Hz, "
+                            "e.g. --fmin C2 --fmax C7")
         rates = self.features.frame_rates
         if not rates or any(r <= 0 or SAMPLE_RATE % r for r in rates):
             raise UserError(f"--frame-rates: {list(rates)}: each rate must divide {SAMPLE_RATE} Hz; use e.g. 250,50")
@@ -217,12 +226,16 @@ def decode_and_check(source: SourceFile, options: PrepareOptions) -> str | None:
 def pitch_check(source: SourceFile, options: PrepareOptions) -> str | None:
     """Return a warning when the file has (almost) no pitched frames, else None."""
     rate = min(options.features.frame_rates)
-    voiced = source.features[f"f0_confidence_{rate}"] >= options.features.voiced_threshold
-    fraction = float(voiced.mean()) if voiced.size else 0.0
-    if fraction < MIN_VOICED_FRACTION:
+    voiced = source.features[f"f0_voiced_{rate}"] > 0.5
+    f0 = np.maximum(source.features[f"f0_hz_{rate}"], 1e-3)
+    steps = np.abs(1200.0 * np.log2(f0[1:] / f0[:-1])) if f0.size > 1 else np.zeros(0)
+    steady = voiced[1:] & voiced[:-1] & (steps < STEADY_CENTS)
+    fraction = float(steady.mean()) if steady.size else 0.0
+    if fraction < MIN_STEADY_FRACTION:
         return (
-            f"{source.path}: no pitched content ({100 * fraction:.1f}% of frames voiced); check that it is a recording "
-            f"of {options.instrument} (a pitched instrument), or remove it"
+            f"{source.path}: no pitched content ({100 * fraction:.1f}% of frames steadily voiced); check that it is a "
+            f"recording of {options.instrument} (a pitched instrument), that its pitch lies within --fmin/--fmax, "
+            "or remove it"
         )
     return None
 
@@ -265,14 +278,15 @@ def _track_chunk(audio_chunk: np.ndarray, offset: int, core_len: int, params: Fe
     """Pitch features of one chunk's core. Runs in worker processes (no TensorFlow here).
 
     Args: audio_chunk [hi-lo] samples; offset = start-lo; core_len = end-start.
-    Returns: {"f0_hz_R", "f0_confidence_R"}, raw (unvoiced frames not yet interpolated).
+    Returns: {"f0_hz_R", "f0_confidence_R", "f0_voiced_R"}, raw (unvoiced frames not yet interpolated).
     """
     out = {}
-    for rate, (f0, confidence) in f0_features(audio_chunk, params, interpolate=False).items():
+    for rate, (f0, confidence, voiced) in f0_voicing(audio_chunk, params, interpolate=False).items():
         first = offset * rate // SAMPLE_RATE
         count = n_frames(core_len, rate)
         out[f"f0_hz_{rate}"] = f0[first:first + count]
         out[f"f0_confidence_{rate}"] = confidence[first:first + count]
+        out[f"f0_voiced_{rate}"] = voiced[first:first + count].astype(np.float32)
     return out
 
 
@@ -309,7 +323,7 @@ def _pitch_pool(workers: int, params: FeatureParams):
         # import librosa and load the compiled Viterbi once here; forked workers inherit them
         _track_chunk(np.zeros(SAMPLE_RATE // 2, np.float32), 0, SAMPLE_RATE // 2, params)
     else:  # import pitch tracking once in the server, not in every worker
-        context.set_forkserver_preload(["trainers.features", "librosa", "scipy.stats"])
+        context.set_forkserver_preload(["trainers.data.features", "librosa", "scipy.stats"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent)
 
 
@@ -320,7 +334,7 @@ def _assemble_pitch(sources: list[SourceFile], jobs: list[PitchJob], results: li
         for key in parts[0]:
             source.features[key] = np.concatenate([p[key] for p in parts])
         for rate in params.frame_rates:
-            voiced = source.features[f"f0_confidence_{rate}"] >= params.voiced_threshold
+            voiced = source.features[f"f0_voiced_{rate}"] > 0.5
             source.features[f"f0_hz_{rate}"] = fill_unvoiced(source.features[f"f0_hz_{rate}"], voiced)
 
 
@@ -461,7 +475,7 @@ def feature_stats(sources: list[SourceFile], regions: list[Region], options: Pre
         for region in (r for r in regions if r.split == "train"):
             feats = sources[region.source].features
             lo, hi = region.start * rate // SAMPLE_RATE, region.end * rate // SAMPLE_RATE
-            voiced = feats[f"f0_confidence_{rate}"][lo:hi] >= options.features.voiced_threshold
+            voiced = feats[f"f0_voiced_{rate}"][lo:hi] > 0.5
             f0 = feats[f"f0_hz_{rate}"][lo:hi][voiced]
             pieces["f0_midi"].append(69.0 + 12.0 * np.log2(np.maximum(f0, 1e-3) / 440.0))
             pieces["loudness_db"].append(feats[f"loudness_db_{rate}"][lo:hi])
@@ -484,32 +498,6 @@ def _summary(values: np.ndarray) -> dict[str, float]:
 # writing
 
 
-def _example_proto(example: dict[str, np.ndarray]) -> bytes:
-    import tensorflow as tf
-
-    feature = {
-        key: tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(value, dtype=np.float32)))
-        for key, value in example.items()
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
-def shard_names(split: str, n_examples: int) -> list[str]:
-    count = max(1, math.ceil(n_examples / EXAMPLES_PER_SHARD))
-    return [f"{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
-
-
-def write_split(folder: Path, split: str, examples: list[dict[str, np.ndarray]]) -> list[str]:
-    """Write ``examples`` in order into TFRecord shards in ``folder``; returns the shard names."""
-    import tensorflow as tf
-
-    names = shard_names(split, len(examples))
-    for index, name in enumerate(names):
-        with tf.io.TFRecordWriter(str(folder / name)) as writer:
-            for example in examples[index * EXAMPLES_PER_SHARD:(index + 1) * EXAMPLES_PER_SHARD]:
-                writer.write(_example_proto(example))
-    return names
-
 
 def _versions() -> dict[str, str]:
     from importlib import metadata
@@ -530,50 +518,36 @@ def _versions() -> dict[str, str]:
 # atomic replacement of the output folder
 
 
-def check_output_dir(out_dir: Path) -> None:
-    """Refuse an OUT that is a file, or a non-empty folder that is not a tonesweep dataset."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: --out is an existing file, not a folder; choose a folder path for the dataset")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
-        raise UserError(
-            f"{out_dir}: --out is a non-empty folder that is not a tonesweep dataset; choose a new or empty folder"
-        )
+def check_output_dir(out_dir: Path, force: bool = False) -> list[str]:
+    """Refuse an OUT that is a file, or a folder holding files this tonesweep dataset did not write
+    (unless ``force``: they are then kept). Returns the files the existing dataset owns."""
+    owned = owned_files(out_dir)
+    if out_dir.is_dir() and not owned and any(out_dir.iterdir()) and not force:
+        raise UserError(f"{out_dir}: --out is a non-empty folder that is not a tonesweep dataset; choose a new or "
+                        "empty folder, or pass --force to build the dataset beside its files (they are kept)")
+    check_replaceable(out_dir, owned, "dataset", "--out", force)
+    return owned
 
 
-def _temporary_sibling(out_dir: Path, kind: str) -> Path:
-    return out_dir.parent / f".{out_dir.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+def owned_files(out_dir: Path) -> list[str]:
+    """What the dataset at ``out_dir`` wrote: its manifest and the shards it lists ([] if none)."""
+    try:
+        manifest = read_manifest(out_dir)
+    except UserError:
+        return []
+    shards = [name for split in SPLITS for name in manifest.get("splits", {}).get(split, {}).get("shards", [])]
+    return [MANIFEST] + [contained(out_dir, name, f"{out_dir / MANIFEST}: shard").relative_to(out_dir).as_posix()
+                         for name in shards]
+
+
+def _staging_prefix(out_dir: Path) -> str:
+    return f".{out_dir.name}.tmp-"
 
 
 def remove_stale_temporaries(out_dir: Path) -> None:
-    """Delete temporary siblings left by prepares that were killed (their process is gone)."""
-    for leftover in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.*-*-*"):
-        try:
-            pid = int(leftover.name.rsplit("-", 2)[-2])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _process_alive(pid):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def swap_into_place(built: Path, out_dir: Path) -> None:
-    """Move the finished folder ``built`` to ``out_dir``; the old dataset is removed only after."""
-    old = None
-    if out_dir.exists():
-        old = _temporary_sibling(out_dir, "old")
-        os.rename(out_dir, old)
-    os.rename(built, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Delete the staging folders of prepares that were killed (their process is gone)."""
+    for kind in ("tmp", "old"):  # "old": where earlier versions moved a replaced dataset
+        remove_stale_tempdirs(f".{out_dir.name}.{kind}-", out_dir.parent)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -585,12 +559,14 @@ def prepare_dataset(
     out_dir: str | os.PathLike,
     options: PrepareOptions,
     workers: int | None = None,
-    warn: Warn = _warn_stderr,
-    info: Warn = _info_stderr,
+    warn: Warn = _quiet,
+    info: Warn = _quiet,
+    force: bool = False,
 ) -> dict:
     """Build (or reuse) the dataset at ``out_dir`` from ``audio_paths``; returns its manifest.
 
     The manifest has ``cache_hit`` set to True when nothing was recomputed (not stored on disk).
+    ``force``: build into a folder that holds other files too (they are kept).
     """
     began = time.perf_counter()
     options.validate()
@@ -598,7 +574,10 @@ def prepare_dataset(
     workers = workers if workers is not None else len(os.sched_getaffinity(0))
     if workers < 1:
         raise UserError(f"--workers: {workers}; use 1 or more")
-    check_output_dir(out_dir)
+    check_apart(out_dir, audio_paths, "--out")
+    check_output_folder(out_dir, "--out")
+    owned = check_output_dir(out_dir, force)
+    remove_stale_temporaries(out_dir)
     paths = collect_inputs(audio_paths)
     sources = [SourceFile(path, sha256_file(path)) for path in paths]
     key = cache_key(options, (s.sha256 for s in sources))
@@ -609,9 +588,8 @@ def prepare_dataset(
         return {**cached, "cache_hit": True}
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_dir)
     usable, skipped = _usable_sources(sources, options, workers, warn, info)
-    manifest = _build(usable, skipped, out_dir, options, key, began, info)
+    manifest = _build(usable, skipped, out_dir, owned, options, key, began, info)
     return {**manifest, "cache_hit": False}
 
 
@@ -655,9 +633,10 @@ def _screen(sources: list[SourceFile], problem_of, skipped: list[dict], warn: Wa
     return kept
 
 
-def _build(sources, skipped, out_dir: Path, options: PrepareOptions, key: str, began: float, info: Warn) -> dict:
-    """Split, shards and manifest (features already computed), built in a temporary sibling
-    and swapped in."""
+def _build(sources, skipped, out_dir: Path, owned: list[str], options: PrepareOptions, key: str, began: float,
+           info: Warn) -> dict:
+    """Split, shards and manifest (features already computed), built in a staging sibling, then
+    moved in replacing only the files the previous dataset (``owned``) wrote."""
     regions = plan_regions([len(s.audio) for s in sources], options, [s.sha256 for s in sources])
     examples, region_records, dropped = cut_examples(sources, regions, options)
     for split in SPLITS:
@@ -666,8 +645,7 @@ def _build(sources, skipped, out_dir: Path, options: PrepareOptions, key: str, b
                 f"AUDIO: the {split} split would have no examples ({sum(s.seconds for s in sources):.1f} s usable "
                 "audio, silent stretches dropped); add recordings or lower --example-seconds"
             )
-    building = _temporary_sibling(out_dir, "tmp")
-    building.mkdir()
+    building = private_tempdir(_staging_prefix(out_dir), out_dir.parent)
     try:
         split_records = {}
         for split in SPLITS:
@@ -687,7 +665,8 @@ def _build(sources, skipped, out_dir: Path, options: PrepareOptions, key: str, b
             "prepare_seconds": round(time.perf_counter() - began, 2),
         }
         write_json_atomic(building / MANIFEST, manifest)  # last file: marks the folder complete
-        swap_into_place(building, out_dir)
+        give_umask_modes(building)
+        replace_owned(building, out_dir, owned, MANIFEST)
     except BaseException:  # including KeyboardInterrupt: never leave a half-built folder behind
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -740,96 +719,3 @@ def _counts(manifest: dict) -> str:
     skipped = len(manifest.get("skipped_inputs", []))
     return (f"{train['examples']} train / {validation['examples']} validation examples "
             f"from {len(manifest['inputs'])} file(s)" + (f", {skipped} skipped" if skipped else ""))
-
-
-def cli_prepare(args) -> int:
-    """`tonesweep prepare`: argparse Namespace -> exit code."""
-    options = PrepareOptions(
-        instrument=args.instrument, example_seconds=args.example_seconds, hop_seconds=args.hop_seconds,
-        validation_fraction=args.validation_fraction, seed=args.seed,
-        features=FeatureParams(frame_rates=tuple(args.frame_rates)),
-    )
-    prepare_dataset(args.audio, args.out, options, workers=args.workers)
-    return 0
-
-
-# ----------------------------------------------------------------------------------------------
-# reading
-
-
-def read_manifest(dataset_dir: str | os.PathLike) -> dict:
-    """The dataset's manifest; UserError if the folder is missing, incomplete or another format."""
-    folder = Path(dataset_dir)
-    path = folder / MANIFEST
-    if not folder.is_dir():
-        raise UserError(f"{folder}: no such dataset folder; run `tonesweep prepare --out {folder} ...` first")
-    if not path.is_file():
-        raise UserError(f"{folder}: incomplete dataset (no {MANIFEST}); run `tonesweep prepare` again")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"{path}: unreadable manifest ({err}); run `tonesweep prepare` again") from None
-    if manifest.get("format") != FORMAT:
-        raise UserError(
-            f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}; run `tonesweep prepare` again"
-        )
-    return manifest
-
-
-def _parse_spec(manifest: dict, frame_rate: int) -> dict:
-    import tensorflow as tf
-
-    n_samples = round(manifest["example_seconds"] * manifest["sample_rate"])
-    n_frames_r = round(manifest["example_seconds"] * frame_rate)
-    spec = {"audio": tf.io.FixedLenFeature([n_samples], tf.float32)}
-    for name in FEATURE_NAMES:
-        spec[f"{name}_{frame_rate}"] = tf.io.FixedLenFeature([n_frames_r], tf.float32)
-    return spec
-
-
-def _shard_paths(dataset_dir: str | os.PathLike, manifest: dict, split: str, frame_rate: int) -> list[str]:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if frame_rate not in manifest["frame_rates"]:
-        raise UserError(
-            f"{dataset_dir}: no features at {frame_rate} Hz (dataset has {manifest['frame_rates']}); "
-            f"prepare it with --frame-rates including {frame_rate}"
-        )
-    return [str(Path(dataset_dir) / name) for name in manifest["splits"][split]["shards"]]
-
-
-def _rename(parsed: dict, frame_rate: int) -> dict:
-    return {key.removesuffix(f"_{frame_rate}"): value for key, value in parsed.items()}
-
-
-def load_split(dataset_dir: str | os.PathLike, split: str, frame_rate: int) -> dict[str, np.ndarray]:
-    """The whole split in memory, in stored order (source file, then time).
-
-    Returns float32 arrays: audio [N, n_samples], f0_hz / f0_confidence / loudness_db / rms_db [N, T]
-    with T = example_seconds * frame_rate.
-    """
-    import tensorflow as tf
-
-    manifest = read_manifest(dataset_dir)
-    paths = _shard_paths(dataset_dir, manifest, split, frame_rate)
-    count = manifest["splits"][split]["examples"]
-    spec = _parse_spec(manifest, frame_rate)
-    records = tf.data.TFRecordDataset(paths).batch(max(1, count))
-    batch = tf.io.parse_example(next(iter(records)), spec)
-    return {key: value.numpy() for key, value in _rename(batch, frame_rate).items()}
-
-
-def tf_dataset(dataset_dir: str | os.PathLike, split: str, frame_rate: int):
-    """A streaming ``tf.data.Dataset`` of single examples (same keys and shapes as load_split rows).
-
-    For splits too large for memory; shards are read in order (shuffle/batch downstream).
-    """
-    import tensorflow as tf
-
-    manifest = read_manifest(dataset_dir)
-    paths = _shard_paths(dataset_dir, manifest, split, frame_rate)
-    spec = _parse_spec(manifest, frame_rate)
-    return tf.data.TFRecordDataset(paths).map(
-        lambda record: _rename(tf.io.parse_single_example(record, spec), frame_rate),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    )

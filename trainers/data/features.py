@@ -29,8 +29,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from numba import njit  # librosa depends on numba; the Viterbi loop below needs it
 
-SAMPLE_RATE = 16000
-DB_RANGE = 80.0  # dB below the 0 dB reference kept by loudness and RMS (ddsp's DB_RANGE)
+from trainers.constants import DB_RANGE, SAMPLE_RATE, VOICED_THRESHOLD
 
 # librosa.pyin's defaults, spelled out because :func:`pyin` re-assembles its steps
 PYIN_THRESHOLDS = 100
@@ -54,8 +53,11 @@ class FeatureParams:
     loudness_n_fft: int = 512
     rms_frame_size: int = 512
     db_range: float = DB_RANGE
-    voiced_threshold: float = 0.5  # a frame is voiced when f0_confidence >= this
+    # Voiced = pYIN's decoded voicing (f0_voicing). This threshold on the voiced probability only
+    # serves datasets prepared before voiced flags were stored (pipeline version < 3).
+    voiced_threshold: float = VOICED_THRESHOLD
     algorithm: dict = field(default_factory=lambda: {"f0": "pyin (librosa 0.11, banded Viterbi)",
+                                                     "voicing": "pyin's decoded HMM voicing",
                                                      "loudness": "ddsp.spectral_ops.compute_loudness",
                                                      "rms": "ddsp.spectral_ops.compute_rms_energy -> dB"})
 
@@ -74,29 +76,55 @@ def n_frames(n_samples: int, frame_rate: int, sample_rate: int = SAMPLE_RATE) ->
 # f0
 
 
-def f0_features(
+def f0_voicing(
     audio: np.ndarray, params: FeatureParams, interpolate: bool = True
-) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """f0 and voicing confidence at each of ``params.frame_rates``.
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """f0, voicing confidence and voiced flags at each of ``params.frame_rates``.
+
+    Voicing is decided the way pYIN decides it: the frame's state on the decoded HMM path is a
+    voiced one. The confidence (pYIN's voiced probability) is kept beside it as a feature. (A fixed
+    threshold on the probability refused real pitched recordings: a low synth bass was 0 % voiced
+    at probability >= 0.5 and 99.9 % by pYIN's own decoder.)
 
     Args: audio float32 [n] at params.sample_rate.
-    Returns: {R: (f0_hz float32 [n*R/sr], f0_confidence float32 [same])}. f0 is continuous: in
-    unvoiced frames (confidence < voiced_threshold) it is interpolated between the neighbouring
-    voiced pitches (held at the ends), so a synthesizer never sees jumps to 0 Hz. With
-    ``interpolate=False`` unvoiced frames keep pYIN's most likely pitch (for stitching chunks).
+    Returns: {R: (f0_hz float32 [n*R/sr], f0_confidence float32 [same], voiced bool [same])}. f0 is
+    continuous: in unvoiced frames it is interpolated between the neighbouring voiced pitches (held
+    at the ends), so a synthesizer never sees jumps to 0 Hz. With ``interpolate=False`` unvoiced
+    frames keep pYIN's most likely pitch (for stitching chunks).
     """
-    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    out: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for base_rate, derived in _pyin_plan(params):
         hop = params.sample_rate // base_rate
-        f0, _, confidence = pyin(audio, params, hop)
+        f0, voiced, confidence = pyin(audio, params, hop)
         for rate in derived:
             step = base_rate // rate
             count = n_frames(len(audio), rate, params.sample_rate)
-            f0_r, conf_r = f0[::step][:count], confidence[::step][:count]
+            f0_r, conf_r, voiced_r = f0[::step][:count], confidence[::step][:count], voiced[::step][:count]
             if interpolate:
-                f0_r = fill_unvoiced(f0_r, conf_r >= params.voiced_threshold)
-            out[rate] = (f0_r.astype(np.float32), conf_r.astype(np.float32))
+                f0_r = fill_unvoiced(f0_r, voiced_r)
+            out[rate] = (f0_r.astype(np.float32), conf_r.astype(np.float32), voiced_r.astype(bool))
     return out
+
+
+def f0_features(audio: np.ndarray, params: FeatureParams, interpolate: bool = True) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``f0_voicing`` without the voiced flags: {R: (f0_hz, f0_confidence)}."""
+    return {rate: (f0, confidence) for rate, (f0, confidence, _) in f0_voicing(audio, params, interpolate).items()}
+
+
+def parse_pitch(text: str | float, field: str) -> float:
+    """A pitch bound in Hz from a number ("65.4") or a note name ("C2", "A#1", "Eb5")."""
+    from trainers.errors import UserError
+
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        pass
+    import librosa
+
+    try:
+        return float(librosa.note_to_hz(str(text)))
+    except Exception:  # noqa: BLE001 - librosa raises ParameterError or ValueError for bad names
+        raise UserError(f"{field} {text!r}: not a frequency in Hz or a note name; use e.g. 65.4 or C2") from None
 
 
 def _pyin_plan(params: FeatureParams) -> list[tuple[int, list[int]]]:

@@ -6,7 +6,7 @@ Ornaments follow Hindustani practice: meend (a raised-cosine glide between notes
 pitch bend on the still-sounding note), kan (a grace flick from the note above), delayed vibrato
 on held notes, and dynamics (velocity per phrase, CC11 swells).
 
-MIDI tricks that keep the rendering faithful to the ground truth (../shared/notes/data-and-engines.md):
+MIDI tricks that keep the rendering faithful to the ground truth (docs/engines.md#midi-tricks):
   * each stroke gets its own channel, alternating between two, so a bend never leaks into the
     previous note's release; pitch-bend range is set to +-12 semitones (RPN 0);
   * controller events sit on a 10 ms grid (bends) and a grid offset by 5 ms (CC11), so no two
@@ -25,15 +25,17 @@ import math
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from trainers.audio_io import SAMPLE_RATE, load_audio, write_wav
+from trainers.constants import SAMPLE_RATE
+from trainers.data.audio import load_audio, write_wav
 from trainers.errors import UserError
+from trainers.files import scratch_dir, write_json_atomic
+from trainers.paths import check_output_folder
 
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
 RENDER_VERSION = 2  # bump when composition or rendering changes, so cached renders are redone
@@ -322,7 +324,7 @@ def render(midi, soundfont: Path, seconds: float) -> np.ndarray:
     fluidsynth = shutil.which("fluidsynth")
     if fluidsynth is None:
         raise UserError("fluidsynth: not installed; `apt-get install fluidsynth` (or run `make install`)")
-    with tempfile.TemporaryDirectory(prefix="tonesweep-render-") as folder:
+    with scratch_dir("tonesweep-render-") as folder:
         mid, wav = Path(folder) / "take.mid", Path(folder) / "take.wav"
         midi.write(str(mid))
         command = [fluidsynth, "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.7", "-r", str(SAMPLE_RATE),
@@ -393,7 +395,8 @@ def render_take(name: str, take: int, seconds: float, seed: int, soundfont: Path
 def render_instrument(name: str, out_dir: Path, minutes: float, seed: int, soundfont: Path) -> tuple[list[Path], bool]:
     """All takes of one instrument into ``out_dir/name``; reuses them when already rendered.
 
-    Returns (wav paths, reused?). A ``render.json`` written last records what was rendered.
+    Returns (wav paths, reused?). A ``render.json`` written last records what was rendered and the
+    files it wrote; a re-render removes only those files, and never overwrites a file it did not write.
     """
     folder = out_dir / name
     lengths = take_lengths(minutes)
@@ -401,40 +404,52 @@ def render_instrument(name: str, out_dir: Path, minutes: float, seed: int, sound
               "soundfont": str(soundfont.resolve()), "soundfont_bytes": soundfont.stat().st_size}
     wavs = [folder / f"{name}-{k}.wav" for k in range(len(lengths))]
     stamp = folder / "render.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == recipe and all(w.is_file() for w in wavs):
+    previous = _read_stamp(stamp)
+    if previous.get("recipe") == recipe and all(w.is_file() for w in wavs):
         return wavs, True
+    ours = set(previous.get("files", []))
+    files = [f"{name}-{k}{ext}" for k in range(len(lengths)) for ext in (".wav", ".f0.csv")]
+    clash = [f for f in files if (folder / f).exists() and f not in ours]
+    if clash:
+        raise UserError(f"{folder / clash[0]}: exists and was not rendered by demo-data; choose another --out")
     folder.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
-    for stale in list(folder.glob(f"{name}-*.wav")) + list(folder.glob(f"{name}-*.f0.csv")):
-        stale.unlink()  # a previous, longer render may have had more takes
+    for stale in sorted(ours - set(files)):  # a previous, longer render had more takes
+        if "/" not in stale and not stale.startswith("."):
+            (folder / stale).unlink(missing_ok=True)
     for take, seconds in enumerate(lengths):
         render_take(name, take, seconds, seed, soundfont, folder)
-    stamp.write_text(json.dumps(recipe, indent=2))
+    write_json_atomic(stamp, {"recipe": recipe, "files": files})
     return wavs, False
 
 
+def _read_stamp(stamp: Path) -> dict:
+    """The previous render's stamp ({"recipe", "files"}); {} when there is none (or an unreadable one)."""
+    try:
+        record = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return {}
+    if isinstance(record, dict) and "take_seconds" in record and "instrument" in record:  # stamp of render version 2
+        name, takes = record["instrument"], len(record["take_seconds"])
+        record = {"recipe": record, "files": [f"{name}-{k}{ext}" for k in range(takes) for ext in (".wav", ".f0.csv")]}
+    return record if isinstance(record, dict) and "recipe" in record else {}
+
+
 def render_demo(out_dir: str | os.PathLike, minutes: float, instruments: list[str], seed: int = 0,
-                soundfont: str | None = None) -> dict[str, list[Path]]:
-    """Render every instrument; returns {instrument: [wav paths]}."""
+                soundfont: str | None = None, info: Callable[[str], None] | None = None) -> dict[str, list[Path]]:
+    """Render every instrument; returns {instrument: [wav paths]}. ``info`` gets one line per instrument."""
     unknown = [name for name in instruments if name not in INSTRUMENTS]
     if unknown:
         raise UserError(f"--instruments: unknown {', '.join(unknown)}; choose from {', '.join(sorted(INSTRUMENTS))}")
     if not minutes > 0:
         raise UserError(f"--minutes: {minutes}; use a positive number, e.g. 3 (or 0.2 for a quick test)")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: --out is an existing file, not a folder; choose a folder path")
+    out = check_output_folder(out_dir, "--out")
     font = find_soundfont(soundfont)
     rendered = {}
     for name in instruments:
         wavs, reused = render_instrument(name, out, minutes, seed, font)
         rendered[name] = wavs
         verb = "up to date" if reused else "rendered"
-        print(f"demo-data: {name}: {verb} {len(wavs)} take(s), {minutes:g} min, in {out / name}", file=sys.stderr)
+        if info is not None:
+            info(f"{name}: {verb} {len(wavs)} take(s), {minutes:g} min, in {out / name}")
     return rendered
-
-
-def cli_demo_data(args) -> int:
-    """`tonesweep demo-data`: argparse Namespace -> exit code."""
-    render_demo(args.out, args.minutes, list(args.instruments), seed=args.seed, soundfont=args.soundfont)
-    return 0

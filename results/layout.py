@@ -1,0 +1,60 @@
+"""How tonesweep lays its results out in MLflow, spelled once (docs/architecture.md, sections 3-4).
+
+Tracking writes this layout, the results table and the registry read it, export resolves runs
+through it. Statuses are the trainer's (trainers.constants); tag values are strings.
+"""
+
+from __future__ import annotations
+
+EXPERIMENT_PREFIX = "tonesweep-"
+MODEL_PREFIX = "tonesweep-"
+CHAMPION_ALIAS = "champion"
+
+# run tags
+PARENT_TAG = "mlflow.parentRunId"
+ROLE_TAG = "tonesweep.role"            # ROLE_SWEEP on a sweep's parent run, ROLE_TRIAL on a trial's run
+SWEEP_TAG = "tonesweep.sweep"
+INSTRUMENT_TAG = "tonesweep.instrument"
+DATASET_TAG = "tonesweep.dataset"
+ALGORITHM_TAG = "tonesweep.algorithm"
+TRIAL_ID_TAG = "tonesweep.trial_id"
+STATUS_TAG = "tonesweep.status"
+FAILURE_TAG = "tonesweep.failure_reason"
+ROLE_SWEEP, ROLE_TRIAL = "sweep", "trial"
+
+# experiment tags: mlflow.experimentKind makes MLflow 3's UI open an experiment on its runs
+# (metrics, artifacts) rather than on its GenAI traces view, which shows none of them.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+# artifact folders of a trial run, and the plot on a sweep's parent run
+TRIAL_ARTIFACTS, AUDIO_ARTIFACTS, PLOT_ARTIFACTS = "trial", "audio", "plots"
+PARETO_PLOT_ARTIFACT = "pareto/pareto.png"
+
+# curves logged with their step while a trial runs
+CURVE_KEYS = ("train_loss", "val_loss")
+
+
+def experiment_name(instrument: str) -> str:
+    return f"{EXPERIMENT_PREFIX}{instrument}"
+
+
+def model_name(instrument: str) -> str:
+    """Registered model name of an instrument's champion."""
+    return f"{MODEL_PREFIX}{instrument}"
+
+
+def experiment_tags(instrument: str) -> dict[str, str]:
+    return {INSTRUMENT_TAG: instrument, EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+
+
+def mlflow_status(tonesweep_status: str) -> str:
+    """MLflow run status for a tonesweep status: FINISHED/STOPPED -> FINISHED, INTERRUPTED -> KILLED,
+    anything else -> FAILED."""
+    if tonesweep_status in ("FINISHED", "STOPPED"):
+        return "FINISHED"
+    return "KILLED" if tonesweep_status == "INTERRUPTED" else "FAILED"
+
+
+def quote(text: str) -> str:
+    """A value inside single quotes of an MLflow search filter."""
+    return text.replace("'", "\\'")

@@ -1,0 +1,121 @@
+"""Thin Ray Tune callbacks: Ray's trial hooks in, calls on plain objects out.
+
+- ``MLflowCallback`` forwards to ``results.tracking.TrialTracker`` (one MLflow child run per trial);
+- ``SweepProgress`` feeds ``search.progress.InstrumentTally`` and prints its status line.
+
+Ray pickles callbacks with the RunConfig (and brings them back with ``Tuner.restore``), so each
+pickles only what rebuilds it; live clients and terminal streams are recreated.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from ray.tune import Callback
+
+from results.tracking import TrialTracker, trial_outcome
+from search.progress import InstrumentTally
+from trainers.constants import FAILED, REJECTED
+
+Say = Callable[[str], None]
+
+
+class MLflowCallback(Callback):
+    """Driver-side MLflow tracking of every trial (see ``results.tracking.TrialTracker``)."""
+
+    def __init__(self, tracker: TrialTracker):
+        self.tracker = tracker
+
+    def __getstate__(self) -> dict:
+        return {"args": self.tracker.init_args()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(TrialTracker(*state["args"]))
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.tracker.open(trial.trial_id, trial.config)
+
+    def on_trial_restore(self, iteration, trials, trial, **info):
+        self.tracker.open(trial.trial_id, trial.config)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.tracker.curve(trial.trial_id, trial.config, result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.tracker.close(trial.trial_id, trial.config, trial.last_result, errored=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.tracker.close(trial.trial_id, trial.config, trial.last_result, errored=True,
+                           error_text=error_text(trial))
+
+    def on_experiment_end(self, trials, **info):
+        self.tracker.flush_all()
+
+
+class SweepProgress(Callback):
+    """Prints a status line when a trial ends (and at most every ``every_s`` seconds otherwise)."""
+
+    def __init__(self, tally: InstrumentTally, say: Say | None = None, every_s: float = 15.0,
+                 on_trial_end: Callable[[InstrumentTally], None] | None = None):
+        self.tally = tally
+        self.say = say or (lambda text: None)
+        self.every_s = every_s
+        self.on_trial_end = on_trial_end  # e.g. log the front's hypervolume to the sweep's parent run
+        self._last_print = 0.0
+        self._last_line = ""
+
+    def __getstate__(self) -> dict:
+        return {"tally": self.tally, "every_s": self.every_s}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["tally"], None, state["every_s"])
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.tally.start(trial.trial_id)
+        self._maybe_print()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._maybe_print()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._end(trial, errored=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._end(trial, errored=True)
+
+    def _end(self, trial, errored: bool) -> None:
+        result = trial.last_result or {}
+        status, reason = trial_outcome(result, errored)
+        self.tally.end(trial.trial_id, status, result)
+        if len(reason) > 160:  # tracebacks stay in MLflow's failure_reason tag, not the terminal
+            reason = reason[:157] + "..."
+        note = f" ({reason})" if status in (FAILED, REJECTED) and reason else ""
+        self._print(f"  trial {trial.trial_id} {status}{note}")
+        self._print(self.tally.line())
+        if self.on_trial_end is not None:
+            self.on_trial_end(self.tally)
+
+    def _maybe_print(self) -> None:
+        """The status line when it changed (at most every ``every_s``), or as a heartbeat every minute."""
+        line = self.tally.line()
+        since = time.monotonic() - self._last_print
+        if (line != self._last_line and since >= self.every_s) or since >= max(60.0, self.every_s):
+            self._print(line)
+
+    def _print(self, text: str) -> None:
+        self.say(text)
+        self._last_print = time.monotonic()
+        if not text.startswith(" "):
+            self._last_line = text
+
+
+def error_text(trial) -> str:
+    """Last line of a trial's Ray error file (the exception message), or a generic reason."""
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        lines = [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+        if lines:
+            return lines[-1][:2000]
+    return "the trial process raised an error"

@@ -1,0 +1,181 @@
+"""Every `tonesweep <command>` handler: arguments in, one library call, printing out.
+
+This is the only layer that reads argparse namespaces and prints; the libraries below take typed
+arguments, return values, report progress through callbacks, and raise ``UserError`` for anything
+the user can fix (``search.cli`` prints those as one line on stderr, exit code 2). Heavy libraries
+(TensorFlow, Ray, MLflow) are imported inside each handler so `tonesweep --help` stays fast.
+
+Exit codes: 0 done; 1 the work ran but its result is a "no" (a failed trial, a parity check below
+its bar, no acceptable candidate); 2 a user error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+
+def say(text: str) -> None:
+    """A result or progress line (stdout)."""
+    print(text, flush=True)
+
+
+def note(prefix: str):
+    """A printer of informational lines on stderr, e.g. ``prepare: cache hit ...``."""
+    return lambda text: print(f"{prefix}: {text}", file=sys.stderr, flush=True)
+
+
+def warn(text: str) -> None:
+    print(f"tonesweep: warning: {text}", file=sys.stderr, flush=True)
+
+
+def fail(text: str) -> None:
+    """A "no" that is not a user error (exit code 1): one line on stderr."""
+    print(f"tonesweep: {text}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def demo_data(args) -> int:
+    from trainers.data.demo import render_demo
+
+    render_demo(args.out, args.minutes, list(args.instruments), seed=args.seed, soundfont=args.soundfont,
+                info=note("demo-data"))
+    return 0
+
+
+def prepare(args) -> int:
+    from trainers.data.features import FeatureParams, parse_pitch
+    from trainers.data.prepare import PrepareOptions, prepare_dataset
+
+    pitch = {"f0_min_hz": parse_pitch(args.fmin, "--fmin"), "f0_max_hz": parse_pitch(args.fmax, "--fmax")}
+    options = PrepareOptions(
+        instrument=args.instrument, example_seconds=args.example_seconds, hop_seconds=args.hop_seconds,
+        validation_fraction=args.validation_fraction, seed=args.seed,
+        features=FeatureParams(frame_rates=tuple(args.frame_rates), **pitch),
+    )
+    prepare_dataset(args.audio, args.out, options, workers=args.workers, warn=warn, info=note("prepare"),
+                    force=args.force)
+    return 0
+
+
+# ---------------------------------------------------------------------------- training and search
+
+
+def train(args) -> int:
+    from trainers.model.config import load_config_file
+    from trainers.training.train import TrialFailed, train_trial
+
+    config = load_config_file(args.config)  # fails fast, naming the field
+
+    def progress(d: dict) -> None:
+        say(f"step {d['step']:>6}  train_loss {d['train_loss']:.4f}  val_loss {d['val_loss']:.4f}  "
+            f"{d['elapsed_s']:.1f}s")
+
+    try:
+        m = train_trial(args.dataset, config, args.out, report=progress)
+    except TrialFailed as err:
+        fail(f"trial FAILED: {err.reason} (see {Path(args.out) / 'metrics.json'})")
+        return 1
+    say(f"finished {m['steps']} steps in {m['train_time_s']:.1f}s: quality {m['quality_float32']:.4f} "
+        f"(float16 {m['quality_float16']:.4f}, uint8 {m['quality_uint8']:.4f}), "
+        f"pitch error {m['pitch_error_cents_float32']:.1f} cents, {m['params']} params; wrote {args.out}")
+    return 0
+
+
+def sweep(args) -> int:
+    from results.tracking import resolve_tracking_uri
+    from search.sweep import SweepInterrupted, SweepSettings, default_sweep_name, format_summary, run_sweep
+
+    name = args.name or (None if args.resume else default_sweep_name())  # --resume without --name: refused below
+    settings = SweepSettings(
+        datasets=list(args.dataset), trials=args.trials, space=args.space, algorithm=args.algorithm,
+        scheduler=args.scheduler, address=args.address, tracking_uri=args.tracking_uri, name=name,
+        resume=args.resume, cpus_per_trial=args.cpus_per_trial, steps=args.steps,
+        max_params=args.max_params, max_bytes=args.max_bytes, min_rtf=args.min_rtf, storage=args.storage,
+        seed=args.seed,
+    )
+    try:
+        results = run_sweep(settings, say=say)
+    except SweepInterrupted as stop:
+        again = ["tonesweep", *sys.argv[1:]] + ([] if args.name else ["--name", name]) + ([] if args.resume else ["--resume"])
+        fail(f"sweep {name} interrupted ({signal.Signals(stop.signal_number).name}); finished trials are kept and "
+             f"running ones marked INTERRUPTED; continue with: {shlex.join(again)}")
+        return 128 + stop.signal_number
+    say(format_summary(results, name, resolve_tracking_uri(args.tracking_uri)))
+    return 0
+
+
+# ---------------------------------------------------------------------------- results
+
+
+def ui(args) -> int:
+    import subprocess
+
+    from results.tracking import resolve_tracking_uri, ui_command
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    say(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+    process = subprocess.Popen(ui_command(uri, args.port))
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        return 0
+
+
+def pareto(args) -> int:
+    from results.criteria import Criteria
+    from results.report import run_pareto
+
+    criteria = Criteria(args.tolerance, args.max_loss, args.max_pitch_error, args.min_rtf, args.max_bytes)
+    report = run_pareto(args.instrument, args.sweep, criteria,
+                        args.tracking_uri, args.plot, register=not args.no_register)
+    say(report.render(args.format))
+    for line in report.notes:  # stdout stays machine-readable for csv and json
+        print(line, file=sys.stdout if args.format == "table" else sys.stderr)
+    if report.selection.winner is None:
+        fail(f"no candidate qualifies: {report.selection.reason}")
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------- export and transfer
+
+
+def export(args) -> int:
+    from results.champion import choose_precision, resolve_trial
+    from trainers.export.bundle import ExportParityError, TrialSource, export_bundle, local_trial, summary_text
+    from trainers.files import scratch_dir
+
+    with scratch_dir("tonesweep-export-") as tmp:
+        if args.run_id and Path(args.run_id).is_dir():
+            source = local_trial(args.run_id)
+        else:
+            found = resolve_trial(args.instrument, args.run_id, args.tracking_uri, tmp / "download")
+            source = TrialSource(found.trial_dir, found.run_id, found.precision, found.registry)
+        precision = choose_precision(args.precision, source.precision, source.trial_dir)
+        try:
+            card = export_bundle(source, args.out, args.instrument, precision, js_parity=not args.skip_js_parity,
+                                 force=args.force)
+        except ExportParityError as err:
+            fail(f"export FAILED parity check: {err}")
+            return 1
+    say(summary_text(args.out, card))
+    return 0
+
+
+def transfer(args) -> int:
+    from trainers.export.transfer import transfer_file
+
+    summary = transfer_file(args.model, args.input, args.output)
+    say(f"wrote {args.output}: {summary['seconds']:.1f} s rendered in {summary['render_s']} s "
+        f"(pitch shifted {summary['octaves']:+d} octaves, level {summary['level_shift_db']:+.1f} dB)")
+    return 0

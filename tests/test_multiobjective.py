@@ -1,0 +1,319 @@
+"""Searching for the size-quality front: the space in Optuna's terms, Pareto ranking (checked against
+moocore), MO-ASHA's rule on hand-made rungs, the Optuna searcher, and multi-objective sweeps."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import re
+import sys
+import time
+
+import moocore
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FixedTrial
+from ray.tune.schedulers import TrialScheduler
+
+from results import layout
+from results.pareto import crowding_distance, hypervolume, nondominated_ranks, preference_order, ReferencePoint
+from search.moasha import MOASHAScheduler, promote, rung_milestones
+from search.optuna_searcher import OptunaSearcher
+from search.sweep import instrument_seed
+from spaces.optuna_space import OptunaParam, sample, to_optuna
+from spaces.toml_space import parse_space
+from support.sweeps import SPACE, Driver, make_datasets, mlflow_client, run_driver, sweep_runs
+from trainers.errors import UserError
+
+CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+
+
+# ---------------------------------------------------------------------------- the space in Optuna's terms
+
+
+def every_type_space():
+    return parse_space({
+        "hyperparameters": {
+            "decoder": {"type": "choice", "values": ["gru", "cnn"]},
+            "gru_units": {"type": "choice", "values": [16, 64], "when": {"decoder": ["gru"]}},
+            "conv_layers": {"type": "int", "min": 2, "max": 6, "step": 2, "when": {"decoder": ["cnn"]}},
+            "causal": {"type": "boolean", "when": {"decoder": ["cnn"]}},
+            "n_harmonics": {"type": "int", "min": 16, "max": 64, "sampling": "log"},
+            "learning_rate": {"type": "float", "min": 1e-4, "max": 1e-2, "sampling": "log"},
+            "grad_clip": {"type": "float", "min": 1.0, "max": 3.0, "step": 0.5},
+            "batch_size": {"type": "fixed", "value": 4},
+        },
+        "fixed": {"frame_rate": 50},
+    })
+
+
+def test_space_translates_every_type_and_condition():
+    params, constants = to_optuna(every_type_space())
+    assert params == [
+        OptunaParam("decoder", CategoricalDistribution(["gru", "cnn"])),
+        OptunaParam("gru_units", CategoricalDistribution([16, 64]), (("decoder", ("gru",)),)),
+        OptunaParam("conv_layers", IntDistribution(2, 6, step=2), (("decoder", ("cnn",)),)),
+        OptunaParam("causal", CategoricalDistribution([False, True]), (("decoder", ("cnn",)),)),
+        OptunaParam("n_harmonics", IntDistribution(16, 64, log=True)),
+        OptunaParam("learning_rate", FloatDistribution(1e-4, 1e-2, log=True)),
+        OptunaParam("grad_clip", FloatDistribution(1.0, 3.0, step=0.5)),
+    ]
+    assert constants == {"frame_rate": 50, "batch_size": 4}
+
+
+def test_sampling_asks_only_active_parameters():
+    params, _ = to_optuna(every_type_space())
+    fixed = {"decoder": "cnn", "conv_layers": 4, "causal": True, "n_harmonics": 32, "learning_rate": 1e-3,
+             "grad_clip": 2.5, "gru_units": 64}
+    values = sample(FixedTrial(fixed), params)
+    assert values == {k: v for k, v in fixed.items() if k != "gru_units"}  # a GRU-only value is never asked
+
+
+def test_ranges_optuna_cannot_sample_are_refused():
+    space = parse_space({"hyperparameters": {"learning_rate": {"type": "float", "min": 1e-4, "max": 1e-2,
+                                                               "sampling": "reverse_log"}}})
+    with pytest.raises(UserError, match="learning_rate: sampling 'reverse_log'"):
+        to_optuna(space)
+
+
+# ---------------------------------------------------------------------------- Pareto ranking vs moocore
+
+points = st.lists(st.tuples(st.integers(1, 30).map(float), st.integers(1, 30).map(float)), min_size=1, max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(points)
+def test_nondominated_ranks_match_moocore(pts):
+    x, y = np.array(pts).T
+    np.testing.assert_array_equal(nondominated_ranks(x, y), moocore.pareto_rank(np.array(pts)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(points)
+def test_hypervolume_matches_moocore(pts):
+    ref = ReferencePoint(log10_bytes=math.log10(40.0), quality=40.0)
+    x, y = np.array(pts).T
+    expected = moocore.hypervolume(np.column_stack([np.log10(x), y]), ref=[ref.log10_bytes, ref.quality])
+    assert math.isclose(hypervolume(x, y, ref), expected, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_crowding_distance_by_hand():
+    # four points on a front: extremes infinite, inner ones the neighbour gaps over each range
+    sizes, losses = [10.0, 100.0, 1000.0, 10_000.0], [4.0, 3.0, 1.5, 1.0]
+    distance = crowding_distance(sizes, losses)
+    assert np.isinf(distance[[0, 3]]).all()
+    assert math.isclose(distance[1], (2 - 0) / 3 + (4.0 - 1.5) / 3.0)
+    assert math.isclose(distance[2], (4 - 2) / 3 + (3.0 - 1.0) / 3.0)
+
+
+# ---------------------------------------------------------------------------- MO-ASHA's rule
+
+
+def test_rungs_are_ashas():
+    assert rung_milestones(20, 200, 3) == [20, 60, 180]
+    assert rung_milestones(10, 10, 3) == []
+
+
+def test_a_small_model_with_worse_loss_survives_large_ones():
+    scheduler = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3)
+    for i, (size, loss) in enumerate([(2e6, 1.0), (3e6, 1.1), (4e6, 1.2), (5e6, 1.3), (6e6, 1.4)]):
+        scheduler.decide(f"big{i}", {"step": 20, "model_bytes": size, "val_loss": loss})
+    assert scheduler.decide("small", {"step": 20, "model_bytes": 1e4, "val_loss": 5.0}) == CONTINUE
+    # loss alone (ASHA's view) would stop it: it is the worst of six
+    recorded = {t: (1.0, v[1]) for t, v in scheduler.rungs[20].items()}
+    assert not promote(recorded, "small", 3)
+
+
+def test_dominated_trials_stop_and_decisions_are_final():
+    scheduler = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3)
+    seen = [(1e4, 3.0), (1e5, 2.0), (1e6, 1.0), (2e5, 2.5), (3e6, 1.5), (5e4, 3.5)]
+    verdicts = [scheduler.decide(f"f{i}", {"step": 20, "model_bytes": s, "val_loss": v}) for i, (s, v) in enumerate(seen)]
+    assert verdicts[0] == CONTINUE  # the first to arrive goes on
+    assert verdicts[3] == STOP and verdicts[5] == STOP  # each dominated when it arrived (by f1; by f0)
+    assert scheduler.decide("dominated", {"step": 20, "model_bytes": 2e6, "val_loss": 4.0}) == STOP
+    # a later report of a recorded trial is not judged again at that rung
+    assert scheduler.decide("f3", {"step": 40, "model_bytes": 2e5, "val_loss": 0.1}) == CONTINUE
+    assert scheduler.decisions["dominated"] == {20: STOP} and scheduler.decisions["f3"] == {20: STOP}
+    # on a full rung, the front's extremes always win the crowding tie-break
+    recorded = {f"f{i}": point for i, point in enumerate(seen)}
+    recorded["tiny"] = (1e3, 9.0)
+    assert promote(recorded, "tiny", 3)
+
+
+def test_ties_go_by_crowding_then_arrival():
+    scheduler = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3)
+    verdicts = [scheduler.decide(f"t{i}", {"step": 20, "model_bytes": 1e5, "val_loss": 2.0}) for i in range(4)]
+    # identical points: same rank, same crowding, so arrival decides; quota ceil(n/3) = 1, 1, 1, 2 -> t0 (and t1)
+    assert verdicts == [CONTINUE, STOP, STOP, STOP]
+    order = preference_order([1e5] * 3, [2.0] * 3)
+    assert order.tolist() == [0, 1, 2]
+
+
+def test_failed_trials_never_block_a_rung_and_state_survives_a_restart(tmp_path):
+    path = tmp_path / "state.json"
+    first = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3, state_path=str(path))
+    assert first.decide("failed", {"step": 20, "model_bytes": 1e5, "val_loss": math.nan}) == CONTINUE
+    assert first.decide("rejected", {"status": "REJECTED", "model_bytes": 1e9}) == CONTINUE
+    assert first.rungs[20] == {}
+    first.decide("a", {"step": 20, "model_bytes": 1e5, "val_loss": 2.0})
+    second = pickle.loads(pickle.dumps(first))  # what Tuner.restore does with the pickled TuneConfig
+    assert second.rungs[20] == {"a": (1e5, 2.0)} and second.decisions == {"a": {20: CONTINUE}}
+    assert second.decide("a", {"step": 20, "model_bytes": 1e5, "val_loss": 0.1}) == CONTINUE
+    assert second.rungs[20]["a"] == (1e5, 2.0)  # not re-judged
+
+
+# ---------------------------------------------------------------------------- the Optuna searcher
+
+
+def small_space():
+    return parse_space({"hyperparameters": {
+        "decoder": {"type": "choice", "values": ["gru", "cnn"]},
+        "gru_units": {"type": "choice", "values": [16, 32, 64], "when": {"decoder": ["gru"]}},
+        "conv_channels": {"type": "choice", "values": [8, 16], "when": {"decoder": ["cnn"]}},
+        "learning_rate": {"type": "float", "min": 1e-4, "max": 1e-2, "sampling": "log"},
+    }, "fixed": {"batch_size": 2}})
+
+
+def finish(searcher, trial_id, config, status="FINISHED"):
+    size = 1000 * (config.get("gru_units") or config.get("conv_channels"))
+    searcher.on_trial_complete(trial_id, {"status": status, "model_bytes": size,
+                                          "val_loss": 1.0 + 100 * config["learning_rate"]})
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "motpe"])
+def test_optuna_searcher_suggests_conditionally_and_finishes(algorithm):
+    searcher = OptunaSearcher(small_space(), algorithm, max_trials=12, seed=3, overrides={"steps": 30})
+    for i in range(12):
+        config = searcher.suggest(f"t{i}")
+        assert config["batch_size"] == 2 and config["steps"] == 30
+        assert ("gru_units" in config) == (config["decoder"] == "gru") and ("conv_channels" in config) != ("gru_units" in config)
+        finish(searcher, f"t{i}", config, status="FAILED" if i == 3 else "FINISHED")
+        finish(searcher, f"t{i}", config)  # told twice: ignored
+    assert searcher.suggest("t12") == "FINISHED"
+    states = [t.state.name for t in searcher.study.trials]
+    assert states.count("COMPLETE") == 11 and states.count("FAIL") == 1 and searcher.study.best_trials
+
+
+def test_optuna_searcher_survives_pickle_and_restore_midway(tmp_path):
+    searcher = OptunaSearcher(small_space(), "nsga2", max_trials=10, seed=1)
+    configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(5)}
+    for i in range(3):
+        finish(searcher, f"t{i}", configs[f"t{i}"])
+    searcher.save(str(tmp_path / "state.json"))
+    clone = pickle.loads(pickle.dumps(searcher))  # NSGA-II's study itself does not pickle
+    restored = OptunaSearcher(small_space(), "nsga2")
+    restored.restore(str(tmp_path / "state.json"))
+    for other in (clone, restored):
+        assert other.live_trials() == {"t3", "t4"} and other.suggest("t3") == configs["t3"]
+        finish(other, "t3", configs["t3"])  # asked before the restore, told after it
+        assert len(other.study.trials) == 4 and other.suggest("t5") is not None
+
+
+# ---------------------------------------------------------------------------- sweeps
+
+
+def test_each_instrument_gets_its_own_seed():
+    seeds = {instrument_seed(0, name) for name in ("bansuri", "shehnai", "sarangi")}
+    assert len(seeds) == 3 and instrument_seed(0, "bansuri") == instrument_seed(0, "bansuri")
+
+
+def moasha_settings(tmp_path, trials=9, name="mo", **changes):
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    return {"datasets": make_datasets(tmp_path, ["sarangi"]), "trials": trials, "space": str(space), "steps": 60,
+            "report_every": 10, "name": name, "storage": str(tmp_path / "runs"), "max_params": 60_000, "seed": 2,
+            "algorithm": "nsga2", "scheduler": "moasha", **changes}
+
+
+def test_moasha_sweep_resumes_after_sigkill_without_rejudging(tmp_path):
+    settings = moasha_settings(tmp_path)
+    state_path = tmp_path / "runs" / "mo" / "sarangi" / "moasha-state.json"
+    driver = Driver(tmp_path, settings, env={"FAKE_SLEEP": "0.3"})
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            ended = re.findall(r"^  trial \S+ (FINISHED|FAILED|REJECTED|STOPPED)", driver.output(), re.M)
+            if len(ended) >= 3 and state_path.is_file():
+                break
+            assert driver.process.poll() is None, driver.output()[-3000:]
+            time.sleep(0.2)
+        time.sleep(2.5)  # past TUNE_GLOBAL_CHECKPOINT_S
+        before = json.loads(state_path.read_text())["decisions"]
+        driver.process.kill()
+        driver.process.wait()
+    finally:
+        driver.stop()
+    assert before, "MO-ASHA decided nothing before the kill"
+    # A trial started in the second before the kill is in MLflow (RUNNING) but not in Ray's saved
+    # state (it may happen for real too): it used budget, and the resumed sweep ends it as failed.
+    client = mlflow_client(tmp_path)
+    parent, _ = sweep_runs(client, "sarangi", "mo")
+    client.create_run(parent.info.experiment_id, run_name="mo-lost0001",
+                      tags={layout.PARENT_TAG: parent.info.run_id, layout.ROLE_TAG: layout.ROLE_TRIAL,
+                            layout.SWEEP_TAG: "mo", layout.TRIAL_ID_TAG: "lost0001", layout.STATUS_TAG: "RUNNING"})
+
+    output = run_driver(tmp_path, {**settings, "resume": True}, env={"FAKE_SLEEP": "0.02"})
+    assert "resuming from" in output and "done 9/9" in output and "left RUNNING" in output, output[-3000:]
+    after = json.loads(state_path.read_text())["decisions"]
+    for trial_id, verdicts in before.items():
+        assert {m: v for m, v in after[trial_id].items() if m in verdicts} == verdicts, trial_id  # none re-judged
+    _, runs = sweep_runs(mlflow_client(tmp_path), "sarangi", "mo")
+    ids = [r.data.tags["tonesweep.trial_id"] for r in runs]
+    assert len(ids) == len(set(ids)) == 9 and not [r for r in runs if r.info.status == "RUNNING"]
+    lost = [r for r in runs if r.data.tags["tonesweep.trial_id"] == "lost0001"]
+    assert lost[0].data.tags["tonesweep.status"] == "FAILED"
+
+
+def test_multiobjective_sweep_logs_the_front_while_it_runs(tmp_path):
+    output = run_driver(tmp_path, moasha_settings(tmp_path, trials=8, name="front"))
+    client = mlflow_client(tmp_path)
+    parent, runs = sweep_runs(client, "sarangi", "front")
+    history = client.get_metric_history(parent.info.run_id, "hypervolume")
+    assert [m.step for m in history] == list(range(1, 9)) and history[-1].value > 0, output[-2000:]
+    assert sorted(m.value for m in history) == [m.value for m in sorted(history, key=lambda m: m.step)]  # never falls
+    steps = client.get_metric_history(parent.info.run_id, "trial_steps_used")
+    assert steps[-1].value <= 8 * 60 and parent.data.params["hv_reference_quality"] == "10.0"
+    assert {r.data.tags["tonesweep.status"] for r in runs} <= {"FINISHED", "STOPPED", "FAILED", "REJECTED"}
+    assert "hv " in output and "best val_loss per rung" in output
+
+
+def test_multiobjective_sweep_on_the_real_trainer(tmp_path, request):
+    """4 real trials, NSGA-II + MO-ASHA, a few steps each, through the CLI."""
+    dataset = request.getfixturevalue("tiny_dataset")
+    space = tmp_path / "space.toml"
+    space.write_text('[hyperparameters.decoder]\ntype = "choice"\nvalues = ["gru", "cnn"]\n'
+                     '[hyperparameters.n_harmonics]\ntype = "choice"\nvalues = [8, 16]\n'
+                     '[fixed]\nhidden = 8\ngru_units = 8\nconv_channels = 8\nconv_layers = 2\nconv_stacks = 1\n'
+                     'n_noise_bands = 8\nframe_rate = 50\nbatch_size = 2\n')
+    command = [sys.executable, "-m", "search.cli", "sweep", "--dataset", str(dataset), "--trials", "4",
+               "--space", str(space), "--steps", "8", "--name", "mo4", "--algorithm", "nsga2",
+               "--storage", str(tmp_path / "runs")]
+    output = run_driver(tmp_path, {}, timeout=1200, module_args=command)
+    client = mlflow_client(tmp_path)
+    parent, children = sweep_runs(client, "bansuri", "mo4")
+    assert len(children) == 4 and parent.info.status == "FINISHED", output[-3000:]
+    assert "model_bytes" in children[0].data.metrics or "model_bytes" in children[1].data.metrics
+    assert float(parent.data.params["hv_reference_quality"]) > 0
+    assert client.get_metric_history(parent.info.run_id, "hypervolume")
+
+
+def test_trials_ended_after_the_last_snapshot_count_against_the_budget(tmp_path):
+    """A trial that ended in the second before a kill is in MLflow, not in the searcher's saved state."""
+    from search.searcher import KerasTunerSearcher
+
+    for make in (lambda: KerasTunerSearcher(small_space(), "random", max_trials=4, seed=1,
+                                            ledger_path=str(tmp_path / "ended.json")),
+                 lambda: OptunaSearcher(small_space(), "nsga2", max_trials=4, seed=1,
+                                        ledger_path=str(tmp_path / "ended.json"))):
+        searcher = make()
+        for i in range(2):
+            finish(searcher, f"t{i}", searcher.suggest(f"t{i}"))
+        searcher.save(str(tmp_path / "state.json"))
+        (tmp_path / "ended.json").write_text(json.dumps(["t0", "t1", "lost-after-snapshot"]))
+        restored = make()
+        restored.restore(str(tmp_path / "state.json"))
+        suggestions = [restored.suggest(f"n{i}") for i in range(3)]
+        assert isinstance(suggestions[0], dict) and suggestions[1] == "FINISHED", suggestions  # 2 + 1 + 1 = 4

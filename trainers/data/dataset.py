@@ -1,0 +1,160 @@
+"""The dataset format (docs/architecture.md, section 1): names, TFRecord examples, and the reading API.
+
+    DATASET/manifest.json                                 written last; its presence means "complete"
+    DATASET/{train,validation}-SSSSS-of-NNNNN.tfrecord   tf.train.Example shards
+
+Reading (what trials, the sweep's checks and export need)::
+
+    read_manifest(dataset_dir) -> dict
+    load_split(dataset_dir, split, frame_rate) -> {audio [N, n], f0_hz / f0_confidence / loudness_db / rms_db [N, T]}
+    tf_dataset(dataset_dir, split, frame_rate) -> tf.data.Dataset of single examples
+
+This module imports only numpy at the top; TensorFlow is imported inside the functions that
+parse or write records, so reading a manifest (e.g. the sweep driver checking its datasets) is
+cheap. Building a dataset is ``trainers.data.prepare``'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from trainers.errors import UserError
+
+FORMAT = "tonesweep-dataset/1"
+MANIFEST = "manifest.json"
+SPLITS = ("train", "validation")
+FEATURE_NAMES = ("f0_hz", "f0_confidence", "f0_voiced", "loudness_db", "rms_db")  # f0_voiced: 1.0 or 0.0
+EXAMPLES_PER_SHARD = 128  # ~35 MB per shard with 4 s examples at 16 kHz
+
+
+# ----------------------------------------------------------------------------------------------
+# writing records
+
+def _example_proto(example: dict[str, np.ndarray]) -> bytes:
+    import tensorflow as tf
+
+    feature = {
+        key: tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(value, dtype=np.float32)))
+        for key, value in example.items()
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def shard_names(split: str, n_examples: int) -> list[str]:
+    count = max(1, math.ceil(n_examples / EXAMPLES_PER_SHARD))
+    return [f"{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
+
+
+def write_split(folder: Path, split: str, examples: list[dict[str, np.ndarray]]) -> list[str]:
+    """Write ``examples`` in order into TFRecord shards in ``folder``; returns the shard names."""
+    import tensorflow as tf
+
+    names = shard_names(split, len(examples))
+    for index, name in enumerate(names):
+        with tf.io.TFRecordWriter(str(folder / name)) as writer:
+            for example in examples[index * EXAMPLES_PER_SHARD:(index + 1) * EXAMPLES_PER_SHARD]:
+                writer.write(_example_proto(example))
+    return names
+
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+
+
+def read_manifest(dataset_dir: str | os.PathLike) -> dict:
+    """The dataset's manifest; UserError if the folder is missing, incomplete or another format."""
+    folder = Path(dataset_dir)
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such dataset folder; run `tonesweep prepare --out {folder} ...` first")
+    if not path.is_file():
+        raise UserError(f"{folder}: incomplete dataset (no {MANIFEST}); run `tonesweep prepare` again")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: unreadable manifest ({err}); run `tonesweep prepare` again") from None
+    if manifest.get("format") != FORMAT:
+        raise UserError(
+            f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}; run `tonesweep prepare` again"
+        )
+    return manifest
+
+
+def _parse_spec(manifest: dict, frame_rate: int) -> dict:
+    import tensorflow as tf
+
+    n_samples = round(manifest["example_seconds"] * manifest["sample_rate"])
+    n_frames_r = round(manifest["example_seconds"] * frame_rate)
+    spec = {"audio": tf.io.FixedLenFeature([n_samples], tf.float32)}
+    for name in stored_features(manifest):
+        spec[f"{name}_{frame_rate}"] = tf.io.FixedLenFeature([n_frames_r], tf.float32)
+    return spec
+
+
+def stored_features(manifest: dict) -> tuple[str, ...]:
+    """The per-frame features a dataset holds (datasets before voiced flags lack ``f0_voiced``)."""
+    keys = manifest.get("feature_keys") or []
+    return tuple(n for n in FEATURE_NAMES if not keys or any(k.startswith(f"{n}_") for k in keys))
+
+
+def _with_voicing(features: dict, manifest: dict):
+    """Add ``f0_voiced`` from the confidence threshold for a dataset prepared before it was stored."""
+    if "f0_voiced" not in features:
+        threshold = float(manifest.get("features", {}).get("voiced_threshold", 0.5))
+        features["f0_voiced"] = (features["f0_confidence"] >= threshold) * 1.0
+    return features
+
+
+def _shard_paths(dataset_dir: str | os.PathLike, manifest: dict, split: str, frame_rate: int) -> list[str]:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if frame_rate not in manifest["frame_rates"]:
+        raise UserError(
+            f"{dataset_dir}: no features at {frame_rate} Hz (dataset has {manifest['frame_rates']}); "
+            f"prepare it with --frame-rates including {frame_rate}"
+        )
+    return [str(Path(dataset_dir) / name) for name in manifest["splits"][split]["shards"]]
+
+
+def _rename(parsed: dict, frame_rate: int) -> dict:
+    return {key.removesuffix(f"_{frame_rate}"): value for key, value in parsed.items()}
+
+
+def load_split(dataset_dir: str | os.PathLike, split: str, frame_rate: int) -> dict[str, np.ndarray]:
+    """The whole split in memory, in stored order (source file, then time).
+
+    Returns float32 arrays: audio [N, n_samples], f0_hz / f0_confidence / f0_voiced (1 or 0) /
+    loudness_db / rms_db [N, T] with T = example_seconds * frame_rate.
+    """
+    import tensorflow as tf
+
+    manifest = read_manifest(dataset_dir)
+    paths = _shard_paths(dataset_dir, manifest, split, frame_rate)
+    count = manifest["splits"][split]["examples"]
+    spec = _parse_spec(manifest, frame_rate)
+    records = tf.data.TFRecordDataset(paths).batch(max(1, count))
+    batch = tf.io.parse_example(next(iter(records)), spec)
+    arrays = {key: value.numpy() for key, value in _rename(batch, frame_rate).items()}
+    return _with_voicing(arrays, manifest)
+
+
+def tf_dataset(dataset_dir: str | os.PathLike, split: str, frame_rate: int):
+    """A streaming ``tf.data.Dataset`` of single examples (same keys and shapes as load_split rows).
+
+    For splits too large for memory; shards are read in order (shuffle/batch downstream).
+    """
+    import tensorflow as tf
+
+    manifest = read_manifest(dataset_dir)
+    paths = _shard_paths(dataset_dir, manifest, split, frame_rate)
+    spec = _parse_spec(manifest, frame_rate)
+    return tf.data.TFRecordDataset(paths).map(
+        lambda record: _with_voicing(_rename(tf.io.parse_single_example(record, spec), frame_rate), manifest),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
