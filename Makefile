@@ -73,6 +73,7 @@ demo: install
 	@echo "Pareto plots:                   $$(ls $(DEMO_DIR)/pareto-*.png | tr '\n' ' ')"
 	@echo "TF.js bundles:                  $(foreach i,$(DEMO_INSTRUMENTS),$(DEMO_DIR)/export/$(i))"
 	@echo "The demo voice as each instrument: $(DEMO_VOICE) -> $$(ls $(DEMO_DIR)/transfer/*.wav | tr '\n' ' ')"
+	@echo "Sing it in a browser:           $(TONESWEEP) serve --models $(DEMO_DIR)/export   (then open http://127.0.0.1:8000/)"
 
 test: install
 	$(PY) -m pytest -q -m "not slow"
@@ -87,6 +88,8 @@ bench: install
 	$(PY) bench/ray_overhead.py
 	$(PY) bench/results_table.py --runs 1000
 	$(PY) bench/bundle_cost.py --configs 24
+	[ -f $(DEMO_DIR)/export/bansuri/model-card.json ] || $(MAKE) demo
+	$(PY) bench/page_speed.py --models $(DEMO_DIR)/export --wav $(DEMO_VOICE)
 	[ -f $(DEMO_DIR)/datasets/bansuri/manifest.json ] || $(MAKE) demo
 	$(PY) bench/many_trials.py --dataset $(DEMO_DIR)/datasets/bansuri --trials 200 --steps 30
 	$(PY) bench/search_efficiency.py --dataset $(DEMO_DIR)/datasets/bansuri --pool 14 --trials 10 --steps 60 --seeds 3 --live --references

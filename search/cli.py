@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
 
+    p = sub.add_parser("serve", help="the tone-transfer page and exported bundles, on 127.0.0.1")
+    p.add_argument("--models", default=".",
+                   help="an export bundle folder, or a folder of them (e.g. demo/export) (default: .)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; another than 127.0.0.1 exposes the page to the network (default: 127.0.0.1)")
+
     p = sub.add_parser("pareto", help="size-vs-quality Pareto front and the smallest acceptable model")
     p.add_argument("--instrument", required=True, help="instrument whose sweeps to read")
     p.add_argument("--sweep", default=None, help="sweep name (default: the latest sweep)")

@@ -131,6 +131,22 @@ def ui(args) -> int:
         return 0
 
 
+def serve(args) -> int:
+    import threading
+
+    from trainers.export.serve import serve as serve_page
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a supervisor's stop frees the port too
+    try:
+        serve_page(args.models, args.host, args.port, say, stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
 def pareto(args) -> int:
     from results.criteria import Criteria
     from results.report import run_pareto

@@ -122,13 +122,15 @@ def check_tfjs(tfjs_dir: Path, tf_outputs: dict[str, np.ndarray], inputs, repeat
 
 def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, precision: str,
                   js_parity: bool = True, frames_per_call: int | None = None, force: bool = False) -> dict[str, Any]:
-    """Write DIR/saved_model, DIR/tfjs, DIR/model-card.json for one trial; returns the card.
+    """Write DIR/saved_model, DIR/tfjs, DIR/model-card.json and the page (DIR/index.html, DIR/page/)
+    for one trial; returns the card.
 
     Built in a staging folder next to DIR and moved in only after every check passed, replacing
     only the files an earlier bundle's card lists. A DIR holding other files is refused unless
     ``force`` (they are then kept, e.g. a page that hosts the bundle).
     """
     from trainers.export import graph, tfjs  # noqa: PLC0415
+    from trainers.export.page import write_page  # noqa: PLC0415
     from trainers.model.trained import load_trained  # noqa: PLC0415
 
     out_dir = Path(out_dir).absolute()
@@ -166,6 +168,7 @@ def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, pre
         card = model_card(instrument, config, module.layout, source, precision, metrics, manifest, sizes,
                           {"tf_vs_training_db": round(tf_vs_training, 2), "tfjs_node_wasm": js,
                            "tf_ms_per_call": _tf_ms_per_call(staging / "saved_model", inputs)})
+        write_page(staging)  # index.html + page/: the folder plays the model wherever it is hosted
         card["files"] = sorted(listed_files(staging) + [CARD])  # what a later export may replace
         write_json_atomic(staging / CARD, card)
         give_umask_modes(staging)
@@ -317,4 +320,5 @@ def summary_text(out_dir, card: dict[str, Any]) -> str:
         f"{card.get('speed', {}).get('rtf_wasm_estimate')})",
         f"  parity: TF vs training graph {parity['tf_vs_training_db']} dB; {js_text}",
         f"  quality ({card['precision']}): {card['quality']['value']}",
+        f"  play it in a browser: tonesweep serve --models {out_dir} (or host the folder as it is: index.html)",
     ])

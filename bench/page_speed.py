@@ -1,0 +1,67 @@
+"""The tone-transfer page in headless Chromium: real-time factor per exported model, first-load bytes.
+
+    .venv/bin/python bench/page_speed.py --models demo/export --wav demo/audio/voice/voice-0.wav
+        [--backend wasm] [--repeat 3]
+
+Serves the page and every bundle under --models exactly as `tonesweep serve` does (on 127.0.0.1,
+a free port), then bench/page_speed.mjs opens the page once per model, loads it on the backend,
+transfers the WAV --repeat times (features in JavaScript, then chunked rendering) and records
+every response the page received on its first load. Prints, per model, the median real-time factor
+of the rendering (seconds of audio / seconds of rendering; goal >= 20x on wasm) and the first-load
+bytes: page + TF.js runtime + model, raw and gzip -9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="demo/export", help="a folder of export bundles (default: demo/export)")
+    parser.add_argument("--wav", default="demo/audio/voice/voice-0.wav", help="input recording (default: the demo voice)")
+    parser.add_argument("--backend", default="wasm", choices=["wasm", "webgl", "cpu"], help="TF.js backend (default: wasm)")
+    parser.add_argument("--repeat", type=int, default=3, help="transfers per model; the median is reported (default: 3)")
+    args = parser.parse_args()
+
+    from trainers.export.serve import find_bundles, start_server
+
+    server = start_server(args.models, port=0)
+    names = list(find_bundles(Path(args.models)))
+    try:
+        proc = subprocess.run(["node", str(REPO / "bench" / "page_speed.mjs"), "--url", server.url, "--wav", args.wav,
+                               "--models", ",".join(names), "--backend", args.backend, "--repeat", str(args.repeat)],
+                              capture_output=True, text=True, timeout=1800, cwd=REPO)
+    finally:
+        server.shutdown()
+        server.server_close()
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return 1
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"{'model':<10} {'audio s':>7} {'render ms (median)':>18} {'RTF (median)':>12} {'RTF runs':>22} "
+          f"{'first load raw':>15} {'gzip':>10} {'model raw':>10} {'model gzip':>10}")
+    for name, r in results.items():
+        load = r["first_load"]
+        print(f"{name:<10} {r['seconds']:>7.1f} {statistics.median(r['render_ms']):>18.0f} "
+              f"{statistics.median(r['rtf']):>11.1f}x {', '.join(f'{x:.1f}' for x in r['rtf']):>22} "
+              f"{load['total_raw']:>15,} {load['total_gzip']:>10,} {load['model_raw']:>10,} {load['model_gzip']:>10,}")
+    first = next(iter(results.values()))["first_load"]["files"]
+    print("\nfirst-load files of the first model (raw / gzip bytes):")
+    for path, size in sorted(first.items(), key=lambda item: -item[1]["raw"]):
+        print(f"  {path:<60} {size['raw']:>10,} {size['gzip']:>10,}")
+    print(f"\nbackend {args.backend}; features (pitch, loudness) in JS took "
+          + ", ".join(f"{name} {statistics.median(r['feature_ms']):.0f} ms" for name, r in results.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

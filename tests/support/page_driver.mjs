@@ -1,0 +1,128 @@
+// Drive the tone-transfer page in headless Chromium (Debian's chromium via playwright-core), the way
+// a person would, and print one JSON line with what happened in each scenario.
+//
+//   node page_driver.mjs --url URL --wav VOICE.wav --silent SILENT.wav --text NOTES.txt
+//        --model NAME --broken NAME --out DIR [--seconds 6] [--bundle-url URL] [--chromium PATH]
+//
+// Scenarios: upload (file input, download of the result, screenshot), mic (a fake microphone that
+// plays VOICE.wav), denied (microphone permission refused), not-audio, silence, broken model,
+// no-webassembly, and bundle (the page inside a bundle folder served by a plain static server).
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+function parseArgs(argv) {
+  const args = { seconds: '6', chromium: '/usr/bin/chromium' };
+  for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, '')] = argv[i + 1];
+  return args;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
+  `--use-file-for-fake-audio-capture=${args.wav}`, '--autoplay-policy=no-user-gesture-required'];
+const origin = new URL(args.url).origin;
+
+async function openPage(context, url = args.url, init = null) {
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (err) => pageErrors.push(String(err).split('\n')[0]));
+  if (init) await page.addInitScript(init);
+  await page.goto(url);
+  await page.waitForFunction(() => window.tonesweep !== undefined, null, { timeout: 60000 });
+  await page.evaluate(() => window.tonesweep.ready);
+  return { page, pageErrors };
+}
+
+/** Run `action` in the page; return its value, or {error: the page's own error line}. */
+async function attempt(page, action, arg) {
+  try {
+    return { value: await page.evaluate(action, arg) };
+  } catch {
+    return { error: await page.evaluate(() => window.tonesweep.error()) };
+  }
+}
+
+async function uploadScenario(context) {
+  const { page, pageErrors } = await openPage(context);
+  const models = await page.evaluate(() => window.tonesweep.models().map((m) => m.name));
+  await page.selectOption('#instrument', args.model);
+  await page.click('#load');
+  await page.waitForFunction(() => !document.getElementById('file').disabled || window.tonesweep.error(), null,
+    { timeout: 120000 });
+  await page.setInputFiles('#file', args.wav);
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('done')
+    || window.tonesweep.error(), null, { timeout: 300000 });
+  const error = await page.evaluate(() => window.tonesweep.error());
+  const last = await page.evaluate(() => window.tonesweep.last());
+  let downloaded = null;
+  if (!error) {
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    downloaded = path.join(args.out, 'upload.wav');
+    await download.saveAs(downloaded);
+  }
+  await page.screenshot({ path: path.join(args.out, 'page.png'), fullPage: true });
+  await page.close();
+  return { models, error, last, downloaded, pageErrors };
+}
+
+async function micScenario(context) {
+  await context.grantPermissions(['microphone'], { origin });
+  const { page, pageErrors } = await openPage(context);
+  await page.evaluate((name) => window.tonesweep.load(name), args.model);
+  const result = await attempt(page, (s) => window.tonesweep.record(s), Number(args.seconds));
+  const last = result.error ? null : await page.evaluate(() => window.tonesweep.last());
+  await page.close();
+  return { ...result, last, pageErrors };
+}
+
+async function errorScenario(context, setup, action, arg, init = null) {
+  const { page } = await openPage(context, args.url, init);
+  const startError = await page.evaluate(() => window.tonesweep.error());
+  if (setup) await page.evaluate(setup, arg);
+  const result = await attempt(page, action, arg);
+  await page.close();
+  return { startError, ...result };
+}
+
+async function main() {
+  fs.mkdirSync(args.out, { recursive: true });
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tonesweep-page-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: args.chromium, headless: true, args: FLAGS, acceptDownloads: true,
+  });
+  const out = {};
+  try {
+    out.upload = await uploadScenario(context);
+    out.mic = await micScenario(context);
+    await context.clearPermissions();
+    out.denied = await errorScenario(context, (m) => window.tonesweep.load(m), (s) => window.tonesweep.record(s), args.model);
+    const file = (p) => [...fs.readFileSync(p)];
+    out.notAudio = await errorScenario(context, null, async ([m, bytes]) => {
+      await window.tonesweep.load(m);
+      return window.tonesweep.transferFile(new Uint8Array(bytes).buffer, 'notes.txt');
+    }, [args.model, file(args.text)]);
+    out.silence = await errorScenario(context, null, async ([m, bytes]) => {
+      await window.tonesweep.load(m);
+      return window.tonesweep.transferFile(new Uint8Array(bytes).buffer, 'silence.wav');
+    }, [args.model, file(args.silent)]);
+    out.broken = await errorScenario(context, null, (m) => window.tonesweep.load(m), args.broken);
+    out.noWasm = await errorScenario(context, null, (m) => window.tonesweep.load(m, 'wasm'), args.model,
+      () => { delete window.WebAssembly; });
+    if (args['bundle-url']) {
+      const { page } = await openPage(context, args['bundle-url']);
+      const models = await page.evaluate(() => window.tonesweep.models().map((m) => m.name));
+      const loaded = await attempt(page, (m) => window.tonesweep.load(m), models[0]);
+      out.bundle = { models, ...loaded };
+      await page.close();
+    }
+  } finally {
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+  console.log(JSON.stringify(out));
+}
+
+main().catch((err) => { console.error(`page_driver: ${err.stack || err}`); process.exit(1); });

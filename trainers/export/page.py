@@ -1,0 +1,62 @@
+"""The tone-transfer page: its files, as `tonesweep serve` serves them and `export` copies them.
+
+The page (trainers/export/page/) lives beside the export code because it is the bundle format's
+browser runtime: it reads model-card.json and tfjs/ the way `tonesweep transfer` reads them, and
+every bundle carries a copy, so a bundle folder can be hosted by any static server as it is.
+
+Its third-party JavaScript comes from npm (package.json, installed by `make install`), never from
+a CDN: TF.js and its wasm backend, and pitchy (MIT) for pitch with fft.js (MIT), pitchy's FFT.
+fft.js is a CommonJS module; browsers import only ES modules, so its file is wrapped in three lines
+that turn ``module.exports`` into a default export (the code itself is unchanged).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainers.errors import UserError
+
+PAGE_DIR = Path(__file__).resolve().parent / "page"
+RUNNER = Path(__file__).resolve().parent / "js" / "runner.mjs"  # the chunked renderer, shared with the Node checks
+NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
+PAGE_SOURCES = ("app.mjs", "features.mjs", "wav.mjs")
+VENDORED = {  # page/vendor/NAME -> node_modules path
+    "tf.min.js": "@tensorflow/tfjs/dist/tf.min.js",
+    "tf-backend-wasm.min.js": "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js",
+    "tfjs-backend-wasm.wasm": "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm",
+    "tfjs-backend-wasm-simd.wasm": "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm",
+    "tfjs-backend-wasm-threaded-simd.wasm": "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm",
+    "pitchy.mjs": "pitchy/index.js",
+    "fft.mjs": "fft.js/lib/fft.js",
+}
+COMMONJS = {"fft.mjs"}
+
+
+def page_files() -> dict[str, bytes]:
+    """Relative path -> content of every file of the page: index.html and page/..."""
+    files = {"index.html": (PAGE_DIR / "index.html").read_bytes(),
+             "page/runner.mjs": RUNNER.read_bytes()}
+    for name in PAGE_SOURCES:
+        files[f"page/{name}"] = (PAGE_DIR / name).read_bytes()
+    for name, source in VENDORED.items():
+        path = NODE_MODULES / source
+        if not path.is_file():
+            raise UserError(f"{path}: missing; run `make install` (npm install) to vendor the page's JavaScript")
+        data = path.read_bytes()
+        files[f"page/vendor/{name}"] = _as_es_module(data) if name in COMMONJS else data
+    return files
+
+
+def write_page(folder: Path) -> list[str]:
+    """Write the page into ``folder`` (an export's staging folder); returns the relative paths written."""
+    files = page_files()
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return sorted(files)
+
+
+def _as_es_module(commonjs: bytes) -> bytes:
+    return (b"const module = { exports: {} };\nconst exports = module.exports;\n" + commonjs
+            + b"\nexport default module.exports;\n")

@@ -1,0 +1,129 @@
+"""`tonesweep serve`: the tone-transfer page and the export bundles under a folder, on 127.0.0.1.
+
+Routes (read-only; nothing else on the disk is reachable):
+- ``/`` and ``/page/...``: the page (trainers/export/page.py);
+- ``/models.json``: the bundles found now, ``{"models": [{"name", "path", "precision", "bytes"}]}``;
+- ``/models/NAME/...``: files inside bundle NAME (a folder with a tonesweep model-card.json, either
+  ``--models DIR`` itself or one of its subfolders).
+The bundles are looked up at every request, so a bundle exported while the server runs appears on
+the next page load.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+from urllib.parse import unquote, urlsplit
+
+from trainers.errors import UserError
+from trainers.export.bundle import CARD, CARD_FORMAT
+from trainers.export.page import page_files
+
+TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
+         ".json": "application/json", ".bin": "application/octet-stream", ".html": "text/html; charset=utf-8"}
+
+
+def find_bundles(models_dir: Path) -> dict[str, Path]:
+    """Bundle name -> folder: ``models_dir`` itself when it is a bundle, else its bundle subfolders."""
+    def card_of(folder: Path) -> dict | None:
+        try:
+            card = json.loads((folder / CARD).read_text())
+        except (OSError, ValueError):
+            return None
+        return card if isinstance(card, dict) and card.get("format") == CARD_FORMAT else None
+
+    if card_of(models_dir) is not None:
+        return {str(card_of(models_dir).get("instrument") or models_dir.name): models_dir}
+    return {sub.name: sub for sub in sorted(models_dir.iterdir()) if sub.is_dir() and card_of(sub) is not None}
+
+
+def model_list(models_dir: Path) -> dict:
+    models = []
+    for name, folder in find_bundles(models_dir).items():
+        card = json.loads((folder / CARD).read_text())
+        models.append({"name": name, "path": f"models/{name}/", "instrument": card.get("instrument"),
+                       "precision": card.get("precision"), "bytes": (card.get("bytes") or {}).get("total")})
+    return {"models": models}
+
+
+class PageServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, models_dir: Path, host: str, port: int):
+        self.models_dir = models_dir
+        self.page = page_files()
+        super().__init__((host, port), PageHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+
+class PageHandler(BaseHTTPRequestHandler):
+    server: PageServer
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body, name = self._resolve(unquote(urlsplit(self.path).path))
+        if body is None:
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", TYPES.get(Path(name).suffix, mimetypes.guess_type(name)[0] or "application/octet-stream"))
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _resolve(self, path: str) -> tuple[bytes | None, str]:
+        if path in ("/", "/index.html"):
+            return self.server.page["index.html"], "index.html"
+        if path.lstrip("/") in self.server.page:
+            return self.server.page[path.lstrip("/")], path
+        if path == "/models.json":
+            return json.dumps(model_list(self.server.models_dir)).encode(), path
+        parts = path.strip("/").split("/")
+        if len(parts) >= 3 and parts[0] == "models":
+            folder = find_bundles(self.server.models_dir).get(parts[1])
+            if folder is not None:
+                target = (folder / "/".join(parts[2:])).resolve()
+                if target.is_file() and target.is_relative_to(folder.resolve()):
+                    return target.read_bytes(), target.name
+        return None, path
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
+        pass  # one line per file would bury the address line
+
+
+def start_server(models_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> PageServer:
+    """Bind and start serving in a background thread; ``server.shutdown()`` stops it."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise UserError(f"--models {models_dir}: folder not found; pass a folder of `tonesweep export` bundles "
+                        "(e.g. demo/export after `make demo`)")
+    if not find_bundles(models_dir):
+        raise UserError(f"--models {models_dir}: no export bundle in it or its subfolders (none has a model-card.json); "
+                        "export one with `tonesweep export --out DIR/NAME`")
+    try:
+        server = PageServer(models_dir, host, port)
+    except OSError as err:
+        raise UserError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror}); pick another port") from None
+    threading.Thread(target=server.serve_forever, name="tonesweep-serve", daemon=True).start()
+    return server
+
+
+def serve(models_dir: str | Path, host: str, port: int, say: Callable[[str], None], stop: threading.Event) -> None:
+    """Serve until ``stop`` is set (the command sets it on Ctrl-C or SIGTERM); the port is freed."""
+    server = start_server(models_dir, host, port)
+    try:
+        names = ", ".join(find_bundles(Path(models_dir)))
+        say(f"tone-transfer page for {names} at {server.url} (Ctrl-C stops)")
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
