@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -71,6 +73,8 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
     last: dict[str, Any] = {}
     total_steps = _total_steps(config)
     sizes: dict[str, Any] = {}
+    started = time.perf_counter()
+    before_training = 0.0
 
     def forward(metrics: dict) -> None:
         last.update(metrics)
@@ -80,19 +84,26 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
         if int(metrics.get("step", 0)) < total_steps:
             report({**metrics, SIZE_METRIC: sizes.get(SIZE_KEY)})
 
-    try:
-        sizes.update(resolve(spec.size_fn)(config))
-        reason = rejection_reason(sizes, spec.max_params, spec.max_bytes, spec.min_rtf)
-        if reason:
-            metrics = {"status": REJECTED, "failure_reason": reason, **sizes}
-        else:
-            metrics = dict(resolve(spec.train_fn)(spec.dataset_dir, config, out_dir, report=forward,
-                                                  report_every=spec.report_every, threads=spec.threads))
-    except Exception as err:  # noqa: BLE001 - a trial's failure is data for the sweep, not a crash
-        metrics = {**sizes, **_metrics_written_by_trainer(out_dir), "status": FAILED,
-                   "failure_reason": failure_text(err)}
+    with PeakRSS() as memory:
+        try:
+            sizes.update(resolve(spec.size_fn)(config))
+            reason = rejection_reason(sizes, spec.max_params, spec.max_bytes, spec.min_rtf)
+            if reason:
+                metrics = {"status": REJECTED, "failure_reason": reason, **sizes}
+            else:
+                train = resolve(spec.train_fn)  # imports TensorFlow in a fresh worker: part of start-up
+                before_training = time.perf_counter() - started
+                metrics = dict(train(spec.dataset_dir, config, out_dir, report=forward,
+                                     report_every=spec.report_every, threads=spec.threads))
+        except Exception as err:  # noqa: BLE001 - a trial's failure is data for the sweep, not a crash
+            metrics = {**sizes, **_metrics_written_by_trainer(out_dir), "status": FAILED,
+                       "failure_reason": failure_text(err)}
+    if finite(metrics.get("first_step_s")) is not None:
+        metrics["startup_s"] = before_training + float(metrics["first_step_s"])
     return {
         **metrics,
+        "peak_rss_mib": memory.peak_mib,          # this worker process, while this trial ran
+        "rss_at_start_mib": memory.start_mib,     # what it held before (a reused worker's leftovers)
         "final": True,
         "train_loss": last.get("train_loss", math.nan),
         "step": int(metrics.get("steps") or last.get("step") or 0),
@@ -100,6 +111,36 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
         "out_dir": str(out_dir),
         SIZE_METRIC: sizes.get(SIZE_KEY, metrics.get(SIZE_KEY)),
     }
+
+
+class PeakRSS:
+    """Peak resident memory (MiB) of this process while the ``with`` block runs, sampled every
+    ``interval_s`` by a daemon thread (and once at each end), so a reused worker reports each trial's
+    own peak rather than the process's lifetime maximum (``ru_maxrss``)."""
+
+    def __init__(self, interval_s: float = 0.2):
+        import psutil
+
+        self._process, self._interval_s = psutil.Process(), interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="tonesweep-peak-rss", daemon=True)
+        self.start_mib = self.peak_mib = self._rss_mib()
+
+    def __enter__(self) -> "PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mib = max(self.peak_mib, self._rss_mib())
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.peak_mib = max(self.peak_mib, self._rss_mib())
+
+    def _rss_mib(self) -> float:
+        return self._process.memory_info().rss / 2**20
 
 
 def rejection_reason(sizes: dict[str, Any], max_params: int | None, max_bytes: int | None,

@@ -93,6 +93,25 @@ def test_node_parity_recomputed_independently(float32_bundle):
     assert graph.snr_db(expected["next_state"], got["next_state"]) >= 100
 
 
+def test_signature_keyed_by_tensor_names_is_mapped_back(float32_bundle, tmp_path):
+    """The converter sometimes keys outputs by the frozen graph's names (Identity_k:0, k-th output in
+    sorted key order) and inputs by tensor names (f0_hz:0): both are mapped back to the signature keys."""
+    from trainers.export.tfjs import restore_signature_keys
+
+    model = json.loads((float32_bundle / "tfjs" / "model.json").read_text())
+    outputs = sorted(model["signature"]["outputs"])
+    model["signature"]["outputs"] = {("audio" if key == "audio" else f"Identity_{i}:0"): spec
+                                     for i, (key, spec) in enumerate(sorted(model["signature"]["outputs"].items()))}
+    model["signature"]["inputs"] = {f"{key}:0": spec for key, spec in model["signature"]["inputs"].items()}
+    (tmp_path / "model.json").write_text(json.dumps(model))
+    restore_signature_keys(tmp_path / "model.json", float32_bundle / "saved_model")
+    restored = json.loads((tmp_path / "model.json").read_text())["signature"]
+    assert sorted(restored["outputs"]) == outputs == ["audio", "next_noise_tail", "next_phase", "next_state"]
+    assert restored["outputs"]["next_phase"] == json.loads((float32_bundle / "tfjs" / "model.json").read_text())[
+        "signature"]["outputs"]["next_phase"]
+    assert "f0_hz" in restored["inputs"]
+
+
 def _register_champion(tracking_uri: str, trial: Path, precision: str) -> str:
     """A registry entry as results/registry.py writes it (docs §4): run with trial/ artifacts,
     version of tonesweep-bansuri with tags, alias champion. Returns the run id."""

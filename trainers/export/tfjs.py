@@ -70,10 +70,47 @@ def convert(saved_model_dir: str | Path, out_dir: str | Path, precision: str) ->
         quantization_dtype_map=quantization, control_flow_v2=True,
         # one shard: the weights are small, and fewer requests load faster in a browser
         weight_shard_size_bytes=64 * 1024 * 1024)
+    restore_signature_keys(out_dir / "model.json", saved_model_dir)
     from trainers.export import lean  # noqa: PLC0415
 
     lean.rewrite_file(out_dir, PROJECT_ROOT)
     return bundle_bytes(out_dir)
+
+
+def restore_signature_keys(model_json: Path, saved_model_dir: str | Path) -> None:
+    """Key model.json's signature by the SavedModel's signature keys (``audio``, ``next_phase``, ...).
+
+    The converter keys an entry by its signature key only when the frozen graph kept that name, and
+    otherwise by the frozen graph's tensor name: ``f0_hz:0`` for an input, ``Identity_k:0`` for the
+    k-th output of the frozen function, whose outputs are the signature's dict flattened in sorted key
+    order (``tf.nest``). Some exported CNNs came out with ``Identity_1:0``/``Identity_2:0`` and lost
+    their carries in a browser (``next_*`` not found); this maps such keys back.
+    """
+    import re  # noqa: PLC0415
+
+    from tensorflow.core.protobuf import saved_model_pb2  # noqa: PLC0415
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    signature = next(g.signature_def["serving_default"] for g in proto.meta_graphs if "serving_default" in g.signature_def)
+    model = json.loads(model_json.read_text())
+    for side, declared in (("inputs", sorted(signature.inputs)), ("outputs", sorted(signature.outputs))):
+
+        def key_of(key: str, declared=declared) -> str:
+            bare = key.split(":")[0]
+            identity = re.fullmatch(r"Identity(?:_(\d+))?", bare)
+            if bare in declared:
+                return bare
+            if identity and int(identity.group(1) or 0) < len(declared):
+                return declared[int(identity.group(1) or 0)]
+            return key
+
+        entries = model["signature"].get(side, {})
+        renamed = {key_of(key): spec for key, spec in entries.items()}
+        if sorted(renamed) != declared:
+            raise RuntimeError(f"{model_json}: signature {side} {sorted(entries)} do not map onto the SavedModel's {declared}")
+        model["signature"][side] = renamed
+    model_json.write_text(json.dumps(model))
 
 
 def bundle_bytes(tfjs_dir: str | Path) -> dict[str, int]:

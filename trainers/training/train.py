@@ -171,6 +171,7 @@ class _Trainer:
         self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
                                         train_time=self.train_time, last_loss=self.last_loss)
         self.manager = tf.train.CheckpointManager(self.ckpt, str(out_dir / "checkpoint"), max_to_keep=1)
+        self.first_step_at: float | None = None  # perf_counter() when this process's first step ended
 
     def restore(self) -> int:
         if self.manager.latest_checkpoint:
@@ -199,6 +200,8 @@ class _Trainer:
         last_loss = float(self.last_loss)  # restored value when resuming a finished trial
         for step in range(start_step, total):
             last_loss = float(self.step_fn(*self.batch(step)))
+            if self.first_step_at is None:
+                self.first_step_at = time.perf_counter()
             if not math.isfinite(last_loss):
                 return last_loss, f"non-finite training loss ({last_loss}) at step {step + 1}"
             losses.append(last_loss)
@@ -230,8 +233,10 @@ def train_trial(
     Raises UserError (bad config/dataset, before training) or TrialFailed (NaN/inf loss, after
     writing metrics.json with status FAILED). `report` is called every `report_every` steps (and
     at the last step) with {"step", "train_loss" (mean since last report), "val_loss", "elapsed_s"}.
-    Resumes from out_dir/checkpoint/ when present.
+    Resumes from out_dir/checkpoint/ when present. ``first_step_s`` in the metrics: seconds from this
+    call to the end of its first training step (data, model, tracing and XLA compilation).
     """
+    started = time.perf_counter()
     configure_threads(threads)  # first: before any TF op of this process
     config = validate_config(config)
     if report_every < 1:
@@ -248,6 +253,8 @@ def train_trial(
     final_loss, failure = trainer.run(report, report_every)
     metrics = {"status": FINISHED, "failure_reason": None, "steps": int(trainer.step),
                "train_time_s": float(trainer.train_time), "final_train_loss": final_loss, **size_report(config)}
+    if trainer.first_step_at is not None:  # start-up: loading, building, tracing and compiling the step
+        metrics["first_step_s"] = trainer.first_step_at - started
     if failure is not None:
         metrics.update(status=FAILED, failure_reason=failure)
         _write_json(out_dir / "metrics.json", metrics)
