@@ -74,7 +74,17 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
     total_steps = _total_steps(config)
     sizes: dict[str, Any] = {}
     started = time.perf_counter()
-    before_training = 0.0
+    before_training = 0.0  # size check and imports, before train_fn starts
+
+    memory = PeakRSS()
+
+    def resources(metrics: dict) -> dict:
+        """Memory and start-up so far: in every report, so a trial stopped at a rung has them too."""
+        out = {"peak_rss_mib": memory.peak_mib,        # this worker process, while this trial ran
+               "rss_at_start_mib": memory.start_mib}   # what it held before (a reused worker's leftovers)
+        if finite(metrics.get("first_step_s")) is not None:
+            out["startup_s"] = before_training + float(metrics["first_step_s"])  # trial start to first step
+        return out
 
     def forward(metrics: dict) -> None:
         last.update(metrics)
@@ -82,9 +92,9 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
         # deciding on it could stop the trial between training and evaluation, losing the
         # evaluation of a model that had already finished training.
         if int(metrics.get("step", 0)) < total_steps:
-            report({**metrics, SIZE_METRIC: sizes.get(SIZE_KEY)})
+            report({**metrics, SIZE_METRIC: sizes.get(SIZE_KEY), **resources(metrics)})
 
-    with PeakRSS() as memory:
+    with memory:
         try:
             sizes.update(resolve(spec.size_fn)(config))
             reason = rejection_reason(sizes, spec.max_params, spec.max_bytes, spec.min_rtf)
@@ -98,12 +108,9 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
         except Exception as err:  # noqa: BLE001 - a trial's failure is data for the sweep, not a crash
             metrics = {**sizes, **_metrics_written_by_trainer(out_dir), "status": FAILED,
                        "failure_reason": failure_text(err)}
-    if finite(metrics.get("first_step_s")) is not None:
-        metrics["startup_s"] = before_training + float(metrics["first_step_s"])
     return {
         **metrics,
-        "peak_rss_mib": memory.peak_mib,          # this worker process, while this trial ran
-        "rss_at_start_mib": memory.start_mib,     # what it held before (a reused worker's leftovers)
+        **resources(metrics),
         "final": True,
         "train_loss": last.get("train_loss", math.nan),
         "step": int(metrics.get("steps") or last.get("step") or 0),

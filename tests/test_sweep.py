@@ -55,7 +55,27 @@ def test_execute_trial_turns_a_crash_into_a_failed_result(tmp_path):
     final = execute_trial({"steps": 10}, spec, tmp_path / "t2", report=seen.append)
     assert final["status"] == "FAILED" and final["failure_reason"] == "ValueError: loss is NaN at step 7"
     assert final["val_loss"] == 3.0 and final["step"] == 5 and final["params"] == 800
-    assert seen == [{"step": 5, "train_loss": 2.0, "val_loss": 3.0, "model_bytes": 3200}]  # size with every report
+    reported = [{k: r[k] for k in ("step", "train_loss", "val_loss", "model_bytes")} for r in seen]
+    assert reported == [{"step": 5, "train_loss": 2.0, "val_loss": 3.0, "model_bytes": 3200}]  # size with every report
+    assert seen[0]["peak_rss_mib"] >= seen[0]["rss_at_start_mib"] > 0  # and the worker's memory
+    assert "startup_s" not in seen[0]  # the stand-in reports no first step
+
+
+def test_execute_trial_reports_start_up_and_memory(tmp_path):
+    def train(dataset_dir, config, out_dir, report, report_every, threads):
+        import time
+
+        held = b"\x01" * (64 * 2**20)  # 64 MiB written, so resident, for longer than a sampling interval
+        time.sleep(0.6)
+        report({"step": 5, "train_loss": 1.0, "val_loss": 2.0, "first_step_s": 1.5})
+        del held
+        return {"status": "FINISHED", "steps": 10, "first_step_s": 1.5}
+
+    spec = TrialSpec(dataset_dir="d", trials_dir=str(tmp_path), train_fn=train, size_fn=fake_size)
+    seen = []
+    final = execute_trial({"steps": 10}, spec, tmp_path / "t3", report=seen.append)
+    assert seen[0]["startup_s"] == final["startup_s"] and 1.5 <= final["startup_s"] < 1.5 + 60  # + imports, size check
+    assert final["peak_rss_mib"] >= final["rss_at_start_mib"] + 60  # the trial's own peak, not the start
 
 
 def test_execute_trial_holds_back_the_last_step_report(tmp_path):

@@ -88,8 +88,10 @@ def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
     run("b", 2)
     b = run("b", 4)  # resumes from b/checkpoint at step 2
     assert [r["step"] for r in reports["a"]] == [2, 4] and [r["step"] for r in reports["b"]] == [2, 4]
-    assert set(reports["a"][0]) == {"step", "train_loss", "val_loss", "elapsed_s"}
-    assert reports["b"] == [dict(r, elapsed_s=pytest.approx(r["elapsed_s"], abs=1e9)) for r in reports["a"]]
+    assert set(reports["a"][0]) == {"step", "train_loss", "val_loss", "elapsed_s", "first_step_s"}
+    assert reports["b"] == [dict(r, elapsed_s=pytest.approx(r["elapsed_s"], abs=1e9),
+                                 first_step_s=pytest.approx(r["first_step_s"], abs=1e9)) for r in reports["a"]]
+    assert 0 < reports["a"][0]["first_step_s"] < reports["a"][0]["elapsed_s"] + 120  # start-up, then steps
     for x, y in zip(_weights(tmp_path / "a"), _weights(tmp_path / "b")):
         np.testing.assert_array_equal(x, y)
     assert a["final_train_loss"] == b["final_train_loss"]

@@ -152,8 +152,8 @@ def make_eval_loss(model: TrainedModel, loss_fn, jit_compile: bool = False):
 class _Trainer:
     """Mutable training state of one trial; `run()` does the loop. Kept private: use train_trial."""
 
-    def __init__(self, config, train, val, out_dir: Path, jit_compile: bool):
-        self.config, self.train, self.out_dir = config, train, out_dir
+    def __init__(self, config, train, val, out_dir: Path, jit_compile: bool, started: float):
+        self.config, self.train, self.out_dir, self.started = config, train, out_dir, started
         tf.keras.utils.set_random_seed(config["seed"])
         self.model = build_model(config)
         self.optimizer = keras.optimizers.Adam(learning_rate=config["learning_rate"])
@@ -171,7 +171,7 @@ class _Trainer:
         self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
                                         train_time=self.train_time, last_loss=self.last_loss)
         self.manager = tf.train.CheckpointManager(self.ckpt, str(out_dir / "checkpoint"), max_to_keep=1)
-        self.first_step_at: float | None = None  # perf_counter() when this process's first step ended
+        self.first_step_s: float | None = None  # train_trial's start to the end of this process's first step
 
     def restore(self) -> int:
         if self.manager.latest_checkpoint:
@@ -200,8 +200,8 @@ class _Trainer:
         last_loss = float(self.last_loss)  # restored value when resuming a finished trial
         for step in range(start_step, total):
             last_loss = float(self.step_fn(*self.batch(step)))
-            if self.first_step_at is None:
-                self.first_step_at = time.perf_counter()
+            if self.first_step_s is None:
+                self.first_step_s = time.perf_counter() - self.started
             if not math.isfinite(last_loss):
                 return last_loss, f"non-finite training loss ({last_loss}) at step {step + 1}"
             losses.append(last_loss)
@@ -213,7 +213,7 @@ class _Trainer:
                 self.manager.save(checkpoint_number=done)
                 if report is not None:
                     report({"step": done, "train_loss": float(np.mean(losses)), "val_loss": self.val_loss(),
-                            "elapsed_s": float(self.train_time)})
+                            "elapsed_s": float(self.train_time), "first_step_s": self.first_step_s})
                 losses = []
         self.train_time.assign(time_before + time.perf_counter() - t0)
         return last_loss, None
@@ -232,7 +232,8 @@ def train_trial(
 
     Raises UserError (bad config/dataset, before training) or TrialFailed (NaN/inf loss, after
     writing metrics.json with status FAILED). `report` is called every `report_every` steps (and
-    at the last step) with {"step", "train_loss" (mean since last report), "val_loss", "elapsed_s"}.
+    at the last step) with {"step", "train_loss" (mean since last report), "val_loss", "elapsed_s",
+    "first_step_s"}.
     Resumes from out_dir/checkpoint/ when present. ``first_step_s`` in the metrics: seconds from this
     call to the end of its first training step (data, model, tracing and XLA compilation).
     """
@@ -246,15 +247,15 @@ def train_trial(
     train, val = load_frames(dataset_dir, "train", config), load_frames(dataset_dir, "validation", config)
     tf.config.experimental.enable_op_determinism()
     out_dir.mkdir(parents=True, exist_ok=True)
-    trainer = _Trainer(config, train, val, out_dir, jit_compile)
+    trainer = _Trainer(config, train, val, out_dir, jit_compile, started)
     trainer.restore()  # before writing anything: a checkpoint of another config must stay intact
     _write_json(out_dir / "config.json", config)
     _write_json(out_dir / "dataset_manifest.json", manifest)
     final_loss, failure = trainer.run(report, report_every)
     metrics = {"status": FINISHED, "failure_reason": None, "steps": int(trainer.step),
                "train_time_s": float(trainer.train_time), "final_train_loss": final_loss, **size_report(config)}
-    if trainer.first_step_at is not None:  # start-up: loading, building, tracing and compiling the step
-        metrics["first_step_s"] = trainer.first_step_at - started
+    if trainer.first_step_s is not None:  # start-up: loading, building, tracing and compiling the step
+        metrics["first_step_s"] = trainer.first_step_s
     if failure is not None:
         metrics.update(status=FAILED, failure_reason=failure)
         _write_json(out_dir / "metrics.json", metrics)
