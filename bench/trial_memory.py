@@ -124,12 +124,12 @@ def main() -> int:
     print(f"TensorFlow alone: {base:,.0f} MiB resident")
     for case in ("cnn-smallest", "gru-largest"):
         r = results[case]
-        share = r["startup_s"] / (r["startup_s"] + r["train_time_s"])
+        share = r["startup_s"] / r["trial_wall_s"]
         print(f"{case:<13} {r['params']:>8,} params, {args.steps} steps: peak {r['peak_rss_mib']:,.0f} MiB "
               f"({r['peak_rss_mib'] / base:.2f}x TF alone, {r['peak_rss_mib'] - base:+,.0f} MiB); start-up "
               f"{r['startup_s']:.1f} s of which first step {r['first_step_s']:.1f} s (process start to first step "
               f"{r['since_process_start_s']:.1f} s), training {r['train_time_s']:.1f} s, trial wall "
-              f"{r['trial_wall_s']:.1f} s: start-up = {share:.0%} of start-up + training  [{r['status']}]")
+              f"{r['trial_wall_s']:.1f} s: start-up = {share:.0%} of the trial  [{r['status']}]")
     for case in ("reused-xla", "reused-no-xla"):
         after = results[case]["rss_after_mib"]
         growth = (after[-1] - after[0]) / max(1, len(after) - 1)
