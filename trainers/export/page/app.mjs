@@ -203,6 +203,9 @@ function drawWave(canvas, audio) {
   const g = canvas.getContext('2d');
   const mid = canvas.height / 2;
   const per = Math.max(1, Math.floor(audio.length / canvas.width));
+  let peak = 1e-9;
+  for (let i = 0; i < audio.length; i++) peak = Math.max(peak, Math.abs(audio[i]));
+  const scale = mid / peak; // drawn to the full height; the WAV keeps the model's level
   g.clearRect(0, 0, canvas.width, canvas.height);
   g.fillStyle = '#258';
   for (let px = 0; px < canvas.width; px++) {
@@ -212,7 +215,7 @@ function drawWave(canvas, audio) {
       lo = Math.min(lo, audio[i]);
       hi = Math.max(hi, audio[i]);
     }
-    g.fillRect(px, mid - hi * mid, 1, Math.max(1, (hi - lo) * mid));
+    g.fillRect(px, mid - hi * scale, 1, Math.max(1, (hi - lo) * scale));
   }
 }
 
