@@ -80,7 +80,7 @@ def page_run(models_dir, rendered_audio, tmp_path_factory):
     try:
         proc = subprocess.run(["node", str(DRIVER), "--url", url, "--wav", str(voice), "--silent", str(silent),
                                "--text", str(out / "notes.txt"), "--model", MODEL, "--broken", "broken",
-                               "--out", str(out), "--seconds", "6", "--bundle-url", f"http://127.0.0.1:{port}/"],
+                               "--out", str(out), "--seconds", "6", "--bundle-url", f"http://127.0.0.1:{port}/play.html"],
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         results = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -189,7 +189,7 @@ def test_page_inside_a_bundle_folder_plays_from_a_static_server(page_run, models
     bundle = page_run[0]["bundle"]
     assert bundle["models"] == ["bansuri"] and bundle["value"]["backend"] == "wasm", bundle
     card = json.loads((models_dir / MODEL / "model-card.json").read_text())
-    assert {"index.html", "page/app.mjs", "page/vendor/tf.min.js", "page/vendor/pitchy.mjs"} <= set(card["files"])
+    assert {"play.html", "page/app.mjs", "page/vendor/tf.min.js", "page/vendor/pitchy.mjs"} <= set(card["files"])
 
 
 def test_serve_refuses_a_folder_without_bundles(tmp_path):

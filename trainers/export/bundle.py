@@ -143,7 +143,7 @@ def _carry_snr_db(name: str, reference: np.ndarray, estimate: np.ndarray) -> flo
 
 def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, precision: str,
                   js_parity: bool = True, frames_per_call: int | None = None, force: bool = False) -> dict[str, Any]:
-    """Write DIR/saved_model, DIR/tfjs, DIR/model-card.json and the page (DIR/index.html, DIR/page/)
+    """Write DIR/saved_model, DIR/tfjs, DIR/model-card.json and the page (DIR/play.html, DIR/page/)
     for one trial; returns the card.
 
     Built in a staging folder next to DIR and moved in only after every check passed, replacing
@@ -189,7 +189,7 @@ def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, pre
         card = model_card(instrument, config, module.layout, source, precision, metrics, manifest, sizes,
                           {"tf_vs_training_db": round(tf_vs_training, 2), "tfjs_node_wasm": js,
                            "tf_ms_per_call": _tf_ms_per_call(staging / "saved_model", inputs)})
-        write_page(staging)  # index.html + page/: the folder plays the model wherever it is hosted
+        write_page(staging)  # play.html + page/: the folder plays the model wherever it is hosted
         card["files"] = sorted(listed_files(staging) + [CARD])  # what a later export may replace
         write_json_atomic(staging / CARD, card)
         give_umask_modes(staging)
@@ -341,5 +341,5 @@ def summary_text(out_dir, card: dict[str, Any]) -> str:
         f"{card.get('speed', {}).get('rtf_wasm_estimate')})",
         f"  parity: TF vs training graph {parity['tf_vs_training_db']} dB; {js_text}",
         f"  quality ({card['precision']}): {card['quality']['value']}",
-        f"  play it in a browser: tonesweep serve --models {out_dir} (or host the folder as it is: index.html)",
+        f"  play it in a browser: tonesweep serve --models {out_dir} (or host the folder as it is: play.html)",
     ])

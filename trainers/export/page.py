@@ -20,6 +20,9 @@ PAGE_DIR = Path(__file__).resolve().parent / "page"
 RUNNER = Path(__file__).resolve().parent / "js" / "runner.mjs"  # the chunked renderer, shared with the Node checks
 NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
 PAGE_SOURCES = ("app.mjs", "features.mjs", "wav.mjs")
+# The page's entry in a bundle. Not index.html: a user hosting the folder may put their own index.html
+# beside the bundle, and export must never replace a file it did not write (docs/architecture.md §5).
+ENTRY = "play.html"
 VENDORED = {  # page/vendor/NAME -> node_modules path
     "tf.min.js": "@tensorflow/tfjs/dist/tf.min.js",
     "tf-backend-wasm.min.js": "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js",
@@ -33,8 +36,8 @@ COMMONJS = {"fft.mjs"}
 
 
 def page_files() -> dict[str, bytes]:
-    """Relative path -> content of every file of the page: index.html and page/..."""
-    files = {"index.html": (PAGE_DIR / "index.html").read_bytes(),
+    """Relative path -> content of every file of the page: ENTRY and page/..."""
+    files = {ENTRY: (PAGE_DIR / "index.html").read_bytes(),
              "page/runner.mjs": RUNNER.read_bytes()}
     for name in PAGE_SOURCES:
         files[f"page/{name}"] = (PAGE_DIR / name).read_bytes()

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from trainers.errors import UserError
 from trainers.export.bundle import CARD, CARD_FORMAT
-from trainers.export.page import page_files
+from trainers.export.page import ENTRY, page_files
 
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
          ".json": "application/json", ".bin": "application/octet-stream", ".html": "text/html; charset=utf-8"}
@@ -81,8 +81,8 @@ class PageHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _resolve(self, path: str) -> tuple[bytes | None, str]:
-        if path in ("/", "/index.html"):
-            return self.server.page["index.html"], "index.html"
+        if path in ("/", "/index.html", f"/{ENTRY}"):
+            return self.server.page[ENTRY], "index.html"
         if path.lstrip("/") in self.server.page:
             return self.server.page[path.lstrip("/")], path
         if path == "/models.json":
