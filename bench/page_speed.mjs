@@ -11,12 +11,12 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
+import { HEADLESS_FLAGS } from '../trainers/export/js/chromium.mjs';
 
 const args = { backend: 'wasm', repeat: '3', chromium: '/usr/bin/chromium' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, '')] = argv[i + 1];
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
+const FLAGS = HEADLESS_FLAGS;
 
 async function measure(context, name, wav) {
   const page = await context.newPage();

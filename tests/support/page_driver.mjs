@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { HEADLESS_FLAGS } from '../../trainers/export/js/chromium.mjs';
 
 function parseArgs(argv) {
   const args = { seconds: '6', chromium: '/usr/bin/chromium' };
@@ -20,8 +21,7 @@ function parseArgs(argv) {
 }
 
 const args = parseArgs(process.argv.slice(2));
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
+const FLAGS = [...HEADLESS_FLAGS, '--use-fake-device-for-media-stream',
   `--use-file-for-fake-audio-capture=${args.wav}`, '--autoplay-policy=no-user-gesture-required'];
 const origin = new URL(args.url).origin;
 

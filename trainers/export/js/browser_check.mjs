@@ -12,9 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-// The flags that make Debian's chromium run headless as root in a sandboxed CI container.
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+import { HEADLESS_FLAGS } from './chromium.mjs';
+
+const FLAGS = [...HEADLESS_FLAGS, '--disable-quic'];
 
 function parseArgs(argv) {
   const args = { backends: 'wasm,cpu,webgl', chromium: '/usr/bin/chromium' };
