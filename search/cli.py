@@ -84,11 +84,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help="folder for Ray Tune state (default: ./runs)")
     p.add_argument("--seed", type=int, default=0,
                    help="search seed; each instrument derives its own from it (default: 0)")
+    p.add_argument("--xla-cache", default=None,
+                   help="folder for XLA's compiled training steps, reused by later trials of the same architecture; "
+                        "'off' for none (default: $TONESWEEP_XLA_CACHE, else ~/.cache/tonesweep/xla)")
 
     p = sub.add_parser("ui", help="MLflow UI on the default store, bound to 127.0.0.1")
     p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+
+    p = sub.add_parser("tracking-server",
+                       help="a shared MLflow tracking server on PostgreSQL (team mode), bound to 127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; another than 127.0.0.1 exposes every run to the network, without "
+                        "a password (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000, help="port of the MLflow server (default: 5000)")
+    p.add_argument("--backend-store-uri", default=None,
+                   help="an existing database, e.g. postgresql+psycopg://USER@HOST:PORT/DB (default: run a "
+                        "PostgreSQL here, in --pg-data)")
+    p.add_argument("--artifact-root", default=None,
+                   help="where run artifacts go: a folder or s3://BUCKET/PREFIX, served through the server "
+                        "(default: ./tracking/artifacts)")
+    p.add_argument("--pg-data", default=None,
+                   help="data folder of the PostgreSQL tonesweep runs; created if missing or empty, reused "
+                        "after (default: ./tracking/postgres)")
+    p.add_argument("--pg-port", type=int, default=None,
+                   help="port of that PostgreSQL, on 127.0.0.1 only (default: a free port)")
 
     p = sub.add_parser("serve", help="the tone-transfer page and exported bundles, on 127.0.0.1")
     p.add_argument("--models", default=".",

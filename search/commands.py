@@ -11,6 +11,7 @@ its bar, no acceptable candidate); 2 a user error; 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import signal
 import sys
@@ -96,7 +97,7 @@ def sweep(args) -> int:
         scheduler=args.scheduler, address=args.address, tracking_uri=args.tracking_uri, name=name,
         resume=args.resume, cpus_per_trial=args.cpus_per_trial, steps=args.steps,
         max_params=args.max_params, max_bytes=args.max_bytes, min_rtf=args.min_rtf, storage=args.storage,
-        seed=args.seed,
+        seed=args.seed, **({"xla_cache": args.xla_cache} if args.xla_cache else {}),
     )
     try:
         results = run_sweep(settings, say=say)
@@ -113,22 +114,51 @@ def sweep(args) -> int:
 
 
 def ui(args) -> int:
-    import subprocess
+    from results.tracking import resolve_tracking_uri
+    from results.tracking_server import run_ui
 
-    from results.tracking import resolve_tracking_uri, ui_command
+    with stop_requests() as stopped:
+        ended = run_ui(resolve_tracking_uri(args.tracking_uri), args.port, say, echo, stopped)
+    return _served(ended)
 
-    uri = resolve_tracking_uri(args.tracking_uri)
-    say(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C to stop)")
-    process = subprocess.Popen(ui_command(uri, args.port))
+
+def tracking_server(args) -> int:
+    from results.tracking_server import TrackingServerSettings, run_tracking_server
+
+    settings = TrackingServerSettings(host=args.host, port=args.port, backend_store_uri=args.backend_store_uri,
+                                      artifact_root=args.artifact_root, pg_data=args.pg_data, pg_port=args.pg_port)
+    with stop_requests() as stopped:
+        ended = run_tracking_server(settings, say, note("tracking-server"), warn, echo, stopped)
+    return _served(ended)
+
+
+def echo(line: str) -> None:
+    """A line of a server's own log, passed through to stderr as it comes."""
+    sys.stderr.write(line)
+    sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """A ``stopped()`` poll that Ctrl-C, SIGTERM (a supervisor) and SIGHUP (the terminal closed) turn
+    true. A flag, not an exception: a server's children are stopped in order, by the code that
+    started them, whatever line the signal lands on."""
+    requested = []
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {number: signal.signal(number, lambda number, _: requested.append(number)) for number in handled}
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        yield lambda: bool(requested)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _served(ended: str | None) -> int:
+    """Exit code of a server command: 0 when asked to stop, 1 when a process it ran died."""
+    if ended is None:
         return 0
+    fail(f"{ended}; every other process it started was stopped")
+    return 1
 
 
 def serve(args) -> int:

@@ -61,6 +61,30 @@ Say = Callable[[str], None]
 DRIVER_ENVIRONMENT = {"TUNE_GLOBAL_CHECKPOINT_S": "1", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
 # What every trial worker gets (through Ray's runtime_env): TensorFlow's C++ start-up notices off.
 WORKER_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+# XLA compiles each trial's training step once (about 7 s of a short trial's start-up, bench/README.md).
+# Its persistent cache lets a trial whose architecture an earlier trial already compiled load the
+# executable instead: learning rate and seeds are inputs, not part of the compiled program, so the
+# results are the same (bench/sweep_overhead.py checks it). One folder per machine, never shared
+# between nodes (each node's trials read and write their local disk).
+XLA_CACHE_ENV = "TONESWEEP_XLA_CACHE"
+
+
+def default_xla_cache() -> str:
+    """$TONESWEEP_XLA_CACHE, else ~/.cache/tonesweep/xla (XDG_CACHE_HOME honoured); "off" disables."""
+    if os.environ.get(XLA_CACHE_ENV):
+        return os.environ[XLA_CACHE_ENV]
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(cache_home) / "tonesweep" / "xla")
+
+
+def worker_environment(xla_cache: str | None) -> dict[str, str]:
+    """WORKER_ENVIRONMENT plus XLA's persistent compilation cache in ``xla_cache`` (None or "off": none)."""
+    env = dict(WORKER_ENVIRONMENT)
+    if xla_cache and xla_cache != "off":
+        flags = os.environ.get("TF_XLA_FLAGS", "")  # keep the user's own XLA flags
+        folder = Path(xla_cache).expanduser().resolve()  # trials run in their own folder: absolute
+        env["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()
+    return env
 
 
 @dataclass
@@ -87,6 +111,7 @@ class SweepSettings:
     train_fn: str | Callable = "trainers.training.train:train_trial"
     size_fn: str | Callable = "trainers.model.size:size_report"
     reference_fn: str | Callable = "trainers.training.reference:reference_point"  # hypervolume box, per dataset
+    xla_cache: str | None = field(default_factory=default_xla_cache)  # folder on each node; "off" or None: none
 
 
 @dataclass
@@ -130,7 +155,7 @@ def run_sweep(settings: SweepSettings, say: Say | None = None) -> list[Instrumen
 
     from results import tracking
 
-    ray_handle = local_ray.start(settings.address, dict(WORKER_ENVIRONMENT))
+    ray_handle = local_ray.start(settings.address, worker_environment(settings.xla_cache))
     results = []
     try:
         local_ray.check_fits(settings.cpus_per_trial)
@@ -401,6 +426,9 @@ def check_settings(settings: SweepSettings) -> None:
         raise UserError(f"--algorithm: {settings.algorithm!r}; use one of {', '.join(ALGORITHMS)}")
     if settings.scheduler not in SCHEDULERS:
         raise UserError(f"--scheduler: {settings.scheduler!r}; use one of {', '.join(SCHEDULERS)}")
+    cache = settings.xla_cache
+    if cache and cache != "off" and Path(cache).expanduser().exists() and not Path(cache).expanduser().is_dir():
+        raise UserError(f"--xla-cache: {cache} is not a folder; give a folder (created if missing) or 'off'")
 
 
 def instruments_of(datasets: list[str]) -> list[tuple[str, str]]:

@@ -107,6 +107,7 @@ CASES = [
     ("pareto-plot-jpg", lambda r, u: ["pareto", "--instrument", "sitar", "--tracking-uri", u, "--plot", f"{r}/p.jpg"], 2, "p.jpg"),
     ("pareto-plot-under-file", lambda r, u: ["pareto", "--instrument", "sitar", "--tracking-uri", u, "--plot", f"{r}/a-file/p.png"], 2, "is a file"),
     ("sweep-storage-is-file", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/a-file", "--tracking-uri", u], 2, "--storage"),
+    ("sweep-xla-cache-is-file", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs", "--xla-cache", f"{r}/a-file", "--tracking-uri", u], 2, "--xla-cache"),
     ("sweep-storage-in-dataset", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--storage"),
     ("demo-data-out-is-file", lambda r, u: ["demo-data", "--out", f"{r}/a-file", "--instruments", "voice", "--minutes", "0.1"], 2, "a-file"),
     # ---- services

@@ -279,3 +279,13 @@ def test_eight_real_trials_cover_gru_cnn_loudness_rms(tmp_path, request):
         if child.data.tags["tonesweep.status"] == "FINISHED":
             assert "quality_uint8" in child.data.metrics and "bytes_float16" in child.data.metrics
     print(f"real 8-trial sweep: {time.perf_counter() - start:.0f} s wall")
+
+
+def test_trial_workers_get_xla_s_persistent_cache_unless_it_is_off(tmp_path, monkeypatch):
+    from search.sweep import worker_environment
+
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_auto_jit=0")
+    env = worker_environment(str(tmp_path / "xla"))
+    assert env["TF_XLA_FLAGS"] == f"--tf_xla_auto_jit=0 --tf_xla_persistent_cache_directory={tmp_path / 'xla'}"
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    assert "TF_XLA_FLAGS" not in worker_environment("off") and "TF_XLA_FLAGS" not in worker_environment(None)

@@ -92,6 +92,8 @@ def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
     assert reports["b"] == [dict(r, elapsed_s=pytest.approx(r["elapsed_s"], abs=1e9),
                                  first_step_s=pytest.approx(r["first_step_s"], abs=1e9)) for r in reports["a"]]
     assert 0 < reports["a"][0]["first_step_s"] < reports["a"][0]["elapsed_s"] + 120  # start-up, then steps
+    assert 0 < a["first_call_s"] <= a["first_step_s"] and a["first_call_s"] <= a["train_time_s"]
+    assert a["eval_time_s"] > 0 and a["examples_time_s"] > 0
     for x, y in zip(_weights(tmp_path / "a"), _weights(tmp_path / "b")):
         np.testing.assert_array_equal(x, y)
     assert a["final_train_loss"] == b["final_train_loss"]

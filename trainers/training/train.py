@@ -172,6 +172,7 @@ class _Trainer:
                                         train_time=self.train_time, last_loss=self.last_loss)
         self.manager = tf.train.CheckpointManager(self.ckpt, str(out_dir / "checkpoint"), max_to_keep=1)
         self.first_step_s: float | None = None  # train_trial's start to the end of this process's first step
+        self.first_call_s: float | None = None  # the first step call alone: tracing, compiling, one step
 
     def restore(self) -> int:
         if self.manager.latest_checkpoint:
@@ -199,9 +200,13 @@ class _Trainer:
         losses: list[float] = []
         last_loss = float(self.last_loss)  # restored value when resuming a finished trial
         for step in range(start_step, total):
+            called = time.perf_counter()
             last_loss = float(self.step_fn(*self.batch(step)))
             if self.first_step_s is None:
                 self.first_step_s = time.perf_counter() - self.started
+                # the first call traces and compiles (or loads from XLA's cache): start-up, though
+                # train_time_s counts it too
+                self.first_call_s = time.perf_counter() - called
             if not math.isfinite(last_loss):
                 return last_loss, f"non-finite training loss ({last_loss}) at step {step + 1}"
             losses.append(last_loss)
@@ -256,6 +261,7 @@ def train_trial(
                "train_time_s": float(trainer.train_time), "final_train_loss": final_loss, **size_report(config)}
     if trainer.first_step_s is not None:  # start-up: loading, building, tracing and compiling the step
         metrics["first_step_s"] = trainer.first_step_s
+        metrics["first_call_s"] = trainer.first_call_s
     if failure is not None:
         metrics.update(status=FAILED, failure_reason=failure)
         _write_json(out_dir / "metrics.json", metrics)
@@ -272,7 +278,9 @@ def _evaluate_and_listen(model: TrainedModel, val: dict[str, np.ndarray], manife
     t0 = time.perf_counter()
     metrics = evaluate_all_precisions(model, val)
     metrics["eval_time_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     write_audio_examples(model, val, out_dir / "audio")
+    metrics["examples_time_s"] = time.perf_counter() - t0
     return metrics
 
 
