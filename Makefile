@@ -7,7 +7,7 @@ PY := .venv/bin/python
 TONESWEEP := .venv/bin/tonesweep
 STAMPS := .stamps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont chromium
+APT_PACKAGES := fluidsynth fluid-soundfont-gm timgm6mb-soundfont chromium postgresql
 
 # demo sizes: small enough to finish in minutes on 2 cores
 DEMO_INSTRUMENTS ?= bansuri shehnai sarangi

@@ -1,0 +1,258 @@
+"""Team mode: `tonesweep tracking-server` on its own PostgreSQL, end to end, and what it refuses;
+`tonesweep ui`'s links to the runs tables.
+
+The servers run as `tonesweep` subprocesses in their own session. ``servers`` records every process
+of their trees while a test runs and kills what is left by PID at the end, also when the test
+fails (PostgreSQL's backends call setsid, so the session alone does not find them).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow import MlflowClient
+
+from results.registry import champion
+from results.synthetic import log_sweep, synthetic_trial
+from results.tracking import ensure_experiment, make_client
+from search.cli import main
+from support.sweeps import REPO, session_pids
+
+START_S = 240  # the first start creates MLflow's schema in PostgreSQL: ~20-45 s on 2 busy cores
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def is_loopback(address: str) -> bool:
+    return address in ("::1", "::ffff:127.0.0.1") or address.startswith("127.")
+
+
+class Server:
+    """`tonesweep ARGS` in its own session, output to a file; ``seen`` holds every process of its tree."""
+
+    def __init__(self, args: list[str], cwd: Path):
+        self.log = cwd / f"server-{time.monotonic_ns()}.out"
+        self._out = open(self.log, "w")
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.process = subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env,
+                                        stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.seen: dict[int, psutil.Process] = {}
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            leader = psutil.Process(self.process.pid)
+            found = [leader, *leader.children(recursive=True)]
+        except psutil.Error:
+            found = []
+        self.seen.update((p.pid, p) for p in found)
+        return found
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        """The first output line holding ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.tree()
+            lines = [line for line in self.output().splitlines() if text in line]
+            if lines:
+                return lines[0]
+            if self.process.poll() is not None:
+                pytest.fail(f"tonesweep exited ({self.process.returncode}) before {text!r}:\n{self.output()[-3000:]}")
+            time.sleep(0.3)
+        pytest.fail(f"no {text!r} within {timeout} s:\n{self.output()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL, by PID, whatever is left of everything it started."""
+        left = [p for p in [*self.seen.values(), *self.tree()] if p.is_running()]
+        for pid in session_pids(self.process.pid):
+            try:
+                left.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+        for process in left:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(left, timeout=10)
+        self.process.wait()
+        self._out.close()
+
+
+@pytest.fixture
+def servers():
+    started = []
+
+    def start(*args: str, cwd: Path) -> Server:
+        server = Server(list(args), cwd)
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.kill()
+
+
+@pytest.fixture
+def reachable_dir():
+    """A temp folder the postgres account can enter: under root PostgreSQL runs as postgres, and
+    pytest's own folders are 0700."""
+    folder = Path(tempfile.mkdtemp(prefix="tonesweep-test-pg-"))
+    try:
+        folder.chmod(0o711)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop_and_check_nothing_is_left(server: Server, ports: list[int]) -> None:
+    processes = server.tree()
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0, server.output()[-3000:]
+    _, alive = psutil.wait_procs(processes, timeout=5)
+    assert not alive, [(p.pid, p.name()) for p in alive]
+    assert all(port_is_free(port) for port in ports), ports
+
+
+def postgres_port(server: Server) -> int:
+    """From the line ``tracking-server: PostgreSQL 15 on 127.0.0.1:PORT, data ...``."""
+    return int(server.wait_for("tracking-server: PostgreSQL ", 1).split("127.0.0.1:")[1].split(",")[0])
+
+
+def listening(processes: list[psutil.Process]) -> list[tuple[str, str, int]]:
+    names = {p.pid: p.name() for p in processes if p.is_running()}
+    return [(names[c.pid], c.laddr.ip, c.laddr.port) for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.pid in names]
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("tonesweep:")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    return lines[0]
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in root.rglob("*")}
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def test_a_team_server_on_its_own_postgres(servers, reachable_dir, tmp_path, capsys):
+    port, pg_data, artifacts = free_port(), reachable_dir / "postgres", tmp_path / "artifacts"
+    args = ["tracking-server", "--port", str(port), "--pg-data", str(pg_data), "--artifact-root", str(artifacts)]
+    uri = f"http://127.0.0.1:{port}"
+
+    first = servers(*args, cwd=tmp_path)
+    first.wait_for("no tonesweep experiments yet", START_S)
+    assert f"MLFLOW_TRACKING_URI={uri}" in first.output() and f"--tracking-uri {uri}" in first.output()
+    pg_port = postgres_port(first)
+
+    client = MlflowClient(tracking_uri=uri)
+    log_sweep(client, "sitar", "team", [synthetic_trial(random.Random(5)) for _ in range(12)])
+    assert main(["pareto", "--instrument", "sitar", "--sweep", "team", "--min-rtf", "0", "--tracking-uri", uri,
+                 "--plot", str(tmp_path / "pareto.png")]) == 0, capsys.readouterr()
+    assert "models:/tonesweep-sitar@champion" in capsys.readouterr().out
+    assert champion(client, "sitar") is not None
+    assert list(artifacts.rglob("pareto.png")), "the plot was not stored through the server"
+    stop_and_check_nothing_is_left(first, [port, pg_port])
+
+    second = servers(*args, cwd=tmp_path)  # the same data folder: reused, the sweep and champion kept
+    line = second.wait_for("runs of sitar: ", START_S)
+    experiment_id = client.get_experiment_by_name("tonesweep-sitar").experiment_id
+    assert line == f"runs of sitar: {uri}/#/experiments/{experiment_id}/runs"
+    assert champion(client, "sitar") is not None
+    seen = listening(second.tree())
+    pg_port = postgres_port(second)
+    assert {p for _, _, p in seen} >= {port, pg_port} and "postgres" in {name for name, _, _ in seen}, seen
+    assert not [s for s in seen if not is_loopback(s[1])], seen
+    stop_and_check_nothing_is_left(second, [port, pg_port])
+
+
+def test_ui_prints_the_runs_table_links_and_stops_cleanly(servers, tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = ensure_experiment(make_client(store), "bansuri")
+    port = free_port()
+    ui = servers("ui", "--port", str(port), "--tracking-uri", store, cwd=tmp_path)
+    line = ui.wait_for("runs of bansuri: ", START_S)
+    assert line == f"runs of bansuri: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
+    stop_and_check_nothing_is_left(ui, [port])
+
+
+# ---------------------------------------------------------------- refusals: one line, exit 2, nothing written
+
+
+def test_a_port_in_use_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["tracking-server", "--port", str(port)]) == 2
+        assert f"--port {port}" in one_error_line(capsys)
+        assert main(["ui", "--port", str(port)]) == 2
+        assert f"--port {port}" in one_error_line(capsys)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_folder_that_is_not_a_postgres_data_folder_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    before = snapshot(tmp_path)
+    assert main(["tracking-server", "--port", str(free_port()), "--pg-data", str(mine)]) == 2
+    line = one_error_line(capsys)
+    assert "--pg-data" in line and "not a PostgreSQL data folder" in line, line
+    assert snapshot(tmp_path) == before
+
+
+def test_an_unreachable_backend_store_is_refused(tmp_path, capsys, monkeypatch):
+    import results.tracking
+
+    monkeypatch.setattr(results.tracking, "REACH_TIMEOUT_S", 2.0)
+    monkeypatch.chdir(tmp_path)
+    backend = f"postgresql+psycopg://mlflow@127.0.0.1:{free_port()}/mlflow"
+    assert main(["tracking-server", "--port", str(free_port()), "--backend-store-uri", backend]) == 2
+    assert "--backend-store-uri" in one_error_line(capsys)
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_postgres_binaries_name_the_package(tmp_path, capsys, monkeypatch):
+    import results.tracking_server
+
+    monkeypatch.setattr(results.tracking_server, "POSTGRES_ROOT", tmp_path / "no-postgres")
+    monkeypatch.chdir(tmp_path)
+    assert main(["tracking-server", "--port", str(free_port())]) == 2
+    assert "apt package postgresql" in one_error_line(capsys)
+    assert not any(tmp_path.iterdir())
