@@ -20,6 +20,8 @@ ALGORITHM_TAG = "tonesweep.algorithm"
 TRIAL_ID_TAG = "tonesweep.trial_id"
 STATUS_TAG = "tonesweep.status"
 FAILURE_TAG = "tonesweep.failure_reason"
+NODE_TAG = "tonesweep.node_id"         # the Ray node a trial ran on (its last one, if Ray retried it)
+NODE_KEY = "node_id"                   # ... as the trainable puts it in every result
 ROLE_SWEEP, ROLE_TRIAL = "sweep", "trial"
 
 # experiment tags: mlflow.experimentKind makes MLflow 3's UI open an experiment on its runs

@@ -44,7 +44,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 TESTING_ENV = "TONESWEEP_TESTING"
 # Keys of a trial's result that are bookkeeping, not metrics.json numbers
 # (val_loss/train_loss are curves, logged with their step as they arrive).
-NON_METRIC_KEYS = {"step", "elapsed_s", "status", "failure_reason", "out_dir", "final", "val_loss", "train_loss"}
+NON_METRIC_KEYS = {"step", "elapsed_s", "status", "failure_reason", "out_dir", "final", "val_loss", "train_loss",
+                   layout.NODE_KEY}
 # Ray's own result keys (timestamps, iteration counters, host names): never logged as metrics.
 RAY_KEYS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "hostname",
             "node_ip", "time_since_restore", "iterations_since_restore", "done", "trial_id", "date",
@@ -451,6 +452,8 @@ class TrialTracker:
         step = int(result.get("step") or 0)
         metrics = [Metric(k, v, now, step) for k, v in final_metrics(result).items()]
         tags = [RunTag(layout.STATUS_TAG, outcome), RunTag(layout.FAILURE_TAG, reason[:MAX_TAG_CHARS])]
+        if result.get(layout.NODE_KEY):
+            tags.append(RunTag(layout.NODE_TAG, str(result[layout.NODE_KEY])))
         log_in_batches(self.client, run_id, metrics=metrics, tags=tags)
         out_dir = result.get("out_dir")
         if outcome == FINISHED and self.artifacts and out_dir and Path(out_dir).is_dir():

@@ -67,6 +67,10 @@ WORKER_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 # results are the same (bench/sweep_overhead.py checks it). One folder per machine, never shared
 # between nodes (each node's trials read and write their local disk).
 XLA_CACHE_ENV = "TONESWEEP_XLA_CACHE"
+# A trial's own failure never reaches Ray (execute_trial turns it into a FAILED result), so a trial Ray
+# sees fail was lost to the infrastructure: its node died, its worker was killed for memory. Ray
+# retries such a trial (same trial id, so the same MLflow run) this many times before it is FAILED.
+INFRA_RETRIES = 2
 
 
 def default_xla_cache() -> str:
@@ -244,7 +248,7 @@ def sweep_instrument(settings, name, sweep_dir, instrument, dataset, space, clie
         tuner = tune.Tuner(trainable, tune_config=tune_config(settings, space, instrument, experiment_path),
                            run_config=tune.RunConfig(name=instrument, storage_path=str(sweep_dir),
                                                      callbacks=callbacks, verbose=0,
-                                                     failure_config=tune.FailureConfig(max_failures=0)))
+                                                     failure_config=tune.FailureConfig(max_failures=INFRA_RETRIES)))
     status, catcher = "FINISHED", InterruptCatcher()
     try:
         with catcher:

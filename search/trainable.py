@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from results.layout import NODE_KEY
 from trainers.constants import FAILED, REJECTED
 from trainers.paths import contained
 from trainers.values import finite
@@ -54,12 +55,14 @@ class TrialSpec:
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     """Ray function trainable (bind ``spec`` with ``tune.with_parameters``)."""
+    import ray
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
     out_dir = contained(spec.trials_dir, trial_id, "trial id")
-    final = execute_trial(config, spec, out_dir, report=lambda metrics: tune.report(dict(metrics)))
-    tune.report(final)
+    node = {NODE_KEY: ray.get_runtime_context().get_node_id()}  # which node ran it: an MLflow tag
+    final = execute_trial(config, spec, out_dir, report=lambda metrics: tune.report({**metrics, **node}))
+    tune.report({**final, **node})
 
 
 def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,

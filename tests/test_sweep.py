@@ -182,6 +182,7 @@ def check_child(client, child, parent) -> None:
     # every config key, including those the space left to the trainer's defaults
     assert set(DEFAULTS) <= set(child.data.params)
     assert child.data.params["batch_size"] == str(DEFAULTS["batch_size"]) and child.data.params["steps"] == "40"
+    assert len(tags["tonesweep.node_id"]) == 56 and "node_id" not in metrics  # the Ray node id (hex), a tag
     if status == "FAILED":
         assert "simulated trainer crash" in tags["tonesweep.failure_reason"]
     if status == "REJECTED":

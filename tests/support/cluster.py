@@ -1,0 +1,138 @@
+"""A two-node Ray cluster on this machine, as a team's cluster is started: `ray start --head`, then
+`ray start --address` for a second node, each a separate set of processes, on 127.0.0.1.
+
+Every process the cluster starts inherits a marker variable; ``stop()`` kills each process that
+carries it, by PID (Ray daemonizes its processes, so they are not children of the test), and waits
+until none is left. Ray's token authentication is on (its default for `ray start`), with a token
+file of the cluster's own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RAY = str(Path(sys.executable).parent / "ray")
+# Ports Ray would otherwise take at fixed defaults (two nodes on one machine must not collide).
+NODE_PORT_FLAGS = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port",
+                   "--runtime-env-agent-port")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first, session id fourth); None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def live_pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def marked_pids(marker: bytes) -> list[int]:
+    """Live processes whose environment holds ``marker``. Ray's Python processes overwrite their
+    environment with their new process title, so this finds its binaries (GCS, raylets) and the
+    sessions they lead; ``RayCluster.pids`` adds the other members of those sessions."""
+    pids = []
+    for pid in live_pids():
+        try:
+            if pid != os.getpid() and marker in Path(f"/proc/{pid}/environ").read_bytes():
+                pids.append(pid)
+        except OSError:
+            continue
+    return pids
+
+
+class RayCluster:
+    def __init__(self, cpus_per_node: int = 1):
+        # short: Ray's socket paths live under it and a Unix socket path is at most 107 bytes
+        self.root = Path(tempfile.mkdtemp(prefix="ts-ray-", dir="/tmp"))
+        token = self.root / "token"
+        token.write_text(secrets.token_hex(32))
+        self.marker = f"TONESWEEP_TEST_CLUSTER={self.root.name}"
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
+                    "RAY_USAGE_STATS_ENABLED": "0", "TONESWEEP_TEST_CLUSTER": self.root.name}
+        self.env.pop("RAY_ADDRESS", None)
+        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self.address = f"127.0.0.1:{self.gcs_port}"
+        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
+        self.cpus_per_node = cpus_per_node
+        self.log = self.root / "ray-start.log"
+        self.sessions: set[int] = set()
+
+    def _ray(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        with open(self.log, "a") as log:
+            # a session of its own: whatever Ray leaves running is found by session, never the test's
+            return subprocess.run([RAY, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                  timeout=timeout, check=True, start_new_session=True)
+
+    def _node_ports(self) -> list[str]:
+        return [f"{flag}={free_port()}" for flag in NODE_PORT_FLAGS]
+
+    def start(self) -> RayCluster:
+        self._ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.gcs_port}",
+                  f"--num-cpus={self.cpus_per_node}", f"--temp-dir={self.root}", "--dashboard-host=127.0.0.1",
+                  f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={free_port()}",
+                  "--disable-usage-stats", *self._node_ports())
+        self.add_node()
+        self.pids()  # remember the nodes' sessions while their leaders live
+        return self
+
+    def add_node(self) -> None:
+        self._ray("start", f"--address={self.address}", "--node-ip-address=127.0.0.1",
+                  f"--num-cpus={self.cpus_per_node}", *self._node_ports())
+
+    def pids(self) -> list[int]:
+        """Every live process of the cluster: marked ones, and members of their sessions (Ray starts
+        each node's processes in a session of their own), including sessions seen earlier whose
+        leader has died."""
+        marked = marked_pids(self.marker.encode())
+        self.sessions |= {int(fields[3]) for fields in map(_stat, marked) if fields}
+        self.sessions.discard(os.getsid(0))  # never the test's own session
+        members = [pid for pid in live_pids() if (fields := _stat(pid)) and int(fields[3]) in self.sessions]
+        return sorted(pid for pid in set(marked) | set(members)
+                      if pid != os.getpid() and (fields := _stat(pid)) and fields[0] != "Z")
+
+    def raylet_pids(self) -> list[int]:
+        """The raylet of each node, in start order (the head's first)."""
+        found = []
+        for pid in self.pids():
+            try:
+                if Path(f"/proc/{pid}/exe").resolve().name == "raylet":
+                    found.append((Path(f"/proc/{pid}").stat().st_mtime, pid))
+            except OSError:
+                continue
+        return [pid for _, pid in sorted(found)]
+
+    def submit(self, entrypoint: list[str], timeout: float, cwd: Path) -> subprocess.CompletedProcess:
+        """`ray job submit` (waits for the job, prints its logs)."""
+        return subprocess.run([RAY, "job", "submit", "--address", self.dashboard, "--", *entrypoint],
+                              env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+    def stop(self) -> None:
+        for _ in range(100):
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.2)
+        shutil.rmtree(self.root, ignore_errors=True)
