@@ -91,6 +91,8 @@ bench: install
 	[ -f $(DEMO_DIR)/export/bansuri/model-card.json ] || $(MAKE) demo
 	$(PY) bench/page_speed.py --models $(DEMO_DIR)/export --wav $(DEMO_VOICE)
 	$(PY) bench/trial_memory.py --dataset $(DEMO_DIR)/datasets/bansuri --steps 100 --reused 6 --reused-steps 20
+	$(PY) bench/sweep_overhead.py --dataset $(DEMO_DIR)/datasets/bansuri --trials 32 --steps 20
+	$(PY) bench/prepare_speed.py --minutes 15
 	[ -f $(DEMO_DIR)/datasets/bansuri/manifest.json ] || $(MAKE) demo
 	$(PY) bench/many_trials.py --dataset $(DEMO_DIR)/datasets/bansuri --trials 200 --steps 30
 	$(PY) bench/search_efficiency.py --dataset $(DEMO_DIR)/datasets/bansuri --pool 14 --trials 10 --steps 60 --seeds 3 --live --references

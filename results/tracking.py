@@ -54,6 +54,7 @@ FLUSH_EVERY_S = 5.0          # curve points are buffered and sent in one log_bat
 # MLflow's per-request limits of log_batch (mlflow.utils.validation): metrics, params, tags, all together.
 MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS, MAX_BATCH_ENTITIES = 1000, 100, 100, 1000
 MAX_PARAM_CHARS, MAX_TAG_CHARS = 6000, 5000
+TRUNCATED_MARK, PARAM_ARTIFACTS = "...[truncated; full value in artifact params/]", "params"
 
 
 # ---------------------------------------------------------------------------- store and runs
@@ -196,7 +197,7 @@ def start_parent_run(client: MlflowClient, experiment_id: str, sweep: str, instr
     tags = {layout.ROLE_TAG: layout.ROLE_SWEEP, layout.SWEEP_TAG: sweep, layout.INSTRUMENT_TAG: instrument,
             layout.DATASET_TAG: str(Path(dataset).resolve()), layout.ALGORITHM_TAG: algorithm}
     run = client.create_run(experiment_id, run_name=sweep, tags=tags)
-    log_in_batches(client, run.info.run_id, params=[Param(k, _param_text(v)) for k, v in params.items()])
+    log_params(client, run.info.run_id, params)
     return run.info.run_id
 
 
@@ -411,7 +412,7 @@ class TrialTracker:
             run = self.client.create_run(self.experiment_id, run_name=f"{self.sweep}-{trial_id}", tags=tags)
             run_id = run.info.run_id
             full_config = {**self.config_defaults, **config}
-            log_in_batches(self.client, run_id, params=[Param(k, _param_text(v)) for k, v in sorted(full_config.items())])
+            log_params(self.client, run_id, full_config)
             self._existing[trial_id] = run
         self._run_ids[trial_id] = run_id
         self._buffers.setdefault(trial_id, [])
@@ -519,8 +520,21 @@ def ui_command(tracking_uri: str, port: int, host: str = "127.0.0.1") -> list[st
 # ---------------------------------------------------------------------------- helpers
 
 
-def _param_text(value: Any) -> str:
-    return str(value)[:MAX_PARAM_CHARS]
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    """Params in batches. A value longer than MLflow's limit (a long space path, say; PostgreSQL
+    refuses it where SQLite would not) is stored cut to the limit, ending in ``TRUNCATED_MARK``,
+    and in full as the artifact ``params/<key>.txt``: stored, never fatal."""
+    texts = {key: str(value) for key, value in params.items()}
+    log_in_batches(client, run_id, params=[Param(key, _param_text(text)) for key, text in sorted(texts.items())])
+    for key, text in texts.items():
+        if len(text) > MAX_PARAM_CHARS:
+            client.log_text(run_id, text, f"{PARAM_ARTIFACTS}/{key}.txt")
+
+
+def _param_text(text: str) -> str:
+    if len(text) <= MAX_PARAM_CHARS:
+        return text
+    return text[:MAX_PARAM_CHARS - len(TRUNCATED_MARK)] + TRUNCATED_MARK
 
 
 def _now_ms() -> int:

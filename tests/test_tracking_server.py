@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 
 from results.registry import champion
 from results.synthetic import log_sweep, synthetic_trial
-from results.tracking import ensure_experiment, make_client
+from results.tracking import MAX_PARAM_CHARS, ensure_experiment, make_client, start_parent_run
 from search.cli import main
 from support.sweeps import REPO, session_pids
 
@@ -185,6 +185,7 @@ def test_a_team_server_on_its_own_postgres(servers, reachable_dir, tmp_path, cap
     assert "models:/tonesweep-sitar@champion" in capsys.readouterr().out
     assert champion(client, "sitar") is not None
     assert list(artifacts.rglob("pareto.png")), "the plot was not stored through the server"
+    check_a_long_param_is_stored(client, tmp_path)
     stop_and_check_nothing_is_left(first, [port, pg_port])
 
     second = servers(*args, cwd=tmp_path)  # the same data folder: reused, the sweep and champion kept
@@ -197,6 +198,19 @@ def test_a_team_server_on_its_own_postgres(servers, reachable_dir, tmp_path, cap
     assert {p for _, _, p in seen} >= {port, pg_port} and "postgres" in {name for name, _, _ in seen}, seen
     assert not [s for s in seen if not is_loopback(s[1])], seen
     stop_and_check_nothing_is_left(second, [port, pg_port])
+
+
+def check_a_long_param_is_stored(client: MlflowClient, dataset: Path) -> None:
+    """A param beyond MLflow's limit (PostgreSQL enforces it): cut to the limit, and whole as an artifact."""
+    long_space = "/data/" + "deep/" * 3000 + "space.toml"
+    experiment_id = ensure_experiment(client, "sitar")
+    run_id = start_parent_run(client, experiment_id, "long-param", "sitar", str(dataset), "random",
+                              {"space": long_space, "trials": 3})
+    params = client.get_run(run_id).data.params
+    assert params["trials"] == "3" and len(params["space"]) == MAX_PARAM_CHARS
+    assert long_space.startswith(params["space"].split("...[truncated")[0])
+    full = client.download_artifacts(run_id, "params/space.txt", str(dataset))
+    assert Path(full).read_text() == long_space
 
 
 def test_ui_prints_the_runs_table_links_and_stops_cleanly(servers, tmp_path):
