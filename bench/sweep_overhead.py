@@ -7,8 +7,9 @@ MLflow on a temporary SQLite store, scheduler none so every trial trains to the 
 trial, so as many trials at once as the machine has cores):
 
 - ``xla-cache off``: every trial compiles its training step;
-- ``xla-cache on``: XLA's persistent compilation cache in a fresh (cold) folder, so a trial whose
-  architecture an earlier trial compiled loads it instead.
+- ``xla-cache on``: XLA's persistent compilation cache (``--xla-cache``) in a fresh (cold) folder,
+  shared by all trials: it saves compiling only where a trial's compiled step equals an earlier
+  one's (the number of cache entries written shows how many differed).
 
 The space is small CNNs with 8 architectures (so a 32-trial sweep repeats each about 4 times, as
 any sweep of more trials than architectures does). Figures per sweep, from the trials' own MLflow

@@ -18,7 +18,7 @@ from trainers.errors import UserError
 # oneDNN notices) off, so a user's terminal shows tonesweep's lines only. Users can override it.
 CLI_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 # Commands whose process loads TensorFlow (directly, or through Keras via KerasTuner's spaces).
-USES_TENSORFLOW = {"prepare", "train", "sweep", "export", "transfer"}
+USES_TENSORFLOW = {"train", "sweep", "export", "transfer"}  # prepare imports it only to build (not on a cache hit)
 
 
 def _csv(text: str) -> list[str]:
@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="search seed; each instrument derives its own from it (default: 0)")
     p.add_argument("--xla-cache", default=None,
-                   help="folder for XLA's compiled training steps, reused by later trials of the same architecture; "
-                        "'off' for none (default: $TONESWEEP_XLA_CACHE, else ~/.cache/tonesweep/xla)")
+                   help="folder for XLA's compiled training steps, reused when the same configuration runs again "
+                        "(a retried trial, a repeated sweep); 'off' for none (default: $TONESWEEP_XLA_CACHE, else off)")
 
     p = sub.add_parser("ui", help="MLflow UI on the default store, bound to 127.0.0.1")
     p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")

@@ -61,11 +61,12 @@ Say = Callable[[str], None]
 DRIVER_ENVIRONMENT = {"TUNE_GLOBAL_CHECKPOINT_S": "1", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
 # What every trial worker gets (through Ray's runtime_env): TensorFlow's C++ start-up notices off.
 WORKER_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
-# XLA compiles each trial's training step once (about 7 s of a short trial's start-up, bench/README.md).
-# Its persistent cache lets a trial whose architecture an earlier trial already compiled load the
-# executable instead: learning rate and seeds are inputs, not part of the compiled program, so the
-# results are the same (bench/sweep_overhead.py checks it). One folder per machine, never shared
-# between nodes (each node's trials read and write their local disk).
+# XLA compiles each trial's training step once (most of a short trial's start-up, bench/README.md).
+# Its persistent cache lets a process load a step that was compiled before instead. Off unless asked
+# for: the learning rate and seed end up in the compiled program, so in a sweep every trial compiles
+# its own (bench/sweep_overhead.py: 32 entries for 32 trials of 8 architectures, no time saved); it
+# pays only when the same configuration runs again (a trial Ray retries, a sweep repeated). One folder
+# per machine (each node's trials read and write their local disk).
 XLA_CACHE_ENV = "TONESWEEP_XLA_CACHE"
 # A trial's own failure never reaches Ray (execute_trial turns it into a FAILED result), so a trial Ray
 # sees fail was lost to the infrastructure: its node died, its worker was killed for memory. Ray
@@ -74,11 +75,8 @@ INFRA_RETRIES = 2
 
 
 def default_xla_cache() -> str:
-    """$TONESWEEP_XLA_CACHE, else ~/.cache/tonesweep/xla (XDG_CACHE_HOME honoured); "off" disables."""
-    if os.environ.get(XLA_CACHE_ENV):
-        return os.environ[XLA_CACHE_ENV]
-    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return str(Path(cache_home) / "tonesweep" / "xla")
+    """$TONESWEEP_XLA_CACHE, else "off"."""
+    return os.environ.get(XLA_CACHE_ENV) or "off"
 
 
 def worker_environment(xla_cache: str | None) -> dict[str, str]:

@@ -65,11 +65,12 @@ def test_no_package_reaches_a_forbidden_neighbour(package):
 
 # Which rooms of trainers/ a room may use: data and model at the bottom, then training, and export
 # beside training (never on it). ddsp_compat and runtime are shared tools.
+SHARED_TOOLS = ("trainers.ddsp_compat", "trainers.runtime")
 TRAINER_ROOMS = {
-    "trainers.data": ("trainers.data", "trainers.ddsp_compat"),
-    "trainers.model": ("trainers.model", "trainers.ddsp_compat"),
-    "trainers.training": ("trainers.training", "trainers.data", "trainers.model", "trainers.ddsp_compat"),
-    "trainers.export": ("trainers.export", "trainers.data", "trainers.model", "trainers.ddsp_compat"),
+    "trainers.data": ("trainers.data", *SHARED_TOOLS),
+    "trainers.model": ("trainers.model", *SHARED_TOOLS),
+    "trainers.training": ("trainers.training", "trainers.data", "trainers.model", *SHARED_TOOLS),
+    "trainers.export": ("trainers.export", "trainers.data", "trainers.model", *SHARED_TOOLS),
 }
 
 

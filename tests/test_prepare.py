@@ -164,6 +164,14 @@ def test_cli_reports_a_cache_hit(tone_folder, tmp_path, capsys):
     assert main(argv) == 0
     assert main(argv) == 0
     assert "cache hit" in capsys.readouterr().err
+    # a cache hit in a fresh process never loads TensorFlow (its import alone is several seconds)
+    import subprocess
+    import sys
+
+    probe = (f"import sys; from search.cli import main; code = main({argv!r}); "
+             "print(code, 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["0", "False"], out.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------------------------------- atomicity

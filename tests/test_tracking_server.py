@@ -28,7 +28,7 @@ from results.synthetic import log_sweep, synthetic_trial
 from results.tracking import (MAX_PARAM_CHARS, TrialTracker, child_runs, ensure_experiment, make_client,
                               start_parent_run)
 from search.cli import main
-from support.sweeps import REPO, session_pids
+from support.sweeps import REPO, SPACE, Driver, make_datasets, session_pids
 
 START_S = 240  # the first start creates MLflow's schema in PostgreSQL: ~20-45 s on 2 busy cores
 
@@ -242,6 +242,61 @@ def check_a_hundred_trials_log_at_once(uri: str, dataset: Path) -> None:
     assert sorted(r.data.metrics["quality_float32"] for r in runs) == list(range(100))
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_loss")] == [10, 20]
     print(f"100 trials logged 16 at a time to the PostgreSQL-backed server in {time.perf_counter() - start:.1f} s")
+
+
+def test_a_server_restart_mid_sweep_loses_nothing(servers, reachable_dir, tmp_path):
+    """The tracking server stops and comes back while a sweep logs to it: the driver's MLflow client
+    retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES, exponential backoff) until it is back, so every trial
+    that finished has its metrics, curves and artifacts, and no run is left RUNNING."""
+    port = free_port()
+    args = ["tracking-server", "--port", str(port), "--pg-data", str(reachable_dir / "postgres"),
+            "--artifact-root", str(tmp_path / "artifacts")]
+    uri = f"http://127.0.0.1:{port}"
+    server = servers(*args, cwd=tmp_path)
+    server.wait_for("no tonesweep experiments yet", START_S)
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    settings = {"datasets": make_datasets(tmp_path, ["bansuri"]), "trials": 12, "space": str(space), "steps": 40,
+                "report_every": 10, "name": "restart", "storage": str(tmp_path / "runs"), "scheduler": "none"}
+    driver = Driver(tmp_path, settings, env={"MLFLOW_TRACKING_URI": uri, "FAKE_SLEEP": "1.5"})
+    try:
+        client = MlflowClient(uri)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and driver.process.poll() is None and len(finished_runs(client)) < 2:
+            time.sleep(1)
+        assert len(finished_runs(client)) >= 2, driver.output()[-3000:]
+        stop_and_check_nothing_is_left(server, [port])  # the server is gone while trials end
+        down_at = time.monotonic()
+        time.sleep(5)
+        server = servers(*args, cwd=tmp_path)
+        server.wait_for("runs of bansuri: ", START_S)
+        print(f"tracking server down for {time.monotonic() - down_at:.1f} s mid-sweep")
+        assert driver.wait(600) == 0, driver.output()[-4000:]
+    finally:
+        driver.stop()
+    runs = [r for r in all_trial_runs(client)]
+    statuses = [r.data.tags["tonesweep.status"] for r in runs]
+    assert len(runs) == 12 and {r.info.status for r in runs} <= {"FINISHED", "FAILED"}, statuses
+    assert "FINISHED" in statuses and set(statuses) <= {"FINISHED", "FAILED"}, statuses
+    for run in runs:
+        if run.data.tags["tonesweep.status"] == "FINISHED":
+            assert "quality_float32" in run.data.metrics, run.data.tags["tonesweep.trial_id"]
+            assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [10, 20, 30, 40]
+            files = {a.path for a in client.list_artifacts(run.info.run_id, "trial")}
+            assert "trial/metrics.json" in files, files
+    stop_and_check_nothing_is_left(server, [port])
+
+
+def all_trial_runs(client: MlflowClient) -> list:
+    experiment = client.get_experiment_by_name("tonesweep-bansuri")
+    if experiment is None:
+        return []
+    query = "tags.`tonesweep.sweep` = 'restart' and tags.`tonesweep.role` = 'trial'"
+    return client.search_runs([experiment.experiment_id], query, max_results=1000)
+
+
+def finished_runs(client: MlflowClient) -> list:
+    return [r for r in all_trial_runs(client) if r.data.tags.get("tonesweep.status") == "FINISHED"]
 
 
 def test_ui_prints_the_runs_table_links_and_stops_cleanly(servers, tmp_path):

@@ -47,6 +47,7 @@ from trainers.files import (
     write_json_atomic,
 )
 from trainers.paths import check_apart, check_name, check_output_folder, contained
+from trainers.runtime import import_tensorflow_quietly
 
 # Bump when feature extraction or example cutting changes, so old caches are recomputed.
 PIPELINE_VERSION = 3  # 2: validation in ~3 blocks; 3: pYIN's decoded voicing stored as f0_voiced
@@ -587,6 +588,8 @@ def prepare_dataset(
              f"({time.perf_counter() - began:.2f} s)")
         return {**cached, "cache_hit": True}
 
+    # TensorFlow (ddsp's loudness, the TFRecords), imported quietly and only now: a cache hit never pays its ~8 s
+    import_tensorflow_quietly()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     usable, skipped = _usable_sources(sources, options, workers, warn, info)
     manifest = _build(usable, skipped, out_dir, owned, options, key, began, info)
