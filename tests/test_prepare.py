@@ -3,7 +3,6 @@ atomicity, worker-count independence, and load_split speed."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +68,13 @@ def test_load_split_shapes_and_exact_frame_counts(tiny_dataset, rate):
     assert read_manifest(tiny_dataset)["splits"]["validation"]["examples"] >= 2
 
 
-def test_load_split_is_fast(tiny_dataset):
-    load_split(tiny_dataset, "train", 250)  # first call builds TensorFlow's parsing graph
-    began = time.perf_counter()
-    load_split(tiny_dataset, "train", 250)
-    load_split(tiny_dataset, "validation", 250)
-    assert time.perf_counter() - began < 1.0
+def test_load_split_twice_gives_the_same_arrays(tiny_dataset):
+    # (its speed is measured in bench/, not asserted here)
+    first = load_split(tiny_dataset, "train", 250)
+    again = load_split(tiny_dataset, "train", 250)
+    assert set(first) == set(again)
+    for key in first:
+        np.testing.assert_array_equal(first[key], again[key])
 
 
 def test_tf_dataset_streams_the_same_examples(tiny_dataset):
@@ -140,9 +140,8 @@ def test_cache_hit_then_invalidation_by_params_and_by_content(tone_folder, tmp_p
     assert not first["cache_hit"] and len(first["inputs"]) == 2  # notes.txt was not considered
     stamp = (out / "manifest.json").stat().st_mtime_ns
 
-    began = time.perf_counter()
     again = prepare_dataset([tone_folder], out, fast_options(), workers=1, warn=pytest.fail)
-    assert again["cache_hit"] and time.perf_counter() - began < 2.0
+    assert again["cache_hit"]
     assert (out / "manifest.json").stat().st_mtime_ns == stamp
 
     changed = prepare_dataset([tone_folder], out, fast_options(hop_seconds=2.0), workers=1)
