@@ -74,6 +74,8 @@ demo: install
 	@echo "TF.js bundles:                  $(foreach i,$(DEMO_INSTRUMENTS),$(DEMO_DIR)/export/$(i))"
 	@echo "The demo voice as each instrument: $(DEMO_VOICE) -> $$(ls $(DEMO_DIR)/transfer/*.wav | tr '\n' ' ')"
 	@echo "Sing it in a browser:           $(TONESWEEP) serve --models $(DEMO_DIR)/export   (then open http://127.0.0.1:8000/)"
+	@echo "A team's tracking server:       $(TONESWEEP) tracking-server   (MLflow on its own PostgreSQL, 127.0.0.1:5000; README: Team mode)"
+	@echo "On a Ray cluster:               docs/recipes/ (cluster launcher, KubeRay RayJob; README: Running on a Ray cluster)"
 
 test: install
 	$(PY) -m pytest -q -m "not slow"
