@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from support.sweeps import kill_until_gone
 
 RAY = str(Path(sys.executable).parent / "ray")
 # Ports Ray would otherwise take at fixed defaults (two nodes on one machine must not collide).
@@ -119,20 +119,6 @@ class RayCluster:
                 continue
         return [pid for _, pid in sorted(found)]
 
-    def submit(self, entrypoint: list[str], timeout: float, cwd: Path) -> subprocess.CompletedProcess:
-        """`ray job submit` (waits for the job, prints its logs)."""
-        return subprocess.run([RAY, "job", "submit", "--address", self.dashboard, "--", *entrypoint],
-                              env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
     def stop(self) -> None:
-        for _ in range(100):
-            pids = self.pids()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.2)
+        kill_until_gone(self.pids, tries=100)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -149,10 +150,10 @@ def session_pids(session_id: int) -> list[int]:
     return pids
 
 
-def kill_session(session_id: int) -> None:
-    """SIGKILL every process of the session by PID, and wait until none is left (max ~10 s)."""
-    for _ in range(50):
-        pids = session_pids(session_id)
+def kill_until_gone(list_pids: Callable[[], list[int]], tries: int = 50) -> None:
+    """SIGKILL every PID ``list_pids()`` names, again until it names none (at most tries x 0.2 s)."""
+    for _ in range(tries):
+        pids = list_pids()
         if not pids:
             return
         for pid in pids:
@@ -161,6 +162,11 @@ def kill_session(session_id: int) -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.2)
+
+
+def kill_session(session_id: int) -> None:
+    """SIGKILL every process of the session by PID, and wait until none is left (max ~10 s)."""
+    kill_until_gone(lambda: session_pids(session_id))
 
 
 class Driver:
