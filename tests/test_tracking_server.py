@@ -24,6 +24,7 @@ import pytest
 from mlflow import MlflowClient
 
 from results.registry import champion
+from results.tracking_server import free_port
 from results.synthetic import log_sweep, synthetic_trial
 from results.tracking import (MAX_PARAM_CHARS, TrialTracker, child_runs, ensure_experiment, make_client,
                               start_parent_run)
@@ -31,12 +32,6 @@ from search.cli import main
 from support.sweeps import REPO, SPACE, Driver, make_datasets, session_pids
 
 START_S = 240  # the first start creates MLflow's schema in PostgreSQL: ~20-45 s on 2 busy cores
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def port_is_free(port: int) -> bool:

@@ -12,24 +12,18 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from results.tracking_server import free_port
 from support.sweeps import kill_until_gone
 
 RAY = str(Path(sys.executable).parent / "ray")
 # Ports Ray would otherwise take at fixed defaults (two nodes on one machine must not collide).
 NODE_PORT_FLAGS = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port",
                    "--runtime-env-agent-port")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _stat(pid: int) -> list[str] | None:
