@@ -1,7 +1,8 @@
 """Thin Ray Tune callbacks: Ray's trial hooks in, calls on plain objects out.
 
 - ``MLflowCallback`` forwards to ``results.tracking.TrialTracker`` (one MLflow child run per trial);
-- ``SweepProgress`` feeds ``search.progress.InstrumentTally`` and prints its status line.
+- ``SweepProgress`` feeds ``search.progress.InstrumentTally`` and prints its status line;
+- ``StorageSync`` uploads the driver's bookkeeping to the object store (``search.storage``).
 
 Ray pickles callbacks with the RunConfig (and brings them back with ``Tuner.restore``), so each
 pickles only what rebuilds it; live clients and terminal streams are recreated.
@@ -10,14 +11,16 @@ pickles only what rebuilds it; live clients and terminal streams are recreated.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ray.tune import Callback
 
 from results.tracking import TrialTracker, trial_outcome
 from search.progress import InstrumentTally
-from trainers.constants import FAILED, REJECTED
+from search.storage import Remote, driver_files, local_copy, upload
+from trainers.constants import FAILED, FINISHED, REJECTED
 
 Say = Callable[[str], None]
 
@@ -44,7 +47,9 @@ class MLflowCallback(Callback):
         self.tracker.curve(trial.trial_id, trial.config, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.tracker.close(trial.trial_id, trial.config, trial.last_result, errored=False)
+        result = trial.last_result or {}
+        with finished_outputs(result) as out_dir:
+            self.tracker.close(trial.trial_id, trial.config, {**result, "out_dir": out_dir}, errored=False)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.tracker.close(trial.trial_id, trial.config, trial.last_result, errored=True,
@@ -52,6 +57,62 @@ class MLflowCallback(Callback):
 
     def on_experiment_end(self, trials, **info):
         self.tracker.flush_all()
+
+
+@contextmanager
+def finished_outputs(result: dict) -> Iterator[str | None]:
+    """A finished trial's output folder on this machine (downloaded from the object store when the
+    trial kept it there), for the tracker to log as artifacts; None when there is nothing to log."""
+    out_dir = result.get("out_dir")
+    if not out_dir or trial_outcome(result, False)[0] != FINISHED:
+        yield out_dir
+        return
+    with local_copy(out_dir) as folder:
+        yield str(folder)
+
+
+class StorageSync(Callback):
+    """Uploads the driver's bookkeeping (``sweep.json``, ledgers, MO-ASHA rungs) from its scratch
+    folder to the object store: at most every ``every_s`` seconds while files change, when a trial
+    ends, and at the end, so a driver killed on any machine loses about as much as Ray's own state
+    (saved every second, ``DRIVER_ENVIRONMENT``) and ``--resume`` finds the rest in the store."""
+
+    def __init__(self, local: Path, remote: Remote, every_s: float = 1.0):
+        self.local, self.remote, self.every_s = Path(local), remote, every_s
+        self._uploaded: dict[str, float] = {}
+        self._last = 0.0
+
+    def __getstate__(self) -> dict:
+        return {"local": str(self.local), "remote": self.remote.uri, "every_s": self.every_s}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(Path(state["local"]), Remote(state["remote"]), state["every_s"])
+
+    def on_step_end(self, iteration, trials, **info):
+        if time.monotonic() - self._last >= self.every_s:
+            self.sync()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.sync()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.sync()
+
+    def on_experiment_end(self, trials, **info):
+        self.sync()
+
+    def sync(self) -> None:
+        """Upload each driver file that changed since its last upload."""
+        self._last = time.monotonic()
+        for path in driver_files(self.local):
+            try:
+                stamp = path.stat().st_mtime_ns
+            except FileNotFoundError:  # replaced (written atomically) since it was listed
+                continue
+            key = path.relative_to(self.local).as_posix()
+            if self._uploaded.get(key) != stamp:
+                upload(path, self.remote.child(*key.split("/")))
+                self._uploaded[key] = stamp
 
 
 class SweepProgress(Callback):

@@ -12,9 +12,11 @@ Flow of ``run_sweep``:
    and a progress callback;
 5. summary lines and where to browse the results; Ray is shut down if this process started it.
 
-On a cluster (``--address``, or ``ray job submit -- tonesweep sweep ...``), trials write their
-output folders under ``--storage``, which must then be a folder every node sees (a shared
-filesystem): the driver reads finished trials' files from there to log them as artifacts.
+On a cluster (``--address``, or ``ray job submit -- tonesweep sweep ...``), ``--storage`` must be
+a place every node reaches: an object store (``s3://bucket/prefix``, ``search.storage``: Ray's state,
+trial folders and the driver's bookkeeping all live there, so the driver and the trials share no
+disk) or a folder on a shared filesystem. The driver reads finished trials' folders from there to
+log them as artifacts.
 
 Library code: ``run_sweep`` returns results and reports progress through ``say`` (one line at a
 time); it never prints. ``search.commands.sweep`` is the CLI handler that prints.
@@ -30,6 +32,7 @@ import datetime as dt
 import logging
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -38,12 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from search import local_ray
+from search import local_ray, storage
 from search.ledger import LEDGER, write_ended
 from trainers.constants import FAILED, FINISHED, INTERRUPTED, REJECTED, STOPPED
 from trainers.errors import UserError
 from trainers.files import write_json_atomic
-from trainers.paths import check_apart, check_name, check_output_folder, contained
+from trainers.paths import check_apart, check_name, contained
 
 METRIC, MODE = "val_loss", "min"
 ALGORITHMS = ("random", "bayesian", "nsga2", "motpe")   # KerasTuner oracles, then Optuna samplers
@@ -151,12 +154,14 @@ def run_sweep(settings: SweepSettings, say: Say | None = None) -> list[Instrumen
     starts. Ctrl-C or SIGTERM end the sweep with its state saved: ``SweepInterrupted``.
     """
     say = say or _quiet
-    name, sweep_dir, instruments, spaces, uri = preflight(settings)
+    name, place, instruments, spaces, uri = preflight(settings)
     for key, value in DRIVER_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
 
     from results import tracking
 
+    place.open([instrument for instrument, _ in instruments], settings.resume)
+    sweep_dir = place.folder
     ray_handle = local_ray.start(settings.address, worker_environment(settings.xla_cache))
     results = []
     try:
@@ -176,38 +181,118 @@ def run_sweep(settings: SweepSettings, say: Say | None = None) -> list[Instrumen
             f"{settings.algorithm} search, scheduler {settings.scheduler}, tracking {uri}")
         for instrument, dataset in instruments:
             experiment_id, parent_run_id = parents[instrument]
-            result = sweep_instrument(settings, name, sweep_dir, instrument, dataset, spaces[instrument],
+            result = sweep_instrument(settings, name, place, instrument, dataset, spaces[instrument],
                                       client, uri, experiment_id, parent_run_id, say, references[instrument])
             results.append(result)
     finally:
         ray_handle.stop()
+        place.close()
     return results
+
+
+@dataclass
+class SweepPlace:
+    """Where a sweep's files live.
+
+    Local ``--storage``: ``folder`` is the sweep's folder itself (Ray's state, trial folders, the
+    driver's bookkeeping). Object store: ``remote`` is ``s3://bucket/prefix/<sweep>``, holding all of
+    it, and ``folder`` is the driver's private scratch copy of its bookkeeping while it runs
+    (downloaded by ``--resume``, uploaded by ``search.callbacks.StorageSync``, removed at the end).
+    """
+
+    name: str
+    folder: Path | None
+    root: storage.Remote | None = None  # the --storage URI
+
+    @property
+    def remote(self) -> storage.Remote | None:
+        return self.root.child(self.name) if self.root is not None else None
+
+    def open(self, instruments: list[str], resume: bool) -> None:
+        if self.remote is None:
+            return
+        self.folder = storage.driver_folder(self.remote) / self.name
+        self.folder.mkdir()
+        if resume:
+            wanted = ["sweep.json"] + [f"{i}/{f}" for i in instruments for f in (LEDGER, MOASHA_STATE)]
+            storage.pull(self.remote, self.folder, wanted)
+
+    def close(self) -> None:
+        if self.remote is not None and self.folder is not None:
+            self.sync().sync()
+            shutil.rmtree(self.folder.parent, ignore_errors=True)
+
+    def sync(self):
+        """The callback that keeps the store's copy of the bookkeeping current (remote only)."""
+        from search.callbacks import StorageSync
+
+        return StorageSync(self.folder, self.remote)
+
+    def callbacks(self) -> list:
+        return [self.sync()] if self.remote is not None else []
+
+    @property
+    def ray_storage(self) -> str:
+        """Ray Tune's ``storage_path``: the sweep's folder or its object-store URI."""
+        return self.remote.uri if self.remote is not None else str(self.folder)
+
+    def experiment(self, instrument: str) -> str:
+        """Where Ray keeps an instrument's experiment (what ``Tuner.restore`` reads)."""
+        check_name(instrument, "instrument")
+        return f"{self.ray_storage}/{instrument}"
+
+    @property
+    def trials(self) -> str:
+        return f"{self.ray_storage}/trials"
+
+    def dataset(self, dataset: str) -> str:
+        """Where trials read a dataset: its folder, or its copy published to the object store."""
+        if self.root is None:
+            return dataset
+        return storage.publish_dataset(Path(dataset), self.root).uri
+
+    def exists(self) -> bool:
+        if self.remote is not None:
+            return storage.exists(self.remote.child("sweep.json"))
+        return (self.folder / "sweep.json").exists()
+
+    def describe(self) -> str:
+        return self.remote.uri.rsplit("/", 1)[0] if self.remote is not None else str(self.folder.parent)
 
 
 def preflight(settings: SweepSettings):
     """Every check that needs no Ray: flags, names, datasets, spaces (every value they can produce),
     storage, the tracking store (reachable within seconds) and the cluster address.
 
-    Returns (name, sweep folder, [(instrument, dataset)], {instrument: space}, tracking URI).
+    Returns (name, SweepPlace, [(instrument, dataset)], {instrument: space}, tracking URI).
     """
     from results import tracking
 
     check_settings(settings)
     instruments = instruments_of(settings.datasets)
     name = check_name(settings.name or default_sweep_name(), "--name")
-    storage = check_output_folder(Path(settings.storage or "runs").resolve(), "--storage")
-    sweep_dir = contained(storage, name, "--name")
-    check_apart(sweep_dir, [dataset for _, dataset in instruments], "--storage")
-    check_sweep_dir(sweep_dir, name, settings.resume)
+    place = sweep_place(settings.storage or "runs", name, [dataset for _, dataset in instruments])
+    check_sweep_place(place, settings.resume)
     spaces = {inst: load_checked_space(settings, inst) for inst, _ in instruments}
     for instrument, dataset in instruments:
         check_frame_rates(dataset, spaces[instrument], settings.space or "built-in space")
     uri = tracking.check_tracking_uri(tracking.resolve_tracking_uri(settings.tracking_uri))
     local_ray.check_address(settings.address)
-    return name, sweep_dir, instruments, spaces, uri
+    return name, place, instruments, spaces, uri
 
 
-def sweep_instrument(settings, name, sweep_dir, instrument, dataset, space, client, uri,
+def sweep_place(location: str, name: str, datasets: list[str]) -> SweepPlace:
+    """The checked ``--storage`` (a folder apart from the datasets, or a reachable bucket) and the
+    sweep's place in it."""
+    checked = storage.check_storage(location, "--storage")
+    if isinstance(checked, storage.Remote):
+        return SweepPlace(name, None, checked)
+    sweep_dir = contained(checked, name, "--name")
+    check_apart(sweep_dir, datasets, "--storage")
+    return SweepPlace(name, sweep_dir)
+
+
+def sweep_instrument(settings, name, place: SweepPlace, instrument, dataset, space, client, uri,
                      experiment_id, parent_run_id, say: Say, reference) -> InstrumentResult:
     """One instrument's Tune experiment, from start or from its saved state, tracked in MLflow."""
     from ray import tune
@@ -218,7 +303,8 @@ def sweep_instrument(settings, name, sweep_dir, instrument, dataset, space, clie
     from search.trainable import TrialSpec, run_trial
 
     start = time.perf_counter()
-    spec = TrialSpec(dataset_dir=dataset, trials_dir=str(sweep_dir / "trials"),
+    sweep_dir = place.folder
+    spec = TrialSpec(dataset_dir=place.dataset(dataset), trials_dir=place.trials,
                      threads=max(1, int(settings.cpus_per_trial)), report_every=report_every(settings, space),
                      max_params=settings.max_params, max_bytes=settings.max_bytes, min_rtf=settings.min_rtf,
                      train_fn=settings.train_fn, size_fn=settings.size_fn)
@@ -233,18 +319,19 @@ def sweep_instrument(settings, name, sweep_dir, instrument, dataset, space, clie
         tracker.log_sweep_metrics({"hypervolume": tally.hypervolume(), "trial_steps_used": tally.trial_steps_used()},
                                   step=len(tally.outcomes))
 
-    callbacks = [MLflowCallback(tracker), SweepProgress(tally, say, on_trial_end=log_front)]
+    callbacks = [MLflowCallback(tracker), SweepProgress(tally, say, on_trial_end=log_front), *place.callbacks()]
 
-    experiment_path = contained(sweep_dir, instrument, "instrument")
-    if settings.resume and tune.Tuner.can_restore(str(experiment_path)):
-        say(f"[{instrument}] resuming from {experiment_path}")
+    experiment_path = contained(sweep_dir, instrument, "instrument")  # the driver's files of the instrument
+    experiment_path.mkdir(parents=True, exist_ok=True)
+    if settings.resume and tune.Tuner.can_restore(place.experiment(instrument)):
+        say(f"[{instrument}] resuming from {place.experiment(instrument)}")
         write_ended(experiment_path, tracker.run_ids())  # every trial suggested so far, ended or lost
-        tuner = tune.Tuner.restore(str(experiment_path), trainable=trainable,
+        tuner = tune.Tuner.restore(place.experiment(instrument), trainable=trainable,
                                    resume_unfinished=True, resume_errored=False)
         _replace_callbacks(tuner, callbacks)
     else:
         tuner = tune.Tuner(trainable, tune_config=tune_config(settings, space, instrument, experiment_path),
-                           run_config=tune.RunConfig(name=instrument, storage_path=str(sweep_dir),
+                           run_config=tune.RunConfig(name=instrument, storage_path=place.ray_storage,
                                                      callbacks=callbacks, verbose=0,
                                                      failure_config=tune.FailureConfig(max_failures=INFRA_RETRIES)))
     status, catcher = "FINISHED", InterruptCatcher()
@@ -491,13 +578,13 @@ def load_checked_space(settings: SweepSettings, instrument: str):
     return space
 
 
-def check_sweep_dir(sweep_dir: Path, name: str, resume: bool) -> None:
-    exists = (sweep_dir / "sweep.json").exists()
+def check_sweep_place(place: SweepPlace, resume: bool) -> None:
+    exists = place.exists()
     if exists and not resume:
-        raise UserError(f"--name {name}: a sweep of that name exists in {sweep_dir.parent}; "
+        raise UserError(f"--name {place.name}: a sweep of that name exists in {place.describe()}; "
                         "add --resume to continue it or choose another --name")
     if resume and not exists:
-        raise UserError(f"--name {name}: no sweep of that name in {sweep_dir.parent}; "
+        raise UserError(f"--name {place.name}: no sweep of that name in {place.describe()}; "
                         "check --name and --storage")
 
 

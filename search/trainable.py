@@ -7,14 +7,16 @@ raises, diverges or is rejected for its size still ends with such a report, so i
 with its reason and the sweep goes on (Ray only sees an error if the worker itself dies).
 
 Resume: each trial writes to ``<trials_dir>/<ray trial id>/`` and the trainer resumes from that
-folder's ``checkpoint/``; the Ray trial id survives ``Tuner.restore``, so a trial interrupted by a
+folder's ``checkpoint/`` (in an object store, ``search.storage.TrialFolder`` keeps that folder there); the Ray trial id survives ``Tuner.restore``, so a trial interrupted by a
 killed driver continues from its last trainer checkpoint instead of step 0. Weights are not
 copied into Ray checkpoints as well: that would double the I/O of every report for nothing.
-Datasets reach the workers by path (prepared once by ``tonesweep prepare``), never re-prepared.
+Datasets reach the workers by path (prepared once by ``tonesweep prepare``), never re-prepared; with
+an object store, by a copy published there (``search.storage.dataset_on_this_node``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import math
@@ -26,7 +28,6 @@ from typing import Any, Callable
 
 from results.layout import NODE_KEY
 from trainers.constants import FAILED, REJECTED
-from trainers.paths import contained
 from trainers.values import finite
 
 # The size objective of the search (MO-ASHA, multi-objective samplers): reported with every result
@@ -58,11 +59,22 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     import ray
     from ray import tune
 
-    trial_id = tune.get_context().get_trial_id()
-    out_dir = contained(spec.trials_dir, trial_id, "trial id")
+    from search.storage import TrialFolder, dataset_on_this_node
+
+    folder = TrialFolder(spec.trials_dir, tune.get_context().get_trial_id())
     node = {NODE_KEY: ray.get_runtime_context().get_node_id()}  # which node ran it: an MLflow tag
-    final = execute_trial(config, spec, out_dir, report=lambda metrics: tune.report({**metrics, **node}))
-    tune.report({**final, **node})
+
+    def report(metrics: dict) -> None:
+        folder.report()  # in an object store: the checkpoint written just before this report
+        tune.report({**metrics, **node})
+
+    try:
+        spec = dataclasses.replace(spec, dataset_dir=dataset_on_this_node(spec.dataset_dir))
+        final = execute_trial(config, spec, folder.local, report=report)
+        folder.finish()
+        tune.report({**final, "out_dir": folder.location, **node})
+    finally:  # also when the scheduler stops the trial at a rung
+        folder.close()
 
 
 def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,

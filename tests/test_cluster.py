@@ -2,6 +2,9 @@
 (`ray start --head` + `ray start --address`, separate processes on 127.0.0.1), runs its trials on
 both nodes (each trial's node id is an MLflow tag), and survives losing the second node mid-sweep:
 Ray retries the trials it lost, the sweep finishes, and no MLflow run is left RUNNING.
+
+``--storage`` is an object store (moto's S3 server on 127.0.0.1): the nodes share no folder with the
+driver for Ray's state, the dataset or the trials' outputs; each node reads its AWS environment.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pytest
 from mlflow import MlflowClient
 
 from support.cluster import RAY, RayCluster
+from support.object_store import BUCKET, ObjectStore
 
 TONESWEEP = str(Path(sys.executable).parent / "tonesweep")
 SPACE = textwrap.dedent("""
@@ -42,8 +46,18 @@ SPACE = textwrap.dedent("""
 
 
 @pytest.fixture
-def cluster():
-    ray_cluster = RayCluster(cpus_per_node=1)
+def store(tmp_path_factory):
+    server = ObjectStore(tmp_path_factory.mktemp("moto"))
+    try:
+        server.make_bucket()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def cluster(store):
+    ray_cluster = RayCluster(cpus_per_node=1, env=store.env)
     try:
         yield ray_cluster.start()
     finally:
@@ -61,12 +75,12 @@ def trial_runs(uri: str) -> list:
     return client.search_runs([experiment.experiment_id], query, max_results=1000)
 
 
-def test_a_submitted_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, tiny_dataset, tmp_path):
+def test_a_submitted_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, store, tiny_dataset, tmp_path):
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep = [TONESWEEP, "sweep", "--dataset", str(tiny_dataset), "--trials", "6", "--steps", "30",
-             "--space", str(space), "--scheduler", "none", "--name", "multi", "--storage", str(tmp_path / "runs"),
+             "--space", str(space), "--scheduler", "none", "--name", "multi", "--storage", f"s3://{BUCKET}/team",
              "--tracking-uri", uri]
     job = subprocess.Popen([RAY, "job", "submit", "--address", cluster.dashboard, "--", *sweep],
                            env=cluster.env, cwd=tmp_path, stdout=open(tmp_path / "job.log", "w"),
@@ -97,5 +111,9 @@ def test_a_submitted_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, t
     assert len(runs) == 6 and len({r.data.tags["tonesweep.trial_id"] for r in runs}) == 6, statuses
     assert all(r.info.status in ("FINISHED", "FAILED") for r in runs), [r.info.status for r in runs]
     assert statuses == ["FINISHED"] * 6, statuses  # a trial lost with the node was retried, not failed
+    keys = store.listing(prefix="team/multi/trials/")
+    for run in runs:  # every trial's outputs reached the store from whichever node ran it
+        assert f"team/multi/trials/{run.data.tags['tonesweep.trial_id']}/metrics.json" in keys, keys
+    assert not (tmp_path / "runs").exists()
     print(f"two-node sweep: trials on {len(nodes_before)} nodes before the kill; the sweep ended "
           f"{time.monotonic() - killed_at:.0f} s after the second node's raylet was killed; outcomes {statuses}")

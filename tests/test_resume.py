@@ -6,32 +6,12 @@ workers, the agents that survive a driver SIGKILL) is stopped by PID before resu
 
 from __future__ import annotations
 
-import re
 import time
 
-import pytest
-
-from support.sweeps import SPACE, TERMINAL, Driver, make_datasets, mlflow_client, run_driver, sweep_runs
+from support.sweeps import (SPACE, TERMINAL, Driver, make_datasets, mlflow_client, run_driver, starts_per_trial,
+                            sweep_runs, wait_for_ended_trials)
 
 TRIALS = 6
-
-
-def wait_for_ended_trials(driver: Driver, count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if len(re.findall(r"^  trial \S+ (FINISHED|FAILED|REJECTED|STOPPED)", driver.output(), re.M)) >= count:
-            return
-        if driver.process.poll() is not None:
-            pytest.fail(f"driver exited before the kill:\n{driver.output()[-3000:]}")
-        time.sleep(0.2)
-    pytest.fail(f"fewer than {count} trials ended in {timeout} s:\n{driver.output()[-3000:]}")
-
-
-def starts_per_trial(log_text: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for trial_id in re.findall(r"^start (\S+)", log_text, re.M):
-        counts[trial_id] = counts.get(trial_id, 0) + 1
-    return counts
 
 
 def test_kill_driver_then_resume(tmp_path):

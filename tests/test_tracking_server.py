@@ -1,26 +1,20 @@
 """Team mode: `tonesweep tracking-server` on its own PostgreSQL, end to end, and what it refuses;
 `tonesweep ui`'s links to the runs tables.
 
-The servers run as `tonesweep` subprocesses in their own session. ``servers`` records every process
-of their trees while a test runs and kills what is left by PID at the end, also when the test
-fails (PostgreSQL's backends call setsid, so the session alone does not find them).
+The servers run as `tonesweep` subprocesses in their own session (``support.servers``): the
+``servers`` fixture records every process of their trees while a test runs and kills what is left
+by PID at the end, also when the test fails.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
-import pytest
 from mlflow import MlflowClient
 
 from results.registry import champion
@@ -29,105 +23,8 @@ from results.synthetic import log_sweep, synthetic_trial
 from results.tracking import (MAX_PARAM_CHARS, TrialTracker, child_runs, ensure_experiment, make_client,
                               start_parent_run)
 from search.cli import main
-from support.sweeps import REPO, SPACE, Driver, make_datasets, session_pids
-
-START_S = 240  # the first start creates MLflow's schema in PostgreSQL: ~20-45 s on 2 busy cores
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def is_loopback(address: str) -> bool:
-    return address in ("::1", "::ffff:127.0.0.1") or address.startswith("127.")
-
-
-class Server:
-    """`tonesweep ARGS` in its own session, output to a file; ``seen`` holds every process of its tree."""
-
-    def __init__(self, args: list[str], cwd: Path):
-        self.log = cwd / f"server-{time.monotonic_ns()}.out"
-        self._out = open(self.log, "w")
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.process = subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env,
-                                        stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.seen: dict[int, psutil.Process] = {}
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def tree(self) -> list[psutil.Process]:
-        try:
-            leader = psutil.Process(self.process.pid)
-            found = [leader, *leader.children(recursive=True)]
-        except psutil.Error:
-            found = []
-        self.seen.update((p.pid, p) for p in found)
-        return found
-
-    def wait_for(self, text: str, timeout: float) -> str:
-        """The first output line holding ``text``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.tree()
-            lines = [line for line in self.output().splitlines() if text in line]
-            if lines:
-                return lines[0]
-            if self.process.poll() is not None:
-                pytest.fail(f"tonesweep exited ({self.process.returncode}) before {text!r}:\n{self.output()[-3000:]}")
-            time.sleep(0.3)
-        pytest.fail(f"no {text!r} within {timeout} s:\n{self.output()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL, by PID, whatever is left of everything it started."""
-        left = [p for p in [*self.seen.values(), *self.tree()] if p.is_running()]
-        for pid in session_pids(self.process.pid):
-            try:
-                left.append(psutil.Process(pid))
-            except psutil.Error:
-                pass
-        for process in left:
-            try:
-                process.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(left, timeout=10)
-        self.process.wait()
-        self._out.close()
-
-
-@pytest.fixture
-def servers():
-    started = []
-
-    def start(*args: str, cwd: Path) -> Server:
-        server = Server(list(args), cwd)
-        started.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.kill()
-
-
-@pytest.fixture
-def reachable_dir():
-    """A temp folder the postgres account can enter: under root PostgreSQL runs as postgres, and
-    pytest's own folders are 0700."""
-    folder = Path(tempfile.mkdtemp(prefix="tonesweep-test-pg-"))
-    try:
-        folder.chmod(0o711)
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+from support.servers import START_S, Server, is_loopback, port_is_free
+from support.sweeps import SPACE, Driver, make_datasets
 
 
 def stop_and_check_nothing_is_left(server: Server, ports: list[int]) -> None:

@@ -53,14 +53,14 @@ def marked_pids(marker: bytes) -> list[int]:
 
 
 class RayCluster:
-    def __init__(self, cpus_per_node: int = 1):
+    def __init__(self, cpus_per_node: int = 1, env: dict | None = None):
         # short: Ray's socket paths live under it and a Unix socket path is at most 107 bytes
         self.root = Path(tempfile.mkdtemp(prefix="ts-ray-", dir="/tmp"))
         token = self.root / "token"
         token.write_text(secrets.token_hex(32))
         self.marker = f"TONESWEEP_TEST_CLUSTER={self.root.name}"
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-                    "RAY_USAGE_STATS_ENABLED": "0", "TONESWEEP_TEST_CLUSTER": self.root.name}
+                    "RAY_USAGE_STATS_ENABLED": "0", "TONESWEEP_TEST_CLUSTER": self.root.name, **(env or {})}
         self.env.pop("RAY_ADDRESS", None)
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.gcs_port}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -230,3 +231,21 @@ def sweep_runs(client, instrument: str, sweep: str):
     children = [r for r in runs if r.data.tags.get("tonesweep.role") == "trial"]
     assert len(parents) == 1, [r.info.run_name for r in parents]
     return parents[0], children
+
+
+def wait_for_ended_trials(driver: Driver, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(re.findall(r"^  trial \S+ (FINISHED|FAILED|REJECTED|STOPPED)", driver.output(), re.M)) >= count:
+            return
+        if driver.process.poll() is not None:
+            pytest.fail(f"driver exited before the kill:\n{driver.output()[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"fewer than {count} trials ended in {timeout} s:\n{driver.output()[-3000:]}")
+
+
+def starts_per_trial(log_text: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial_id in re.findall(r"^start (\S+)", log_text, re.M):
+        counts[trial_id] = counts.get(trial_id, 0) + 1
+    return counts

@@ -1,0 +1,228 @@
+"""`--storage s3://bucket/prefix`: a sweep whose state, trial folders and bookkeeping live in an
+S3-compatible object store (moto's server on 127.0.0.1), resumed from there after its driver was
+killed, tracked by a `tonesweep tracking-server`; and the object-store mistakes a user can make.
+
+Every server and driver a test starts is stopped by PID at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from search.cli import main
+from support.object_store import BUCKET, ObjectStore
+from support.servers import START_S
+from support.sweeps import SPACE, Driver, make_datasets, run_driver, starts_per_trial, sweep_runs, wait_for_ended_trials
+from results.tracking_server import free_port
+
+
+@pytest.fixture
+def store(tmp_path_factory):
+    server = ObjectStore(tmp_path_factory.mktemp("moto"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def stand_in_settings(tmp_path: Path, storage: str, name: str, trials: int) -> dict:
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    return {"datasets": make_datasets(tmp_path, ["sarangi"]), "trials": trials, "space": str(space),
+            "steps": 60, "report_every": 10, "name": name, "storage": storage, "max_params": 60_000,
+            "seed": 5, "scheduler": "none"}
+
+
+def test_a_sweep_keeps_its_files_in_the_object_store(store, tmp_path):
+    """Ray's state, every trial's folder and the driver's bookkeeping land in the bucket; the driver
+    logs finished trials' artifacts from there; nothing is left on the local disk."""
+    store.make_bucket()
+    scratch = Path(tempfile.gettempdir()) / f"tonesweep-{os.getuid()}" / "scratch"
+    before = set(scratch.glob("*"))
+    settings = stand_in_settings(tmp_path, f"s3://{BUCKET}/team/sweeps", "cloud", trials=4)
+    output = run_driver(tmp_path, settings, env=store.env)
+    assert "done 4/4" in output, output[-3000:]
+    keys = store.listing(prefix="team/sweeps/cloud/")
+    assert "team/sweeps/cloud/sweep.json" in keys
+    assert json.loads(store.read("team/sweeps/cloud/sweep.json"))["name"] == "cloud"
+    assert any(re.fullmatch(r"team/sweeps/cloud/sarangi/experiment_state-.*\.json", k) for k in keys), keys
+
+    from support.sweeps import mlflow_client
+    client = mlflow_client(tmp_path)
+    _, runs = sweep_runs(client, "sarangi", "cloud")
+    finished = [r for r in runs if r.data.tags["tonesweep.status"] == "FINISHED"]
+    assert len(runs) == 4 and finished, [r.data.tags["tonesweep.status"] for r in runs]
+    for run in finished:
+        trial = run.data.tags["tonesweep.trial_id"]
+        prefix = f"team/sweeps/cloud/trials/{trial}/"
+        assert {prefix + "metrics.json", prefix + "audio/original.wav"} <= set(keys), trial
+        logged = {a.path for a in client.list_artifacts(run.info.run_id, "trial")}
+        assert "trial/metrics.json" in logged, logged
+        stored = json.loads(store.read(prefix + "metrics.json"))
+        assert run.data.metrics["quality_float32"] == pytest.approx(stored["quality_float32"])
+    assert not (tmp_path / "runs").exists()  # nothing on the driver's disk: the default folder untouched
+    assert set(scratch.glob("*")) == before, "scratch folders left behind"
+
+
+def test_kill_driver_then_resume_from_the_object_store_and_tracking_server(store, servers, reachable_dir, tmp_path):
+    """SIGKILL the driver mid-sweep, wipe nothing by hand, `--resume` in a new driver: it reads
+    Ray's state and its own bookkeeping back from the bucket; finished trials are not trained again;
+    0 duplicate runs on the PostgreSQL-backed tracking server."""
+    store.make_bucket()
+    port = free_port()
+    server = servers("tracking-server", "--port", str(port), "--pg-data", str(reachable_dir / "postgres"),
+                     "--artifact-root", str(tmp_path / "artifacts"), cwd=tmp_path)
+    server.wait_for("no tonesweep experiments yet", START_S)
+    uri = f"http://127.0.0.1:{port}"
+    settings = stand_in_settings(tmp_path, f"s3://{BUCKET}/sweeps", "crash", trials=6)
+    env = {**store.env, "MLFLOW_TRACKING_URI": uri}
+
+    driver = Driver(tmp_path, settings, env={**env, "FAKE_SLEEP": "0.4"})
+    try:
+        wait_for_ended_trials(driver, 2, timeout=240)
+        time.sleep(3)  # > the 1 s of Ray's state saving and of the bookkeeping upload
+        killed_at_ms = time.time() * 1000
+        driver.process.kill()
+        driver.process.wait()
+    finally:
+        driver.stop()
+
+    from mlflow import MlflowClient
+    client = MlflowClient(uri)
+    _, before = sweep_runs(client, "sarangi", "crash")
+    saved_done = {r.data.tags["tonesweep.trial_id"]: r.info.run_id for r in before
+                  if r.info.status != "RUNNING" and r.info.end_time and r.info.end_time < killed_at_ms - 2000}
+    assert len(saved_done) >= 2, [(r.data.tags, r.info.status) for r in before]
+
+    settings["resume"] = True
+    output = run_driver(tmp_path, settings, timeout=300, env={**env, "FAKE_SLEEP": "0.02"})
+    assert f"resuming from s3://{BUCKET}/sweeps/crash/sarangi" in output and "done 6/6" in output, output[-3000:]
+
+    _, after = sweep_runs(client, "sarangi", "crash")
+    trial_ids = [r.data.tags["tonesweep.trial_id"] for r in after]
+    duplicates = len(trial_ids) - len(set(trial_ids))
+    print(f"driver killed with {len(saved_done)} trials done; after --resume: {len(after)} runs, "
+          f"{duplicates} duplicates")
+    assert duplicates == 0
+    assert not [r for r in after if r.info.status == "RUNNING"]
+    run_ids = {r.data.tags["tonesweep.trial_id"]: r.info.run_id for r in after}
+    starts = starts_per_trial((tmp_path / "fake.log").read_text())
+    for trial_id, run_id in saved_done.items():
+        assert run_ids[trial_id] == run_id
+        assert starts.get(trial_id, 0) <= 1, f"finished trial {trial_id} was trained again"
+    assert not (tmp_path / "runs").exists()
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("case, storage, named", [
+    ("no credentials", f"s3://{BUCKET}/p", "no AWS credentials"),
+    ("no bucket", "s3://no-such-bucket/p", "no bucket 'no-such-bucket'"),
+    ("unreachable", f"s3://{BUCKET}/p", "did not answer"),
+    ("wrong scheme", "gs://bucket/p", "gs:// is not supported"),
+    ("bad bucket name", "s3://Bad_Bucket/p", "not a bucket name"),
+    ("escaping prefix", f"s3://{BUCKET}/p/../q", "prefix part"),
+])
+def test_object_store_mistakes_are_one_line_and_write_nothing(store, tmp_path, capsys, monkeypatch,
+                                                             case, storage, named):
+    store.make_bucket()
+    for key, value in store.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    if case == "no credentials":
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    if case == "unreachable":
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.chdir(tmp_path)
+    datasets = make_datasets(tmp_path, ["sarangi"])
+    code = main(["sweep", "--dataset", datasets[0], "--trials", "2", "--storage", storage, "--name", "x"])
+    line = one_line(capsys)
+    assert code == 2 and named in line and "--storage" in line, (code, line)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["datasets"], "something was written"
+    assert store.listing() == []
+
+
+def test_a_trial_folder_in_the_store_resumes_and_mirrors(store, monkeypatch):
+    """TrialFolder: a resumed trial gets what an earlier attempt uploaded; each report mirrors the
+    checkpoint (stale checkpoint files removed from the store); finish uploads the folder; close
+    removes the node's scratch."""
+    from search.storage import TrialFolder
+
+    store.make_bucket()
+    for key, value in store.env.items():
+        monkeypatch.setenv(key, value)
+    s3 = store.client()
+    s3.put_object(Bucket=BUCKET, Key="s/trials/t1/checkpoint/ckpt-10.index", Body=b"old")
+    s3.put_object(Bucket=BUCKET, Key="s/trials/t1/checkpoint/checkpoint", Body=b"ckpt-10")
+
+    folder = TrialFolder(f"s3://{BUCKET}/s/trials", "t1")
+    assert (folder.local / "checkpoint" / "checkpoint").read_bytes() == b"ckpt-10"
+    assert folder.location == f"s3://{BUCKET}/s/trials/t1"
+    (folder.local / "checkpoint" / "ckpt-10.index").unlink()  # the trainer keeps one checkpoint
+    (folder.local / "checkpoint" / "ckpt-20.index").write_bytes(b"new")
+    (folder.local / "checkpoint" / "checkpoint").write_bytes(b"ckpt-20")
+    folder.report()
+    assert sorted(store.listing(prefix="s/trials/t1/")) == ["s/trials/t1/checkpoint/checkpoint",
+                                                            "s/trials/t1/checkpoint/ckpt-20.index"]
+    (folder.local / "metrics.json").write_text("{}")
+    folder.finish()
+    assert "s/trials/t1/metrics.json" in store.listing(prefix="s/trials/t1/")
+    scratch = folder.local.parent
+    folder.close()
+    assert not scratch.exists()
+    with pytest.raises(Exception, match="trial id"):
+        TrialFolder(f"s3://{BUCKET}/s/trials", "../escape")
+
+
+def test_team_path_sweep_pareto_export_on_the_server_and_the_store(store, servers, reachable_dir, tmp_path,
+                                                                   request, monkeypatch, capsys):
+    """The real trainer end to end in team mode: `tracking-server` with its artifact root in the
+    bucket, `sweep --storage s3://...` (dataset published to the store, trials read it from there),
+    `pareto` sets the champion, `export` builds the bundle from the server's artifacts."""
+    dataset = request.getfixturevalue("tiny_dataset")
+    store.make_bucket()
+    for key, value in store.env.items():
+        monkeypatch.setenv(key, value)
+    port = free_port()
+    server = servers("tracking-server", "--port", str(port), "--pg-data", str(reachable_dir / "postgres"),
+                     "--artifact-root", f"s3://{BUCKET}/mlflow", cwd=tmp_path)
+    server.wait_for("no tonesweep experiments yet", START_S)
+    uri = f"http://127.0.0.1:{port}"
+    space = tmp_path / "space.toml"
+    space.write_text('[hyperparameters.n_harmonics]\ntype = "choice"\nvalues = [8, 16]\n'
+                     '[fixed]\ndecoder = "cnn"\nfeature = "rms"\nconv_channels = 8\nconv_layers = 2\n'
+                     'conv_stacks = 1\nn_noise_bands = 8\nframe_rate = 50\nbatch_size = 2\n')
+    command = [sys.executable, "-m", "search.cli", "sweep", "--dataset", str(dataset), "--trials", "2",
+               "--space", str(space), "--steps", "10", "--name", "team", "--scheduler", "none",
+               "--storage", f"s3://{BUCKET}/sweeps", "--tracking-uri", uri]
+    output = run_driver(tmp_path, {}, timeout=900, env={"MLFLOW_TRACKING_URI": uri}, module_args=command)
+    assert "done 2/2" in output, output[-3000:]
+    keys = store.listing()
+    assert [k for k in keys if k.startswith("sweeps/datasets/bansuri-") and k.endswith("/manifest.json")], keys
+    assert [k for k in keys if k.startswith("mlflow/") and k.endswith("/trial/metrics.json")], keys
+    assert not (tmp_path / "runs").exists()
+
+    assert main(["pareto", "--instrument", "bansuri", "--sweep", "team", "--min-rtf", "0",
+                 "--tracking-uri", uri]) == 0, capsys.readouterr()
+    bundle = tmp_path / "bundle"
+    assert main(["export", "--instrument", "bansuri", "--out", str(bundle), "--tracking-uri", uri]) == 0, \
+        capsys.readouterr()
+    card = json.loads((bundle / "model-card.json").read_text())
+    assert card["parity"]["tfjs_node_wasm"]["snr_db"] >= 40, card["parity"]
+    assert (bundle / "tfjs" / "model.json").is_file()
