@@ -76,6 +76,7 @@ demo: install
 	@echo "Sing it in a browser:           $(TONESWEEP) serve --models $(DEMO_DIR)/export   (then open http://127.0.0.1:8000/)"
 	@echo "A team's tracking server:       $(TONESWEEP) tracking-server   (MLflow on its own PostgreSQL, 127.0.0.1:5000; README: Team mode)"
 	@echo "On a Ray cluster:               docs/recipes/ (cluster launcher, KubeRay RayJob; README: Running on a Ray cluster)"
+	@echo "Shared storage:                 $(TONESWEEP) sweep ... --storage s3://BUCKET/PREFIX   (any S3-compatible store; README: Shared storage)"
 
 test: install
 	$(PY) -m pytest -q -m "not slow"

@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-rtf", type=float, default=None,
                    help="reject configurations estimated to run slower than this many times real time in TF.js's "
                         "wasm backend, before training (default: none)")
-    p.add_argument("--storage", default=None, help="folder for Ray Tune state (default: ./runs)")
+    p.add_argument("--storage", default=None,
+                   help="where the sweep's Ray state, trial folders and bookkeeping live: a folder (default: ./runs) "
+                        "or s3://BUCKET/PREFIX on an S3-compatible store (AWS_ENDPOINT_URL and credentials from "
+                        "the environment); on a cluster, a place every node reaches")
     p.add_argument("--seed", type=int, default=0,
                    help="search seed; each instrument derives its own from it (default: 0)")
     p.add_argument("--xla-cache", default=None,

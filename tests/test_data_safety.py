@@ -307,3 +307,34 @@ def test_datasets_and_bundles_get_the_users_umask(bundle, tmp_path, make_tone):
     assert {modes(p) for p in (tmp_path / "dataset").iterdir()} == {0o644}
     assert modes(bundle) == 0o755 and modes(bundle / "model-card.json") == 0o644  # exported under umask 022
     assert modes(bundle / "tfjs") == 0o755 and modes(bundle / "tfjs" / "model.json") == 0o644
+
+
+# Modules and calls that turn file bytes into Python objects (and so can run code): tonesweep reads
+# datasets, spaces, bundles, trial folders and object-store files as JSON, TOML, WAV, TFRecord and
+# TensorFlow checkpoints only. (Ray's own Tuner.restore loads the experiment state Ray pickled:
+# docs/architecture.md, "Shared storage".)
+UNPICKLERS = {"pickle", "cloudpickle", "dill", "joblib", "marshal", "shelve", "jsonpickle"}
+UNPICKLING_CALLS = {"read_pickle", "load_pickle"}
+
+
+def unpickling_in(path: Path) -> list[str]:
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] in UNPICKLERS]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in UNPICKLERS:
+            found.append(node.module)
+        elif isinstance(node, ast.Attribute) and node.attr in UNPICKLING_CALLS:
+            found.append(node.attr)
+        elif isinstance(node, ast.keyword) and node.arg in ("allow_pickle", "safe_mode"):
+            found.append(f"{node.arg}=")  # np.load(allow_pickle=...), keras load_model(safe_mode=...)
+    return found
+
+
+def test_nothing_a_user_hands_in_is_unpickled():
+    root = Path(__file__).resolve().parents[1]
+    offenders = {str(p.relative_to(root)): unpickling_in(p)
+                 for package in ("search", "spaces", "trainers", "results") for p in (root / package).rglob("*.py")}
+    assert not {k: v for k, v in offenders.items() if v}, offenders
