@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from trainers.errors import UserError
-from trainers.paths import check_name, check_output_folder
+from trainers.paths import check_name, check_output_folder, contained
 
 SCHEMES = ("s3",)
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -155,11 +155,8 @@ def upload(local: Path, remote: Remote) -> None:
     fs = remote.filesystem()
     if local.is_dir():
         fs.create_dir(remote.path, recursive=True)
-        pafs.copy_files(str(local), remote.path, source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=fs)
-    elif local.is_file():
-        pafs.copy_files(str(local), remote.path, source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=fs)
+    if local.exists():
+        pafs.copy_files(str(local), remote.path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
 def download(remote: Remote, local: Path) -> bool:
@@ -245,8 +242,6 @@ class TrialFolder:
     CHECKPOINT = "checkpoint"
 
     def __init__(self, trials: str, trial_id: str):
-        from trainers.paths import contained
-
         self.remote = Remote(trials).child(check_name(trial_id, "trial id")) if is_remote(trials) else None
         if self.remote is None:
             self._scratch = None
