@@ -49,6 +49,7 @@ def test_rayjob_manifest_runs_a_real_sweep_command():
     assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
     args = parse_tonesweep(shlex.split(job["spec"]["entrypoint"]))
     assert args.command == "sweep" and args.trials > 0 and args.tracking_uri.startswith("http://")
+    assert args.storage.startswith("s3://")  # pods share no disk: the object store (README: Shared storage)
     cluster = job["spec"]["rayClusterSpec"]
     assert cluster["rayVersion"] == ray.__version__
     images = {c["image"] for c in cluster["headGroupSpec"]["template"]["spec"]["containers"]}
