@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 from results import layout
 from trainers.errors import UserError
 from trainers.files import process_alive, scratch_dir
-from trainers.paths import check_output_folder
+from trainers.paths import check_output_folder, is_uri, local_path
 
 POSTGRES_ROOT = Path("/usr/lib/postgresql")  # Debian's package `postgresql`: <root>/<major>/bin
 POSTGRES_ACCOUNT = "postgres"                # the account that package creates
@@ -332,10 +332,9 @@ def run_tracking_server(settings: TrackingServerSettings, say: Callable[[str], N
 
 def _artifact_root(root: str) -> str:
     """A URI (s3://bucket/prefix) as given; a local folder checked and made absolute."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", root) and not root.startswith("file://"):
+    if is_uri(root):
         return root
-    path = Path(root[len("file://"):] if root.startswith("file://") else root)
-    return str(check_output_folder(path, "--artifact-root").absolute())
+    return str(check_output_folder(local_path(root), "--artifact-root").absolute())
 
 
 def _check_backend(uri: str, check_tracking_uri) -> str:

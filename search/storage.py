@@ -26,6 +26,7 @@ docs/architecture.md, "Shared storage").
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -38,18 +39,12 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from trainers.errors import UserError
-from trainers.paths import check_name, check_output_folder, contained
+from trainers.paths import check_name, check_output_folder, contained, is_uri, local_path
 
 SCHEMES = ("s3",)
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 # S3's bucket naming rules (3-63 lower-case letters, digits, dots and hyphens).
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-def is_remote(location: str | os.PathLike) -> bool:
-    """True for ``scheme://...`` (other than ``file://``): an object-store URI, not a folder."""
-    text = str(location)
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text)) and not text.startswith("file://")
 
 
 @dataclass(frozen=True)
@@ -72,9 +67,16 @@ class Remote:
     def filesystem(self):
         """pyarrow's S3 filesystem from the AWS environment (endpoint included); holds no secret when
         pickled (Ray pickles it with the run config), so every process reads its own credentials."""
-        import pyarrow.fs as pafs
+        return _filesystem(f"s3://{self.bucket}", endpoint_url())
 
-        return pafs.FileSystem.from_uri(self.uri)[0]
+
+@functools.lru_cache(maxsize=16)
+def _filesystem(bucket_uri: str, endpoint: str | None):
+    """One client per bucket and endpoint in a process: building one resolves the bucket's region (a
+    request on AWS), and a trial transfers at every report."""
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(bucket_uri)[0]
 
 
 # ---------------------------------------------------------------------------- checks
@@ -83,9 +85,8 @@ class Remote:
 def check_storage(location: str, field: str = "--storage") -> Path | Remote:
     """A local folder (created later, checked now) or an object-store folder that exists and is
     reachable with credentials; anything else is a one-line ``UserError`` naming what to fix."""
-    if not is_remote(location):
-        path = location[len("file://"):] if location.startswith("file://") else location
-        return check_output_folder(Path(path).resolve(), field)
+    if not is_uri(location):
+        return check_output_folder(local_path(location).resolve(), field)
     scheme = location.split("://", 1)[0]
     if scheme.lower() not in SCHEMES:
         raise UserError(f"{field} {location}: {scheme}:// is not supported; give a folder or "
@@ -179,7 +180,7 @@ def download(remote: Remote, local: Path) -> bool:
 def local_copy(location: str) -> Iterator[Path]:
     """A finished trial's folder on this machine: the folder itself, or a private download of an
     object-store folder, removed when the block ends."""
-    if not is_remote(location):
+    if not is_uri(location):
         yield Path(location)
         return
     folder = scratch_folder("fetch")
@@ -242,7 +243,7 @@ class TrialFolder:
     CHECKPOINT = "checkpoint"
 
     def __init__(self, trials: str, trial_id: str):
-        self.remote = Remote(trials).child(check_name(trial_id, "trial id")) if is_remote(trials) else None
+        self.remote = Remote(trials).child(check_name(trial_id, "trial id")) if is_uri(trials) else None
         if self.remote is None:
             self._scratch = None
             self.local = contained(trials, trial_id, "trial id")
@@ -275,13 +276,10 @@ def driver_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.json") if p.is_file())
 
 
-def pull(remote: Remote, local: Path, relative_paths: list[str]) -> list[str]:
-    """Download the named files of a sweep from the store (those that exist); returns those found."""
-    found = []
+def pull(remote: Remote, local: Path, relative_paths: list[str]) -> None:
+    """Download the named files of a sweep from the store (those that exist)."""
     for relative in relative_paths:
-        if download(remote.child(*relative.split("/")), local / relative):
-            found.append(relative)
-    return found
+        download(remote.child(*relative.split("/")), local / relative)
 
 
 # ---------------------------------------------------------------------------- datasets
@@ -310,7 +308,7 @@ def dataset_on_this_node(location: str) -> str:
     published dataset, downloaded once per node (``<tmp>/tonesweep-<uid>/datasets/<name>``; a
     download lands under a private name and is renamed into place, so trials starting together
     never read half a copy)."""
-    if not is_remote(location):
+    if not is_uri(location):
         return location
     remote = Remote(location)
     base = private_base(DATASETS)

@@ -161,7 +161,6 @@ def run_sweep(settings: SweepSettings, say: Say | None = None) -> list[Instrumen
     from results import tracking
 
     place.open([instrument for instrument, _ in instruments], settings.resume)
-    sweep_dir = place.folder
     ray_handle = local_ray.start(settings.address, worker_environment(settings.xla_cache))
     results = []
     try:
@@ -175,8 +174,8 @@ def run_sweep(settings: SweepSettings, say: Say | None = None) -> list[Instrumen
             run_id = tracking.start_parent_run(client, experiment_id, name, instrument, dataset, settings.algorithm,
                                                params)
             parents[instrument] = (experiment_id, run_id)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        _write_sweep_file(sweep_dir, settings, name, instruments)
+        place.folder.mkdir(parents=True, exist_ok=True)
+        _write_sweep_file(place.folder, settings, name, instruments)
         say(f"sweep {name}: {len(instruments)} instrument(s) × {settings.trials} trials, "
             f"{settings.algorithm} search, scheduler {settings.scheduler}, tracking {uri}")
         for instrument, dataset in instruments:
@@ -219,17 +218,14 @@ class SweepPlace:
 
     def close(self) -> None:
         if self.remote is not None and self.folder is not None:
-            self.sync().sync()
+            self.callbacks()[0].sync()  # the last changes, then the scratch copy goes
             shutil.rmtree(self.folder.parent, ignore_errors=True)
 
-    def sync(self):
-        """The callback that keeps the store's copy of the bookkeeping current (remote only)."""
+    def callbacks(self) -> list:
+        """Ray callbacks the place needs: in a store, the one that uploads the bookkeeping."""
         from search.callbacks import StorageSync
 
-        return StorageSync(self.folder, self.remote)
-
-    def callbacks(self) -> list:
-        return [self.sync()] if self.remote is not None else []
+        return [StorageSync(self.folder, self.remote)] if self.remote is not None else []
 
     @property
     def ray_storage(self) -> str:
@@ -238,7 +234,6 @@ class SweepPlace:
 
     def experiment(self, instrument: str) -> str:
         """Where Ray keeps an instrument's experiment (what ``Tuner.restore`` reads)."""
-        check_name(instrument, "instrument")
         return f"{self.ray_storage}/{instrument}"
 
     @property
@@ -303,7 +298,6 @@ def sweep_instrument(settings, name, place: SweepPlace, instrument, dataset, spa
     from search.trainable import TrialSpec, run_trial
 
     start = time.perf_counter()
-    sweep_dir = place.folder
     spec = TrialSpec(dataset_dir=place.dataset(dataset), trials_dir=place.trials,
                      threads=max(1, int(settings.cpus_per_trial)), report_every=report_every(settings, space),
                      max_params=settings.max_params, max_bytes=settings.max_bytes, min_rtf=settings.min_rtf,
@@ -321,7 +315,7 @@ def sweep_instrument(settings, name, place: SweepPlace, instrument, dataset, spa
 
     callbacks = [MLflowCallback(tracker), SweepProgress(tally, say, on_trial_end=log_front), *place.callbacks()]
 
-    experiment_path = contained(sweep_dir, instrument, "instrument")  # the driver's files of the instrument
+    experiment_path = contained(place.folder, instrument, "instrument")  # the driver's files of the instrument
     experiment_path.mkdir(parents=True, exist_ok=True)
     if settings.resume and tune.Tuner.can_restore(place.experiment(instrument)):
         say(f"[{instrument}] resuming from {place.experiment(instrument)}")

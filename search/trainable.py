@@ -7,8 +7,8 @@ raises, diverges or is rejected for its size still ends with such a report, so i
 with its reason and the sweep goes on (Ray only sees an error if the worker itself dies).
 
 Resume: each trial writes to ``<trials_dir>/<ray trial id>/`` and the trainer resumes from that
-folder's ``checkpoint/`` (in an object store, ``search.storage.TrialFolder`` keeps that folder there); the Ray trial id survives ``Tuner.restore``, so a trial interrupted by a
-killed driver continues from its last trainer checkpoint instead of step 0. Weights are not
+folder's ``checkpoint/`` (in an object store, ``search.storage.TrialFolder`` keeps that folder there);
+the Ray trial id survives ``Tuner.restore``, so a trial interrupted by a killed driver continues from its last trainer checkpoint instead of step 0. Weights are not
 copied into Ray checkpoints as well: that would double the I/O of every report for nothing.
 Datasets reach the workers by path (prepared once by ``tonesweep prepare``), never re-prepared; with
 an object store, by a copy published there (``search.storage.dataset_on_this_node``).

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from support.audio import synth_tone
+from support.object_store import store  # noqa: F401 - fixture: an S3-compatible store, stopped by PID
 from support.servers import reachable_dir, servers  # noqa: F401 - fixtures: team-mode servers, stopped by PID
 
 # Tracking failures raise under the tests instead of being logged as warnings (results/tracking.py);

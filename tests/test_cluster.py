@@ -21,7 +21,7 @@ import pytest
 from mlflow import MlflowClient
 
 from support.cluster import RAY, RayCluster
-from support.object_store import BUCKET, ObjectStore
+from support.object_store import BUCKET
 
 TONESWEEP = str(Path(sys.executable).parent / "tonesweep")
 SPACE = textwrap.dedent("""
@@ -46,17 +46,8 @@ SPACE = textwrap.dedent("""
 
 
 @pytest.fixture
-def store(tmp_path_factory):
-    server = ObjectStore(tmp_path_factory.mktemp("moto"))
-    try:
-        server.make_bucket()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def cluster(store):
+    store.make_bucket()
     ray_cluster = RayCluster(cpus_per_node=1, env=store.env)
     try:
         yield ray_cluster.start()

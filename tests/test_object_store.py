@@ -18,19 +18,10 @@ from pathlib import Path
 import pytest
 
 from search.cli import main
-from support.object_store import BUCKET, ObjectStore
+from support.object_store import BUCKET
 from support.servers import START_S
 from support.sweeps import SPACE, Driver, make_datasets, run_driver, starts_per_trial, sweep_runs, wait_for_ended_trials
 from results.tracking_server import free_port
-
-
-@pytest.fixture
-def store(tmp_path_factory):
-    server = ObjectStore(tmp_path_factory.mktemp("moto"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def stand_in_settings(tmp_path: Path, storage: str, name: str, trials: int) -> dict:
@@ -199,6 +190,7 @@ def test_team_path_sweep_pareto_export_on_the_server_and_the_store(store, server
     store.make_bucket()
     for key, value in store.env.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)  # pareto writes its plot to the working folder
     port = free_port()
     server = servers("tracking-server", "--port", str(port), "--pg-data", str(reachable_dir / "postgres"),
                      "--artifact-root", f"s3://{BUCKET}/mlflow", cwd=tmp_path)

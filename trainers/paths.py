@@ -63,6 +63,17 @@ def _within(path: Path, folder: Path) -> bool:
 # ---------------------------------------------------------------------------- output locations
 
 
+def is_uri(location: str | os.PathLike) -> bool:
+    """True for ``scheme://...`` other than ``file://`` (an object-store or server URI, not a folder)."""
+    text = str(location)
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text)) and not text.startswith("file://")
+
+
+def local_path(location: str) -> Path:
+    """A folder given as a path or a ``file://`` URI, as a path."""
+    return Path(location[len("file://"):] if location.startswith("file://") else location)
+
+
 def check_output_folder(path: str | Path, field: str) -> Path:
     """Refuse, before any work, a folder output that cannot be written: a file in its place, or a
     nearest existing ancestor that is not a writable folder."""

@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from results.tracking_server import free_port
 
 BUCKET = "tonesweep-test"
@@ -69,3 +71,13 @@ class ObjectStore:
             os.kill(self.process.pid, 9)
         self.process.wait()
         self._log.close()
+
+
+@pytest.fixture
+def store(tmp_path_factory):
+    """A fresh moto server for one test (no bucket yet), stopped by PID at the end."""
+    server = ObjectStore(tmp_path_factory.mktemp("moto"))
+    try:
+        yield server
+    finally:
+        server.stop()
