@@ -57,7 +57,7 @@ def sample_configs(n: int, seed: int) -> list[dict]:
 
 def measure(config: dict, root: Path, repeat: int) -> dict:
     """Export the untrained model at every precision: bytes per precision and wasm ms per call."""
-    from trainers.constants import PRECISIONS
+    from common.constants import PRECISIONS
     from trainers.export import bundle, graph, tfjs
     from trainers.model.config import validate_config
     from trainers.model.trained import build_model
@@ -94,7 +94,7 @@ def main() -> int:
     parser.add_argument("--cache", default=str(REPO / "bench" / ".cache" / "bundle_cost.json"))
     args = parser.parse_args()
 
-    from trainers.constants import PRECISIONS
+    from common.constants import PRECISIONS
     from trainers.model import cost
     from trainers.model.size import size_report
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-TONESWEEP = [sys.executable, "-m", "search.cli"]
+TONESWEEP = [sys.executable, "-m", "cli"]
 
 
 def sample_rss(pid: int, samples: list[tuple[float, int]], done: threading.Event) -> None:

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
-import { HEADLESS_FLAGS } from '../trainers/export/js/chromium.mjs';
+import { HEADLESS_FLAGS } from '../tests/support/js/chromium.mjs';
 
 const args = { backend: 'wasm', repeat: '3', chromium: '/usr/bin/chromium' };
 const argv = process.argv.slice(2);

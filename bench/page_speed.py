@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="transfers per model; the median is reported (default: 3)")
     args = parser.parse_args()
 
-    from trainers.export.serve import find_bundles, start_server
+    from web.server import find_bundles, start_server
 
     server = start_server(args.models, port=0)
     names = list(find_bundles(Path(args.models)))

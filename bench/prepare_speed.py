@@ -8,7 +8,7 @@ the CLI as a user runs it, in a fresh process each time:
 - ``tonesweep prepare`` into a new dataset folder (pYIN f0 at 250 Hz decimated to 50 Hz, loudness
   and RMS at both frame rates, TFRecords; all cores: ``--workers`` default);
 - the same command again: the dataset's manifest matches, so nothing is recomputed (cache hit);
-- ``python -c "import search.cli"``: what any CLI call pays before it does anything.
+- ``python -c "import cli.main"``: what any CLI call pays before it does anything.
 
 Figures: wall seconds, seconds of audio per wall second, and the cached re-run against the fresh one. Nothing is written outside a temporary folder.
 """
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TONESWEEP = [sys.executable, "-m", "search.cli"]
+TONESWEEP = [sys.executable, "-m", "cli"]
 
 
 def timed(command: list[str]) -> float:
@@ -49,12 +49,12 @@ def main() -> int:
                    str(audio / args.instrument)]
         fresh_wall = timed(prepare)
         cached_wall = timed(prepare)
-        import_wall = timed([sys.executable, "-c", "import search.cli"])
+        import_wall = timed([sys.executable, "-c", "import cli.main"])
     seconds = args.minutes * 60
     print(f"prepare {args.minutes:g} min of {args.instrument} on {__import__('os').cpu_count()} cores:")
     print(f"  fresh: {fresh_wall:.1f} s wall ({seconds / fresh_wall:.1f} s of audio per s)")
     print(f"  cached re-run: {cached_wall:.2f} s wall ({cached_wall / fresh_wall:.1%} of fresh); "
-          f"a bare `import search.cli` takes: {import_wall:.2f} s")
+          f"a bare `import cli.main` takes: {import_wall:.2f} s")
     return 0
 
 

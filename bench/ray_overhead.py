@@ -61,7 +61,8 @@ def main() -> int:
     global TRAIN_S
     TRAIN_S = args.train_s  # captured by value when Ray pickles stand_in_train
 
-    from search.sweep import SweepSettings, run_sweep
+    from search.settings import SweepSettings
+    from search.sweep import run_sweep
 
     with tempfile.TemporaryDirectory(prefix="tonesweep-bench-") as tmp:
         dataset = Path(tmp) / "bench"

@@ -81,7 +81,8 @@ class Outcome:
 def live_sweep(dataset: str, root: Path, name: str, algorithm: str, scheduler: str, trials: int, steps: int,
                seed: int) -> tuple[list[Record], Outcome, float]:
     """Run a real sweep; returns its trials as records, its outcome and its wall time."""
-    from search.sweep import SweepSettings, run_sweep
+    from search.settings import SweepSettings
+    from search.sweep import run_sweep
 
     settings = SweepSettings(datasets=[dataset], trials=trials, algorithm=algorithm, scheduler=scheduler,
                              steps=steps, name=name, storage=str(root / "runs"), seed=seed,
@@ -97,7 +98,7 @@ def read_sweep(uri: str, result) -> tuple[list[Record], Outcome]:
     from mlflow import MlflowClient
 
     from results.tracking import child_runs
-    from trainers.constants import PRECISIONS
+    from common.constants import PRECISIONS
 
     client = MlflowClient(uri)
     records, outcome = [], Outcome()
@@ -145,7 +146,7 @@ class OptunaPoolSampler:
     """Our OptunaSearcher, its suggestions mapped to the nearest recorded configuration."""
 
     def __init__(self, records: list[Record], seed: int, trials: int):
-        from search.optuna_searcher import OptunaSearcher
+        from search.algorithms.optuna_searcher import OptunaSearcher
         from spaces import default_space
 
         self.records, self.space = records, default_space()
@@ -180,8 +181,8 @@ def config_distance(a: dict, b: dict, space) -> float:
 def make_scheduler(name: str, steps: int, report_every: int):
     from ray.tune.schedulers import ASHAScheduler
 
-    from search.moasha import MOASHAScheduler
-    from search.sweep import REDUCTION_FACTOR
+    from search.algorithms.moasha import MOASHAScheduler
+    from search.tuner import REDUCTION_FACTOR
 
     grace = min(steps, 2 * report_every)
     if name == "asha":
@@ -291,8 +292,8 @@ def main() -> int:
     parser.add_argument("--cache", default=str(REPO / "bench" / ".cache"))
     args = parser.parse_args()
 
-    from search.sweep import report_every as sweep_report_every
-    from search.sweep import SweepSettings
+    from search.settings import report_every as sweep_report_every
+    from search.settings import SweepSettings
     from trainers.data.dataset import read_manifest
 
     key = f"{read_manifest(args.dataset)['cache_key'][:12]}-p{args.pool}-s{args.steps}"

@@ -73,7 +73,8 @@ batch_size = 4
 
 def run_one_sweep(dataset: str, trials: int, steps: int, xla_cache: str, tmp: Path) -> dict:
     from results.tracking import child_runs, make_client
-    from search.sweep import SweepSettings, run_sweep
+    from search.settings import SweepSettings
+    from search.sweep import run_sweep
 
     space = tmp / "space.toml"
     space.write_text(SPACE)

@@ -9,7 +9,6 @@ takes the resulting folder from there; ``search.commands.export`` joins the two.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +18,14 @@ from mlflow.exceptions import MlflowException
 from results.criteria import Criteria
 from results.layout import FAILURE_TAG, INSTRUMENT_TAG, STATUS_TAG, TRIAL_ARTIFACTS, model_name
 from results.registry import champion
-from results.tracking import check_tracking_uri, resolve_tracking_uri
-from trainers.constants import PRECISIONS
-from trainers.errors import UserError
-from trainers.values import finite
+from results.layout import resolve_tracking_uri
+from results.tracking import check_tracking_uri
+from common.constants import PRECISIONS
+from common.trial import ResolvedTrial
+from common.errors import UserError
+from common.values import finite
 
 TRIAL_METRICS = "metrics.json"  # a trial folder's metrics (docs/architecture.md, section 2)
-
-
-@dataclass(frozen=True)
-class ResolvedTrial:
-    """A trial's files on local disk and what the registry said about them."""
-
-    trial_dir: Path
-    run_id: str
-    precision: str | None             # the registry's choice, None when unknown
-    registry: dict[str, str] = field(default_factory=dict)  # registered model, version and its tags
 
 
 def resolve_trial(instrument: str, run_id: str | None, tracking_uri: str | None, download_dir: Path) -> ResolvedTrial:

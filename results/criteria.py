@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from trainers.errors import UserError
+from common.errors import UserError
 
 DEFAULT_TOLERANCE = 0.05  # 5 % worse than the best still counts as acceptable
 DEFAULT_MIN_RTF = 5.0     # times faster than real time in TF.js's wasm backend (see the module docstring)

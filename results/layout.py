@@ -1,11 +1,16 @@
 """How tonesweep lays its results out in MLflow, spelled once (docs/architecture.md, sections 3-4).
 
 Tracking writes this layout, the results table and the registry read it, export resolves runs
-through it. Statuses are the trainer's (trainers.constants); tag values are strings.
+through it. Statuses are the trainer's (common.constants); tag values are strings.
 """
 
 from __future__ import annotations
 
+import os
+
+# The store when neither --tracking-uri nor $MLFLOW_TRACKING_URI names one: a SQLite file in the
+# working directory (artifacts beside it, in mlruns/).
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT_PREFIX = "tonesweep-"
 MODEL_PREFIX = "tonesweep-"
 CHAMPION_ALIAS = "champion"
@@ -34,6 +39,11 @@ PARETO_PLOT_ARTIFACT = "pareto/pareto.png"
 
 # curves logged with their step while a trial runs
 CURVE_KEYS = ("train_loss", "val_loss")
+
+
+def resolve_tracking_uri(cli_uri: str | None = None) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else DEFAULT_TRACKING_URI."""
+    return cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def experiment_name(instrument: str) -> str:

@@ -36,8 +36,9 @@ from results.plot import draw, plot_data
 from results.registry import register_winner
 from results.select import Selection, select_smallest
 from results.table import Sweep, load_table
-from results.tracking import check_tracking_uri, resolve_tracking_uri
-from trainers.paths import check_name, check_output_file
+from results.layout import resolve_tracking_uri
+from results.tracking import check_tracking_uri
+from common.paths import check_name, check_output_file
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")  # what matplotlib's Agg backend writes
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from results.criteria import Criteria
-from trainers.constants import PRECISIONS
+from common.constants import PRECISIONS
 
 TIE_BREAK = ["bytes", "quality", "start_time", "run_id", "_precision_rank"]
 

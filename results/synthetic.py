@@ -15,7 +15,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from results import layout
 from results.tracking import log_in_batches
-from trainers.constants import BYTES_PER_WEIGHT as PRECISION_BYTES
+from common.constants import BYTES_PER_WEIGHT as PRECISION_BYTES
 
 
 def synthetic_trial(rng: random.Random, status: str = "FINISHED") -> dict:

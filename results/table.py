@@ -32,8 +32,8 @@ from results.layout import (
     experiment_name,
 )
 from results.pareto import REFERENCE, ReferencePoint, reference_from_params
-from trainers.constants import FINISHED, PRECISIONS
-from trainers.errors import UserError
+from common.constants import FINISHED, PRECISIONS
+from common.errors import UserError
 
 # Per-precision metrics in metrics.json, logged as "<name>_<precision>"; the table's column names.
 # ``bytes`` is the whole shipped bundle (model.json + shards); ``bytes_weights`` the trained weights' share.

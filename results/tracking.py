@@ -24,23 +24,22 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from results import layout
-from trainers.constants import FAILED, FINISHED, INTERRUPTED, REPORTED_STATUSES, RUNNING, STOPPED, TERMINAL_STATUSES
-from trainers.errors import UserError
-from trainers.files import scratch_dir
-from trainers.values import finite
+from common.constants import FAILED, FINISHED, INTERRUPTED, REPORTED_STATUSES, RUNNING, STOPPED, TERMINAL_STATUSES
+from common.errors import UserError
+from common.net import http_answers, wait_for_port, wait_until
+from common.files import scratch_dir
+from common.values import finite
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 TESTING_ENV = "TONESWEEP_TESTING"
 # Keys of a trial's result that are bookkeeping, not metrics.json numbers
 # (val_loss/train_loss are curves, logged with their step as they arrive).
@@ -60,11 +59,6 @@ TRUNCATED_MARK, PARAM_ARTIFACTS = "...[truncated; full value in artifact params/
 # ---------------------------------------------------------------------------- store and runs
 
 
-def resolve_tracking_uri(cli_uri: str | None = None) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else a SQLite file in the working directory."""
-    return cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
 KNOWN_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file")
 REACH_TIMEOUT_S = 20.0  # how long a tracking server may take to answer before a sweep gives up
 
@@ -75,7 +69,7 @@ def check_tracking_uri(uri: str, timeout_s: float | None = None, field: str = "-
     (MLflow itself retries for minutes before it says anything)."""
     from urllib.parse import urlparse  # noqa: PLC0415
 
-    from trainers.paths import check_output_file  # noqa: PLC0415
+    from common.paths import check_output_file  # noqa: PLC0415
 
     timeout_s = REACH_TIMEOUT_S if timeout_s is None else timeout_s
     parsed = urlparse(uri)
@@ -96,54 +90,18 @@ def check_tracking_uri(uri: str, timeout_s: float | None = None, field: str = "-
     return uri
 
 
-def wait_for_port(host: str, port: int, timeout_s: float, what: str) -> None:
-    """Return once ``host:port`` accepts a TCP connection; a one-line ``UserError`` after ``timeout_s``."""
-    import socket  # noqa: PLC0415
-
-    def connect() -> str | None:
-        try:
-            socket.create_connection((host, port), timeout=min(2.0, timeout_s)).close()
-            return None
-        except OSError as err:
-            return err.strerror or str(err)
-
-    reason = _retry_until(timeout_s, connect)
-    if reason is not None:
-        raise UserError(f"{what}: {host}:{port} does not answer ({reason}) after {timeout_s:g} s; "
-                        "start the server or check the address")
-
-
 def _wait_for_http(url: str, timeout_s: float, field: str, uri: str) -> None:
-    import urllib.error  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
+    def answers() -> str | None:
+        reason = http_answers(url, min(5.0, timeout_s))
+        if reason in ("HTTP 401", "HTTP 403"):
+            raise UserError(f"{field} {uri}: the server refuses us ({reason}); set MLFLOW_TRACKING_USERNAME/"
+                            "MLFLOW_TRACKING_PASSWORD for a server behind authentication")
+        return reason
 
-    def get() -> str | None:
-        try:
-            with urllib.request.urlopen(url, timeout=min(5.0, timeout_s)) as response:
-                return None if response.status == 200 else f"HTTP {response.status}"
-        except urllib.error.HTTPError as err:
-            if err.code in (401, 403):
-                raise UserError(f"{field} {uri}: the server refuses us (HTTP {err.code}); set MLFLOW_TRACKING_USERNAME/"
-                                "MLFLOW_TRACKING_PASSWORD for a server behind authentication") from None
-            return f"HTTP {err.code}"
-        except (OSError, ValueError) as err:
-            return getattr(err, "reason", None) or str(err)
-
-    reason = _retry_until(timeout_s, get)
+    reason = wait_until(answers, timeout_s)
     if reason is not None:
         raise UserError(f"{field} {uri}: no MLflow server answers at {url} ({reason}) after {timeout_s:g} s; "
                         "start it (e.g. `tonesweep ui`) or fix the address")
-
-
-def _retry_until(timeout_s: float, attempt: Callable[[], str | None]) -> str | None:
-    """Call ``attempt`` every 0.5 s until it returns None (success) or ``timeout_s`` has passed;
-    returns None or the last attempt's reason for failing."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        reason = attempt()
-        if reason is None or time.monotonic() >= deadline:
-            return reason
-        time.sleep(0.5)
 
 
 def make_client(tracking_uri: str) -> MlflowClient:
@@ -506,15 +464,6 @@ def write_spectrogram_png(wav_path: Path, png_path: Path, original: Path | None 
     fig.tight_layout()
     fig.savefig(png_path, dpi=80)
     plt.close(fig)
-
-
-# ---------------------------------------------------------------------------- `tonesweep ui`
-
-
-def ui_command(tracking_uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
-    """The ``mlflow server`` command line for a store, on the local interface unless told otherwise."""
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri,
-            "--host", host, "--port", str(port), "--workers", "1"]
 
 
 # ---------------------------------------------------------------------------- helpers

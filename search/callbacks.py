@@ -2,7 +2,7 @@
 
 - ``MLflowCallback`` forwards to ``results.tracking.TrialTracker`` (one MLflow child run per trial);
 - ``SweepProgress`` feeds ``search.progress.InstrumentTally`` and prints its status line;
-- ``StorageSync`` uploads the driver's bookkeeping to the object store (``search.storage``).
+- ``StorageSync`` uploads the driver's bookkeeping to the object store (``search.place.BookkeepingUpload``).
 
 Ray pickles callbacks with the RunConfig (and brings them back with ``Tuner.restore``), so each
 pickles only what rebuilds it; live clients and terminal streams are recreated.
@@ -19,8 +19,9 @@ from ray.tune import Callback
 
 from results.tracking import TrialTracker, trial_outcome
 from search.progress import InstrumentTally
-from search.storage import Remote, driver_files, local_copy, upload
-from trainers.constants import FAILED, FINISHED, REJECTED
+from cluster.object_store import Remote, local_copy
+from search.place import BookkeepingUpload
+from common.constants import FAILED, FINISHED, REJECTED
 
 Say = Callable[[str], None]
 
@@ -75,11 +76,11 @@ class StorageSync(Callback):
     """Uploads the driver's bookkeeping (``sweep.json``, ledgers, MO-ASHA rungs) from its scratch
     folder to the object store: at most every ``every_s`` seconds while files change, when a trial
     ends, and at the end, so a driver killed on any machine loses about as much as Ray's own state
-    (saved every second, ``DRIVER_ENVIRONMENT``) and ``--resume`` finds the rest in the store."""
+    (saved every second, ``search.tuner.DRIVER_ENVIRONMENT``) and ``--resume`` finds the rest in the store."""
 
     def __init__(self, local: Path, remote: Remote, every_s: float = 1.0):
         self.local, self.remote, self.every_s = Path(local), remote, every_s
-        self._uploaded: dict[str, float] = {}
+        self.upload = BookkeepingUpload(self.local, remote)
         self._last = 0.0
 
     def __getstate__(self) -> dict:
@@ -102,17 +103,8 @@ class StorageSync(Callback):
         self.sync()
 
     def sync(self) -> None:
-        """Upload each driver file that changed since its last upload."""
         self._last = time.monotonic()
-        for path in driver_files(self.local):
-            try:
-                stamp = path.stat().st_mtime_ns
-            except FileNotFoundError:  # replaced (written atomically) since it was listed
-                continue
-            key = path.relative_to(self.local).as_posix()
-            if self._uploaded.get(key) != stamp:
-                upload(path, self.remote.child(*key.split("/")))
-                self._uploaded[key] = stamp
+        self.upload()
 
 
 class SweepProgress(Callback):

@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 from results.criteria import Criteria
 from results.pareto import ReferencePoint, hypervolume
-from trainers.constants import FAILED, FINISHED, PRECISIONS, REJECTED, STOPPED
-from trainers.values import finite
+from common.constants import FAILED, FINISHED, PRECISIONS, REJECTED, STOPPED
+from common.values import finite
 
 
 @dataclass

@@ -7,11 +7,12 @@ raises, diverges or is rejected for its size still ends with such a report, so i
 with its reason and the sweep goes on (Ray only sees an error if the worker itself dies).
 
 Resume: each trial writes to ``<trials_dir>/<ray trial id>/`` and the trainer resumes from that
-folder's ``checkpoint/`` (in an object store, ``search.storage.TrialFolder`` keeps that folder there);
-the Ray trial id survives ``Tuner.restore``, so a trial interrupted by a killed driver continues from its last trainer checkpoint instead of step 0. Weights are not
-copied into Ray checkpoints as well: that would double the I/O of every report for nothing.
-Datasets reach the workers by path (prepared once by ``tonesweep prepare``), never re-prepared; with
-an object store, by a copy published there (``search.storage.dataset_on_this_node``).
+folder's ``checkpoint/`` (in an object store, ``search.trial_folder.TrialFolder`` keeps that folder
+there); the Ray trial id survives ``Tuner.restore``, so a trial interrupted by a killed driver
+continues from its last trainer checkpoint instead of step 0. Weights are not copied into Ray
+checkpoints as well: that would double the I/O of every report for nothing. Datasets reach the
+workers by path (prepared once by ``tonesweep prepare``), never re-prepared; with an object store, by
+a copy published there (``search.trial_folder.dataset_on_this_node``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from results.layout import NODE_KEY
-from trainers.constants import FAILED, REJECTED
-from trainers.values import finite
+from common.constants import FAILED, REJECTED
+from common.values import finite
 
 # The size objective of the search (MO-ASHA, multi-objective samplers): reported with every result
 # under SIZE_METRIC, from the size report's SIZE_KEY (known before training, so equal at every report).
@@ -59,7 +60,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     import ray
     from ray import tune
 
-    from search.storage import TrialFolder, dataset_on_this_node
+    from search.trial_folder import TrialFolder, dataset_on_this_node
 
     folder = TrialFolder(spec.trials_dir, tune.get_context().get_trial_id())
     node = {NODE_KEY: ray.get_runtime_context().get_node_id()}  # which node ran it: an MLflow tag

@@ -26,7 +26,7 @@ import keras_tuner as kt
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from spaces.translate import SearchSpace, _plain
-from trainers.errors import UserError
+from common.errors import UserError
 
 _HP = kt.engine.hyperparameters
 

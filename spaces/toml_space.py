@@ -34,7 +34,7 @@ from typing import Any, Mapping
 import keras_tuner as kt
 
 from spaces.translate import CONFIG_KEYS, SearchSpace
-from trainers.errors import UserError
+from common.errors import UserError
 
 _TYPES = ("choice", "int", "float", "boolean", "fixed")
 _SAMPLINGS = ("linear", "log", "reverse_log")

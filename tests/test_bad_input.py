@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from search.cli import main
+from cli.main import main
 
 FAST = ["--frame-rates", "50", "--workers", "1"]
 

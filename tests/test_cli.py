@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from search.cli import build_parser
+from cli.parser import build_parser
 from trainers.runtime import is_start_up_notice
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -30,7 +30,7 @@ def test_a_command_that_loads_tensorflow_prints_only_its_own_error(tmp_path):
 
 
 def test_every_command_has_a_handler():
-    from search import commands
+    from cli import commands
 
     parser = build_parser()
     names = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse has no public listing

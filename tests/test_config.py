@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trainers.model.config import DEFAULTS, ConfigError, load_config_file, validate_config
-from trainers.errors import UserError
+from common.errors import UserError
 
 
 def test_empty_config_gets_every_default():

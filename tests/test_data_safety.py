@@ -15,11 +15,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from search.cli import main
+from cli.main import main
 from support.sweeps import SPACE, Driver, make_datasets, session_pids, stub_manifest
 from support.trials import make_trial
-from trainers.errors import UserError
-from trainers.paths import check_apart, check_name, contained
+from common.errors import UserError
+from common.paths import check_apart, check_name, contained
 
 PREPARE_FAST = ["--frame-rates", "50", "--workers", "1"]
 
@@ -221,7 +221,7 @@ def test_tonesweep_ui_listens_on_loopback_only(tmp_path):
 
     port = 5000 + os.getpid() % 1000
     driver = Driver(tmp_path, {}, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"},
-                    module_args=[sys.executable, "-m", "search.cli", "ui", "--port", str(port)])
+                    module_args=[sys.executable, "-m", "cli", "ui", "--port", str(port)])
     try:
         def up():
             try:
@@ -259,7 +259,7 @@ def test_ray_does_not_outlive_a_killed_driver(tmp_path):
 
 
 def test_stale_temporaries_are_removed_by_the_next_run_even_on_a_cache_hit(tmp_path, make_tone):
-    from search.searcher import SCRATCH_PREFIX, _scratch_dir
+    from search.algorithms.kerastuner_searcher import SCRATCH_PREFIX, _scratch_dir
     from trainers.data.prepare import PrepareOptions, prepare_dataset
     from trainers.data.features import FeatureParams
 
@@ -273,7 +273,7 @@ def test_stale_temporaries_are_removed_by_the_next_run_even_on_a_cache_hit(tmp_p
 
     scratch = Path(tempfile.gettempdir()) / f"{SCRATCH_PREFIX}999999999-dead"
     scratch.mkdir(exist_ok=True)
-    import search.searcher as searcher_module
+    import search.algorithms.kerastuner_searcher as searcher_module
 
     searcher_module._SCRATCH = None
     _scratch_dir()

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from trainers.data import demo
-from trainers.errors import UserError
+from common.errors import UserError
 
 
 def test_layout_format_and_ground_truth(rendered_audio):

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from support.browser import CHROMIUM, StaticServer, run_browser_check, stage_check_site
 from support.trials import make_trial
 
-CHROMIUM = "/usr/bin/chromium"
 BARS_DB = {"wasm": 100.0, "cpu": 100.0, "webgl": 50.0}
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists(),
@@ -30,7 +30,7 @@ def served_bundle(tmp_path_factory):
     """A float16 bundle plus inputs and TF's outputs, served on 127.0.0.1 (stopped by PID after)."""
     import tensorflow as tf
 
-    from trainers.export import bundle, graph, tfjs
+    from trainers.export import bundle, graph
     from trainers.export.graph import Layout
 
     root = tmp_path_factory.mktemp("browser")
@@ -41,19 +41,13 @@ def served_bundle(tmp_path_factory):
     inputs = graph.random_inputs(Layout.from_dict(card["layout"]), seed=21)
     fn = tf.saved_model.load(str(root / "bundle" / "saved_model")).signatures["serving_default"]
     expected = {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
-    site = tfjs.stage_browser_site(root / "site", root / "bundle" / "tfjs", inputs, expected)
-    port = tfjs.free_port()
-    server = tfjs.serve(site, port)
-    try:
-        yield f"http://127.0.0.1:{port}/index.html"
-    finally:
-        tfjs.stop_server(server)
+    site = stage_check_site(root / "site", root / "bundle" / "tfjs", inputs, expected)
+    with StaticServer(site) as server:
+        yield f"{server.url}index.html"
 
 
 def test_chromium_backends_match_tf(served_bundle):
-    from trainers.export import tfjs
-
-    report = tfjs.run_chromium(served_bundle, tuple(BARS_DB))
+    report = run_browser_check(served_bundle, tuple(BARS_DB))
     assert not report["errors"], report["errors"]
     by_backend = {r["backend"]: r for r in report["results"]}
     assert set(by_backend) == set(BARS_DB)

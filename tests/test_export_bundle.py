@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.cli import main as tonesweep
+from cli.main import main as tonesweep
 from support.trials import make_trial
 
 @pytest.fixture(scope="module")

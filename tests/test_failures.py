@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from search.cli import main
+from cli.main import main
 from support.sweeps import DRIVER, SPACE, Driver, make_datasets, mlflow_client, sweep_runs
 from support.trials import make_trial
 
@@ -32,10 +32,10 @@ FAST_PREPARE = ["--frame-rates", "50", "--workers", "1"]
 @pytest.fixture(autouse=True)
 def short_service_waits(monkeypatch):
     import results.tracking
-    import search.local_ray
+    import cluster.local_ray
 
     monkeypatch.setattr(results.tracking, "REACH_TIMEOUT_S", 2.0)
-    monkeypatch.setattr(search.local_ray, "ADDRESS_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(cluster.local_ray, "ADDRESS_TIMEOUT_S", 2.0)
 
 
 @pytest.fixture(scope="module")
@@ -282,15 +282,15 @@ def test_an_interrupted_sweep_says_so_and_how_to_resume(tmp_path, signal_number,
 _DRIVER = DRIVER.split('if __name__ == "__main__":')[0] + """
 if __name__ == "__main__":
     from dataclasses import dataclass
-    import search.sweep as sweep
+    import search.settings as settings
 
     @dataclass
-    class WithStandIns(sweep.SweepSettings):
+    class WithStandIns(settings.SweepSettings):
         def __post_init__(self):
             self.train_fn, self.size_fn, self.reference_fn = fake_train, fake_size, fake_reference
 
-    sweep.SweepSettings = WithStandIns
-    from search.cli import main
+    settings.SweepSettings = WithStandIns
+    from cli.main import main
     sys.exit(main(sys.argv[1:]))
 """
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("trainers", "spaces", "search", "results")
-BASE = {"trainers.constants", "trainers.errors", "trainers.files", "trainers.paths", "trainers.values"}  # anything may import these
+PACKAGES = ("common", "trainers", "spaces", "results", "cluster", "server", "web", "search", "cli")
 
 
 def module_name(path: Path) -> str:
@@ -50,17 +49,53 @@ def own_imports(path: Path) -> set[str]:
     return {n for n in imports(path) if within(n, *PACKAGES)}
 
 
+# What each package may import of ours (docs/architecture.md, "The house"). Dependencies point down:
+# cli on top; search beside server and web; results, cluster and spaces below; trainers; the floor.
+MAY_IMPORT = {
+    "common": ("common",),
+    "trainers": ("common", "trainers"),
+    "spaces": ("common", "spaces"),
+    "results": ("common", "results"),
+    "cluster": ("common", "cluster"),
+    "server": ("common", "results", "server"),
+    # the page reads bundles through the card's light reader and ships export's JavaScript renderer
+    "web": ("common", "web", "trainers.export.card", "trainers.export.js"),
+    "search": ("common", "spaces", "results", "trainers", "cluster", "search"),
+    "cli": PACKAGES,
+}
+# Third-party packages a package must never import (heavy ones stay out of the light layers).
+NEVER = {
+    "common": (),  # the floor: the standard library only (test_the_floor_uses_the_standard_library_only)
+    "trainers": ("ray", "mlflow", "optuna", "keras_tuner"),
+    "spaces": ("ray", "mlflow", "tensorflow"),
+    "results": ("ray", "tensorflow", "keras_tuner", "optuna"),
+    "cluster": ("mlflow", "tensorflow", "keras", "optuna", "keras_tuner"),
+    "server": ("ray", "tensorflow", "keras", "optuna", "keras_tuner"),
+    "web": ("ray", "mlflow", "tensorflow", "keras"),
+    "search": (),
+    "cli": (),
+}
+
+
 @pytest.mark.parametrize("package", PACKAGES)
-def test_no_package_reaches_a_forbidden_neighbour(package):
-    forbidden = {
-        "trainers": ("ray", "mlflow", "search", "results", "spaces"),
-        "spaces": ("ray", "mlflow", "search", "results"),
-        "results": ("ray", "search", "spaces"),
-        "search": (),
-    }[package]
+def test_each_package_imports_only_the_rooms_below_it(package):
     for name, path in modules(package).items():
-        bad = sorted(n for n in imports(path) if within(n, *forbidden))
+        bad = sorted(n for n in own_imports(path) if not within(n, *MAY_IMPORT[package]))
         assert not bad, f"{name} imports {bad}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_package_imports_a_library_kept_out_of_its_layer(package):
+    for name, path in modules(package).items():
+        bad = sorted(n for n in imports(path) if within(n, *NEVER[package]))
+        assert not bad, f"{name} imports {bad}"
+
+
+def test_the_floor_uses_the_standard_library_only():
+    for name, path in modules("common").items():
+        outside = sorted(n for n in imports(path) if n.split(".")[0] not in sys.stdlib_module_names
+                         and not within(n, "common"))
+        assert not outside, f"{name} imports {outside}"
 
 
 # Which rooms of trainers/ a room may use: data and model at the bottom, then training, and export
@@ -79,7 +114,7 @@ def test_trainer_rooms_point_one_way(room):
     for name, path in modules("trainers").items():
         if not within(name, room):
             continue
-        bad = sorted(n for n in own_imports(path) if n not in BASE and not within(n, *TRAINER_ROOMS[room]))
+        bad = sorted(n for n in own_imports(path) if within(n, "trainers") and not within(n, *TRAINER_ROOMS[room]))
         assert not bad, f"{name} imports {bad}"
 
 
@@ -89,11 +124,13 @@ def test_export_never_imports_training():
             assert not [n for n in own_imports(path) if within(n, "trainers.training")], name
 
 
-def test_results_use_no_trainer_internals_and_spaces_only_errors():
-    for package, allowed in (("results", BASE), ("spaces", BASE)):
-        for name, path in modules(package).items():
-            bad = sorted(n for n in own_imports(path) if within(n, "trainers") and n not in allowed)
-            assert not bad, f"{name} imports {bad}"
+def test_search_algorithms_know_nothing_of_the_sweep_around_them():
+    """Searchers and schedulers are algorithms over results: no storage, MLflow, trainer or orchestration."""
+    for name, path in modules("search").items():
+        if within(name, "search.algorithms"):
+            bad = sorted(n for n in own_imports(path) if within(n, "search", "cluster", "trainers")
+                         and not within(n, "search.algorithms"))
+            assert not bad and "mlflow" not in {n.split(".")[0] for n in imports(path)}, f"{name} imports {bad}"
 
 
 def test_no_import_cycles():
@@ -113,6 +150,12 @@ def test_no_import_cycles():
     for name in sorted(graph):
         if name not in state:
             visit(name, [])
+
+
+def test_product_code_never_imports_tests_or_benchmarks():
+    for name, path in ALL.items():
+        bad = sorted(n for n in imports(path) if within(n, "tests", "support", "conftest", "bench"))
+        assert not bad, f"{name} imports {bad}"
 
 
 def test_only_the_compat_module_imports_ddsp_directly():
@@ -142,9 +185,23 @@ def test_results_for_pareto_and_export_import_no_ray():
     assert out.strip() == "False"
 
 
+def test_help_and_argument_errors_import_no_tensorflow_ray_or_mlflow():
+    """`tonesweep --help`, a command's --help and a flag error are answered by the light layers only."""
+    code = ("import sys\n"
+            "from cli.main import main\n"
+            "for argv in (['--help'], ['sweep', '--help'], ['export', '--help'], ['sweep', '--trials', 'x']):\n"
+            "    try:\n"
+            "        main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "heavy = ('tensorflow', 'ray', 'mlflow', 'keras', 'optuna', 'keras_tuner', 'pandas')\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))")
+    assert _fresh_python(code).strip().splitlines()[-1] == "[]"
+
+
 def test_importing_any_module_sets_no_environment_variable():
     """Third-party libraries set some at import (TensorFlow, Ray, MLflow); they are imported first."""
-    ours = sorted(n for n in ALL if not n.startswith("trainers.export.js"))
+    ours = sorted(n for n in ALL if n != "cli.__main__")
     theirs = sorted({n.split(".")[0] for path in ALL.values() for n in imports(path)}
                     - set(PACKAGES) - set(sys.stdlib_module_names) - {"ddsp", "tensorflowjs"})
     code = ("import importlib, json, os\n"

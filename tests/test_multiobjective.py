@@ -20,13 +20,13 @@ from ray.tune.schedulers import TrialScheduler
 
 from results import layout
 from results.pareto import crowding_distance, hypervolume, nondominated_ranks, preference_order, ReferencePoint
-from search.moasha import MOASHAScheduler, promote, rung_milestones
-from search.optuna_searcher import OptunaSearcher
-from search.sweep import instrument_seed
+from search.algorithms.moasha import MOASHAScheduler, promote, rung_milestones
+from search.algorithms.optuna_searcher import OptunaSearcher
+from search.tuner import instrument_seed
 from spaces.optuna_space import OptunaParam, sample, to_optuna
 from spaces.toml_space import parse_space
 from support.sweeps import SPACE, Driver, make_datasets, mlflow_client, run_driver, sweep_runs
-from trainers.errors import UserError
+from common.errors import UserError
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
@@ -298,7 +298,7 @@ def test_multiobjective_sweep_on_the_real_trainer(tmp_path, request):
                      '[hyperparameters.n_harmonics]\ntype = "choice"\nvalues = [8, 16]\n'
                      '[fixed]\nhidden = 8\ngru_units = 8\nconv_channels = 8\nconv_layers = 2\nconv_stacks = 1\n'
                      'n_noise_bands = 8\nframe_rate = 50\nbatch_size = 2\n')
-    command = [sys.executable, "-m", "search.cli", "sweep", "--dataset", str(dataset), "--trials", "4",
+    command = [sys.executable, "-m", "cli", "sweep", "--dataset", str(dataset), "--trials", "4",
                "--space", str(space), "--steps", "8", "--name", "mo4", "--algorithm", "nsga2",
                "--storage", str(tmp_path / "runs")]
     output = run_driver(tmp_path, {}, timeout=1200, module_args=command)
@@ -312,7 +312,7 @@ def test_multiobjective_sweep_on_the_real_trainer(tmp_path, request):
 
 def test_trials_ended_after_the_last_snapshot_count_against_the_budget(tmp_path):
     """A trial that ended in the second before a kill is in MLflow, not in the searcher's saved state."""
-    from search.searcher import KerasTunerSearcher
+    from search.algorithms.kerastuner_searcher import KerasTunerSearcher
 
     for make in (lambda: KerasTunerSearcher(small_space(), "random", max_trials=4, seed=1,
                                             ledger_path=str(tmp_path / "ended.json")),

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from search.cli import main
+from cli.main import main
 from support.object_store import BUCKET
 from support.servers import START_S
 from support.sweeps import SPACE, Driver, make_datasets, run_driver, starts_per_trial, sweep_runs, wait_for_ended_trials
-from results.tracking_server import free_port
+from common.net import free_port
 
 
 def stand_in_settings(tmp_path: Path, storage: str, name: str, trials: int) -> dict:
@@ -36,8 +36,8 @@ def test_a_sweep_keeps_its_files_in_the_object_store(store, tmp_path):
     """Ray's state, every trial's folder and the driver's bookkeeping land in the bucket; the driver
     logs finished trials' artifacts from there; nothing is left on the local disk."""
     store.make_bucket()
-    scratch = Path(tempfile.gettempdir()) / f"tonesweep-{os.getuid()}" / "scratch"
-    before = set(scratch.glob("*"))
+    scratch = Path(tempfile.gettempdir())
+    before = set(scratch.glob("tonesweep-trial-*")) | set(scratch.glob("tonesweep-fetch-*"))
     settings = stand_in_settings(tmp_path, f"s3://{BUCKET}/team/sweeps", "cloud", trials=4)
     output = run_driver(tmp_path, settings, env=store.env)
     assert "done 4/4" in output, output[-3000:]
@@ -60,7 +60,8 @@ def test_a_sweep_keeps_its_files_in_the_object_store(store, tmp_path):
         stored = json.loads(store.read(prefix + "metrics.json"))
         assert run.data.metrics["quality_float32"] == pytest.approx(stored["quality_float32"])
     assert not (tmp_path / "runs").exists()  # nothing on the driver's disk: the default folder untouched
-    assert set(scratch.glob("*")) == before, "scratch folders left behind"
+    after = set(scratch.glob("tonesweep-trial-*")) | set(scratch.glob("tonesweep-fetch-*"))
+    assert after == before, "scratch folders left behind"
 
 
 def test_kill_driver_then_resume_from_the_object_store_and_tracking_server(store, servers, reachable_dir, tmp_path):
@@ -153,7 +154,7 @@ def test_a_trial_folder_in_the_store_resumes_and_mirrors(store, monkeypatch):
     """TrialFolder: a resumed trial gets what an earlier attempt uploaded; each report mirrors the
     checkpoint (stale checkpoint files removed from the store); finish uploads the folder; close
     removes the node's scratch."""
-    from search.storage import TrialFolder
+    from search.trial_folder import TrialFolder
 
     store.make_bucket()
     for key, value in store.env.items():
@@ -200,7 +201,7 @@ def test_team_path_sweep_pareto_export_on_the_server_and_the_store(store, server
     space.write_text('[hyperparameters.n_harmonics]\ntype = "choice"\nvalues = [8, 16]\n'
                      '[fixed]\ndecoder = "cnn"\nfeature = "rms"\nconv_channels = 8\nconv_layers = 2\n'
                      'conv_stacks = 1\nn_noise_bands = 8\nframe_rate = 50\nbatch_size = 2\n')
-    command = [sys.executable, "-m", "search.cli", "sweep", "--dataset", str(dataset), "--trials", "2",
+    command = [sys.executable, "-m", "cli", "sweep", "--dataset", str(dataset), "--trials", "2",
                "--space", str(space), "--steps", "10", "--name", "team", "--scheduler", "none",
                "--storage", f"s3://{BUCKET}/sweeps", "--tracking-uri", uri]
     output = run_driver(tmp_path, {}, timeout=900, env={"MLFLOW_TRACKING_URI": uri}, module_args=command)

@@ -23,10 +23,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from trainers.export import tfjs
+from support.browser import CHROMIUM, HARNESS, StaticServer
 
-CHROMIUM = "/usr/bin/chromium"
-DRIVER = Path(__file__).parent / "support" / "page_driver.mjs"
+DRIVER = HARNESS / "page_driver.mjs"
 MODEL = "bansuri"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (make install)")
@@ -36,9 +35,11 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chro
 def models_dir(trained_trial, tmp_path_factory) -> Path:
     """models/bansuri: the trained GRU's bundle; models/broken: a copy whose model.json is cut short."""
     from trainers.export.bundle import export_bundle, local_trial
+    from web.assets import page_files
 
     root = tmp_path_factory.mktemp("page") / "models"
-    export_bundle(local_trial(trained_trial), root / MODEL, MODEL, "float32", js_parity=False)
+    export_bundle(local_trial(trained_trial), root / MODEL, MODEL, "float32", js_parity=False,
+                  extra_files=page_files())
     shutil.copytree(root / MODEL, root / "broken")
     model_json = root / "broken" / "tfjs" / "model.json"
     model_json.write_text(model_json.read_text()[:200])
@@ -47,7 +48,7 @@ def models_dir(trained_trial, tmp_path_factory) -> Path:
 
 def start_serve(models: Path) -> tuple[subprocess.Popen, str]:
     """`tonesweep serve --port 0` as its own process; returns it and the page's URL."""
-    process = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--models", str(models), "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--models", str(models), "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     found = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
@@ -76,16 +77,16 @@ def page_run(models_dir, rendered_audio, tmp_path_factory):
     sf.write(str(silent), np.zeros(16000 * 2, np.float32), 16000)
     (out / "notes.txt").write_text("not audio\n")
     server, url = start_serve(models_dir)
-    static = tfjs.serve(models_dir / MODEL, port := tfjs.free_port())
+    static = StaticServer(models_dir / MODEL)
     try:
         proc = subprocess.run(["node", str(DRIVER), "--url", url, "--wav", str(voice), "--silent", str(silent),
                                "--text", str(out / "notes.txt"), "--model", MODEL, "--broken", "broken",
-                               "--out", str(out), "--seconds", "6", "--bundle-url", f"http://127.0.0.1:{port}/play.html"],
+                               "--out", str(out), "--seconds", "6", "--bundle-url", f"{static.url}play.html"],
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         results = json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
-        tfjs.stop_server(static)
+        static.stop()
         code = stop(server)
     assert code == 0, f"serve exited {code} on SIGTERM"
     return results, out, voice
@@ -193,7 +194,7 @@ def test_page_inside_a_bundle_folder_plays_from_a_static_server(page_run, models
 
 
 def test_serve_refuses_a_folder_without_bundles(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "serve", "--models", str(tmp_path), "--port", "0"],
+    proc = subprocess.run([sys.executable, "-m", "cli", "serve", "--models", str(tmp_path), "--port", "0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no export bundle" in proc.stderr, proc.stderr
 

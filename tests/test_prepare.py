@@ -11,7 +11,7 @@ import pytest
 from trainers.data import prepare as ds
 from trainers.data.dataset import load_split, read_manifest, tf_dataset
 from trainers.data.prepare import PrepareOptions, prepare_dataset
-from trainers.errors import UserError
+from common.errors import UserError
 from trainers.data.features import FeatureParams, loudness_db
 
 FAST = FeatureParams(frame_rates=(50,))  # pitch at 50 Hz only: 5x cheaper, enough for these checks
@@ -156,7 +156,7 @@ def test_cache_hit_then_invalidation_by_params_and_by_content(tone_folder, tmp_p
 
 
 def test_cli_reports_a_cache_hit(tone_folder, tmp_path, capsys):
-    from search.cli import main
+    from cli.main import main
 
     argv = ["prepare", "--instrument", "tone", "--frame-rates", "50", "--workers", "1",
             "--out", str(tmp_path / "d"), str(tone_folder)]
@@ -167,7 +167,7 @@ def test_cli_reports_a_cache_hit(tone_folder, tmp_path, capsys):
     import subprocess
     import sys
 
-    probe = (f"import sys; from search.cli import main; code = main({argv!r}); "
+    probe = (f"import sys; from cli.main import main; code = main({argv!r}); "
              "print(code, 'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["0", "False"], out.stderr[-2000:]

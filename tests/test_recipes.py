@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from search.cli import build_parser
+from cli.parser import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "docs" / "recipes"

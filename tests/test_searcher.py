@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest
 from ray.tune.search import Searcher
 
-from search.searcher import KerasTunerSearcher
+from search.algorithms.kerastuner_searcher import KerasTunerSearcher
 from spaces.toml_space import parse_space
 
 

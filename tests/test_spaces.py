@@ -12,7 +12,7 @@ import pytest
 from spaces import CONFIG_KEYS, config_to_values, default_space, discrete_size, load_space, values_to_config
 from spaces.toml_space import parse_space
 from trainers.model.config import CNN_ONLY, DEFAULTS, GRU_ONLY, validate_config
-from trainers.errors import UserError
+from common.errors import UserError
 from trainers.model.size import count_params
 
 

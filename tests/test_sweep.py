@@ -18,9 +18,9 @@ import pytest
 
 from results.tracking import trial_outcome
 from search.progress import InstrumentTally
-from search.sweep import SweepSettings, check_settings, instruments_of
+from search.settings import SweepSettings, check_settings, instruments_of
 from search.trainable import TrialSpec, execute_trial, rejection_reason
-from trainers.errors import UserError
+from common.errors import UserError
 from trainers.model.config import DEFAULTS
 from support.sweeps import SPACE, TERMINAL, Driver, make_datasets, mlflow_client, run_driver, stub_manifest, sweep_runs
 
@@ -134,7 +134,7 @@ def test_settings_and_dataset_errors_are_user_errors(tmp_path):
 
 
 def test_cli_rejects_a_bad_space_in_one_line_before_starting(tmp_path, capsys):
-    from search.cli import main
+    from cli.main import main
 
     dataset = make_datasets(tmp_path, ["bansuri"])[0]
     space = tmp_path / "space.toml"
@@ -210,7 +210,8 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
     import socket
     import urllib.request
 
-    from results.tracking import ensure_experiment, make_client, ui_command
+    from results.tracking import ensure_experiment, make_client
+    from server.mlflow_server import ui_command
 
     command = ui_command("sqlite:///x.db", 5123)
     assert command[command.index("--host") + 1] == "127.0.0.1"
@@ -221,7 +222,7 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     driver = Driver(tmp_path, {}, env={"MLFLOW_TRACKING_URI": uri},
-                    module_args=[sys.executable, "-m", "search.cli", "ui", "--port", str(port)])
+                    module_args=[sys.executable, "-m", "cli", "ui", "--port", str(port)])
     try:
         deadline, body = time.monotonic() + 90, None
         while time.monotonic() < deadline and body is None:
@@ -263,7 +264,7 @@ def test_eight_real_trials_cover_gru_cnn_loudness_rms(tmp_path, request):
         frame_rate = 50
         batch_size = 2
     """))
-    command = [sys.executable, "-m", "search.cli", "sweep", "--dataset", str(dataset), "--trials", "8",
+    command = [sys.executable, "-m", "cli", "sweep", "--dataset", str(dataset), "--trials", "8",
                "--space", str(space), "--steps", "10", "--name", "real8", "--seed", "4",
                "--storage", str(tmp_path / "runs")]
     start = time.perf_counter()
@@ -283,7 +284,7 @@ def test_eight_real_trials_cover_gru_cnn_loudness_rms(tmp_path, request):
 
 
 def test_trial_workers_get_xla_s_persistent_cache_unless_it_is_off(tmp_path, monkeypatch):
-    from search.sweep import worker_environment
+    from search.tuner import worker_environment
 
     monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_auto_jit=0")
     env = worker_environment(str(tmp_path / "xla"))

@@ -9,8 +9,8 @@ from mlflow import MlflowClient
 
 from results.synthetic import log_sweep, synthetic_trial
 from results.table import load_table
-from search.cli import main
-from trainers.errors import UserError
+from cli.main import main
+from common.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ import psutil
 from mlflow import MlflowClient
 
 from results.registry import champion
-from results.tracking_server import free_port
+from common.net import free_port
 from results.synthetic import log_sweep, synthetic_trial
 from results.tracking import (MAX_PARAM_CHARS, TrialTracker, child_runs, ensure_experiment, make_client,
                               start_parent_run)
-from search.cli import main
+from cli.main import main
 from support.servers import START_S, Server, is_loopback, port_is_free
 from support.sweeps import SPACE, Driver, make_datasets
 
@@ -241,9 +241,9 @@ def test_an_unreachable_backend_store_is_refused(tmp_path, capsys, monkeypatch):
 
 
 def test_missing_postgres_binaries_name_the_package(tmp_path, capsys, monkeypatch):
-    import results.tracking_server
+    import server.postgres
 
-    monkeypatch.setattr(results.tracking_server, "POSTGRES_ROOT", tmp_path / "no-postgres")
+    monkeypatch.setattr(server.postgres, "POSTGRES_ROOT", tmp_path / "no-postgres")
     monkeypatch.chdir(tmp_path)
     assert main(["tracking-server", "--port", str(free_port())]) == 2
     assert "apt package postgresql" in one_error_line(capsys)

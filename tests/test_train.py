@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from trainers.model.config import ConfigError
-from trainers.errors import UserError
+from common.errors import UserError
 
 # Small and fast: GRU-8 at 50 Hz frames, few harmonics; XLA off so each call traces in seconds.
 TINY = {"decoder": "gru", "hidden": 8, "gru_units": 8, "fc_layers": 1, "n_harmonics": 8, "n_noise_bands": 8,
@@ -134,7 +134,7 @@ def test_bad_config_or_dataset_fails_before_training(tiny_dataset, tmp_path):
 
 
 def test_cli_train(tiny_dataset, tmp_path, capsys):
-    from search.cli import main
+    from cli.main import main
 
     config = tmp_path / "trial.toml"
     config.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in {**TINY, "steps": 2}.items()) + "\n")

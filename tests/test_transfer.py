@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from search.cli import main as tonesweep
+from cli.main import main as tonesweep
 from support.trials import STATS, make_trial
 
 SR = 16000

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from results.tracking_server import free_port
+from common.net import free_port
 from support.sweeps import kill_until_gone
 
 RAY = str(Path(sys.executable).parent / "ray")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from results.tracking_server import free_port
+from common.net import free_port
 
 BUCKET = "tonesweep-test"
 

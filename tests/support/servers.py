@@ -42,7 +42,7 @@ class Server:
         self.log = cwd / f"server-{time.monotonic_ns()}.out"
         self._out = open(self.log, "w")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.process = subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env,
+        self.process = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=cwd, env=env,
                                         stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
         self.seen: dict[int, psutil.Process] = {}
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 import pytest
 
-from trainers.constants import FAILED, FINISHED, REJECTED, STOPPED
+from common.constants import FAILED, FINISHED, REJECTED, STOPPED
 
 
 def stub_manifest(instrument: str, frame_rates=(250, 50)) -> dict:
@@ -79,7 +79,9 @@ DRIVER = textwrap.dedent('''
         return metrics
 
     if __name__ == "__main__":
-        from search.sweep import SweepSettings, format_summary, run_sweep
+        from search.settings import SweepSettings
+        from search.summary import format_summary
+        from search.sweep import run_sweep
         settings = SweepSettings(**json.loads(sys.argv[1]), train_fn=fake_train, size_fn=fake_size,
                                  reference_fn=fake_reference)
         results = run_sweep(settings, say=lambda text: print(text, flush=True))

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from trainers.constants import SAMPLE_RATE
-from trainers.errors import UserError
+from common.constants import SAMPLE_RATE
+from common.errors import UserError
 
 # File name endings considered audio when a folder is given to `prepare`. Anything else in a
 # folder (notes, the demo's .f0.csv ground truth, images) is ignored without a warning.

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.errors import UserError
+from common.errors import UserError
+from common.paths import contained
 
 FORMAT = "tonesweep-dataset/1"
 MANIFEST = "manifest.json"
@@ -84,6 +85,14 @@ def read_manifest(dataset_dir: str | os.PathLike) -> dict:
             f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}; run `tonesweep prepare` again"
         )
     return manifest
+
+
+def dataset_files(dataset_dir: str | os.PathLike, manifest: dict) -> list[str]:
+    """The files the dataset owns, as relative POSIX names, each checked to stay inside its folder:
+    every split's shards, then ``manifest.json`` (last: the file that marks the dataset complete)."""
+    shards = [name for split in SPLITS for name in manifest.get("splits", {}).get(split, {}).get("shards", [])]
+    field = f"{Path(dataset_dir) / MANIFEST}: shard"
+    return [contained(dataset_dir, name, field).relative_to(dataset_dir).as_posix() for name in shards] + [MANIFEST]
 
 
 def _parse_spec(manifest: dict, frame_rate: int) -> dict:

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.constants import SAMPLE_RATE
+from common.constants import SAMPLE_RATE
 from trainers.data.audio import load_audio, write_wav
-from trainers.errors import UserError
-from trainers.files import scratch_dir, write_json_atomic
-from trainers.paths import check_output_folder
+from common.errors import UserError
+from common.files import scratch_dir, write_json_atomic
+from common.paths import check_output_folder
 
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
 RENDER_VERSION = 2  # bump when composition or rendering changes, so cached renders are redone

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from numba import njit  # librosa depends on numba; the Viterbi loop below needs it
 
-from trainers.constants import DB_RANGE, SAMPLE_RATE, VOICED_THRESHOLD
+from common.constants import DB_RANGE, SAMPLE_RATE, VOICED_THRESHOLD
 
 # librosa.pyin's defaults, spelled out because :func:`pyin` re-assembles its steps
 PYIN_THRESHOLDS = 100
@@ -113,7 +113,7 @@ def f0_features(audio: np.ndarray, params: FeatureParams, interpolate: bool = Tr
 
 def parse_pitch(text: str | float, field: str) -> float:
     """A pitch bound in Hz from a number ("65.4") or a note name ("C2", "A#1", "Eb5")."""
-    from trainers.errors import UserError
+    from common.errors import UserError
 
     try:
         return float(text)

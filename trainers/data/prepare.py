@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.constants import SAMPLE_RATE
+from common.constants import SAMPLE_RATE
 from trainers.data.audio import is_audio_path, load_audio, sha256_file
-from trainers.data.dataset import FEATURE_NAMES, FORMAT, MANIFEST, SPLITS, read_manifest, write_split
+from trainers.data.dataset import FEATURE_NAMES, FORMAT, MANIFEST, SPLITS, dataset_files, read_manifest, write_split
 from trainers.data.features import FeatureParams, f0_voicing, fill_unvoiced, level_features, n_frames
-from trainers.errors import UserError
-from trainers.files import (
+from common.errors import UserError
+from common.files import (
     check_replaceable,
     give_umask_modes,
     private_tempdir,
@@ -46,7 +46,7 @@ from trainers.files import (
     replace_owned,
     write_json_atomic,
 )
-from trainers.paths import check_apart, check_name, check_output_folder, contained
+from common.paths import check_apart, check_name, check_output_folder
 from trainers.runtime import import_tensorflow_quietly
 
 # Bump when feature extraction or example cutting changes, so old caches are recomputed.
@@ -195,8 +195,7 @@ def cached_manifest(out_dir: Path, key: str) -> dict | None:
         return None
     if manifest.get("cache_key") != key:
         return None
-    shards = [name for split in SPLITS for name in manifest["splits"][split]["shards"]]
-    if not all((out_dir / name).is_file() for name in shards):
+    if not all((out_dir / name).is_file() for name in dataset_files(out_dir, manifest)):
         return None
     return manifest
 
@@ -533,12 +532,9 @@ def check_output_dir(out_dir: Path, force: bool = False) -> list[str]:
 def owned_files(out_dir: Path) -> list[str]:
     """What the dataset at ``out_dir`` wrote: its manifest and the shards it lists ([] if none)."""
     try:
-        manifest = read_manifest(out_dir)
+        return dataset_files(out_dir, read_manifest(out_dir))
     except UserError:
         return []
-    shards = [name for split in SPLITS for name in manifest.get("splits", {}).get(split, {}).get("shards", [])]
-    return [MANIFEST] + [contained(out_dir, name, f"{out_dir / MANIFEST}: shard").relative_to(out_dir).as_posix()
-                         for name in shards]
 
 
 def _staging_prefix(out_dir: Path) -> str:

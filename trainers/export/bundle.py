@@ -4,29 +4,28 @@
     DIR/tfjs/            model.json + weight shards (real tensorflowjs converter, weights quantized)
     DIR/model-card.json  what a runtime needs (layout, scaling stats) and what was verified
 
-The chain is explicit: TrialSource -> load_trained -> ExportedSynth -> check vs training graph
+The chain is explicit: ResolvedTrial -> load_trained -> ExportedSynth -> check vs training graph
 -> SavedModel -> convert -> check TF.js in Node -> model card. Every check raises
 ExportParityError below its bar, so a bundle on disk has passed them all.
 
 trainers/ never imports MLflow: finding the champion or a run in the tracking store, downloading
 its ``trial/`` folder and deciding ``--precision auto`` is ``results.champion``'s job (joined to
 this module by the CLI handler, ``search.commands.export``); this module starts from a local trial
-folder (`TrialSource`) and a concrete precision.
+folder (`ResolvedTrial`) and a concrete precision.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from trainers.constants import PRECISIONS
-from trainers.errors import UserError
-from trainers.files import (
+from common.constants import PRECISIONS
+from common.errors import UserError
+from common.files import (
     check_replaceable,
     give_umask_modes,
     listed_files,
@@ -35,10 +34,10 @@ from trainers.files import (
     replace_owned,
     write_json_atomic,
 )
-from trainers.paths import check_apart, check_name, check_output_folder, contained
+from common.paths import check_apart, check_name, check_output_folder, contained
+from common.trial import ResolvedTrial
+from trainers.export.card import CARD, CARD_FORMAT, owned_files
 
-CARD_FORMAT = "tonesweep-model-card/1"
-CARD = "model-card.json"
 TF_PARITY_DB = 100.0  # export-safe graph vs training graph; TF.js vs TF (any precision)
 
 
@@ -46,22 +45,12 @@ class ExportParityError(RuntimeError):
     """An exported graph does not reproduce its reference closely enough; nothing was shipped."""
 
 
-@dataclass(frozen=True)
-class TrialSource:
-    """Where the trial files came from and what the registry said about them."""
-
-    trial_dir: Path
-    run_id: str
-    precision: str | None  # chosen by the selector (registry tag), None if unknown
-    registry: dict[str, str]  # registered model, version and its tags (empty without registry)
-
-
-def local_trial(path: str | Path) -> TrialSource:
+def local_trial(path: str | Path) -> ResolvedTrial:
     """A trial folder on disk (the --out of `tonesweep train`, or a sweep's trial folder)."""
     local = Path(path)
     if not (local / "config.json").exists():
         raise UserError(f"{local}: not a trial folder (no config.json); pass the --out folder of `tonesweep train`")
-    return TrialSource(local, local.resolve().name, None, {})
+    return ResolvedTrial(local, local.resolve().name)
 
 
 # ---------------------------------------------------------------------- building and checking
@@ -141,17 +130,18 @@ def _carry_snr_db(name: str, reference: np.ndarray, estimate: np.ndarray) -> flo
 
 # ---------------------------------------------------------------------- the bundle
 
-def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, precision: str,
-                  js_parity: bool = True, frames_per_call: int | None = None, force: bool = False) -> dict[str, Any]:
-    """Write DIR/saved_model, DIR/tfjs, DIR/model-card.json and the page (DIR/play.html, DIR/page/)
-    for one trial; returns the card.
+def export_bundle(source: ResolvedTrial, out_dir: str | Path, instrument: str, precision: str,
+                  js_parity: bool = True, frames_per_call: int | None = None, force: bool = False,
+                  extra_files: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+    """Write DIR/saved_model, DIR/tfjs, DIR/model-card.json and ``extra_files`` (relative path ->
+    content: `tonesweep export` passes the page, ``web.assets.page_files()``, so the folder plays the
+    model wherever it is hosted) for one trial; returns the card.
 
     Built in a staging folder next to DIR and moved in only after every check passed, replacing
     only the files an earlier bundle's card lists. A DIR holding other files is refused unless
     ``force`` (they are then kept, e.g. a page that hosts the bundle).
     """
     from trainers.export import graph, tfjs  # noqa: PLC0415
-    from trainers.export.page import write_page  # noqa: PLC0415
     from trainers.model.trained import load_trained  # noqa: PLC0415
 
     out_dir = Path(out_dir).absolute()
@@ -189,7 +179,7 @@ def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, pre
         card = model_card(instrument, config, module.layout, source, precision, metrics, manifest, sizes,
                           {"tf_vs_training_db": round(tf_vs_training, 2), "tfjs_node_wasm": js,
                            "tf_ms_per_call": _tf_ms_per_call(staging / "saved_model", inputs)})
-        write_page(staging)  # play.html + page/: the folder plays the model wherever it is hosted
+        _write_files(staging, extra_files or {})
         card["files"] = sorted(listed_files(staging) + [CARD])  # what a later export may replace
         write_json_atomic(staging / CARD, card)
         give_umask_modes(staging)
@@ -200,21 +190,11 @@ def export_bundle(source: TrialSource, out_dir: str | Path, instrument: str, pre
     return card
 
 
-def owned_files(out_dir: Path) -> list[str]:
-    """What an earlier export wrote into ``out_dir``: the files its card lists ([] without a card).
-
-    Cards written before the list existed own their card, ``saved_model/`` and ``tfjs/``.
-    """
-    card_path = out_dir / CARD
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        return []
-    if "files" in card:
-        return [contained(out_dir, name, f"{card_path}: files").relative_to(out_dir).as_posix() for name in card["files"]]
-    return [CARD] + [name for name in listed_files(out_dir) if name.split("/")[0] in ("saved_model", "tfjs")]
+def _write_files(folder: Path, files: Mapping[str, bytes]) -> None:
+    for name, data in files.items():
+        path = contained(folder, name, "bundle file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 def _staging_prefix(out_dir: Path) -> str:
@@ -246,7 +226,7 @@ def _tf_ms_per_call(path: Path, inputs, repeat: int = 3) -> float:
     return round(1000 * float(np.median(times)), 1)
 
 
-def model_card(instrument, config, layout, source: TrialSource, precision, metrics, manifest, sizes, parity
+def model_card(instrument, config, layout, source: ResolvedTrial, precision, metrics, manifest, sizes, parity
                ) -> dict[str, Any]:
     """model-card.json: what a runtime needs to drive the model and what was verified."""
     import tensorflow as tf  # noqa: PLC0415

@@ -34,8 +34,10 @@ import json
 import subprocess
 from pathlib import Path
 
+from common.node import node_binary, npm_path
+
 DIGITS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-OP_LISTS = Path("node_modules/@tensorflow/tfjs-converter/dist/operations/op_list")
+OP_LISTS = "@tensorflow/tfjs-converter/dist/operations/op_list"  # in node_modules/
 _READ_OP_LISTS = r"""
 import { readdirSync } from 'fs';
 const dir = process.argv[1];
@@ -59,12 +61,10 @@ def is_trained_weight(name: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def op_attributes(project_root: str) -> dict[str, tuple[str, ...]]:
+def op_attributes() -> dict[str, tuple[str, ...]]:
     """{TF op name: attribute names TF.js reads}, from the installed tfjs-converter's op lists."""
-    folder = Path(project_root) / OP_LISTS
-    if not folder.is_dir():
-        raise RuntimeError(f"{folder}: missing; run `npm install` (make install)")
-    proc = subprocess.run(["node", "--input-type=module", "-e", _READ_OP_LISTS, str(folder)],
+    folder = npm_path(OP_LISTS)
+    proc = subprocess.run([node_binary(), "--input-type=module", "-e", _READ_OP_LISTS, str(folder)],
                           capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise RuntimeError(f"reading TF.js op lists failed: {proc.stderr.strip()[:300]}")
@@ -120,7 +120,7 @@ def rewrite(model: dict, op_attrs: dict[str, tuple[str, ...]], weights: bytes) -
     return model, weights
 
 
-def rewrite_file(tfjs_dir: str | Path, project_root: str | Path) -> None:
+def rewrite_file(tfjs_dir: str | Path) -> None:
     """Rewrite ``tfjs_dir``'s model.json (compact JSON) and weights (one shard) in place."""
     tfjs_dir = Path(tfjs_dir)
     path = tfjs_dir / "model.json"
@@ -129,7 +129,7 @@ def rewrite_file(tfjs_dir: str | Path, project_root: str | Path) -> None:
         raise RuntimeError(f"{path}: expected one weight group, found {len(model['weightsManifest'])}")
     group = model["weightsManifest"][0]
     shards = [tfjs_dir / name for name in group["paths"]]
-    lean, weights = rewrite(model, op_attributes(str(project_root)), b"".join(p.read_bytes() for p in shards))
+    lean, weights = rewrite(model, op_attributes(), b"".join(p.read_bytes() for p in shards))
     for extra in shards[1:]:
         extra.unlink()
     lean["weightsManifest"][0]["paths"] = [shards[0].name]

@@ -18,8 +18,14 @@ import json
 import sys
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trainers.constants import PRECISIONS
+from common.constants import PRECISIONS
+from common.node import PROJECT_ROOT, node_binary, npm_path
+from trainers.export.js import JS_DIR
+
+if TYPE_CHECKING:
+    import numpy as np
 
 WEIGHT_PATTERN = "*ReadVariableOp*"
 
@@ -73,7 +79,7 @@ def convert(saved_model_dir: str | Path, out_dir: str | Path, precision: str) ->
     restore_signature_keys(out_dir / "model.json", saved_model_dir)
     from trainers.export import lean  # noqa: PLC0415
 
-    lean.rewrite_file(out_dir, PROJECT_ROOT)
+    lean.rewrite_file(out_dir)
     return bundle_bytes(out_dir)
 
 
@@ -142,9 +148,6 @@ def quantized_weight_names(tfjs_dir: str | Path) -> dict[str, str]:
 
 # ---------------------------------------------------------------------- running in Node
 
-JS_DIR = Path(__file__).resolve().parent / "js"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where node_modules/ is
-
 
 def write_tensors(io_dir: Path, tensors: dict[str, "np.ndarray"]) -> None:
     """io_dir/inputs.json + <name>.f32 (little-endian float32), the layout node_parity.mjs reads."""
@@ -179,16 +182,12 @@ def run_node(tfjs_dir: str | Path, inputs: dict[str, "np.ndarray"], backend: str
     Returns the outputs keyed by signature name ({"audio"} for a signal) and
     {"backend", "timings_ms"}. Raises RuntimeError with Node's first error line on failure.
     """
-    import shutil  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
 
-    from trainers.files import scratch_dir  # noqa: PLC0415
+    from common.files import scratch_dir  # noqa: PLC0415
 
-    node = shutil.which("node")
-    if node is None:
-        raise RuntimeError("node: not found on PATH; install Node.js 20 (make install) or pass --skip-js-parity")
-    if not (PROJECT_ROOT / "node_modules" / "@tensorflow" / "tfjs").is_dir():
-        raise RuntimeError(f"{PROJECT_ROOT / 'node_modules'}: @tensorflow/tfjs missing; run `npm install` (make install)")
+    node = node_binary()
+    npm_path("@tensorflow/tfjs")
     with scratch_dir("tonesweep-node-") as io_dir:
         write_tensors(io_dir, inputs)
         extra = []
@@ -203,96 +202,3 @@ def run_node(tfjs_dir: str | Path, inputs: dict[str, "np.ndarray"], backend: str
             lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
             raise RuntimeError(f"TF.js in Node failed: {lines[0][:300]}")
         return read_outputs(io_dir)
-
-
-# ---------------------------------------------------------------------- running in headless Chromium
-
-BROWSER_ASSETS = {  # file served next to the page -> where it comes from (project-relative)
-    "tf.min.js": "node_modules/@tensorflow/tfjs/dist/tf.min.js",
-    "tf-backend-wasm.min.js": "node_modules/@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js",
-    "tfjs-backend-wasm.wasm": "node_modules/@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm",
-    "tfjs-backend-wasm-simd.wasm": "node_modules/@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm",
-    "tfjs-backend-wasm-threaded-simd.wasm":
-        "node_modules/@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm",
-}
-
-
-def stage_browser_site(site: Path, tfjs_dir: str | Path, inputs: dict, expected: dict) -> Path:
-    """A folder to serve: index.html + runner.mjs + TF.js files, model/ (the bundle), io/.
-
-    io/inputs.json holds the model inputs, io/expected.json TF's outputs for them.
-    """
-    import shutil  # noqa: PLC0415
-
-    site.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(JS_DIR / "browser.html", site / "index.html")
-    shutil.copyfile(JS_DIR / "runner.mjs", site / "runner.mjs")
-    for name, source in BROWSER_ASSETS.items():
-        (site / name).symlink_to(PROJECT_ROOT / source)
-    (site / "model").symlink_to(Path(tfjs_dir).resolve(), target_is_directory=True)
-    write_tensors(site / "io", inputs)
-    expected_dir = site / "io" / "expected"
-    write_tensors(expected_dir, expected)
-    index = json.loads((expected_dir / "inputs.json").read_text())
-    (site / "io" / "expected.json").write_text(json.dumps(
-        {name: {**spec, "file": f"expected/{spec['file']}"} for name, spec in index.items()}))
-    return site
-
-
-def free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve(site: Path, port: int):
-    """Start `python -m http.server` on 127.0.0.1:port for `site`; returns the Popen (stop it with
-    stop_server). Waits until the port accepts connections."""
-    import socket  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import time  # noqa: PLC0415
-
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                             "--directory", str(site)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"http.server on port {port} exited with {proc.returncode}")
-            time.sleep(0.1)
-    stop_server(proc)
-    raise RuntimeError(f"http.server on 127.0.0.1:{port} did not start")
-
-
-def stop_server(proc) -> None:
-    """Stop the server started by `serve` (by its PID only)."""
-    import subprocess  # noqa: PLC0415
-
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def run_chromium(url: str, backends: tuple[str, ...] = ("wasm", "cpu", "webgl"),
-                 chromium: str = "/usr/bin/chromium", timeout_s: float = 600.0) -> dict:
-    """Run browser_check.mjs (playwright-core + headless Chromium) -> {"results", "errors"}."""
-    import shutil  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-
-    node = shutil.which("node")
-    if node is None:
-        raise RuntimeError("node: not found on PATH; install Node.js 20 (make install)")
-    proc = subprocess.run([node, str(JS_DIR / "browser_check.mjs"), "--url", url, "--backends", ",".join(backends),
-                           "--chromium", chromium], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout_s)
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
-        raise RuntimeError(f"headless Chromium check failed: {lines[0][:300]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])

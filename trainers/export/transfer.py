@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from trainers.errors import UserError
-from trainers.export.bundle import CARD_FORMAT
-from trainers.paths import check_apart, check_output_file
+from common.errors import UserError
+from trainers.export.card import CARD, read_card
+from common.paths import check_apart, check_output_file
 
 UNVOICED_ATTENUATION_DB = 20.0
 SILENCE_DB = -70.0  # inputs whose loudest frame is below this are refused as silent
@@ -31,24 +31,11 @@ AUDIO_OUTPUTS = (".wav", ".flac", ".ogg", ".aiff", ".aif")  # what soundfile wri
 NOISE_SEED = 0  # noise of a rendering (any seed works; a fixed one makes transfer repeatable)
 
 
-def read_card(model_dir: str | Path) -> dict[str, Any]:
-    """The bundle's model card; UserError (one line) for a missing/wrong folder or another format."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise UserError(f"{model_dir}: model folder not found; pass the --out folder of `tonesweep export`")
-    card_path = model_dir / "model-card.json"
-    if not card_path.exists():
-        raise UserError(f"{model_dir}: not an export bundle (no model-card.json); pass the --out folder of `tonesweep export`")
-    try:
-        card = json.loads(card_path.read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{card_path}: not valid JSON; re-export the model with `tonesweep export`") from None
-    found = card.get("format") if isinstance(card, dict) else None
-    if found != CARD_FORMAT:
-        raise UserError(f"{card_path}: model card format {found!r}, this tonesweep reads {CARD_FORMAT!r}; "
-                        "re-export the model with this version's `tonesweep export`")
-    if not (model_dir / "saved_model" / "saved_model.pb").exists():
-        raise UserError(f"{model_dir / 'saved_model'}: missing; re-export the model with `tonesweep export`")
+def read_bundle_card(model_dir: str | Path) -> dict[str, Any]:
+    """The bundle's model card (``trainers.export.card``), and its SavedModel present: what `transfer` reads."""
+    card = read_card(model_dir)
+    if not (Path(model_dir) / "saved_model" / "saved_model.pb").exists():
+        raise UserError(f"{Path(model_dir) / 'saved_model'}: missing; re-export the model with `tonesweep export`")
     return card
 
 
@@ -64,7 +51,7 @@ def check_agreement(model_dir: Path, layout, signature: dict) -> None:
         expected["reverb_tail"] = [1, layout.reverb_tail]
     found = {name: list(spec.shape) for name, spec in signature.items()}
     if found != expected:
-        raise UserError(f"{model_dir / 'model-card.json'}: its layout does not match saved_model's inputs "
+        raise UserError(f"{model_dir / CARD}: its layout does not match saved_model's inputs "
                         f"(card {expected}, graph {found}); the card belongs to another model: re-export the bundle")
     tfjs_json = model_dir / "tfjs" / "model.json"
     if tfjs_json.is_file():
@@ -87,11 +74,11 @@ class BundleRenderer:
 
         from trainers.export.graph import Layout  # noqa: PLC0415
 
-        self.card = read_card(model_dir)
+        self.card = read_bundle_card(model_dir)
         try:
             self.layout = Layout.from_dict(self.card["layout"])
         except (KeyError, TypeError):
-            raise UserError(f"{Path(model_dir) / 'model-card.json'}: its layout is incomplete; re-export the model "
+            raise UserError(f"{Path(model_dir) / CARD}: its layout is incomplete; re-export the model "
                             "with `tonesweep export`") from None
         self._fn = tf.saved_model.load(str(Path(model_dir) / "saved_model")).signatures["serving_default"]
         self._input_names = set(self._fn.structured_input_signature[1])
@@ -218,7 +205,7 @@ def transfer_file(model_dir: str | Path, input_path: str | Path, output_path: st
 
     from trainers.data.audio import load_audio, write_wav  # noqa: PLC0415
 
-    read_card(model_dir)  # a one-line error for a wrong --model first
+    read_bundle_card(model_dir)  # a one-line error for a wrong --model first
     check_apart(output_path, [input_path, model_dir], "OUTPUT")
     check_output_file(output_path, "OUTPUT", AUDIO_OUTPUTS)
     renderer = BundleRenderer(model_dir)  # loads the bundle before the slow feature extraction

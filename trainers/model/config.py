@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from trainers.errors import UserError
+from common.errors import UserError
 
 
 class ConfigError(UserError):

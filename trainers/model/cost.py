@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from trainers.constants import BYTES_PER_WEIGHT, PRECISIONS, SAMPLE_RATE
+from common.constants import BYTES_PER_WEIGHT, PRECISIONS, SAMPLE_RATE
 
 NOISE_WINDOW = 257  # FilteredNoise's FIR window (trainers/model/synth.py)
 

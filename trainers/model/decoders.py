@@ -28,7 +28,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from trainers.constants import DB_RANGE
+from common.constants import DB_RANGE
 from trainers.ddsp_compat import ddsp
 
 keras = tf.keras

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
-from trainers.constants import PRECISIONS
+from common.constants import PRECISIONS
 
 
 def quantize_dequantize(weights: np.ndarray, precision: str) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainers.constants import BYTES_PER_WEIGHT, PRECISIONS, SAMPLE_RATE
+from common.constants import BYTES_PER_WEIGHT, PRECISIONS, SAMPLE_RATE
 from trainers.model import cost
 from trainers.model.config import validate_config
 

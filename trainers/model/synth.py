@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from trainers.constants import SAMPLE_RATE
+from common.constants import SAMPLE_RATE
 from trainers.ddsp_compat import ddsp
 
 NOISE_WINDOW_SIZE = 257  # FilteredNoise's default FIR length

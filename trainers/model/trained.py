@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from trainers.constants import SAMPLE_RATE, VAL_NOISE_SEED
+from common.constants import SAMPLE_RATE, VAL_NOISE_SEED
 from trainers.ddsp_compat import ddsp
-from trainers.errors import UserError
+from common.errors import UserError
 from trainers.model import synth
 from trainers.model.config import validate_config
 from trainers.model.decoders import build_decoder, preprocess_inputs

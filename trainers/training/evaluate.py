@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 import tensorflow as tf
 
-from trainers.constants import PRECISIONS, SAMPLE_RATE, VAL_NOISE_SEED, VOICED_THRESHOLD
+from common.constants import PRECISIONS, SAMPLE_RATE, VAL_NOISE_SEED, VOICED_THRESHOLD
 from trainers.ddsp_compat import ddsp
 from trainers.model.quantize import quantized_weights
 from trainers.model.trained import make_loss

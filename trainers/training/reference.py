@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from trainers.constants import VAL_NOISE_SEED
+from common.constants import VAL_NOISE_SEED
 from trainers.data.dataset import read_manifest
 from trainers.model import synth
 from trainers.model.config import validate_config

@@ -27,10 +27,10 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from trainers.constants import FAILED, FINISHED, SAMPLE_RATE, VAL_NOISE_SEED
+from common.constants import FAILED, FINISHED, SAMPLE_RATE, VAL_NOISE_SEED
 from trainers.data.dataset import load_split, read_manifest
-from trainers.errors import UserError
-from trainers.files import write_json_atomic
+from common.errors import UserError
+from common.files import write_json_atomic
 from trainers.model import synth
 from trainers.model.config import validate_config
 from trainers.model.size import size_report

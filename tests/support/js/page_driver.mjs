@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { HEADLESS_FLAGS } from '../../trainers/export/js/chromium.mjs';
+import { HEADLESS_FLAGS } from './chromium.mjs';
 
 function parseArgs(argv) {
   const args = { seconds: '6', chromium: '/usr/bin/chromium' };

@@ -1,24 +1,24 @@
-"""The tone-transfer page: its files, as `tonesweep serve` serves them and `export` copies them.
+"""The tone-transfer page: the one list of its files, as `tonesweep serve` serves them and `export` copies
+them into every bundle (so a bundle folder plays its model wherever it is hosted).
 
-The page (trainers/export/page/) lives beside the export code because it is the bundle format's
-browser runtime: it reads model-card.json and tfjs/ the way `tonesweep transfer` reads them, and
-every bundle carries a copy, so a bundle folder can be hosted by any static server as it is.
-
-Its third-party JavaScript comes from npm (package.json, installed by `make install`), never from
-a CDN: TF.js and its wasm backend, and pitchy (MIT) for pitch with fft.js (MIT), pitchy's FFT.
-fft.js is a CommonJS module; browsers import only ES modules, so its file is wrapped in three lines
-that turn ``module.exports`` into a default export (the code itself is unchanged).
+The page (web/page/) is the bundle format's browser runtime: it reads model-card.json and tfjs/ the
+way `tonesweep transfer` reads them and renders with the same chunked renderer as export's Node
+check (trainers/export/js/runner.mjs, copied in as page/runner.mjs). Its third-party JavaScript comes
+from npm (package.json, installed by `make install`), never from a CDN: TF.js and its wasm backend,
+and pitchy (MIT) for pitch with fft.js (MIT), pitchy's FFT. fft.js is a CommonJS module; browsers
+import only ES modules, so its file is wrapped in three lines that turn ``module.exports`` into a
+default export (the code itself is unchanged).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from trainers.errors import UserError
+from common.node import npm_path
+from trainers.export.js import JS_DIR
 
 PAGE_DIR = Path(__file__).resolve().parent / "page"
-RUNNER = Path(__file__).resolve().parent / "js" / "runner.mjs"  # the chunked renderer, shared with the Node checks
-NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
+RUNNER = JS_DIR / "runner.mjs"  # the chunked renderer, shared with export's checks in Node
 PAGE_SOURCES = ("app.mjs", "features.mjs", "wav.mjs")
 # The page's entry in a bundle. Not index.html: a user hosting the folder may put their own index.html
 # beside the bundle, and export must never replace a file it did not write (docs/architecture.md §5).
@@ -42,22 +42,9 @@ def page_files() -> dict[str, bytes]:
     for name in PAGE_SOURCES:
         files[f"page/{name}"] = (PAGE_DIR / name).read_bytes()
     for name, source in VENDORED.items():
-        path = NODE_MODULES / source
-        if not path.is_file():
-            raise UserError(f"{path}: missing; run `make install` (npm install) to vendor the page's JavaScript")
-        data = path.read_bytes()
+        data = npm_path(source).read_bytes()
         files[f"page/vendor/{name}"] = _as_es_module(data) if name in COMMONJS else data
     return files
-
-
-def write_page(folder: Path) -> list[str]:
-    """Write the page into ``folder`` (an export's staging folder); returns the relative paths written."""
-    files = page_files()
-    for name, data in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return sorted(files)
 
 
 def _as_es_module(commonjs: bytes) -> bytes:

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from trainers.errors import UserError
+from common.errors import UserError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"

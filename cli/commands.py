@@ -2,7 +2,7 @@
 
 This is the only layer that reads argparse namespaces and prints; the libraries below take typed
 arguments, return values, report progress through callbacks, and raise ``UserError`` for anything
-the user can fix (``search.cli`` prints those as one line on stderr, exit code 2). Heavy libraries
+the user can fix (``cli.main`` prints those as one line on stderr, exit code 2). Heavy libraries
 (TensorFlow, Ray, MLflow) are imported inside each handler so `tonesweep --help` stays fast.
 
 Exit codes: 0 done; 1 the work ran but its result is a "no" (a failed trial, a parity check below
@@ -88,8 +88,11 @@ def train(args) -> int:
 
 
 def sweep(args) -> int:
-    from results.tracking import resolve_tracking_uri
-    from search.sweep import SweepInterrupted, SweepSettings, default_sweep_name, format_summary, run_sweep
+    from results.layout import resolve_tracking_uri
+    from search.interrupts import SweepInterrupted
+    from search.settings import SweepSettings, default_sweep_name
+    from search.summary import format_summary
+    from search.sweep import run_sweep
 
     name = args.name or (None if args.resume else default_sweep_name())  # --resume without --name: refused below
     settings = SweepSettings(
@@ -114,8 +117,8 @@ def sweep(args) -> int:
 
 
 def ui(args) -> int:
-    from results.tracking import resolve_tracking_uri
-    from results.tracking_server import run_ui
+    from results.layout import resolve_tracking_uri
+    from server.mlflow_server import run_ui
 
     with stop_requests() as stopped:
         ended = run_ui(resolve_tracking_uri(args.tracking_uri), args.port, say, echo, stopped)
@@ -123,7 +126,7 @@ def ui(args) -> int:
 
 
 def tracking_server(args) -> int:
-    from results.tracking_server import TrackingServerSettings, run_tracking_server
+    from server.mlflow_server import TrackingServerSettings, run_tracking_server
 
     settings = TrackingServerSettings(host=args.host, port=args.port, backend_store_uri=args.backend_store_uri,
                                       artifact_root=args.artifact_root, pg_data=args.pg_data, pg_port=args.pg_port)
@@ -164,7 +167,7 @@ def _served(ended: str | None) -> int:
 def serve(args) -> int:
     import threading
 
-    from trainers.export.serve import serve as serve_page
+    from web.server import serve as serve_page
 
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a supervisor's stop frees the port too
@@ -197,20 +200,20 @@ def pareto(args) -> int:
 
 
 def export(args) -> int:
+    from common.files import scratch_dir
     from results.champion import choose_precision, resolve_trial
-    from trainers.export.bundle import ExportParityError, TrialSource, export_bundle, local_trial, summary_text
-    from trainers.files import scratch_dir
+    from trainers.export.bundle import ExportParityError, export_bundle, local_trial, summary_text
+    from web.assets import page_files
 
     with scratch_dir("tonesweep-export-") as tmp:
         if args.run_id and Path(args.run_id).is_dir():
             source = local_trial(args.run_id)
         else:
-            found = resolve_trial(args.instrument, args.run_id, args.tracking_uri, tmp / "download")
-            source = TrialSource(found.trial_dir, found.run_id, found.precision, found.registry)
+            source = resolve_trial(args.instrument, args.run_id, args.tracking_uri, tmp / "download")
         precision = choose_precision(args.precision, source.precision, source.trial_dir)
-        try:
+        try:  # the bundle carries the page (play.html, page/), so it plays wherever it is hosted
             card = export_bundle(source, args.out, args.instrument, precision, js_parity=not args.skip_js_parity,
-                                 force=args.force)
+                                 force=args.force, extra_files=page_files())
         except ExportParityError as err:
             fail(f"export FAILED parity check: {err}")
             return 1

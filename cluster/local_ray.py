@@ -29,7 +29,8 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-from trainers.errors import UserError
+from common.errors import UserError
+from common.net import wait_for_port
 
 LOOPBACK_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 REPORT_EVERY_S = 2.0
@@ -116,8 +117,6 @@ def check_address(address: str | None, timeout_s: float | None = None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     if not address or address == "auto" or address.startswith("ray://"):
         return
-    from results.tracking import wait_for_port
-
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise UserError(f"--address {address}: expected HOST:PORT of a Ray head (e.g. 127.0.0.1:6379), or auto")

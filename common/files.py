@@ -1,5 +1,10 @@
-"""File writing every package shares (trainers/ is the bottom layer): atomic JSON, folders that
-tonesweep owns, and temporary folders that a killed run leaves behind.
+"""Files every package writes the same way: atomic JSON, folders that tonesweep owns, this account's
+node-local folders, and the temporary folders a killed run leaves behind.
+
+Temporary folders have one scheme: ``<prefix><pid>-<random>`` (``private_tempdir``), a staging
+folder beside its output (``.<out>.tmp-``, so the final rename stays on one filesystem) or a scratch
+folder in the system temp folder (``tonesweep-<kind>-``, ``scratch_dir``). The next run that uses a
+prefix removes the folders of that prefix whose process is gone (``remove_stale_tempdirs``).
 
 Ownership rule: tonesweep deletes or replaces only files it wrote. A dataset folder and an export
 bundle are marked as tonesweep's by a file (``manifest.json``, ``model-card.json``) that lists what
@@ -20,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from trainers.errors import UserError
+from common.errors import UserError
 
 
 def umask() -> int:
@@ -126,6 +131,20 @@ def _remove_file(folder: Path, name: str) -> None:
     while parent != folder and parent.is_dir() and not any(parent.iterdir()):
         parent.rmdir()
         parent = parent.parent
+
+
+# ---------------------------------------------------------------------------- this account's folders on this node
+
+
+def account_folder(kind: str) -> Path:
+    """``<tmp>/tonesweep-<uid>/<kind>``: what tonesweep keeps on a node between processes (dataset copies,
+    a sweep driver's bookkeeping). Mode 0700; refused when another account owns it or it is a link."""
+    base = Path(tempfile.gettempdir()) / f"tonesweep-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    if base.is_symlink() or base.stat().st_uid != os.getuid():
+        raise UserError(f"{base}: not this account's own folder; remove it or set TMPDIR to another folder")
+    (base / kind).mkdir(mode=0o700, exist_ok=True)
+    return base / kind
 
 
 # ---------------------------------------------------------------------------- temporaries of killed runs

@@ -35,8 +35,8 @@ import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from results.pareto import preference_order
-from trainers.files import write_json_atomic
-from trainers.values import finite
+from common.files import write_json_atomic
+from common.values import finite
 
 STATE_FORMAT = "tonesweep-moasha/1"
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from trainers.files import write_json_atomic
+from common.files import write_json_atomic
 
 LEDGER = "ended-trials.json"
 

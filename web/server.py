@@ -1,7 +1,7 @@
 """`tonesweep serve`: the tone-transfer page and the export bundles under a folder, on 127.0.0.1.
 
 Routes (read-only; nothing else on the disk is reachable):
-- ``/`` and ``/page/...``: the page (trainers/export/page.py);
+- ``/`` and ``/page/...``: the page (``web.assets``);
 - ``/models.json``: the bundles found now, ``{"models": [{"name", "path", "precision", "bytes"}]}``;
 - ``/models/NAME/...``: files inside bundle NAME (a folder with a tonesweep model-card.json, either
   ``--models DIR`` itself or one of its subfolders).
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
-from trainers.errors import UserError
-from trainers.export.bundle import CARD, CARD_FORMAT
-from trainers.export.page import ENTRY, page_files
+from common.errors import UserError
+from trainers.export.card import find_card
+from web.assets import ENTRY, page_files
 
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
          ".json": "application/json", ".bin": "application/octet-stream", ".html": "text/html; charset=utf-8"}
@@ -30,22 +30,18 @@ TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "applicat
 
 def find_bundles(models_dir: Path) -> dict[str, Path]:
     """Bundle name -> folder: ``models_dir`` itself when it is a bundle, else its bundle subfolders."""
-    def card_of(folder: Path) -> dict | None:
-        try:
-            card = json.loads((folder / CARD).read_text())
-        except (OSError, ValueError):
-            return None
-        return card if isinstance(card, dict) and card.get("format") == CARD_FORMAT else None
-
-    if card_of(models_dir) is not None:
-        return {str(card_of(models_dir).get("instrument") or models_dir.name): models_dir}
-    return {sub.name: sub for sub in sorted(models_dir.iterdir()) if sub.is_dir() and card_of(sub) is not None}
+    card = find_card(models_dir)
+    if card is not None:
+        return {str(card.get("instrument") or models_dir.name): models_dir}
+    return {sub.name: sub for sub in sorted(models_dir.iterdir()) if sub.is_dir() and find_card(sub) is not None}
 
 
 def model_list(models_dir: Path) -> dict:
     models = []
     for name, folder in find_bundles(models_dir).items():
-        card = json.loads((folder / CARD).read_text())
+        card = find_card(folder)
+        if card is None:  # removed or replaced since it was found
+            continue
         models.append({"name": name, "path": f"models/{name}/", "instrument": card.get("instrument"),
                        "precision": card.get("precision"), "bytes": (card.get("bytes") or {}).get("total")})
     return {"models": models}

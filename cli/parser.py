@@ -1,24 +1,22 @@
-"""`tonesweep <command>`: parses the command line and hands it to ``search.commands``.
+"""The command line of `tonesweep`: every command, flag and default, as argparse spells them.
 
-The command names and flags are a contract with users and scripts: add, never rename.
-Every handler lives in ``search.commands`` (imports there are lazy, so `tonesweep --help` stays
-fast); errors a user can fix reach stderr here, as one line, with exit code 2.
+The command names and flags are a contract with users and scripts: add, never rename. Choices and
+defaults come from the modules that own them (search algorithms and schedulers, weight precisions,
+the selector's bars, the default tracking store); this module imports nothing heavy, so
+`tonesweep --help` and argument errors stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-from trainers.errors import UserError
+from common.constants import PRECISIONS
+from results.criteria import DEFAULT_MIN_RTF, DEFAULT_TOLERANCE
+from results.layout import DEFAULT_TRACKING_URI
+from search.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_SCHEDULER, SCHEDULERS
+from search.settings import DEFAULT_STORAGE
 
-# What the CLI process (and the Ray workers and pool workers it starts, which inherit it) needs
-# in its environment before TensorFlow loads: TensorFlow's C++ start-up chatter (CUDA probing,
-# oneDNN notices) off, so a user's terminal shows tonesweep's lines only. Users can override it.
-CLI_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
-# Commands whose process loads TensorFlow (directly, or through Keras via KerasTuner's spaces).
-USES_TENSORFLOW = {"train", "sweep", "export", "transfer"}  # prepare imports it only to build (not on a cache hit)
+TRACKING_HELP = f"MLflow store (default: $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI})"
 
 
 def _csv(text: str) -> list[str]:
@@ -63,14 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", action="append", required=True, help="prepared dataset (repeat for several instruments)")
     p.add_argument("--trials", type=int, required=True, help="trials per instrument")
     p.add_argument("--space", default=None, help="TOML search space (default: the built-in space)")
-    p.add_argument("--algorithm", choices=["random", "bayesian", "nsga2", "motpe"], default="random",
+    p.add_argument("--algorithm", choices=ALGORITHMS, default=DEFAULT_ALGORITHM,
                    help="suggestions: KerasTuner random/bayesian (val_loss), or Optuna NSGA-II / multi-objective "
-                        "TPE over (model bytes, val_loss) (default: random)")
-    p.add_argument("--scheduler", choices=["moasha", "asha", "none"], default="moasha",
+                        f"TPE over (model bytes, val_loss) (default: {DEFAULT_ALGORITHM})")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=DEFAULT_SCHEDULER,
                    help="early stopping: multi-objective ASHA over (model bytes, val_loss), ASHA on val_loss, "
-                        "or none (default: moasha)")
+                        f"or none (default: {DEFAULT_SCHEDULER})")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start Ray on this machine)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument("--name", default=None, help="sweep name (default: generated)")
     p.add_argument("--resume", action="store_true", help="continue the sweep NAME after its driver died")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each trial reserves (default: 1)")
@@ -82,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reject configurations estimated to run slower than this many times real time in TF.js's "
                         "wasm backend, before training (default: none)")
     p.add_argument("--storage", default=None,
-                   help="where the sweep's Ray state, trial folders and bookkeeping live: a folder (default: ./runs) "
+                   help=f"where the sweep's Ray state, trial folders and bookkeeping live: a folder (default: ./{DEFAULT_STORAGE}) "
                         "or s3://BUCKET/PREFIX on an S3-compatible store (AWS_ENDPOINT_URL and credentials from "
                         "the environment); on a cluster, a place every node reaches")
     p.add_argument("--seed", type=int, default=0,
@@ -93,8 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ui", help="MLflow UI on the default store, bound to 127.0.0.1")
     p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
 
     p = sub.add_parser("tracking-server",
                        help="a shared MLflow tracking server on PostgreSQL (team mode), bound to 127.0.0.1")
@@ -124,17 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pareto", help="size-vs-quality Pareto front and the smallest acceptable model")
     p.add_argument("--instrument", required=True, help="instrument whose sweeps to read")
     p.add_argument("--sweep", default=None, help="sweep name (default: the latest sweep)")
-    p.add_argument("--tolerance", type=float, default=0.05, help="relative quality tolerance vs the best (default: 0.05)")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                   help=f"relative quality tolerance vs the best (default: {DEFAULT_TOLERANCE:g})")
     p.add_argument("--max-loss", type=float, default=None, help="absolute quality bar instead of --tolerance (default: none)")
-    p.add_argument("--min-rtf", type=float, default=5.0,
+    p.add_argument("--min-rtf", type=float, default=DEFAULT_MIN_RTF,
                    help="the winner must run at least this many times faster than real time in TF.js's wasm backend "
-                        "(one desktop core; about real time on a phone; 0 = no bar; default: 5)")
+                        f"(one desktop core; about real time on a phone; 0 = no bar; default: {DEFAULT_MIN_RTF:g})")
     p.add_argument("--max-bytes", type=int, default=None, help="the winner's shipped bundle must be at most this many bytes (default: none)")
     p.add_argument("--max-pitch-error", type=float, default=None, help="also require pitch error <= this (cents) (default: none)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table",
                    help="output: table for people, csv or json for scripts (default: table)")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument("--plot", default=None, help="where to save the size-vs-quality plot, PNG/SVG/PDF (default: ./pareto-INSTRUMENT-SWEEP.png)")
     p.add_argument("--no-register", action="store_true", help="do not register the winner in the MLflow Model Registry")
 
@@ -143,10 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--run-id", default=None,
                    help="an MLflow run id or a local trial folder (default: the registered champion)")
-    p.add_argument("--precision", choices=["auto", "float32", "float16", "uint8"], default="auto",
+    p.add_argument("--precision", choices=["auto", *PRECISIONS], default="auto",
                    help="weight precision; auto = the registry's choice, else the smallest acceptable (default: auto)")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument("--skip-js-parity", action="store_true", help="skip the Node parity check (not recommended)")
     p.add_argument("--force", action="store_true",
                    help="write into a --out folder that holds other files too (they are kept; default: refuse)")
@@ -156,33 +152,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="a recording (voice or another instrument), any common audio format")
     p.add_argument("output", help="the rendering to write (.wav, .flac, .ogg, .aiff)")
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    for key, value in CLI_ENVIRONMENT.items():
-        os.environ.setdefault(key, value)
-    args = build_parser().parse_args(argv)
-    if args.command in USES_TENSORFLOW:
-        from trainers.runtime import import_tensorflow_quietly
-
-        import_tensorflow_quietly()
-    from search import commands
-
-    handler = getattr(commands, args.command.replace("-", "_"))
-    try:
-        return int(handler(args) or 0)
-    except UserError as err:
-        print(f"tonesweep: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("tonesweep: interrupted", file=sys.stderr)
-        return 130
-    except OSError as err:  # disk full, permission denied, ... while writing: one line naming the path
-        where = err.filename or "tonesweep"
-        print(f"tonesweep: error: {where}: {err.strerror or err}; check free space and permissions there",
-              file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

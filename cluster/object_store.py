@@ -1,0 +1,186 @@
+"""An S3-compatible object store as a place for files: ``s3://bucket/prefix`` (AWS S3, MinIO, Ceph, moto).
+
+``check_storage`` checks a ``--storage``-style location before anything is written (scheme, bucket
+name, prefix parts, credentials, one HEAD of the bucket); ``Remote`` names a folder in the store;
+``upload``, ``download``, ``mirror``, ``exists`` and ``local_copy`` move files between it and this
+machine. What a sweep keeps where is ``search.place``'s business, not this module's.
+
+The endpoint and credentials come from the usual AWS environment (``AWS_ENDPOINT_URL`` or
+``AWS_ENDPOINT_URL_S3`` for an S3-compatible store such as MinIO or moto, ``AWS_ACCESS_KEY_ID`` /
+``AWS_SECRET_ACCESS_KEY`` or ``AWS_PROFILE``, ``AWS_DEFAULT_REGION``), in every process: they are
+never written into Ray's state or MLflow. Transfers use pyarrow's S3 filesystem, the one Ray itself
+uses. Nothing read from a store is unpickled here.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+from common.errors import UserError
+from common.files import scratch_dir
+from common.paths import check_name, check_output_folder, is_uri, local_path
+
+SCHEMES = ("s3",)
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+# S3's bucket naming rules (3-63 lower-case letters, digits, dots and hyphens).
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A folder in an object store: ``s3://bucket/prefix`` (``path`` is pyarrow's ``bucket/prefix``)."""
+
+    uri: str
+
+    @property
+    def path(self) -> str:
+        return self.uri.split("://", 1)[1].strip("/")
+
+    @property
+    def bucket(self) -> str:
+        return self.path.split("/", 1)[0]
+
+    def child(self, *names: str) -> "Remote":
+        return Remote("/".join([self.uri.rstrip("/"), *names]))
+
+    def filesystem(self):
+        """pyarrow's S3 filesystem from the AWS environment (endpoint included); holds no secret when
+        pickled (Ray pickles it with the run config), so every process reads its own credentials."""
+        return _filesystem(f"s3://{self.bucket}", endpoint_url())
+
+
+@functools.lru_cache(maxsize=16)
+def _filesystem(bucket_uri: str, endpoint: str | None):
+    """One client per bucket and endpoint in a process: building one resolves the bucket's region (a
+    request on AWS), and a trial transfers at every report."""
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(bucket_uri)[0]
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def check_storage(location: str, field: str = "--storage") -> Path | Remote:
+    """A local folder (created later, checked now) or an object-store folder that exists and is
+    reachable with credentials; anything else is a one-line ``UserError`` naming what to fix."""
+    if not is_uri(location):
+        return check_output_folder(local_path(location).resolve(), field)
+    scheme = location.split("://", 1)[0]
+    if scheme.lower() not in SCHEMES:
+        raise UserError(f"{field} {location}: {scheme}:// is not supported; give a folder or "
+                        "s3://BUCKET/PREFIX (an S3-compatible store: set AWS_ENDPOINT_URL)")
+    remote = Remote(location)
+    if not BUCKET.match(remote.bucket):
+        raise UserError(f"{field} {location}: {remote.bucket!r} is not a bucket name; give s3://BUCKET/PREFIX")
+    for part in PurePosixPath(remote.path).parts[1:]:
+        check_name(part, f"{field} {location}: prefix part")
+    _check_credentials(location, field)
+    _check_bucket(remote, field)
+    return remote
+
+
+def _check_credentials(location: str, field: str) -> None:
+    import boto3
+    import botocore.exceptions
+
+    try:
+        credentials = boto3.Session().get_credentials()
+    except botocore.exceptions.BotoCoreError as err:  # e.g. AWS_PROFILE names no profile
+        raise UserError(f"{field} {location}: AWS credentials unusable ({err}); fix AWS_PROFILE or set "
+                        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
+    if credentials is None:
+        raise UserError(f"{field} {location}: no AWS credentials; set AWS_ACCESS_KEY_ID and "
+                        "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and AWS_ENDPOINT_URL for an S3-compatible store")
+
+
+def _check_bucket(remote: Remote, field: str) -> None:
+    """One quick HEAD of the bucket (a single attempt: an unreachable store answers in seconds)."""
+    import pyarrow.fs as pafs
+
+    endpoint = endpoint_url()
+    where = f"at {endpoint}" if endpoint else "on AWS"
+    fs = pafs.S3FileSystem(endpoint_override=endpoint, region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                           connect_timeout=5, request_timeout=20,
+                           retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1))
+    try:
+        found = fs.get_file_info(remote.bucket).type
+    except OSError as err:
+        reason = " ".join(str(err).split())[:300]
+        raise UserError(f"{field} {remote.uri}: the object store {where} did not answer ({reason}); "
+                        "check AWS_ENDPOINT_URL and the credentials") from None
+    if found == pafs.FileType.NotFound:
+        raise UserError(f"{field} {remote.uri}: no bucket {remote.bucket!r} {where}; create it "
+                        f"(aws s3 mb s3://{remote.bucket}) or fix the name")
+
+
+def endpoint_url() -> str | None:
+    """The S3-compatible endpoint from the environment, or None for AWS itself."""
+    return next((os.environ[v] for v in ENDPOINT_VARIABLES if os.environ.get(v)), None)
+
+
+# ---------------------------------------------------------------------------- transfers
+
+
+def exists(remote: Remote) -> bool:
+    import pyarrow.fs as pafs
+
+    return remote.filesystem().get_file_info(remote.path).type != pafs.FileType.NotFound
+
+
+def upload(local: Path, remote: Remote) -> None:
+    """Copy a local folder (or file) to ``remote``; objects already there are replaced, others kept."""
+    import pyarrow.fs as pafs
+
+    fs = remote.filesystem()
+    if local.is_dir():
+        fs.create_dir(remote.path, recursive=True)
+    if local.exists():
+        pafs.copy_files(str(local), remote.path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
+def download(remote: Remote, local: Path) -> bool:
+    """Copy ``remote`` (a folder or a file) to ``local``; False when it does not exist."""
+    import pyarrow.fs as pafs
+
+    fs = remote.filesystem()
+    kind = fs.get_file_info(remote.path).type
+    if kind == pafs.FileType.NotFound:
+        return False
+    if kind == pafs.FileType.Directory:
+        local.mkdir(parents=True, exist_ok=True)
+    else:
+        local.parent.mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(remote.path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    return True
+
+
+@contextmanager
+def local_copy(location: str) -> Iterator[Path]:
+    """A finished trial's folder on this machine: the folder itself, or a private download of an
+    object-store folder, removed when the block ends."""
+    if not is_uri(location):
+        yield Path(location)
+        return
+    with scratch_dir("tonesweep-fetch-") as folder:
+        download(Remote(location), folder / "trial")
+        yield folder / "trial"
+
+
+def mirror(local: Path, remote: Remote) -> None:
+    """Make ``remote`` hold what ``local`` holds: upload, then delete objects the folder no longer has
+    (in that order, so a process killed in between leaves the new files, never none)."""
+    import pyarrow.fs as pafs
+
+    upload(local, remote)
+    fs = remote.filesystem()
+    keep = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    for info in fs.get_file_info(pafs.FileSelector(remote.path, recursive=True, allow_not_found=True)):
+        if info.type == pafs.FileType.File and info.path[len(remote.path) + 1:] not in keep:
+            fs.delete_file(info.path)

@@ -1,0 +1,58 @@
+"""Ctrl-C and SIGTERM during a sweep: stop it the way Ray stops it on its own stop signal.
+
+``InterruptCatcher`` turns the first signal into Ray's stop (SIGUSR1: trials stopped, experiment
+state saved) and remembers it, so the sweep can mark its open trials INTERRUPTED and say how to
+resume (``SweepInterrupted``); a second signal interrupts at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+
+class SweepInterrupted(Exception):
+    """A sweep ended by Ctrl-C or SIGTERM: its state is saved, ``--resume`` continues it."""
+
+    def __init__(self, name: str, signal_number: int):
+        super().__init__(f"sweep {name} interrupted")
+        self.name, self.signal_number = name, signal_number
+
+
+class InterruptCatcher:
+    """Ctrl-C (SIGINT) and SIGTERM during ``Tuner.fit`` end the run the way Ray ends it on its own
+    stop signal (SIGUSR1: trials stopped, experiment state saved) and are remembered, so the sweep can
+    mark its open trials INTERRUPTED and say how to resume. A second signal interrupts at once.
+    Ray's own SIGINT handler is off (``TUNE_DISABLE_SIGINT_HANDLER``), and so is its advice to call
+    ``Tuner.restore`` (tonesweep prints its own ``--resume`` command)."""
+
+    def __init__(self):
+        self.signal_number: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "InterruptCatcher":
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        self._ray_logger = logging.getLogger("ray.tune.tune")
+        self._ray_level = self._ray_logger.level
+        self._ray_logger.setLevel(logging.ERROR)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._ray_logger.setLevel(self._ray_level)
+
+    def _handle(self, number: int, frame) -> None:
+        ray_stop = signal.getsignal(signal.SIGUSR1)
+        if self.signal_number is not None or not callable(ray_stop):
+            raise KeyboardInterrupt  # a second signal, or Ray's loop not running yet
+        self.signal_number = number
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    def reason(self) -> str:
+        return f"interrupted ({signal.Signals(self.signal_number).name}); `--resume` continues it"

@@ -1,0 +1,215 @@
+"""Where a sweep keeps its files (``--storage``): a folder, or a prefix in an S3-compatible object store.
+
+In a folder, everything of sweep NAME lives in ``<storage>/<NAME>/``. In a store (``s3://BUCKET/PREFIX``),
+nothing relies on the driver and the trials sharing a disk:
+
+==================================================  ==================================  ======================
+what                                                where (under PREFIX/)               written by
+==================================================  ==================================  ======================
+Ray Tune's experiment state                         ``<sweep>/<instrument>/``           the driver (Ray)
+each trial's folder: checkpoint, weights, metrics   ``<sweep>/trials/<trial id>/``      the trial
+the prepared datasets                               ``datasets/<instrument>-<key>/``    the driver, once
+the sweep's bookkeeping (sweep.json, ledgers,       ``<sweep>/``                        the driver, ~every 1 s
+MO-ASHA rungs)
+==================================================  ==================================  ======================
+
+The driver keeps its bookkeeping in a scratch folder at a fixed path per store URI while it runs
+(Ray pickles the searcher and scheduler with the paths of their state files, so a resumed driver must
+find them there); ``BookkeepingUpload`` copies it to the store and ``--resume`` downloads it first.
+What a trial does on its node is ``search.trial_folder``'s; the transfers are ``cluster.object_store``'s.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster.object_store import Remote, check_storage, download, exists, upload
+from common.errors import UserError
+from common.files import account_folder, write_json_atomic
+from common.paths import check_apart, check_name, contained
+from trainers.data.dataset import MANIFEST, dataset_files, read_manifest
+
+SWEEP_FILE = "sweep.json"   # marks a folder as a sweep: what was asked for
+DATASETS = "datasets"       # published datasets, beside the sweeps under the store's prefix
+TRIALS = "trials"
+
+
+@dataclass
+class SweepPlace:
+    """Where a sweep's files live.
+
+    Local ``--storage``: ``folder`` is the sweep's folder itself (Ray's state, trial folders, the
+    driver's bookkeeping). Object store: ``remote`` is ``s3://bucket/prefix/<sweep>``, holding all of
+    it, and ``folder`` is the driver's private scratch copy of its bookkeeping while it runs
+    (downloaded by ``--resume``, uploaded by ``BookkeepingUpload``, removed at the end).
+    """
+
+    name: str
+    folder: Path | None
+    root: Remote | None = None  # the --storage URI
+
+    @property
+    def remote(self) -> Remote | None:
+        return self.root.child(self.name) if self.root is not None else None
+
+    def open(self, wanted: list[str], resume: bool) -> None:
+        """In a store: make the driver's scratch folder and, on ``--resume``, download the bookkeeping
+        files ``wanted`` (paths relative to the sweep) that exist there."""
+        if self.remote is None:
+            return
+        self.folder = driver_folder(self.remote) / self.name
+        self.folder.mkdir()
+        if resume:
+            for relative in [SWEEP_FILE, *wanted]:
+                download(self.remote.child(*relative.split("/")), self.folder / relative)
+
+    def close(self) -> None:
+        """In a store: upload the last changes, then remove the scratch copy."""
+        if self.remote is not None and self.folder is not None:
+            BookkeepingUpload(self.folder, self.remote)()
+            shutil.rmtree(self.folder.parent, ignore_errors=True)
+
+    @property
+    def ray_storage(self) -> str:
+        """Ray Tune's ``storage_path``: the sweep's folder or its object-store URI."""
+        return self.remote.uri if self.remote is not None else str(self.folder)
+
+    def experiment(self, instrument: str) -> str:
+        """Where Ray keeps an instrument's experiment (what ``Tuner.restore`` reads)."""
+        return f"{self.ray_storage}/{instrument}"
+
+    def instrument_folder(self, instrument: str) -> Path:
+        """The driver's own files of an instrument (ledger, MO-ASHA rungs, the searcher's state)."""
+        folder = contained(self.folder, instrument, "instrument")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @property
+    def trials(self) -> str:
+        return f"{self.ray_storage}/{TRIALS}"
+
+    def dataset(self, dataset: str) -> str:
+        """Where trials read a dataset: its folder, or its copy published to the object store."""
+        if self.root is None:
+            return dataset
+        return publish_dataset(Path(dataset), self.root).uri
+
+    def exists(self) -> bool:
+        if self.remote is not None:
+            return exists(self.remote.child(SWEEP_FILE))
+        return (self.folder / SWEEP_FILE).exists()
+
+    def describe(self) -> str:
+        return self.remote.uri.rsplit("/", 1)[0] if self.remote is not None else str(self.folder.parent)
+
+
+def sweep_place(location: str, name: str, datasets: list[str]) -> SweepPlace:
+    """The checked ``--storage`` (a folder apart from the datasets, or a reachable bucket) and the
+    sweep's place in it."""
+    checked = check_storage(location, "--storage")
+    if isinstance(checked, Remote):
+        return SweepPlace(name, None, checked)
+    sweep_dir = contained(checked, name, "--name")
+    check_apart(sweep_dir, datasets, "--storage")
+    return SweepPlace(name, sweep_dir)
+
+
+def check_sweep_place(place: SweepPlace, resume: bool) -> None:
+    """A new sweep needs a free name; ``--resume`` needs an existing one."""
+    exists = place.exists()
+    if exists and not resume:
+        raise UserError(f"--name {place.name}: a sweep of that name exists in {place.describe()}; "
+                        "add --resume to continue it or choose another --name")
+    if resume and not exists:
+        raise UserError(f"--name {place.name}: no sweep of that name in {place.describe()}; "
+                        "check --name and --storage")
+
+
+# ---------------------------------------------------------------------------- the sweep file
+
+
+def write_sweep_file(folder: Path, record: dict[str, Any]) -> None:
+    """``sweep.json``: what was asked for (name, instruments, trials, algorithm, ...), written once, when
+    the sweep starts; a resumed sweep keeps the first one."""
+    path = folder / SWEEP_FILE
+    if path.exists():
+        return
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    write_json_atomic(path, {**record, "created": stamp})
+
+
+def read_sweep_file(folder: Path) -> dict[str, Any]:
+    """The sweep file of a sweep folder; a one-line ``UserError`` when it is missing or damaged."""
+    path = folder / SWEEP_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; not a sweep folder (check --name and --storage)") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: unreadable ({err}); the sweep folder is damaged") from None
+    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+        raise UserError(f"{path}: not a tonesweep sweep file; the sweep folder is damaged")
+    return record
+
+
+# ---------------------------------------------------------------------------- the driver's bookkeeping in a store
+
+
+def driver_folder(remote: Remote) -> Path:
+    """The driver's scratch folder for a sweep kept in the store, at the same path in every driver
+    process: ``<tmp>/tonesweep-<uid>/sweeps/<hash of the URI>``, private to this account. Emptied on
+    open: the store holds the truth."""
+    folder = account_folder("sweeps") / hashlib.sha256(remote.uri.encode()).hexdigest()[:16]
+    shutil.rmtree(folder, ignore_errors=True)  # a killed driver's leftovers (tonesweep's own files)
+    folder.mkdir(parents=True, mode=0o700)
+    return folder
+
+
+class BookkeepingUpload:
+    """Uploads each of the driver's bookkeeping files (JSON in its scratch folder) that changed since
+    its last upload (``search.callbacks.StorageSync`` calls it about every second)."""
+
+    def __init__(self, local: Path, remote: Remote):
+        self.local, self.remote = Path(local), remote
+        self._uploaded: dict[str, int] = {}   # relative path -> mtime_ns of the uploaded version
+
+    def __getstate__(self) -> dict:  # Ray pickles it with its callback; it starts afresh after a restore
+        return {"local": str(self.local), "remote": self.remote.uri}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(Path(state["local"]), Remote(state["remote"]))
+
+    def __call__(self) -> None:
+        for path in sorted(p for p in self.local.rglob("*.json") if p.is_file()):
+            try:
+                stamp = path.stat().st_mtime_ns
+            except FileNotFoundError:  # replaced (written atomically) since it was listed
+                continue
+            key = path.relative_to(self.local).as_posix()
+            if self._uploaded.get(key) != stamp:
+                upload(path, self.remote.child(*key.split("/")))
+                self._uploaded[key] = stamp
+
+
+# ---------------------------------------------------------------------------- datasets in a store
+
+
+def publish_dataset(dataset: Path, root: Remote) -> Remote:
+    """A prepared dataset's copy in the store, ``<root>/datasets/<instrument>-<key>/``, uploaded once
+    (the key is the dataset's cache key, which changes with its inputs and settings), so trials on
+    any node read it from there instead of from the driver's disk. Only the files the manifest lists
+    go up, the manifest last (the copy's completion mark)."""
+    manifest = read_manifest(dataset)
+    key = manifest.get("cache_key") or hashlib.sha256((dataset / MANIFEST).read_bytes()).hexdigest()
+    remote = root.child(DATASETS, check_name(f"{manifest.get('instrument')}-{key[:16]}", "dataset"))
+    if not exists(remote.child(MANIFEST)):
+        for name in dataset_files(dataset, manifest):  # the manifest comes last
+            upload(dataset / name, remote.child(*name.split("/")))
+    return remote
+

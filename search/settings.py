@@ -1,0 +1,210 @@
+"""What a sweep is asked to do (``SweepSettings``), and every check that needs no Ray (``preflight``).
+
+Everything a user can get wrong is checked here, before anything is created: flags, names, datasets,
+spaces (every value they can produce, through the trainer's own ``validate_config``), the storage
+place, the tracking store (reachable within seconds) and the cluster address. Light at import (no
+Ray, no TensorFlow, no MLflow): the CLI takes its choices and defaults from here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from common.errors import UserError
+from common.paths import check_name
+from search.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_SCHEDULER, SCHEDULERS
+
+if TYPE_CHECKING:
+    from search.place import SweepPlace
+    from spaces.translate import SearchSpace
+
+# XLA's persistent compilation cache for trial workers: off unless asked for (docs/architecture.md, section 3).
+XLA_CACHE_ENV = "TONESWEEP_XLA_CACHE"
+DEFAULT_STORAGE = "runs"
+
+
+def default_xla_cache() -> str:
+    """$TONESWEEP_XLA_CACHE, else "off"."""
+    return os.environ.get(XLA_CACHE_ENV) or "off"
+
+
+def default_sweep_name() -> str:
+    return "sweep-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+@dataclass
+class SweepSettings:
+    """Everything a sweep needs; the CLI builds it from the command line."""
+
+    datasets: list[str]
+    trials: int
+    space: str | None = None
+    algorithm: str = DEFAULT_ALGORITHM
+    scheduler: str = DEFAULT_SCHEDULER
+    address: str | None = None
+    tracking_uri: str | None = None
+    name: str | None = None
+    resume: bool = False
+    cpus_per_trial: float = 1.0
+    steps: int | None = None
+    max_params: int | None = None
+    max_bytes: int | None = None
+    min_rtf: float | None = None      # reject configurations estimated slower than this (wasm real-time factor)
+    storage: str | None = None        # None: DEFAULT_STORAGE
+    seed: int = 0
+    report_every: int | None = None   # None: about 20 reports per trial (at most every 50 steps)
+    train_fn: str | Callable = "trainers.training.train:train_trial"
+    size_fn: str | Callable = "trainers.model.size:size_report"
+    reference_fn: str | Callable = "trainers.training.reference:reference_point"  # hypervolume box, per dataset
+    xla_cache: str | None = field(default_factory=default_xla_cache)  # folder on each node; "off" or None: none
+
+
+@dataclass
+class Checked:
+    """What ``preflight`` found: the sweep's name and place, its instruments with their dataset and
+    space, and the tracking URI."""
+
+    name: str
+    place: SweepPlace
+    instruments: list[tuple[str, str]]   # (instrument, absolute dataset path), one per --dataset
+    spaces: dict[str, SearchSpace]
+    tracking_uri: str
+
+
+def preflight(settings: SweepSettings) -> Checked:
+    """Every check that needs no Ray; nothing is created before they all pass."""
+    from cluster.local_ray import check_address
+    from results.layout import resolve_tracking_uri
+    from results.tracking import check_tracking_uri
+    from search.place import check_sweep_place, sweep_place
+
+    check_settings(settings)
+    instruments = instruments_of(settings.datasets)
+    name = check_name(settings.name or default_sweep_name(), "--name")
+    place = sweep_place(settings.storage or DEFAULT_STORAGE, name, [dataset for _, dataset in instruments])
+    check_sweep_place(place, settings.resume)
+    spaces = {inst: load_checked_space(settings, inst) for inst, _ in instruments}
+    for instrument, dataset in instruments:
+        check_frame_rates(dataset, spaces[instrument], settings.space or "built-in space")
+    uri = check_tracking_uri(resolve_tracking_uri(settings.tracking_uri))
+    check_address(settings.address)
+    return Checked(name, place, instruments, spaces, uri)
+
+
+def check_settings(settings: SweepSettings) -> None:
+    if settings.trials < 1:
+        raise UserError(f"--trials: {settings.trials} must be at least 1")
+    if settings.cpus_per_trial <= 0:
+        raise UserError(f"--cpus-per-trial: {settings.cpus_per_trial} must be positive")
+    if settings.resume and not settings.name:
+        raise UserError("--resume: needs --name NAME of the sweep to continue")
+    if settings.steps is not None and settings.steps < 1:
+        raise UserError(f"--steps: {settings.steps} must be at least 1")
+    if settings.algorithm not in ALGORITHMS:
+        raise UserError(f"--algorithm: {settings.algorithm!r}; use one of {', '.join(ALGORITHMS)}")
+    if settings.scheduler not in SCHEDULERS:
+        raise UserError(f"--scheduler: {settings.scheduler!r}; use one of {', '.join(SCHEDULERS)}")
+    cache = settings.xla_cache
+    if cache and cache != "off" and Path(cache).expanduser().exists() and not Path(cache).expanduser().is_dir():
+        raise UserError(f"--xla-cache: {cache} is not a folder; give a folder (created if missing) or 'off'")
+
+
+def instruments_of(datasets: list[str]) -> list[tuple[str, str]]:
+    """(instrument, absolute dataset path) per --dataset, read through the dataset reading API
+    (format checked), one dataset per instrument."""
+    from trainers.data.dataset import MANIFEST, read_manifest  # light: numpy only
+
+    out, seen = [], {}
+    for dataset in datasets:
+        path = Path(dataset).resolve()
+        if not (path / MANIFEST).is_file():
+            raise UserError(f"{path / MANIFEST}: missing (dataset incomplete or not prepared); "
+                            f"run `tonesweep prepare --out {dataset} ...` first")
+        instrument = check_name(read_manifest(path).get("instrument"), f"{path / MANIFEST}: instrument")
+        if instrument in seen:
+            raise UserError(f"--dataset {dataset}: instrument {instrument} already given by {seen[instrument]}; "
+                            "give one dataset per instrument")
+        seen[instrument] = dataset
+        out.append((instrument, str(path)))
+    return out
+
+
+def check_frame_rates(dataset: str, space, space_name: str) -> None:
+    """Stop before fan-out when the space can ask for a frame rate the dataset was not prepared at."""
+    from spaces import possible_values
+    from trainers.data.dataset import read_manifest
+    from trainers.model.config import DEFAULTS  # light: no TensorFlow
+
+    prepared = [int(rate) for rate in read_manifest(dataset).get("frame_rates", [])]
+    wanted = possible_values(space, "frame_rate", default=DEFAULTS["frame_rate"])
+    missing = sorted({int(rate) for rate in wanted} - set(prepared), reverse=True)
+    if missing:
+        raise UserError(f"{space_name}: frame_rate {missing[0]} Hz is not in {dataset}'s frame rates {prepared}; "
+                        f"drop it from the space or prepare the dataset with --frame-rates "
+                        f"{','.join(str(r) for r in sorted(set(prepared) | set(missing), reverse=True))}")
+
+
+def load_checked_space(settings: SweepSettings, instrument: str):
+    """The space for an instrument, every value it can produce validated by the trainer: its fixed
+    values and overrides, each choice and both ends of each range (a learning rate of 5..10 or a
+    decoder ``lstm`` stops here, not as a sweep of failed trials)."""
+    from spaces import default_space, load_space, possible_values
+    from trainers.model.config import validate_config
+
+    source = settings.space or "built-in space"
+    space = load_space(settings.space) if settings.space else default_space(instrument)
+    fixed = {**space.fixed, **({"steps": settings.steps} if settings.steps else {})}
+    try:
+        validate_config(fixed)
+    except UserError as err:
+        raise UserError(f"{source}: fixed {err}") from None
+    for hp in space.hyperparameters.space:
+        for value in possible_values(space, hp.name):
+            try:
+                validate_config({**fixed, hp.name: value})
+            except UserError as err:
+                raise UserError(f"{source}: hyperparameters.{hp.name} can be {value!r}, which a trial refuses "
+                                f"({err}); narrow the range or the choices") from None
+    return space
+
+
+def trial_steps(settings: SweepSettings, space) -> int:
+    """Training steps of every trial: --steps, else the space's fixed steps, else the trainer's default."""
+    from trainers.model.config import DEFAULTS  # light: no TensorFlow
+
+    fixed = space.fixed.get("steps")
+    return settings.steps or (int(fixed) if fixed else None) or int(DEFAULTS["steps"])
+
+
+def report_every(settings: SweepSettings, space) -> int:
+    """Steps between progress reports: ~20 per trial, at most every 50 steps (the trainer's default).
+
+    Each report costs the trainer a small validation pass, and gives the scheduler a point to decide
+    on. With the grace period of 2 reports, (MO-)ASHA's rungs fall at 1/10, 3/10 and 9/10 of a
+    trial's steps, so a search that stops most trials at the first rung spends about a quarter of
+    the full budget (10 reports per trial put the first rung at 1/5 and cost about 0.38).
+    """
+    if settings.report_every:
+        return settings.report_every
+    return max(1, min(50, trial_steps(settings, space) // 20))
+
+
+def sweep_params(settings: SweepSettings, space) -> dict:
+    """The parent run's params: the sweep's own settings, and the space's fixed values."""
+    params = {"trials": settings.trials, "algorithm": settings.algorithm, "scheduler": settings.scheduler,
+              "space": space.source, "cpus_per_trial": settings.cpus_per_trial, "seed": settings.seed,
+              "steps": settings.steps, "max_params": settings.max_params, "max_bytes": settings.max_bytes,
+              "min_rtf": settings.min_rtf}
+    params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def sweep_record(settings: SweepSettings, name: str, instruments: list[tuple[str, str]]) -> dict:
+    """What ``sweep.json`` records of a sweep (``search.place.write_sweep_file``)."""
+    return {"name": name, "instruments": dict(instruments), "trials": settings.trials,
+            "algorithm": settings.algorithm, "scheduler": settings.scheduler, "space": settings.space,
+            "steps": settings.steps, "seed": settings.seed}

@@ -1,0 +1,174 @@
+"""Ray Tune assembly for one instrument: the trainable with its resources, the searcher, the scheduler,
+the run config with tonesweep's callbacks, and the environment of the driver and of the workers.
+
+``build_tuner`` returns a new ``Tuner``, or the one ``Tuner.restore`` brings back on ``--resume``.
+Nothing here runs a trial; ``search.sweep`` drives the loop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+from search.algorithms import OPTUNA_ALGORITHMS
+from search.algorithms.ledger import LEDGER
+from search.settings import SweepSettings, report_every, trial_steps
+
+METRIC, MODE = "val_loss", "min"
+REDUCTION_FACTOR = 3                   # ASHA's eta: 1 in 3 trials goes on at a rung
+MOASHA_STATE = "moasha-state.json"     # MO-ASHA's rungs, beside Ray's experiment state
+# What the driver process needs in its environment before Ray Tune's controller starts (Ray reads
+# them then). TUNE_GLOBAL_CHECKPOINT_S: save the experiment state every second, so a killed driver
+# loses at most ~1 s of bookkeeping (the default ~10 s re-ran finished trials, docs/engines.md#ray-tune).
+# RAY_AIR_NEW_OUTPUT=0: Ray's own progress tables off (tonesweep prints its own lines).
+# TUNE_DISABLE_SIGINT_HANDLER=1: Ctrl-C is handled by search.interrupts.InterruptCatcher.
+DRIVER_ENVIRONMENT = {"TUNE_GLOBAL_CHECKPOINT_S": "1", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
+# What every trial worker gets (through Ray's runtime_env): TensorFlow's C++ start-up notices off.
+WORKER_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+# A trial's own failure never reaches Ray (execute_trial turns it into a FAILED result), so a trial Ray
+# sees fail was lost to the infrastructure: its node died, its worker was killed for memory. Ray
+# retries such a trial (same trial id, so the same MLflow run) this many times before it is FAILED.
+INFRA_RETRIES = 2
+# Modules that held classes Ray pickles into an experiment's state (searcher, scheduler) before they
+# moved to search.algorithms: a sweep interrupted under the old layout still resumes.
+MOVED_MODULES = {"search.searcher": "search.algorithms.kerastuner_searcher",
+                 "search.optuna_searcher": "search.algorithms.optuna_searcher",
+                 "search.moasha": "search.algorithms.moasha"}
+
+
+def worker_environment(xla_cache: str | None) -> dict[str, str]:
+    """WORKER_ENVIRONMENT plus XLA's persistent compilation cache in ``xla_cache`` (None or "off": none).
+
+    XLA compiles each trial's training step once (most of a short trial's start-up, bench/README.md).
+    Its persistent cache lets a process load a step that was compiled before instead. Off unless
+    asked for: the learning rate and seed end up in the compiled program, so in a sweep every trial
+    compiles its own (bench/sweep_overhead.py: 32 entries for 32 trials of 8 architectures, no time
+    saved); it pays only when the same configuration runs again (a trial Ray retries, a sweep
+    repeated). One folder per machine (each node's trials read and write their local disk).
+    """
+    env = dict(WORKER_ENVIRONMENT)
+    if xla_cache and xla_cache != "off":
+        flags = os.environ.get("TF_XLA_FLAGS", "")  # keep the user's own XLA flags
+        folder = Path(xla_cache).expanduser().resolve()  # trials run in their own folder: absolute
+        env["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()
+    return env
+
+
+def set_driver_environment() -> None:
+    """DRIVER_ENVIRONMENT in this process, where not set already (before Ray Tune starts)."""
+    for key, value in DRIVER_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+
+
+def build_tuner(settings: SweepSettings, space, instrument: str, trainable, experiment: str, restore: bool,
+                driver_folder: Path, callbacks: list, storage_path: str):
+    """A ``Tuner`` for one instrument: new, or restored from ``experiment`` (then given this driver's
+    callbacks). ``driver_folder`` holds the searcher's ledger and MO-ASHA's rungs."""
+    from ray import tune
+
+    if restore:
+        _alias_moved_modules()
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=False)
+        # Tuner.restore brings back the RunConfig pickled at the first launch, callbacks included, and
+        # has no parameter for new ones; the old callbacks hold the dead driver's bookkeeping.
+        tuner._local_tuner.get_run_config().callbacks = callbacks  # noqa: SLF001 - no public API
+        return tuner
+    tune_config = tune.TuneConfig(search_alg=make_searcher(settings, space, instrument, driver_folder),
+                                  scheduler=make_scheduler(settings, space, driver_folder),
+                                  num_samples=settings.trials, metric=METRIC, mode=MODE, reuse_actors=True,
+                                  trial_dirname_creator=trial_dirname)
+    run_config = tune.RunConfig(name=instrument, storage_path=storage_path, callbacks=callbacks, verbose=0,
+                                failure_config=tune.FailureConfig(max_failures=INFRA_RETRIES))
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+
+
+def restoring(settings: SweepSettings, experiment: str) -> bool:
+    """Whether a Tuner is to be restored: ``--resume`` and Ray's saved state of the experiment exists."""
+    from ray import tune
+
+    return settings.resume and tune.Tuner.can_restore(experiment)
+
+
+def trainable_for(settings: SweepSettings, spec) -> Any:
+    """``search.trainable.run_trial`` bound to ``spec``, reserving ``--cpus-per-trial`` CPUs."""
+    from ray import tune
+
+    from search.trainable import run_trial
+
+    return tune.with_resources(tune.with_parameters(run_trial, spec=spec), {"cpu": settings.cpus_per_trial})
+
+
+def instrument_seed(seed: int, instrument: str) -> int:
+    """Each instrument's searcher gets its own seed (same --seed, other instrument: other first draws),
+    stable across runs and independent of which other instruments share the sweep."""
+    return seed * 1000 + zlib.crc32(instrument.encode()) % 1000
+
+
+def make_searcher(settings: SweepSettings, space, instrument: str, driver_folder: Path):
+    """The searcher of ``--algorithm``: a KerasTuner oracle on val_loss or an Optuna sampler over
+    (model bytes, val_loss), with the sweep's budget, seed, overrides and concurrency."""
+    overrides = {"seed": settings.seed}
+    if settings.steps is not None:
+        overrides["steps"] = settings.steps
+    common = dict(max_trials=settings.trials, seed=instrument_seed(settings.seed, instrument), overrides=overrides,
+                  max_concurrent=max_concurrent(settings), ledger_path=str(driver_folder / LEDGER))
+    if settings.algorithm in OPTUNA_ALGORITHMS:
+        from search.algorithms.optuna_searcher import OptunaSearcher
+        from search.trainable import SIZE_METRIC
+
+        return OptunaSearcher(space, settings.algorithm, objectives=(SIZE_METRIC, METRIC), **common)
+    from search.algorithms.kerastuner_searcher import KerasTunerSearcher
+
+    return KerasTunerSearcher(space, settings.algorithm, metric=METRIC, mode=MODE, **common)
+
+
+def make_scheduler(settings: SweepSettings, space, driver_folder: Path):
+    """MO-ASHA (default), ASHA on val_loss, or none.
+
+    time_attr "step" (not Ray's iteration count) keeps rungs right when a resumed trial continues
+    from its trainer checkpoint; the grace period gives every trial 2 reports. (The trainable holds
+    back the report at the last step, so no rung decision can fall between a trial's training and
+    its evaluation.)
+    """
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    steps = trial_steps(settings, space)
+    grace = min(steps, 2 * report_every(settings, space))
+    if settings.scheduler == "moasha":
+        from search.algorithms.moasha import MOASHAScheduler
+        from search.trainable import SIZE_METRIC
+
+        return MOASHAScheduler(time_attr="step", metric=METRIC, size_metric=SIZE_METRIC, max_t=steps,
+                               grace_period=grace, reduction_factor=REDUCTION_FACTOR,
+                               state_path=str(driver_folder / MOASHA_STATE))
+    if settings.scheduler == "asha":
+        return ASHAScheduler(time_attr="step", max_t=steps, grace_period=grace, reduction_factor=REDUCTION_FACTOR)
+    return FIFOScheduler()
+
+
+def trial_dirname(trial) -> str:
+    """Ray's per-trial folder: the trial id (Ray's default spells out the whole config)."""
+    return trial.trial_id
+
+
+def max_concurrent(settings: SweepSettings) -> int:
+    """Trials that fit side by side: the cluster's CPUs over CPUs per trial (at least 1)."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else (os.cpu_count() or 1)
+    return max(1, int(cpus // settings.cpus_per_trial))
+
+
+def driver_files(instruments: list[str]) -> list[str]:
+    """The driver's bookkeeping files of each instrument, relative to the sweep (what ``--resume``
+    downloads from an object store)."""
+    return [f"{instrument}/{name}" for instrument in instruments for name in (LEDGER, MOASHA_STATE)]
+
+
+def _alias_moved_modules() -> None:
+    for old, new in MOVED_MODULES.items():
+        sys.modules.setdefault(old, importlib.import_module(new))
