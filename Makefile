@@ -25,7 +25,7 @@ DEMO_DIR ?= demo
 DEMO_SWEEP ?= demo
 DEMO_VOICE := $(DEMO_DIR)/audio/voice/voice-0.wav
 
-.PHONY: install demo test test-slow bench clean-demo
+.PHONY: install demo test test-system test-slow bench clean-demo
 
 install: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/npm
 
@@ -78,8 +78,13 @@ demo: install
 	@echo "On a Ray cluster:               docs/recipes/ (cluster launcher, KubeRay RayJob; README: Running on a Ray cluster)"
 	@echo "Shared storage:                 $(TONESWEEP) sweep ... --storage s3://BUCKET/PREFIX   (any S3-compatible store; README: Shared storage)"
 
+# The default tier (at most 10 minutes on 2 cores); the system tier (real-trainer sweeps, the two-node
+# cluster, Chromium, server restarts); the longer checks. CI (.ci/run) runs the first two.
 test: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not system"
+
+test-system: install
+	$(PY) -m pytest -q -m "system and not slow"
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

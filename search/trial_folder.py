@@ -9,8 +9,6 @@ the driver published there (``dataset_on_this_node``). Layout: ``search.place``.
 from __future__ import annotations
 
 import shutil
-import tempfile
-from pathlib import Path
 
 from cluster.object_store import Remote, download, mirror
 from common.errors import UserError
@@ -75,7 +73,8 @@ def dataset_on_this_node(location: str) -> str:
     target = base / check_name(remote.path.rsplit("/", 1)[-1], "dataset")
     if (target / MANIFEST).is_file():
         return str(target)
-    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=base))
+    remove_stale_tempdirs(".partial-", base)  # downloads of trials killed on this node
+    partial = private_tempdir(".partial-", base)
     try:
         if not download(remote, partial / "copy") or not (partial / "copy" / MANIFEST).is_file():
             raise UserError(f"{location}: no published dataset there (its {MANIFEST} is missing)")

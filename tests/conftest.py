@@ -1,10 +1,22 @@
-"""Shared fixtures: rendered demo audio and a tiny prepared dataset (session-scoped, ~12 s total).
+"""Shared fixtures. What is costly to start or build is made once per test run and shared, unless
+its start is the test's subject (those tests make their own):
 
 - ``rendered_audio``: folder from `demo-data` with ``bansuri/`` and ``voice/`` (one ~20 s take each,
   seed 7), WAVs beside their ground-truth ``.f0.csv``.
 - ``tiny_dataset``: a prepared bansuri dataset (36 s of rendered audio, frame rates 250 and 50,
   4 s examples, hop 1 s; >= 2 validation examples).
+- ``trained_trial`` / ``trained_cnn_trial``: trials the real trainer ran on ``tiny_dataset``.
+- ``small_bundle``: a small exported bundle (seeded CNN weights, float32, with the page).
+- ``ray_head``: one Ray head on 127.0.0.1 (the machine's cores) that stand-in sweeps join
+  (``support.sweeps.Driver(cluster=ray_head)``); tests about the Ray a sweep starts itself do not.
+- ``tracking_server``: one `tonesweep tracking-server` on its own PostgreSQL (``support.servers``).
+- ``object_store``: one S3-compatible object store (moto); ``store``: it, with a bucket name of the
+  test's own (``support.object_store``).
 - ``make_tone``: writes a synthetic harmonic tone with vibrato to a file (any rate/channels/format).
+
+Tiers: ``make test`` runs everything not marked ``system`` or ``slow``; ``make test-system`` the
+system tier (real-trainer sweeps beyond the one in the default tier, the two-node cluster, Chromium,
+server restarts); ``make test-slow`` the longer checks.
 """
 
 from __future__ import annotations
@@ -16,8 +28,8 @@ import numpy as np
 import pytest
 
 from support.audio import synth_tone
-from support.object_store import store  # noqa: F401 - fixture: an S3-compatible store, stopped by PID
-from support.servers import reachable_dir, servers  # noqa: F401 - fixtures: team-mode servers, stopped by PID
+from support.object_store import object_store, store  # noqa: F401 - fixtures: an S3-compatible store, stopped by PID
+from support.servers import reachable_dir, servers, tracking_server  # noqa: F401 - fixtures: team servers, stopped by PID
 
 # Tracking failures raise under the tests instead of being logged as warnings (results/tracking.py);
 # subprocess drivers started by the tests inherit this.
@@ -53,6 +65,39 @@ def tiny_dataset(tmp_path_factory) -> Path:
                                warn=lambda message: pytest.fail(f"unexpected warning: {message}"))
     assert manifest["splits"]["validation"]["examples"] >= 2, manifest["splits"]
     return out
+
+
+@pytest.fixture(scope="session")
+def ray_head(object_store):
+    """The test run's shared Ray head: one node with the machine's cores, stopped by PID at the end.
+    Its processes have the object store's AWS environment (trials on it reach the store)."""
+    from support.cluster import RayCluster
+
+    cluster = RayCluster(cpus_per_node=os.cpu_count() or 2, env=object_store.env, nodes=1)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory) -> Path:
+    """A small exported bundle carrying the page (seeded CNN weights at 50 Hz, float32, no Node check),
+    written under umask 022: what transfer, re-export and the failure battery meet."""
+    from support.trials import make_trial
+    from trainers.export.bundle import export_bundle, local_trial
+    from web.assets import page_files
+
+    root = tmp_path_factory.mktemp("small_bundle")
+    trial = make_trial(root / "trial", seed=3, decoder="cnn", frame_rate=50, conv_channels=8, conv_layers=2,
+                       conv_stacks=1, n_harmonics=16, n_noise_bands=16)
+    old = os.umask(0o022)
+    try:
+        export_bundle(local_trial(trial), root / "bundle", "bansuri", "float32", js_parity=False,
+                      extra_files=page_files())
+    finally:
+        os.umask(old)
+    return root / "bundle"
 
 
 @pytest.fixture(scope="session")

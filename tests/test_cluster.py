@@ -21,8 +21,8 @@ import pytest
 from mlflow import MlflowClient
 
 from support.cluster import RAY, RayCluster
-from support.object_store import BUCKET
 
+pytestmark = pytest.mark.system
 TONESWEEP = str(Path(sys.executable).parent / "tonesweep")
 SPACE = textwrap.dedent("""
     [hyperparameters.feature]
@@ -70,8 +70,8 @@ def test_a_submitted_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, s
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sweep = [TONESWEEP, "sweep", "--dataset", str(tiny_dataset), "--trials", "6", "--steps", "30",
-             "--space", str(space), "--scheduler", "none", "--name", "multi", "--storage", f"s3://{BUCKET}/team",
+    sweep = [TONESWEEP, "sweep", "--dataset", str(tiny_dataset), "--trials", "6", "--steps", "10",
+             "--space", str(space), "--scheduler", "none", "--name", "multi", "--storage", f"s3://{store.bucket}/team",
              "--tracking-uri", uri]
     job = subprocess.Popen([RAY, "job", "submit", "--address", cluster.dashboard, "--", *sweep],
                            env=cluster.env, cwd=tmp_path, stdout=open(tmp_path / "job.log", "w"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,20 +34,10 @@ def modes(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    """A small exported bundle (random weights, no Node check): what transfer and re-export meet."""
-    from trainers.export import bundle as export
-
-    root = tmp_path_factory.mktemp("safety")
-    trial = make_trial(root / "trial", seed=3, decoder="cnn", frame_rate=50, conv_channels=8, conv_layers=2,
-                       conv_stacks=1, n_harmonics=16, n_noise_bands=16)
-    old = os.umask(0o022)  # the modes test reads this bundle's modes
-    try:
-        export.export_bundle(export.local_trial(trial), root / "bundle", "bansuri", "float32", js_parity=False)
-    finally:
-        os.umask(old)
-    return root / "bundle"
+@pytest.fixture
+def bundle(small_bundle) -> Path:
+    """The run's small bundle (exported under umask 022): what transfer and re-export meet. Read only."""
+    return small_bundle
 
 
 # ---------------------------------------------------------------------------- outputs apart from inputs
@@ -201,47 +190,20 @@ def wait_for(predicate, timeout: float, driver: Driver, what: str):
     pytest.fail(f"no {what} within {timeout} s:\n{driver.output()[-3000:]}")
 
 
-def test_a_sweeps_ray_listens_on_loopback_only(tmp_path):
-    driver = sweep_driver(tmp_path)
+def test_the_ray_a_sweep_starts_listens_on_loopback_and_dies_with_its_driver(tmp_path):
+    """A sweep that starts its own Ray: every socket of its processes on loopback; after a SIGKILL of
+    the driver, the reaper stops every Ray process within seconds."""
+    driver = sweep_driver(tmp_path, trials=6, sleep="1.0")
+    session = driver.process.pid
     try:
         wait_for(lambda: "sweep net:" in driver.output(), 180, driver, "Ray started")
-        time.sleep(4)  # trial workers and Ray's agents up
-        seen = listening(session_pids(driver.process.pid))
+        time.sleep(4)  # trial workers and Ray's agents up, the reaper told about them
+        seen = listening(session_pids(session))
         names = {name for name, _, _ in seen}
         assert any("gcs" in n or "raylet" in n for n in names), seen  # Ray's own servers were looked at
         exposed = [s for s in seen if not is_loopback(s[1])]
         assert not exposed, exposed
         print(f"{len(seen)} listening sockets of the sweep's processes, all on loopback")
-    finally:
-        driver.stop()
-
-
-def test_tonesweep_ui_listens_on_loopback_only(tmp_path):
-    import urllib.request
-
-    port = 5000 + os.getpid() % 1000
-    driver = Driver(tmp_path, {}, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"},
-                    module_args=[sys.executable, "-m", "cli", "ui", "--port", str(port)])
-    try:
-        def up():
-            try:
-                url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
-                return urllib.request.urlopen(url, timeout=2).status == 200
-            except OSError:
-                return False
-        wait_for(up, 120, driver, "a UI answering")
-        seen = listening(session_pids(driver.process.pid))
-        assert seen and not [s for s in seen if not is_loopback(s[1])], seen
-    finally:
-        driver.stop()
-
-
-def test_ray_does_not_outlive_a_killed_driver(tmp_path):
-    driver = sweep_driver(tmp_path, trials=6, sleep="1.0")
-    session = driver.process.pid
-    try:
-        wait_for(lambda: "sweep net:" in driver.output(), 180, driver, "a sweep under way")
-        time.sleep(3)  # trials running, Ray's agents up, the reaper told about them
         assert len(session_pids(session)) > 3
         driver.process.kill()
         driver.process.wait()
@@ -336,5 +298,6 @@ def unpickling_in(path: Path) -> list[str]:
 def test_nothing_a_user_hands_in_is_unpickled():
     root = Path(__file__).resolve().parents[1]
     offenders = {str(p.relative_to(root)): unpickling_in(p)
-                 for package in ("search", "spaces", "trainers", "results") for p in (root / package).rglob("*.py")}
+                 for package in ("cli", "common", "cluster", "server", "web", "search", "spaces", "trainers", "results")
+                 for p in (root / package).rglob("*.py")}
     assert not {k: v for k, v in offenders.items() if v}, offenders

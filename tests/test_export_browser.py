@@ -21,8 +21,9 @@ from support.trials import make_trial
 
 BARS_DB = {"wasm": 100.0, "cpu": 100.0, "webgl": 50.0}
 
-pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists(),
-                                reason="Debian chromium not installed (make install)")
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists(),
+                                 reason="Debian chromium not installed (make install)")]
 
 
 @pytest.fixture(scope="module")

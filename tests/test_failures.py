@@ -12,6 +12,8 @@ import json
 import math
 import os
 import random
+import re
+import shlex
 import shutil
 import signal
 import time
@@ -22,8 +24,7 @@ import pytest
 import soundfile as sf
 
 from cli.main import main
-from support.sweeps import DRIVER, SPACE, Driver, make_datasets, mlflow_client, sweep_runs
-from support.trials import make_trial
+from support.sweeps import DRIVER, SPACE, TERMINAL, Driver, make_datasets, mlflow_client, run_driver, sweep_runs
 
 BOUND_S = 60.0  # no case may take longer (the service checks are shortened to 2 s below)
 FAST_PREPARE = ["--frame-rates", "50", "--workers", "1"]
@@ -39,23 +40,19 @@ def short_service_waits(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, make_tone_module):
-    """What the cases point at: a recording, a bundle, trials, stub datasets, a store with sweeps."""
+def world(tmp_path_factory, make_tone_module, small_bundle):
+    """What the cases point at: a recording, a bundle and its trial (copies of the run's small bundle),
+    stub datasets, a store with sweeps."""
     from results.synthetic import log_sweep, synthetic_trial
     from mlflow import MlflowClient
-    from trainers.export import bundle
 
     root = tmp_path_factory.mktemp("world")
     make_tone_module(root / "take.wav", 9.0)
     sf.write(str(root / "silence.wav"), np.zeros(16000 * 3), 16000)
     (root / "notes.wav").write_text("not audio")
     (root / "a-file").write_text("a file where a folder is expected")
-    trial = make_trial(root / "trial", seed=3, decoder="cnn", frame_rate=50, conv_channels=8, conv_layers=2,
-                       conv_stacks=1, n_harmonics=16, n_noise_bands=16)
-    bundle.export_bundle(bundle.local_trial(trial), root / "bundle", "bansuri", "float32", js_parity=False)
-    other = make_trial(root / "other", seed=4, decoder="cnn", frame_rate=50, conv_channels=8, conv_layers=2,
-                       conv_stacks=1, n_harmonics=20, n_noise_bands=16)
-    bundle.export_bundle(bundle.local_trial(other), root / "other-bundle", "bansuri", "float32", js_parity=False)
+    shutil.copytree(small_bundle.parent / "trial", root / "trial")
+    shutil.copytree(small_bundle, root / "bundle")
     make_datasets(root, ["bansuri"])
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -160,9 +157,11 @@ CASES = [
 
 
 def _swap_card(root: Path) -> Path:
-    """A bundle whose card came from another model (20 harmonics instead of 16)."""
+    """A bundle whose card came from another model (20 harmonics instead of the graph's 16)."""
     spoiled = bad(root, "card")
-    shutil.copy(root / "other-bundle" / "model-card.json", spoiled / "model-card.json")
+    card = json.loads((spoiled / "model-card.json").read_text())
+    card["layout"]["n_harmonics"] = 20
+    (spoiled / "model-card.json").write_text(json.dumps(card))
     return spoiled
 
 
@@ -248,7 +247,7 @@ def test_a_trial_larger_than_the_cluster_is_refused_before_anything_is_created(t
 
 
 @pytest.mark.parametrize("signal_number,exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_interrupted_sweep_says_so_and_how_to_resume(tmp_path, signal_number, exit_code):
+def test_an_interrupted_sweep_says_so_and_how_to_resume(tmp_path, signal_number, exit_code, ray_head):
     import sys
 
     space = tmp_path / "space.toml"
@@ -257,14 +256,15 @@ def test_an_interrupted_sweep_says_so_and_how_to_resume(tmp_path, signal_number,
     script = tmp_path / "cli_driver.py"
     script.write_text(_DRIVER)
     command = [sys.executable, str(script), "sweep", "--dataset", dataset, "--trials", "6", "--space", str(space),
-               "--steps", "200", "--name", "stop", "--storage", str(tmp_path / "runs"), "--scheduler", "none"]
-    driver = Driver(tmp_path, {}, env={"FAKE_SLEEP": "0.5"}, module_args=command)
+               "--steps", "200", "--name", "stop", "--storage", str(tmp_path / "runs"), "--scheduler", "none",
+               "--address", ray_head.address]
+    driver = Driver(tmp_path, {}, env={"FAKE_SLEEP": "0.2"}, module_args=command, cluster=ray_head)
     try:
         deadline = time.monotonic() + 180
-        while "FINISHED" not in driver.output() and time.monotonic() < deadline:
+        while not re.search(r"running [1-9]", driver.output()) and time.monotonic() < deadline:
             assert driver.process.poll() is None, driver.output()[-3000:]
             time.sleep(0.1)
-        time.sleep(1)  # the next trial is training (each takes ~10 s)
+        time.sleep(1)  # trials are training (each takes ~4 s)
         driver.process.send_signal(signal_number)
         code = driver.process.wait(timeout=120)
         output = driver.output()
@@ -276,6 +276,23 @@ def test_an_interrupted_sweep_says_so_and_how_to_resume(tmp_path, signal_number,
     _, runs = sweep_runs(mlflow_client(tmp_path), "sarangi", "stop")
     statuses = {r.data.tags["tonesweep.status"] for r in runs}
     assert "INTERRUPTED" in statuses and "RUNNING" not in statuses, statuses
+    if signal_number != signal.SIGINT:
+        return
+    # the printed command continues it (a sweep on a local folder): the interrupted trials go on in
+    # their own runs, and the sweep ends with every trial done once
+    interrupted = {r.data.tags["tonesweep.trial_id"]: r.info.run_id for r in runs
+                   if r.data.tags["tonesweep.status"] == "INTERRUPTED"}
+    again = shlex.split(re.search(r"continue with: (.*)$", output, re.M).group(1))
+    assert again[:2] == ["tonesweep", "sweep"] and again[-1] == "--resume" and "--name" in again, again
+    resumed = run_driver(tmp_path, {}, env={"FAKE_SLEEP": "0.01"}, module_args=[sys.executable, str(script), *again[1:]],
+                         cluster=ray_head)
+    assert "resuming from" in resumed and "done 6/6" in resumed, resumed[-3000:]
+    parent, runs = sweep_runs(mlflow_client(tmp_path), "sarangi", "stop")
+    ids = [r.data.tags["tonesweep.trial_id"] for r in runs]
+    assert len(ids) == len(set(ids)) == 6 and parent.info.status == "FINISHED", ids
+    assert {r.data.tags["tonesweep.status"] for r in runs} <= TERMINAL and "RUNNING" not in {r.info.status for r in runs}
+    assert all({r.data.tags["tonesweep.trial_id"]: r.info.run_id for r in runs}[t] == run_id
+               for t, run_id in interrupted.items())
 
 
 # The CLI with the stand-in trainer of tests/support/sweeps.py (defined in __main__, so Ray ships it by value).

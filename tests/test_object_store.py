@@ -8,7 +8,6 @@ Every server and driver a test starts is stopped by PID at the end, also on fail
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import tempfile
@@ -18,10 +17,14 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from support.object_store import BUCKET
 from support.servers import START_S
-from support.sweeps import SPACE, Driver, make_datasets, run_driver, starts_per_trial, sweep_runs, wait_for_ended_trials
+from results import layout
+from support.sweeps import (SPACE, TERMINAL, Driver, make_datasets, run_driver, starts_per_trial, sweep_runs,
+                            wait_for_ended_trials)
 from common.net import free_port
+
+
+TRIALS = 9
 
 
 def stand_in_settings(tmp_path: Path, storage: str, name: str, trials: int) -> dict:
@@ -32,85 +35,94 @@ def stand_in_settings(tmp_path: Path, storage: str, name: str, trials: int) -> d
             "seed": 5, "scheduler": "none"}
 
 
-def test_a_sweep_keeps_its_files_in_the_object_store(store, tmp_path):
-    """Ray's state, every trial's folder and the driver's bookkeeping land in the bucket; the driver
-    logs finished trials' artifacts from there; nothing is left on the local disk."""
+def test_a_sweep_in_the_object_store_keeps_its_files_there_and_resumes_from_there(
+        store, tracking_server, tmp_path, ray_head):
+    """NSGA-II + MO-ASHA with ``--storage s3://...`` and the run's tracking server: SIGKILL the driver
+    mid-sweep, plant a run the searcher never saw, wipe nothing by hand, ``--resume`` in a new driver.
+
+    It reads Ray's state and its own bookkeeping back from the bucket: trials that ended before the
+    kill are neither duplicated nor trained again, MO-ASHA judges no trial twice, the planted run
+    counts against the budget once and ends FAILED. In the end Ray's state, every trial's folder and
+    the driver's bookkeeping are in the bucket, finished trials' artifacts were logged from there,
+    and nothing is left on the local disk: no ``runs/``, no scratch folder of a trial or a download.
+    """
+    from mlflow import MlflowClient
+
     store.make_bucket()
     scratch = Path(tempfile.gettempdir())
     before = set(scratch.glob("tonesweep-trial-*")) | set(scratch.glob("tonesweep-fetch-*"))
-    settings = stand_in_settings(tmp_path, f"s3://{BUCKET}/team/sweeps", "cloud", trials=4)
-    output = run_driver(tmp_path, settings, env=store.env)
-    assert "done 4/4" in output, output[-3000:]
-    keys = store.listing(prefix="team/sweeps/cloud/")
-    assert "team/sweeps/cloud/sweep.json" in keys
-    assert json.loads(store.read("team/sweeps/cloud/sweep.json"))["name"] == "cloud"
-    assert any(re.fullmatch(r"team/sweeps/cloud/sarangi/experiment_state-.*\.json", k) for k in keys), keys
+    settings = {**stand_in_settings(tmp_path, f"s3://{store.bucket}/team/sweeps", "crash", trials=TRIALS),
+                "algorithm": "nsga2", "scheduler": "moasha", "seed": 2}
+    sweep = "team/sweeps/crash"
+    env = {**store.env, "MLFLOW_TRACKING_URI": tracking_server.uri}
 
-    from support.sweeps import mlflow_client
-    client = mlflow_client(tmp_path)
-    _, runs = sweep_runs(client, "sarangi", "cloud")
-    finished = [r for r in runs if r.data.tags["tonesweep.status"] == "FINISHED"]
-    assert len(runs) == 4 and finished, [r.data.tags["tonesweep.status"] for r in runs]
-    for run in finished:
-        trial = run.data.tags["tonesweep.trial_id"]
-        prefix = f"team/sweeps/cloud/trials/{trial}/"
-        assert {prefix + "metrics.json", prefix + "audio/original.wav"} <= set(keys), trial
-        logged = {a.path for a in client.list_artifacts(run.info.run_id, "trial")}
-        assert "trial/metrics.json" in logged, logged
-        stored = json.loads(store.read(prefix + "metrics.json"))
-        assert run.data.metrics["quality_float32"] == pytest.approx(stored["quality_float32"])
-    assert not (tmp_path / "runs").exists()  # nothing on the driver's disk: the default folder untouched
-    after = set(scratch.glob("tonesweep-trial-*")) | set(scratch.glob("tonesweep-fetch-*"))
-    assert after == before, "scratch folders left behind"
-
-
-def test_kill_driver_then_resume_from_the_object_store_and_tracking_server(store, servers, reachable_dir, tmp_path):
-    """SIGKILL the driver mid-sweep, wipe nothing by hand, `--resume` in a new driver: it reads
-    Ray's state and its own bookkeeping back from the bucket; finished trials are not trained again;
-    0 duplicate runs on the PostgreSQL-backed tracking server."""
-    store.make_bucket()
-    port = free_port()
-    server = servers("tracking-server", "--port", str(port), "--pg-data", str(reachable_dir / "postgres"),
-                     "--artifact-root", str(tmp_path / "artifacts"), cwd=tmp_path)
-    server.wait_for("no tonesweep experiments yet", START_S)
-    uri = f"http://127.0.0.1:{port}"
-    settings = stand_in_settings(tmp_path, f"s3://{BUCKET}/sweeps", "crash", trials=6)
-    env = {**store.env, "MLFLOW_TRACKING_URI": uri}
-
-    driver = Driver(tmp_path, settings, env={**env, "FAKE_SLEEP": "0.4"})
+    driver = Driver(tmp_path, settings, env={**env, "FAKE_SLEEP": "0.3"}, cluster=ray_head)  # ~2 s a trial
     try:
-        wait_for_ended_trials(driver, 2, timeout=240)
+        wait_for_ended_trials(driver, 3, timeout=240)
         time.sleep(3)  # > the 1 s of Ray's state saving and of the bookkeeping upload
+        decided = json.loads(store.read(f"{sweep}/sarangi/moasha-state.json"))["decisions"]
         killed_at_ms = time.time() * 1000
         driver.process.kill()
         driver.process.wait()
     finally:
         driver.stop()
+    assert decided, "MO-ASHA decided nothing before the kill"
 
-    from mlflow import MlflowClient
-    client = MlflowClient(uri)
-    _, before = sweep_runs(client, "sarangi", "crash")
-    saved_done = {r.data.tags["tonesweep.trial_id"]: r.info.run_id for r in before
+    client = MlflowClient(tracking_server.uri)
+    parent, runs_before = sweep_runs(client, "sarangi", "crash")
+    saved_done = {r.data.tags["tonesweep.trial_id"]: r.info.run_id for r in runs_before
                   if r.info.status != "RUNNING" and r.info.end_time and r.info.end_time < killed_at_ms - 2000}
-    assert len(saved_done) >= 2, [(r.data.tags, r.info.status) for r in before]
+    assert len(saved_done) >= 2, [(r.data.tags, r.info.status) for r in runs_before]
+    # A trial started in the second before the kill is in MLflow (RUNNING) but not in Ray's saved
+    # state (it may happen for real too): it used budget, and the resumed sweep ends it as failed.
+    client.create_run(parent.info.experiment_id, run_name="crash-lost0001",
+                      tags={layout.PARENT_TAG: parent.info.run_id, layout.ROLE_TAG: layout.ROLE_TRIAL,
+                            layout.SWEEP_TAG: "crash", layout.TRIAL_ID_TAG: "lost0001", layout.STATUS_TAG: "RUNNING"})
+    states = sorted(k for k in store.listing(prefix=f"{sweep}/sarangi/") if "/searcher-state-" in k)
+    snapshot = json.loads(store.read(states[-1]))  # the searcher as Ray last saved it (JSON, Ray's file name)
+    _, runs_before = sweep_runs(client, "sarangi", "crash")
+    unknown = {r.data.tags["tonesweep.trial_id"] for r in runs_before} - set(snapshot["configs"])  # lost0001 at least
 
-    settings["resume"] = True
-    output = run_driver(tmp_path, settings, timeout=300, env={**env, "FAKE_SLEEP": "0.02"})
-    assert f"resuming from s3://{BUCKET}/sweeps/crash/sarangi" in output and "done 6/6" in output, output[-3000:]
+    output = run_driver(tmp_path, {**settings, "resume": True}, timeout=300, env={**env, "FAKE_SLEEP": "0.02"},
+                        cluster=ray_head)
+    assert f"resuming from s3://{store.bucket}/{sweep}/sarangi" in output and f"done {TRIALS}/{TRIALS}" in output \
+        and "left RUNNING" in output, output[-3000:]
 
-    _, after = sweep_runs(client, "sarangi", "crash")
-    trial_ids = [r.data.tags["tonesweep.trial_id"] for r in after]
-    duplicates = len(trial_ids) - len(set(trial_ids))
-    print(f"driver killed with {len(saved_done)} trials done; after --resume: {len(after)} runs, "
-          f"{duplicates} duplicates")
-    assert duplicates == 0
-    assert not [r for r in after if r.info.status == "RUNNING"]
-    run_ids = {r.data.tags["tonesweep.trial_id"]: r.info.run_id for r in after}
+    # resumed: nothing duplicated, re-trained or re-judged; the budget counted what the searcher never saw
+    parent, runs = sweep_runs(client, "sarangi", "crash")
+    ids = [r.data.tags["tonesweep.trial_id"] for r in runs]
+    print(f"driver killed with {len(saved_done)} trials done; after --resume: {len(runs)} runs, "
+          f"{len(ids) - len(set(ids))} duplicates")
+    assert "lost0001" in unknown and "lost0001" in ids
+    assert len(ids) == len(set(ids)) == max(TRIALS, snapshot["asked"] + len(unknown)), \
+        (ids, snapshot["asked"], unknown)
+    assert not [r for r in runs if r.info.status == "RUNNING"] and parent.info.status == "FINISHED"
+    assert {r.data.tags["tonesweep.status"] for r in runs} <= TERMINAL
+    assert [r.data.tags["tonesweep.status"] for r in runs if r.data.tags["tonesweep.trial_id"] == "lost0001"] == ["FAILED"]
+    run_ids = {r.data.tags["tonesweep.trial_id"]: r.info.run_id for r in runs}
     starts = starts_per_trial((tmp_path / "fake.log").read_text())
     for trial_id, run_id in saved_done.items():
         assert run_ids[trial_id] == run_id
-        assert starts.get(trial_id, 0) <= 1, f"finished trial {trial_id} was trained again"
-    assert not (tmp_path / "runs").exists()
+        assert starts.get(trial_id, 0) <= 1, f"trial {trial_id}, ended before the kill, was trained again"
+    after = json.loads(store.read(f"{sweep}/sarangi/moasha-state.json"))["decisions"]
+    for trial_id, verdicts in decided.items():
+        assert {m: v for m, v in after[trial_id].items() if m in verdicts} == verdicts, trial_id  # none re-judged
+
+    # every file where it belongs: in the bucket, none on this disk
+    keys = store.listing(prefix=f"{sweep}/")
+    assert json.loads(store.read(f"{sweep}/sweep.json"))["name"] == "crash"
+    assert any(re.fullmatch(rf"{sweep}/sarangi/experiment_state-.*\.json", k) for k in keys), keys
+    finished = [r for r in runs if r.data.tags["tonesweep.status"] == "FINISHED"]
+    assert finished, [r.data.tags["tonesweep.status"] for r in runs]
+    for run in finished:
+        prefix = f"{sweep}/trials/{run.data.tags['tonesweep.trial_id']}/"
+        assert {prefix + "metrics.json", prefix + "audio/original.wav"} <= set(keys), prefix
+        assert "trial/metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id, "trial")}
+        stored = json.loads(store.read(prefix + "metrics.json"))
+        assert run.data.metrics["quality_float32"] == pytest.approx(stored["quality_float32"])
+    assert not (tmp_path / "runs").exists()  # the default folder untouched
+    left = (set(scratch.glob("tonesweep-trial-*")) | set(scratch.glob("tonesweep-fetch-*"))) - before
+    assert not left, f"scratch folders left behind: {sorted(p.name for p in left)}"
 
 
 def one_line(capsys) -> str:
@@ -122,12 +134,12 @@ def one_line(capsys) -> str:
 
 
 @pytest.mark.parametrize("case, storage, named", [
-    ("no credentials", f"s3://{BUCKET}/p", "no AWS credentials"),
+    ("no credentials", "s3://BUCKET/p", "no AWS credentials"),
     ("no bucket", "s3://no-such-bucket/p", "no bucket 'no-such-bucket'"),
-    ("unreachable", f"s3://{BUCKET}/p", "did not answer"),
+    ("unreachable", "s3://BUCKET/p", "did not answer"),
     ("wrong scheme", "gs://bucket/p", "gs:// is not supported"),
     ("bad bucket name", "s3://Bad_Bucket/p", "not a bucket name"),
-    ("escaping prefix", f"s3://{BUCKET}/p/../q", "prefix part"),
+    ("escaping prefix", "s3://BUCKET/p/../q", "prefix part"),
 ])
 def test_object_store_mistakes_are_one_line_and_write_nothing(store, tmp_path, capsys, monkeypatch,
                                                              case, storage, named):
@@ -143,6 +155,7 @@ def test_object_store_mistakes_are_one_line_and_write_nothing(store, tmp_path, c
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.chdir(tmp_path)
     datasets = make_datasets(tmp_path, ["sarangi"])
+    storage = storage.replace("BUCKET", store.bucket)  # the test's own bucket
     code = main(["sweep", "--dataset", datasets[0], "--trials", "2", "--storage", storage, "--name", "x"])
     line = one_line(capsys)
     assert code == 2 and named in line and "--storage" in line, (code, line)
@@ -160,12 +173,12 @@ def test_a_trial_folder_in_the_store_resumes_and_mirrors(store, monkeypatch):
     for key, value in store.env.items():
         monkeypatch.setenv(key, value)
     s3 = store.client()
-    s3.put_object(Bucket=BUCKET, Key="s/trials/t1/checkpoint/ckpt-10.index", Body=b"old")
-    s3.put_object(Bucket=BUCKET, Key="s/trials/t1/checkpoint/checkpoint", Body=b"ckpt-10")
+    s3.put_object(Bucket=store.bucket, Key="s/trials/t1/checkpoint/ckpt-10.index", Body=b"old")
+    s3.put_object(Bucket=store.bucket, Key="s/trials/t1/checkpoint/checkpoint", Body=b"ckpt-10")
 
-    folder = TrialFolder(f"s3://{BUCKET}/s/trials", "t1")
+    folder = TrialFolder(f"s3://{store.bucket}/s/trials", "t1")
     assert (folder.local / "checkpoint" / "checkpoint").read_bytes() == b"ckpt-10"
-    assert folder.location == f"s3://{BUCKET}/s/trials/t1"
+    assert folder.location == f"s3://{store.bucket}/s/trials/t1"
     (folder.local / "checkpoint" / "ckpt-10.index").unlink()  # the trainer keeps one checkpoint
     (folder.local / "checkpoint" / "ckpt-20.index").write_bytes(b"new")
     (folder.local / "checkpoint" / "checkpoint").write_bytes(b"ckpt-20")
@@ -179,9 +192,10 @@ def test_a_trial_folder_in_the_store_resumes_and_mirrors(store, monkeypatch):
     folder.close()
     assert not scratch.exists()
     with pytest.raises(Exception, match="trial id"):
-        TrialFolder(f"s3://{BUCKET}/s/trials", "../escape")
+        TrialFolder(f"s3://{store.bucket}/s/trials", "../escape")
 
 
+@pytest.mark.system
 def test_team_path_sweep_pareto_export_on_the_server_and_the_store(store, servers, reachable_dir, tmp_path,
                                                                    request, monkeypatch, capsys):
     """The real trainer end to end in team mode: `tracking-server` with its artifact root in the
@@ -194,7 +208,7 @@ def test_team_path_sweep_pareto_export_on_the_server_and_the_store(store, server
     monkeypatch.chdir(tmp_path)  # pareto writes its plot to the working folder
     port = free_port()
     server = servers("tracking-server", "--port", str(port), "--pg-data", str(reachable_dir / "postgres"),
-                     "--artifact-root", f"s3://{BUCKET}/mlflow", cwd=tmp_path)
+                     "--artifact-root", f"s3://{store.bucket}/mlflow", cwd=tmp_path)
     server.wait_for("no tonesweep experiments yet", START_S)
     uri = f"http://127.0.0.1:{port}"
     space = tmp_path / "space.toml"
@@ -203,7 +217,7 @@ def test_team_path_sweep_pareto_export_on_the_server_and_the_store(store, server
                      'conv_stacks = 1\nn_noise_bands = 8\nframe_rate = 50\nbatch_size = 2\n')
     command = [sys.executable, "-m", "cli", "sweep", "--dataset", str(dataset), "--trials", "2",
                "--space", str(space), "--steps", "10", "--name", "team", "--scheduler", "none",
-               "--storage", f"s3://{BUCKET}/sweeps", "--tracking-uri", uri]
+               "--storage", f"s3://{store.bucket}/sweeps", "--tracking-uri", uri]
     output = run_driver(tmp_path, {}, timeout=900, env={"MLFLOW_TRACKING_URI": uri}, module_args=command)
     assert "done 2/2" in output, output[-3000:]
     keys = store.listing()

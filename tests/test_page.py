@@ -28,7 +28,8 @@ from support.browser import CHROMIUM, HARNESS, StaticServer
 DRIVER = HARNESS / "page_driver.mjs"
 MODEL = "bansuri"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (make install)")
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (make install)")]
 
 
 @pytest.fixture(scope="module")

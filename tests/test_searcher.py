@@ -164,3 +164,31 @@ def test_bayesian_moves_past_its_random_start():
 def test_unknown_algorithm_is_rejected():
     with pytest.raises(ValueError):
         KerasTunerSearcher(small_space(), "hyperband")
+
+
+def test_searchers_and_schedulers_pickled_under_their_old_module_names_still_load():
+    """Ray pickles the searcher and scheduler into a sweep's experiment state. A sweep interrupted
+    before they moved to search/algorithms/ pickled them as search.searcher and search.moasha; a
+    resume restores them (search.tuner.MOVED_MODULES)."""
+    import sys
+
+    from search.algorithms.moasha import MOASHAScheduler
+    from search.tuner import MOVED_MODULES, _alias_moved_modules
+
+    searcher = make()
+    searcher.suggest("a")
+    scheduler = MOASHAScheduler(max_t=100, grace_period=10)
+    scheduler.decide("a", {"step": 10, "model_bytes": 1e4, "val_loss": 1.0})
+    old = pickle.dumps([searcher, scheduler], protocol=0)  # protocol 0 names a class on one text line
+    for before, after in (("search.algorithms.kerastuner_searcher", "search.searcher"),
+                          ("search.algorithms.moasha", "search.moasha")):
+        assert f"c{before}\n".encode() in old
+        old = old.replace(f"c{before}\n".encode(), f"c{after}\n".encode())
+    try:
+        _alias_moved_modules()
+        clone, rungs = pickle.loads(old)
+    finally:
+        for name in MOVED_MODULES:
+            sys.modules.pop(name, None)
+    assert clone.live_trials() == {"a"} and clone.suggest("a") == searcher.suggest("a")
+    assert rungs.rungs == scheduler.rungs

@@ -22,7 +22,7 @@ from search.settings import SweepSettings, check_settings, instruments_of
 from search.trainable import TrialSpec, execute_trial, rejection_reason
 from common.errors import UserError
 from trainers.model.config import DEFAULTS
-from support.sweeps import SPACE, TERMINAL, Driver, make_datasets, mlflow_client, run_driver, stub_manifest, sweep_runs
+from support.sweeps import SPACE, TERMINAL, make_datasets, mlflow_client, run_driver, stub_manifest, sweep_runs
 
 # ------------------------------------------------------------------ pure pieces, no Ray
 
@@ -149,13 +149,13 @@ def test_cli_rejects_a_bad_space_in_one_line_before_starting(tmp_path, capsys):
 # ------------------------------------------------------------------ whole sweeps on Ray
 
 
-def test_sweep_of_two_instruments_records_every_trial(tmp_path):
+def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
     datasets = make_datasets(tmp_path, ["bansuri", "shehnai"])
     settings = {"datasets": datasets, "trials": 8, "space": str(space), "steps": 40, "report_every": 10,
                 "name": "t8", "storage": str(tmp_path / "runs"), "max_params": 60_000, "seed": 4}
-    output = run_driver(tmp_path, settings)
+    output = run_driver(tmp_path, settings, cluster=ray_head)
     assert "bansuri" in output and "done 8/8" in output and "MLflow: sqlite:///" in output
 
     client = mlflow_client(tmp_path)
@@ -203,40 +203,10 @@ def check_child(client, child, parent) -> None:
         assert not any(path.startswith("trial/checkpoint") for path in files)
 
 
-# ------------------------------------------------------------------ `tonesweep ui`
+# ------------------------------------------------------------------ the real trainer
 
 
-def test_ui_serves_the_store_on_loopback(tmp_path):
-    import socket
-    import urllib.request
-
-    from results.tracking import ensure_experiment, make_client
-    from server.mlflow_server import ui_command
-
-    command = ui_command("sqlite:///x.db", 5123)
-    assert command[command.index("--host") + 1] == "127.0.0.1"
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    ensure_experiment(make_client(uri), "bansuri")
-    with socket.socket() as probe:  # a free port on loopback
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    driver = Driver(tmp_path, {}, env={"MLFLOW_TRACKING_URI": uri},
-                    module_args=[sys.executable, "-m", "cli", "ui", "--port", str(port)])
-    try:
-        deadline, body = time.monotonic() + 90, None
-        while time.monotonic() < deadline and body is None:
-            try:
-                url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
-                body = urllib.request.urlopen(url, timeout=2).read().decode()
-            except OSError:
-                assert driver.process.poll() is None, driver.output()[-3000:]
-                time.sleep(0.5)
-        assert body is not None and "tonesweep-bansuri" in body, driver.output()[-3000:]
-    finally:
-        driver.stop()
-
-
+@pytest.mark.system
 def test_eight_real_trials_cover_gru_cnn_loudness_rms(tmp_path, request):
     """8 real trials (seed 4 draws all four decoder × feature pairs) with the default scheduler, through the CLI."""
     dataset = request.getfixturevalue("tiny_dataset")

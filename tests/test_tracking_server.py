@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from mlflow import MlflowClient
 
 from results.registry import champion
@@ -78,8 +79,6 @@ def test_a_team_server_on_its_own_postgres(servers, reachable_dir, tmp_path, cap
     assert "models:/tonesweep-sitar@champion" in capsys.readouterr().out
     assert champion(client, "sitar") is not None
     assert list(artifacts.rglob("pareto.png")), "the plot was not stored through the server"
-    check_a_long_param_is_stored(client, tmp_path)
-    check_a_hundred_trials_log_at_once(uri, tmp_path)
     stop_and_check_nothing_is_left(first, [port, pg_port])
 
     second = servers(*args, cwd=tmp_path)  # the same data folder: reused, the sweep and champion kept
@@ -94,8 +93,14 @@ def test_a_team_server_on_its_own_postgres(servers, reachable_dir, tmp_path, cap
     stop_and_check_nothing_is_left(second, [port, pg_port])
 
 
+def test_a_long_param_is_stored_and_a_hundred_trials_log_at_once(tracking_server, tmp_path):
+    """On the run's PostgreSQL-backed server (PostgreSQL enforces MLflow's limits where SQLite does not)."""
+    check_a_long_param_is_stored(MlflowClient(tracking_uri=tracking_server.uri), tmp_path)
+    check_a_hundred_trials_log_at_once(tracking_server.uri, tmp_path)
+
+
 def check_a_long_param_is_stored(client: MlflowClient, dataset: Path) -> None:
-    """A param beyond MLflow's limit (PostgreSQL enforces it): cut to the limit, and whole as an artifact."""
+    """A param beyond MLflow's limit: cut to the limit, and whole as an artifact."""
     long_space = "/data/" + "deep/" * 3000 + "space.toml"
     experiment_id = ensure_experiment(client, "sitar")
     run_id = start_parent_run(client, experiment_id, "long-param", "sitar", str(dataset), "random",
@@ -136,7 +141,8 @@ def check_a_hundred_trials_log_at_once(uri: str, dataset: Path) -> None:
     print(f"100 trials logged 16 at a time to the PostgreSQL-backed server in {time.perf_counter() - start:.1f} s")
 
 
-def test_a_server_restart_mid_sweep_loses_nothing(servers, reachable_dir, tmp_path):
+@pytest.mark.system
+def test_a_server_restart_mid_sweep_loses_nothing(servers, reachable_dir, tmp_path, ray_head):
     """The tracking server stops and comes back while a sweep logs to it: the driver's MLflow client
     retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES, exponential backoff) until it is back, so every trial
     that finished has its metrics, curves and artifacts, and no run is left RUNNING."""
@@ -150,7 +156,7 @@ def test_a_server_restart_mid_sweep_loses_nothing(servers, reachable_dir, tmp_pa
     space.write_text(SPACE)
     settings = {"datasets": make_datasets(tmp_path, ["bansuri"]), "trials": 12, "space": str(space), "steps": 40,
                 "report_every": 10, "name": "restart", "storage": str(tmp_path / "runs"), "scheduler": "none"}
-    driver = Driver(tmp_path, settings, env={"MLFLOW_TRACKING_URI": uri, "FAKE_SLEEP": "1.5"})
+    driver = Driver(tmp_path, settings, env={"MLFLOW_TRACKING_URI": uri, "FAKE_SLEEP": "1.5"}, cluster=ray_head)
     try:
         client = MlflowClient(uri)
         deadline = time.monotonic() + 300
@@ -191,13 +197,23 @@ def finished_runs(client: MlflowClient) -> list:
     return [r for r in all_trial_runs(client) if r.data.tags.get("tonesweep.status") == "FINISHED"]
 
 
-def test_ui_prints_the_runs_table_links_and_stops_cleanly(servers, tmp_path):
+def test_ui_serves_the_store_on_loopback_prints_the_links_and_stops_cleanly(servers, tmp_path):
+    import urllib.request
+
+    from server.mlflow_server import ui_command
+
+    command = ui_command("sqlite:///x.db", 5123)
+    assert command[command.index("--host") + 1] == "127.0.0.1"
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment_id = ensure_experiment(make_client(store), "bansuri")
     port = free_port()
     ui = servers("ui", "--port", str(port), "--tracking-uri", store, cwd=tmp_path)
     line = ui.wait_for("runs of bansuri: ", START_S)
     assert line == f"runs of bansuri: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
+    assert "tonesweep-bansuri" in urllib.request.urlopen(url, timeout=10).read().decode()  # it serves the store
+    seen = listening(ui.tree())
+    assert seen and not [s for s in seen if not is_loopback(s[1])], seen
     stop_and_check_nothing_is_left(ui, [port])
 
 

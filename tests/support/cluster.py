@@ -1,5 +1,9 @@
-"""A two-node Ray cluster on this machine, as a team's cluster is started: `ray start --head`, then
-`ray start --address` for a second node, each a separate set of processes, on 127.0.0.1.
+"""A Ray cluster on this machine, as a team's cluster is started: `ray start --head`, then
+`ray start --address` for each further node, each a separate set of processes, on 127.0.0.1.
+
+The two-node cluster of tests/test_cluster.py is one; the test run's shared head (``ray_head`` in
+tests/conftest.py: one node, the machine's cores) is another, which the stand-in sweeps join with
+``address`` and ``client_env`` instead of each starting a Ray of their own.
 
 Every process the cluster starts inherits a marker variable; ``stop()`` kills each process that
 carries it, by PID (Ray daemonizes its processes, so they are not children of the test), and waits
@@ -18,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from common.net import free_port
-from support.sweeps import kill_until_gone
+from support.sweeps import REPO, kill_until_gone
 
 RAY = str(Path(sys.executable).parent / "ray")
 # Ports Ray would otherwise take at fixed defaults (two nodes on one machine must not collide).
@@ -53,19 +57,22 @@ def marked_pids(marker: bytes) -> list[int]:
 
 
 class RayCluster:
-    def __init__(self, cpus_per_node: int = 1, env: dict | None = None):
+    def __init__(self, cpus_per_node: int = 1, env: dict | None = None, nodes: int = 2):
         # short: Ray's socket paths live under it and a Unix socket path is at most 107 bytes
         self.root = Path(tempfile.mkdtemp(prefix="ts-ray-", dir="/tmp"))
         token = self.root / "token"
         token.write_text(secrets.token_hex(32))
         self.marker = f"TONESWEEP_TEST_CLUSTER={self.root.name}"
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-                    "RAY_USAGE_STATS_ENABLED": "0", "TONESWEEP_TEST_CLUSTER": self.root.name, **(env or {})}
+        # what a client needs to join: the same token (Ray's token authentication is on)
+        self.client_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        # workers import the code under test, whatever is installed
+        self.env = {**os.environ, **self.client_env, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO),
+                    "TONESWEEP_TEST_CLUSTER": self.root.name, **(env or {})}
         self.env.pop("RAY_ADDRESS", None)
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.gcs_port}"
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
-        self.cpus_per_node = cpus_per_node
+        self.cpus_per_node, self.nodes = cpus_per_node, nodes
         self.log = self.root / "ray-start.log"
         self.sessions: set[int] = set()
 
@@ -83,7 +90,8 @@ class RayCluster:
                   f"--num-cpus={self.cpus_per_node}", f"--temp-dir={self.root}", "--dashboard-host=127.0.0.1",
                   f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={free_port()}",
                   "--disable-usage-stats", *self._node_ports())
-        self.add_node()
+        for _ in range(self.nodes - 1):
+            self.add_node()
         self.pids()  # remember the nodes' sessions while their leaders live
         return self
 

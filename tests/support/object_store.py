@@ -1,27 +1,29 @@
-"""An S3-compatible object store for tests: moto's server on 127.0.0.1, stopped by PID at the end.
+"""An S3-compatible object store for tests: moto's server on 127.0.0.1, one per test run, stopped by
+PID at the end; each test gets a bucket name of its own (``store.bucket``, not yet created).
 
-``ObjectStore.env`` is the AWS environment a sweep reads (endpoint, test credentials, region);
-``listing`` and ``read`` look at what the sweep left in the bucket.
+``ObjectStore.env`` is the AWS environment a sweep reads (endpoint, test credentials, region); the
+run's shared Ray head is started with it, so trials on it reach the store. ``listing`` and ``read``
+look at what a sweep left in the test's bucket.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from common.net import free_port
+from common.net import free_port, http_answers, wait_until
 
 BUCKET = "tonesweep-test"
 
 
 class ObjectStore:
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, bucket: str = BUCKET):
+        self.bucket = bucket
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "tonesweep-test",
@@ -34,16 +36,13 @@ class ObjectStore:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def answers() -> str | None:
             if self.process.poll() is not None:
                 raise RuntimeError(f"moto_server exited ({self.process.returncode})")
-            try:
-                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=2)
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"moto_server not answering on {self.endpoint} within {timeout} s")
+            return http_answers(self.endpoint + "/moto-api/", 2)
+
+        if wait_until(answers, timeout, interval_s=0.2) is not None:
+            raise RuntimeError(f"moto_server not answering on {self.endpoint} within {timeout} s")
 
     def client(self):
         import boto3
@@ -51,19 +50,26 @@ class ObjectStore:
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
 
-    def make_bucket(self, name: str = BUCKET) -> str:
-        self.client().create_bucket(Bucket=name)
-        return name
+    def make_bucket(self, name: str | None = None) -> str:
+        self.client().create_bucket(Bucket=name or self.bucket)
+        return name or self.bucket
 
-    def listing(self, bucket: str = BUCKET, prefix: str = "") -> list[str]:
+    def listing(self, bucket: str | None = None, prefix: str = "") -> list[str]:
         """Object keys under ``prefix``, without the empty "folder/" markers pyarrow writes."""
         keys, paginator = [], self.client().get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for page in paginator.paginate(Bucket=bucket or self.bucket, Prefix=prefix):
             keys += [item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/")]
         return keys
 
-    def read(self, key: str, bucket: str = BUCKET) -> bytes:
-        return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    def read(self, key: str, bucket: str | None = None) -> bytes:
+        return self.client().get_object(Bucket=bucket or self.bucket, Key=key)["Body"].read()
+
+    def for_test(self, test_id: str) -> "ObjectStore":
+        """The same server, with a bucket name of the test's own."""
+        view = object.__new__(ObjectStore)
+        view.__dict__.update(self.__dict__)
+        view.bucket = f"t-{hashlib.sha256(test_id.encode()).hexdigest()[:20]}"
+        return view
 
     def stop(self) -> None:
         """SIGKILL the server by PID and wait for it."""
@@ -73,11 +79,18 @@ class ObjectStore:
         self._log.close()
 
 
-@pytest.fixture
-def store(tmp_path_factory):
-    """A fresh moto server for one test (no bucket yet), stopped by PID at the end."""
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory):
+    """The run's moto server, stopped by PID at the end."""
     server = ObjectStore(tmp_path_factory.mktemp("moto"))
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def store(object_store, request) -> ObjectStore:
+    """The run's object store with a bucket name of this test's own (``store.bucket``; call
+    ``store.make_bucket()`` to create it)."""
+    return object_store.for_test(request.node.nodeid)

@@ -4,6 +4,7 @@ their own session, and the fixtures that stop them by PID at the end, also when 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -105,8 +106,8 @@ def servers():
             server.kill()
 
 
-@pytest.fixture
-def reachable_dir():
+@contextlib.contextmanager
+def reachable_folder():
     """A temp folder the postgres account can enter: under root PostgreSQL runs as postgres, and
     pytest's own folders are 0700."""
     folder = Path(tempfile.mkdtemp(prefix="tonesweep-test-pg-"))
@@ -115,3 +116,34 @@ def reachable_dir():
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def reachable_dir():
+    with reachable_folder() as folder:
+        yield folder
+
+
+class TrackingServer:
+    """A running `tonesweep tracking-server` (its own PostgreSQL, artifacts in ``artifacts``) at ``uri``."""
+
+    def __init__(self, server: Server, port: int, artifacts: Path):
+        self.server, self.port, self.artifacts = server, port, artifacts
+        self.uri = f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def tracking_server():
+    """The test run's one team tracking server, for tests whose subject is not its start (those that
+    start, stop or restart one run their own through ``servers``); stopped by PID at the end."""
+    from common.net import free_port
+
+    with reachable_folder() as folder:
+        port = free_port()
+        server = Server(["tracking-server", "--port", str(port), "--pg-data", str(folder / "postgres"),
+                         "--artifact-root", str(folder / "artifacts")], folder)
+        try:
+            server.wait_for("no tonesweep experiments yet", START_S)
+            yield TrackingServer(server, port, folder / "artifacts")
+        finally:
+            server.kill()

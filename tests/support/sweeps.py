@@ -34,9 +34,14 @@ TERMINAL = {FINISHED, FAILED, REJECTED, STOPPED}  # how a trial of an uninterrup
 # ------------------------------------------------------------------ a stand-in trainer + driver
 
 DRIVER = textwrap.dedent('''
-    """Subprocess sweep driver with a stand-in trainer (defined here, so Ray ships it by value)."""
+    """Subprocess sweep driver with a stand-in trainer (defined here, so Ray ships it by value, with
+    the values of the globals it reads: the workers of a shared Ray cluster do not see this
+    process's environment)."""
     import json, math, os, sys, time
     from pathlib import Path
+
+    FAKE_LOG = os.environ["FAKE_LOG"]
+    FAKE_SLEEP = float(os.environ.get("FAKE_SLEEP", "0.02"))
 
     def fake_size(config):
         from trainers.model.size import size_report
@@ -50,13 +55,13 @@ DRIVER = textwrap.dedent('''
         cfg = validate_config(config)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        with open(os.environ["FAKE_LOG"], "a") as log:
+        with open(FAKE_LOG, "a") as log:
             log.write(f"start {out.name} threads={threads}\\n")
         if cfg["decoder"] == "cnn" and cfg["n_harmonics"] == 20:
             raise RuntimeError("simulated trainer crash")
         base = 1.0 + 100 * cfg["learning_rate"] + (0.5 if cfg["feature"] == "rms" else 0.0)
         for step in range(report_every, cfg["steps"] + 1, report_every):
-            time.sleep(float(os.environ.get("FAKE_SLEEP", "0.02")))
+            time.sleep(FAKE_SLEEP)
             report({"step": step, "train_loss": base / step, "val_loss": base / math.sqrt(step),
                     "elapsed_s": 0.0})
         import numpy as np, soundfile as sf
@@ -74,7 +79,7 @@ DRIVER = textwrap.dedent('''
         (out / "config.json").write_text(json.dumps(cfg))
         (out / "weights.weights.h5").write_bytes(b"w" * 64)
         (out / "checkpoint").mkdir(exist_ok=True)
-        with open(os.environ["FAKE_LOG"], "a") as log:
+        with open(FAKE_LOG, "a") as log:
             log.write(f"end {out.name}\\n")
         return metrics
 
@@ -173,11 +178,18 @@ def kill_session(session_id: int) -> None:
 
 
 class Driver:
-    """A sweep driver subprocess in its own session; ``stop()`` leaves no process behind."""
+    """A sweep driver subprocess in its own session; ``stop()`` leaves no process behind.
 
-    def __init__(self, workdir: Path, settings: dict, env: dict | None = None, module_args=None):
+    With ``cluster`` (the test run's shared Ray head, ``ray_head``), the sweep joins it instead of
+    starting a Ray of its own: settings get its address, the environment its token.
+    """
+
+    def __init__(self, workdir: Path, settings: dict, env: dict | None = None, module_args=None, cluster=None):
         script = workdir / "driver.py"
         script.write_text(DRIVER)
+        if cluster is not None:
+            settings = {**settings, "address": cluster.address}
+            env = {**cluster.client_env, **(env or {})}
         full_env = {**os.environ, "PYTHONPATH": str(REPO), "FAKE_LOG": str(workdir / "fake.log"),
                     "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}", **(env or {})}
         command = module_args or [sys.executable, str(script), json.dumps(settings)]
