@@ -18,6 +18,7 @@ Modes: what tonesweep writes gets the user's umask (``mkstemp``/``mkdtemp`` alon
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -51,15 +52,28 @@ def give_umask_modes(path: str | Path) -> None:
             os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
 
 
-def write_json_atomic(path: str | Path, payload: Any, *, indent: int | None = 2, sort_keys: bool = False) -> None:
+def write_json_atomic(path: str | Path, payload: Any, *, indent: int | None = 2, sort_keys: bool = False,
+                      temp_dir: str | Path | None = None) -> None:
     """Write `payload` as JSON so readers see the old file or the whole new one, never a part.
 
-    The temporary file has a unique name in the same folder (so concurrent writers do not
-    clobber each other's temporaries, and the final rename stays on one filesystem) and is
-    fsynced before it replaces `path`. The file gets the user's umask, not mkstemp's 0600.
+    The temporary file has a unique name (so concurrent writers do not clobber each other's
+    temporaries) in the same folder, or in ``temp_dir`` when a temporary file must never appear
+    beside ``path`` (a folder another process is copying); it is fsynced before it replaces `path`
+    (a ``temp_dir`` on another filesystem falls back to the same folder). The file gets the user's
+    umask, not mkstemp's 0600.
     """
     path = Path(path)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    if temp_dir is not None:
+        try:
+            return _write_json_via(Path(temp_dir), path, payload, indent, sort_keys)
+        except OSError as err:
+            if err.errno != errno.EXDEV:  # only a rename across filesystems falls back
+                raise
+    _write_json_via(path.parent, path, payload, indent, sort_keys)
+
+
+def _write_json_via(folder: Path, path: Path, payload: Any, indent: int | None, sort_keys: bool) -> None:
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".partial")
     try:
         os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w") as handle:

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from results.criteria import Criteria
 from results.pareto import ReferencePoint, hypervolume
+from search.limits import read_refusals
 from common.constants import FAILED, FINISHED, PRECISIONS, REJECTED, STOPPED
 from common.values import finite
 
@@ -39,6 +40,7 @@ class InstrumentTally:
     outcomes: dict[str, str] = field(default_factory=dict)   # trial id -> FINISHED/FAILED/REJECTED/STOPPED
     candidates: list[Candidate] = field(default_factory=list)
     steps_used: dict[str, int] = field(default_factory=dict)  # trial id -> training steps it ran
+    refusals_path: str | None = None  # the searcher's count of refused draws (search.limits)
 
     def preload(self, outcomes: Mapping[str, tuple[str, Mapping[str, Any]]]) -> None:
         """Trials that ended before this driver started (a resumed sweep): id -> (status, metrics)."""
@@ -69,6 +71,10 @@ class InstrumentTally:
     def count(self, *statuses: str) -> int:
         return sum(1 for s in self.outcomes.values() if s in statuses)
 
+    def refused(self) -> int:
+        """Configurations the searcher drew and refused before training (too large or too slow)."""
+        return read_refusals(self.refusals_path)["refused"]
+
     def best(self) -> Candidate | None:
         return min(self.candidates, key=lambda c: (c.quality, c.bytes), default=None)
 
@@ -84,8 +90,11 @@ class InstrumentTally:
         done = len(self.outcomes)
         text = (f"{self.instrument:<10} done {done}/{self.total} running {len(self.running)} "
                 f"finished {self.count(FINISHED)} failed {self.count(FAILED)} stopped {self.count(STOPPED)}")
-        if self.count(REJECTED):  # refused before training (too large or too slow): not a failure
+        if self.count(REJECTED):  # trials refused before training by an older sweep: not a failure
             text += f" rejected {self.count(REJECTED)}"
+        refused = self.refused()
+        if refused:  # draws refused before they became trials (too large or too slow), drawn again
+            text += f" refused {refused}"
         best, small = self.best(), self.smallest_acceptable()
         volume = self.hypervolume()
         if volume is not None:

@@ -37,6 +37,7 @@ from common.constants import FAILED, FINISHED, INTERRUPTED, REJECTED, STOPPED
 from search import tuner
 from search.algorithms.ledger import write_ended
 from search.interrupts import InterruptCatcher, SweepInterrupted
+from search.limits import REFUSALS
 from search.settings import Checked, SweepSettings, preflight, report_every, sweep_params, sweep_record
 
 if TYPE_CHECKING:
@@ -133,7 +134,8 @@ class InstrumentSweep:
         self.tracker = tracking.TrialTracker(sweep.checked.tracking_uri, experiment.experiment_id,
                                              experiment.parent_run_id, sweep.name, self.instrument,
                                              config_defaults=dict(DEFAULTS))
-        self.tally = InstrumentTally(self.instrument, sweep.settings.trials, reference=experiment.reference)
+        self.tally = InstrumentTally(self.instrument, sweep.settings.trials, reference=experiment.reference,
+                                     refusals_path=str(self._driver_folder() / REFUSALS))
         self.tally.preload(self.tracker.existing_outcomes())
 
     def run(self) -> InstrumentResult:
@@ -159,6 +161,11 @@ class InstrumentSweep:
             self._finish(status)
         if catcher.signal_number is not None:
             raise SweepInterrupted(self.sweep.name, catcher.signal_number)
+        ended = len(self.tally.outcomes)
+        if ended < self.sweep.settings.trials:  # the searcher answered FINISHED early
+            refused = self.tally.refused()
+            self.sweep.say(f"[{self.instrument}] the search space ran out after {ended} of {self.sweep.settings.trials} "
+                           f"trials" + (f" ({refused} configurations drawn were refused by the limits)" if refused else ""))
         return InstrumentResult(
             self.instrument, self.experiment.dataset, self.experiment.experiment_id, self.experiment.parent_run_id,
             outcomes=dict(self.tally.outcomes), run_ids=self.tracker.run_ids(), summary_line=self.tally.line(),
@@ -196,8 +203,8 @@ class InstrumentSweep:
 
     def _log_front(self, tally) -> None:
         """After every ended trial: the front's hypervolume and the trial-steps spent, on the parent run."""
-        self.tracker.log_sweep_metrics({"hypervolume": tally.hypervolume(), "trial_steps_used": tally.trial_steps_used()},
-                                       step=len(tally.outcomes))
+        self.tracker.log_sweep_metrics({"hypervolume": tally.hypervolume(), "trial_steps_used": tally.trial_steps_used(),
+                                        "trials_refused": tally.refused()}, step=len(tally.outcomes))
 
     def _driver_folder(self):
         return self.sweep.checked.place.instrument_folder(self.instrument)
@@ -221,6 +228,7 @@ class InstrumentSweep:
         return {
             "trials_finished": tally.count(FINISHED), "trials_failed": tally.count(FAILED),
             "trials_rejected": tally.count(REJECTED), "trials_stopped": tally.count(STOPPED),
+            "trials_refused": tally.refused(),
             "best_quality": best.quality if best else math.nan,
             "smallest_acceptable_bytes": small.bytes if small else math.nan,
             "tracking_s_per_trial": self.tracker.seconds_per_trial(),

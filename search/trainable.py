@@ -30,10 +30,10 @@ from typing import Any, Callable
 from results.layout import NODE_KEY
 from common.constants import FAILED, REJECTED
 from common.values import finite
+from search.limits import SIZE_KEY, SIZE_METRIC, Limits
 
-# The size objective of the search (MO-ASHA, multi-objective samplers): reported with every result
+# The size objective of the search (MO-ASHA, multi-objective samplers) is reported with every result
 # under SIZE_METRIC, from the size report's SIZE_KEY (known before training, so equal at every report).
-SIZE_METRIC, SIZE_KEY = "model_bytes", "bytes_float32"
 
 
 @dataclass(frozen=True)
@@ -168,15 +168,9 @@ class PeakRSS:
 
 def rejection_reason(sizes: dict[str, Any], max_params: int | None, max_bytes: int | None,
                      min_rtf: float | None = None) -> str | None:
-    """Why a configuration is too big or too slow for the limits, or None when it fits."""
-    if max_params is not None and sizes.get("params", 0) > max_params:
-        return f"too large: {sizes['params']} parameters > --max-params {max_params}"
-    if max_bytes is not None and sizes.get("bytes_float32", 0) > max_bytes:
-        return f"too large: {sizes['bytes_float32']} float32 bytes > --max-bytes {max_bytes}"
-    rtf = finite(sizes.get("rtf_wasm"))
-    if min_rtf and rtf is not None and rtf < min_rtf:
-        return f"too slow: wasm real-time factor {rtf:.3g} < --min-rtf {min_rtf:g} (estimated before training)"
-    return None
+    """Why a configuration is too big or too slow for the limits, or None when it fits (``search.limits``)."""
+    refusal = Limits(max_params, max_bytes, min_rtf).refusal(sizes)
+    return refusal.reason if refusal is not None else None
 
 
 def failure_text(err: BaseException) -> str:

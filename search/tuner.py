@@ -16,7 +16,9 @@ from typing import Any
 
 from search.algorithms import OPTUNA_ALGORITHMS
 from search.algorithms.ledger import LEDGER
+from search.limits import REFUSALS, SIZE_METRIC, Feasibility, Limits
 from search.settings import SweepSettings, report_every, trial_steps
+from search.trainable import resolve
 
 METRIC, MODE = "val_loss", "min"
 REDUCTION_FACTOR = 3                   # ASHA's eta: 1 in 3 trials goes on at a rung
@@ -110,15 +112,17 @@ def instrument_seed(seed: int, instrument: str) -> int:
 
 def make_searcher(settings: SweepSettings, space, instrument: str, driver_folder: Path):
     """The searcher of ``--algorithm``: a KerasTuner oracle on val_loss or an Optuna sampler over
-    (model bytes, val_loss), with the sweep's budget, seed, overrides and concurrency."""
+    (model bytes, val_loss), with the sweep's budget, seed, overrides and concurrency; it refuses and
+    redraws configurations outside the sweep's limits (``search.limits``)."""
     overrides = {"seed": settings.seed}
     if settings.steps is not None:
         overrides["steps"] = settings.steps
+    limits = Limits(settings.max_params, settings.max_bytes, settings.min_rtf)
+    refuse = Feasibility(limits, resolve(settings.size_fn), str(driver_folder / REFUSALS)) if limits else None
     common = dict(max_trials=settings.trials, seed=instrument_seed(settings.seed, instrument), overrides=overrides,
-                  max_concurrent=max_concurrent(settings), ledger_path=str(driver_folder / LEDGER))
+                  max_concurrent=max_concurrent(settings), ledger_path=str(driver_folder / LEDGER), refuse=refuse)
     if settings.algorithm in OPTUNA_ALGORITHMS:
         from search.algorithms.optuna_searcher import OptunaSearcher
-        from search.trainable import SIZE_METRIC
 
         return OptunaSearcher(space, settings.algorithm, objectives=(SIZE_METRIC, METRIC), **common)
     from search.algorithms.kerastuner_searcher import KerasTunerSearcher
@@ -140,7 +144,6 @@ def make_scheduler(settings: SweepSettings, space, driver_folder: Path):
     grace = min(steps, 2 * report_every(settings, space))
     if settings.scheduler == "moasha":
         from search.algorithms.moasha import MOASHAScheduler
-        from search.trainable import SIZE_METRIC
 
         return MOASHAScheduler(time_attr="step", metric=METRIC, size_metric=SIZE_METRIC, max_t=steps,
                                grace_period=grace, reduction_factor=REDUCTION_FACTOR,
@@ -166,7 +169,7 @@ def max_concurrent(settings: SweepSettings) -> int:
 def driver_files(instruments: list[str]) -> list[str]:
     """The driver's bookkeeping files of each instrument, relative to the sweep (what ``--resume``
     downloads from an object store)."""
-    return [f"{instrument}/{name}" for instrument in instruments for name in (LEDGER, MOASHA_STATE)]
+    return [f"{instrument}/{name}" for instrument in instruments for name in (LEDGER, MOASHA_STATE, REFUSALS)]
 
 
 def _alias_moved_modules() -> None:

@@ -286,3 +286,43 @@ def test_trials_ended_after_the_last_snapshot_count_against_the_budget(tmp_path)
         again = make()
         again.restore(str(tmp_path / "again.json"))
         assert isinstance(again.suggest("m1"), dict) and again.suggest("m2") == "FINISHED", type(again).__name__
+
+
+def refuse_gru(config):
+    """A stand-in for the sweep's limits: every GRU is too large."""
+    from search.algorithms.refusal import Refusal
+
+    if config["decoder"] == "gru":
+        return Refusal("too large: a GRU", violation=0.5, objectives={"model_bytes": 4000.0 * config["gru_units"]})
+    return None
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayesian", "nsga2", "motpe"])
+def test_refused_draws_are_drawn_again_learned_and_never_spend_the_budget(tmp_path, algorithm):
+    from search.algorithms.kerastuner_searcher import KerasTunerSearcher
+
+    cls = OptunaSearcher if algorithm in ("nsga2", "motpe") else KerasTunerSearcher
+    searcher = cls(small_space(), algorithm, max_trials=6, seed=3, refuse=refuse_gru)
+    configs = [searcher.suggest(f"t{i}") for i in range(6)]
+    assert all(c["decoder"] == "cnn" for c in configs), configs  # six trials, every one may train
+    for i, config in enumerate(configs):
+        finish(searcher, f"t{i}", config)
+    assert searcher.suggest("t6") == "FINISHED" and searcher.refused > 0 and searcher.exhausted is None
+    if cls is OptunaSearcher:  # the sampler learned the refused draws as infeasible
+        infeasible = [t for t in searcher.study.trials if t.constraints.get("limits", 0.0) > 0]
+        assert len(infeasible) == searcher.refused and all(t.params["decoder"] == "gru" for t in infeasible)
+    searcher.save(str(tmp_path / "state.json"))
+    restored = cls(small_space(), algorithm, refuse=refuse_gru)
+    restored.restore(str(tmp_path / "state.json"))
+    assert restored.refused == searcher.refused and restored.suggest("t7") == "FINISHED"
+    clone = pickle.loads(pickle.dumps(searcher))  # Ray pickles the searcher, the check goes with it
+    assert clone.refuse is not None and clone.refused == searcher.refused
+
+
+def test_a_space_the_limits_refuse_entirely_ends_the_search_saying_why():
+    from search.algorithms.refusal import MAX_REDRAWS, Refusal
+
+    searcher = OptunaSearcher(small_space(), "nsga2", max_trials=4, seed=1,
+                              refuse=lambda config: Refusal("too slow: all of it", 1.0))
+    assert searcher.suggest("t0") == "FINISHED"
+    assert searcher.refused == MAX_REDRAWS and "too slow: all of it" in searcher.exhausted

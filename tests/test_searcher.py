@@ -192,3 +192,21 @@ def test_searchers_and_schedulers_pickled_under_their_old_module_names_still_loa
             sys.modules.pop(name, None)
     assert clone.live_trials() == {"a"} and clone.suggest("a") == searcher.suggest("a")
     assert rungs.rungs == scheduler.rungs
+
+
+def test_state_saved_into_rays_folder_never_shows_a_temporary_file_there(tmp_path, monkeypatch):
+    """Ray copies its staging folder to storage in the background while the next state is saved into
+    it: a temporary file there could vanish under the copy and fail it (a traceback in the terminal)."""
+    import tempfile
+
+    searcher = make()
+    searcher.suggest("a")
+    made_in = []
+    real_mkstemp = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", lambda **kw: made_in.append(kw.get("dir")) or real_mkstemp(**kw))
+    searcher.save_to_dir(str(tmp_path), session_str="s1")
+    assert [p.name for p in tmp_path.iterdir()] == ["searcher-state-s1.pkl"]
+    assert made_in and all(str(folder) != str(tmp_path) for folder in made_in), made_in
+    restored = make()
+    restored.restore_from_dir(str(tmp_path))  # what Tuner.restore calls
+    assert restored.live_trials() == {"a"}

@@ -119,6 +119,22 @@ def test_tally_best_and_smallest_acceptable():
     assert "failed 1 stopped 0 rejected 1" in refused.line()  # refused before training is not a failure
 
 
+def test_refused_draws_show_on_the_progress_line(tmp_path):
+    from search.limits import Feasibility, Limits, read_refusals
+
+    check = Feasibility(Limits(max_params=1000), fake_size, str(tmp_path / "refusals.json"))
+    assert check({"hidden": 8}) is None  # 800 parameters fit
+    refusal = check({"hidden": 64})
+    assert refusal.reason == "too large: 6400 parameters > --max-params 1000" and refusal.violation == pytest.approx(5.4)
+    assert refusal.objectives == {"model_bytes": 25600.0}
+    check({"hidden": 32})
+    assert read_refusals(tmp_path / "refusals.json") == {"refused": 2, "reasons": {"too large": 2}}
+    tally = InstrumentTally("bansuri", total=4, refusals_path=str(tmp_path / "refusals.json"))
+    tally.end("a", "FAILED", {})
+    assert tally.line().endswith("failed 1 stopped 0 refused 2") and tally.refused() == 2
+    assert InstrumentTally("bansuri", total=4).refused() == 0 and "refused" not in InstrumentTally("x", 1).line()
+
+
 def test_settings_and_dataset_errors_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="--resume: needs --name"):
         check_settings(SweepSettings(datasets=["x"], trials=2, resume=True))
@@ -154,9 +170,9 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
     space.write_text(SPACE)
     datasets = make_datasets(tmp_path, ["bansuri", "shehnai"])
     settings = {"datasets": datasets, "trials": 8, "space": str(space), "steps": 40, "report_every": 10,
-                "name": "t8", "storage": str(tmp_path / "runs"), "max_params": 60_000, "seed": 4}
+                "name": "t8", "storage": str(tmp_path / "runs"), "max_params": 60_000, "seed": 1}
     output = run_driver(tmp_path, settings, cluster=ray_head)
-    assert "bansuri" in output and "done 8/8" in output and "MLflow: sqlite:///" in output
+    assert "bansuri" in output and "done 8/8" in output and "MLflow: sqlite:///" in output and " refused " in output
 
     client = mlflow_client(tmp_path)
     for instrument, dataset in zip(("bansuri", "shehnai"), datasets):
@@ -169,7 +185,10 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
         assert {(c.data.params["decoder"], c.data.params["feature"]) for c in children} == {
             ("gru", "loudness"), ("gru", "rms"), ("cnn", "loudness"), ("cnn", "rms")}
         statuses = {c.data.tags["tonesweep.status"] for c in children}
-        assert {"FINISHED", "FAILED", "REJECTED"} <= statuses <= TERMINAL, statuses
+        # GRUs of hidden 256 exceed --max-params: refused and drawn again, never a trial of the 8
+        assert {"FINISHED", "FAILED"} <= statuses <= TERMINAL - {"REJECTED"}, statuses
+        assert parent.data.metrics["trials_refused"] >= 1 and all(int(c.data.params["hidden"]) < 256 for c in children
+                                                                  if c.data.params["decoder"] == "gru")
         for child in children:
             check_child(client, child, parent)
 
@@ -185,9 +204,6 @@ def check_child(client, child, parent) -> None:
     assert len(tags["tonesweep.node_id"]) == 56 and "node_id" not in metrics  # the Ray node id (hex), a tag
     if status == "FAILED":
         assert "simulated trainer crash" in tags["tonesweep.failure_reason"]
-    if status == "REJECTED":
-        assert "too large" in tags["tonesweep.failure_reason"] and metrics["params"] > 60_000
-        assert "val_loss" not in metrics
     if status in ("FINISHED", "STOPPED"):
         history = client.get_metric_history(child.info.run_id, "val_loss")
         assert len(history) >= 2 and sorted(m.step for m in history)[0] == 10

@@ -9,13 +9,20 @@ engine for a trial, tells it how a trial ended, and saves and restores the engin
 ====================================  ================================================================
 ``suggest``: the budget, the          ``_ask(trial_id)`` -> values, ``None`` (ask again later) or
 concurrency gate, the same answer     ``FINISHED`` (the engine has nothing left)
-when asked twice for one trial
+when asked twice for one trial,
+refusals and redraws                  ``_decline(trial_id, refusal)``: the draw is infeasible
 ``on_trial_result``                   ``_observe(trial_id, result)`` (default: nothing)
 ``on_trial_complete``: once per       ``_tell(trial_id, result, error)``
 trial, never for unknown ids
 ``save`` / ``restore``: JSON,         ``_engine_state()`` / ``_load_engine(state)``, JSON-safe
 atomic; pickling goes through it
 ====================================  ================================================================
+
+**Refusals.** A drawn configuration that the sweep's limits refuse (``refuse``, e.g. too large for
+``--max-bytes``, known before training) is declined to the engine, which learns that the draw is
+infeasible (Optuna: a constraint violation; KerasTuner: a failed trial), and the searcher draws again
+for the same trial slot: ``max_trials`` counts configurations that train. After ``MAX_REDRAWS``
+refusals in a row the searcher answers ``FINISHED`` and says why (``exhausted``).
 
 Why the concurrency gate is here and not Ray's ``ConcurrencyLimiter``: that wrapper does not save
 its live-trial set, so after ``Tuner.restore`` it silently drops the completion of every trial that
@@ -33,12 +40,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune.search import Searcher
 
-from common.files import write_json_atomic
+from common.files import account_folder, write_json_atomic
 from search.algorithms.ledger import unknown_ended
+from search.algorithms.refusal import MAX_REDRAWS, Refusal
 from spaces.translate import SearchSpace, values_to_config
 
 FINISHED = Searcher.FINISHED
@@ -56,6 +64,8 @@ class TrialSearcher(Searcher):
         max_concurrent: suggestions running at once (0 = no limit).
         ledger_path: the ledger of trials MLflow saw end (read by ``restore``).
         metric, mode: what Ray reads off a searcher (the objective it reports as the trial's metric).
+        refuse: a config -> ``Refusal`` or None (``search.limits.Feasibility``); None: run every draw.
+            Pickled with the searcher, kept across ``set_state``; not part of the JSON state.
     """
 
     STATE_FORMAT = "tonesweep-searcher/1"
@@ -63,7 +73,8 @@ class TrialSearcher(Searcher):
 
     def __init__(self, space: SearchSpace, algorithm: str, max_trials: int = 10, seed: int = 0,
                  overrides: dict[str, Any] | None = None, max_concurrent: int = 0,
-                 ledger_path: str | None = None, metric: str = "val_loss", mode: str = "min"):
+                 ledger_path: str | None = None, metric: str = "val_loss", mode: str = "min",
+                 refuse: Callable[[dict], Refusal | None] | None = None):
         if algorithm not in self.ALGORITHMS:
             raise ValueError(f"algorithm must be one of {self.ALGORITHMS}, got {algorithm!r}")
         super().__init__(metric=metric, mode=mode)
@@ -72,6 +83,9 @@ class TrialSearcher(Searcher):
         self.overrides = dict(overrides or {})
         self.max_concurrent = int(max_concurrent)
         self.ledger_path = ledger_path
+        self.refuse = refuse
+        self.refused = 0                       # draws declined (this searcher's life, state included)
+        self.exhausted: str | None = None      # why the searcher stopped early, if it did
         self._asked = 0                        # suggestions handed out, plus trials counted from the ledger
         self._configs: dict[str, dict] = {}    # Ray trial id -> config handed to Ray
         self._live: set[str] = set()           # Ray trial ids suggested and not yet completed
@@ -93,10 +107,20 @@ class TrialSearcher(Searcher):
             return FINISHED
         if self.max_concurrent and len(self._live) >= self.max_concurrent:
             return None
-        values = self._ask(trial_id)
-        if values is None or values == FINISHED:
-            return values
-        config = values_to_config(values, self.space.fixed, self.overrides)
+        for _ in range(MAX_REDRAWS):
+            values = self._ask(trial_id)
+            if values is None or values == FINISHED:
+                return values
+            config = values_to_config(values, self.space.fixed, self.overrides)
+            refusal = self.refuse(config) if self.refuse is not None else None
+            if refusal is None:
+                break
+            self._decline(trial_id, refusal)
+            self.refused += 1
+        else:
+            self.exhausted = (f"the last {MAX_REDRAWS} configurations drawn were all refused "
+                              f"(last: {refusal.reason})")
+            return FINISHED
         self._asked += 1
         self._configs[trial_id] = config
         self._live.add(trial_id)
@@ -119,6 +143,19 @@ class TrialSearcher(Searcher):
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, self.get_state(), indent=None)
 
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        """What Ray calls every second: the state into Ray's experiment staging folder.
+
+        Ray's own ``save_to_dir`` saves to a temporary file in that folder and renames it, while its
+        background sync may be copying the folder to the storage path: a temporary file listed by
+        the copy and gone before it was read failed the sync ("Saving experiment state to storage
+        ... failed", a traceback in the user's terminal). Here the temporary file is written in a
+        scratch folder of this account and moved in whole.
+        """
+        path = Path(checkpoint_dir) / self.CKPT_FILE_TMPL.format(session_str)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, self.get_state(), indent=None, temp_dir=account_folder("staging"))
+
     def restore(self, checkpoint_path: str) -> None:
         """Load the state written by ``save`` (replaces this searcher's whole state), then count the
         trials that ended after that state was saved against the budget (the module docstring)."""
@@ -135,23 +172,28 @@ class TrialSearcher(Searcher):
                 "max_trials": self.max_trials, "seed": self.seed, "overrides": self.overrides,
                 "max_concurrent": self.max_concurrent, "ledger_path": self.ledger_path,
                 "metric": self.metric, "mode": self.mode, "asked": self._asked, "configs": self._configs,
-                "live": sorted(self._live), "counted": sorted(self._counted), **self._engine_state()}
+                "live": sorted(self._live), "counted": sorted(self._counted), "refused": self.refused,
+                "exhausted": self.exhausted, **self._engine_state()}
 
     def set_state(self, state: dict) -> None:
         if state.get("format") != self.STATE_FORMAT:
             raise ValueError(f"not a {type(self).__name__} state (format {state.get('format')!r})")
-        self.__init__(**self._settings(state))
+        self.__init__(**self._settings(state), refuse=getattr(self, "refuse", None))
         self._configs = {k: dict(v) for k, v in state["configs"].items()}
+        self.refused, self.exhausted = int(state.get("refused", 0)), state.get("exhausted")
         self._asked = int(state.get("asked", len(self._configs)))  # states before the base: one per config
         self._live = set(state["live"])
         self._counted = set(state.get("counted", ()))
         self._load_engine(state)
 
     def __getstate__(self) -> dict:
-        # Ray pickles the searcher inside its Tuner: pickle the JSON state, never the engine object.
-        return self.get_state()
+        # Ray pickles the searcher inside its Tuner: pickle the JSON state, never the engine object
+        # (and the refusal check, a small object of its own)
+        return {**self.get_state(), "refuse": self.refuse}
 
     def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        self.refuse = state.pop("refuse", None)
         self.set_state(state)
 
     def _settings(self, state: dict) -> dict[str, Any]:
@@ -175,6 +217,11 @@ class TrialSearcher(Searcher):
 
     def _ask(self, trial_id: str) -> dict | str | None:
         """Hyperparameter values for a new trial, ``None`` (ask again later) or ``FINISHED``."""
+        raise NotImplementedError
+
+    def _decline(self, trial_id: str, refusal: Refusal) -> None:
+        """The values ``_ask`` just gave for ``trial_id`` are refused: end that draw in the engine as
+        infeasible (``trial_id`` is asked again)."""
         raise NotImplementedError
 
     def _observe(self, trial_id: str, result: dict) -> None:

@@ -58,15 +58,18 @@ class KerasTunerSearcher(TrialSearcher):
 
     def __init__(self, space: SearchSpace, algorithm: str = "random", max_trials: int = 10, seed: int = 0,
                  overrides: dict[str, Any] | None = None, max_concurrent: int = 0, metric: str = "val_loss",
-                 mode: str = "min", ledger_path: str | None = None):
+                 mode: str = "min", ledger_path: str | None = None, refuse=None):
         self._ray_to_kt: dict[str, str] = {}   # Ray trial id -> KerasTuner trial id
-        super().__init__(space, algorithm, max_trials, seed, overrides, max_concurrent, ledger_path, metric, mode)
+        super().__init__(space, algorithm, max_trials, seed, overrides, max_concurrent, ledger_path, metric, mode,
+                         refuse)
 
     # ---- the engine ----
 
     def _new_engine(self) -> None:
         objective = kt.Objective(self.metric, direction=self.mode)
-        common = dict(objective=objective, max_trials=self.max_trials, seed=self.seed + 1,
+        # No max_trials for the oracle: the budget counts configurations that train (the base's rule),
+        # and the oracle's own count would include refused draws.
+        common = dict(objective=objective, max_trials=None, seed=self.seed + 1,
                       hyperparameters=self.space.hyperparameters.copy(),
                       allow_new_entries=False, tune_new_entries=False,
                       max_consecutive_failed_trials=10**9)
@@ -91,6 +94,28 @@ class KerasTunerSearcher(TrialSearcher):
             return None
         self._ray_to_kt[trial_id] = trial.trial_id
         return trial.hyperparameters.values
+
+    def _decline(self, trial_id: str, refusal) -> None:
+        """End the refused draw's KerasTuner trial. Random search never draws the same values twice; the
+        Gaussian process, which learns from completed trials only, would propose the same optimum again,
+        so once it has taken over a refused draw completes with a penalty (twice the worst score)."""
+        kt_trial = self._oracle.get_trial(self._ray_to_kt.pop(trial_id))
+        penalty = self._penalty() if self.algorithm == "bayesian" else None
+        if penalty is None:
+            kt_trial.status = kt_trial_module.TrialStatus.FAILED
+        else:
+            self._oracle.update_trial(kt_trial.trial_id, {self.metric: penalty}, step=0)
+            kt_trial.status = kt_trial_module.TrialStatus.COMPLETED
+        kt_trial.message = f"refused: {refusal.reason}"
+        self._oracle.end_trial(kt_trial)
+
+    def _penalty(self) -> float | None:
+        scores = [t.score for t in self._oracle.trials.values()
+                  if t.status == kt_trial_module.TrialStatus.COMPLETED and t.score is not None]
+        if not scores:
+            return None
+        worst = max(scores) if self.mode == "min" else min(scores)
+        return worst + abs(worst) if self.mode == "min" else worst - abs(worst)
 
     def _observe(self, trial_id: str, result: dict) -> None:
         """Record an intermediate objective value (the oracle keeps the learning curve)."""

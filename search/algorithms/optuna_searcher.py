@@ -43,9 +43,14 @@ from spaces.translate import SearchSpace
 OBJECTIVES = ("model_bytes", "val_loss")
 
 
+LIMITS = "limits"        # Optuna constraint of every told trial: how far past the sweep's limits (> 0: refused)
+REFUSED_VALUE = 1e9      # a refused draw's unknown objectives (its constraint ranks it, not they)
+
+
 def make_sampler(algorithm: str, seed: int, max_trials: int) -> optuna.samplers.BaseSampler:
     """NSGA-II with a population a quarter of the budget (4..50), or TPE with a startup of a quarter
-    of the budget (4..10), so that small sweeps still get past the random start."""
+    of the budget (4..10), so that small sweeps still get past the random start. Both learn which
+    draws the sweep's limits refuse from the trials' constraints (``LIMITS``)."""
     quarter = max(4, max_trials // 4)
     if algorithm == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=min(50, quarter), seed=seed)
@@ -62,13 +67,13 @@ class OptunaSearcher(TrialSearcher):
 
     def __init__(self, space: SearchSpace, algorithm: str = "nsga2", max_trials: int = 10, seed: int = 0,
                  overrides: dict[str, Any] | None = None, max_concurrent: int = 0,
-                 objectives: tuple[str, ...] = OBJECTIVES, ledger_path: str | None = None):
+                 objectives: tuple[str, ...] = OBJECTIVES, ledger_path: str | None = None, refuse=None):
         self.objectives = tuple(objectives)
         self._asked_trials: dict[str, optuna.trial.Trial] = {}  # Ray id -> asked Optuna trial (this process)
         self._values: dict[str, dict] = {}     # Ray id -> the sampled values (to re-add after a restore)
         self._told: list[dict] = []            # every told trial, JSON-ready
         super().__init__(space, algorithm, max_trials, seed, overrides, max_concurrent, ledger_path,
-                         metric=self.objectives[-1], mode="min")
+                         metric=self.objectives[-1], mode="min", refuse=refuse)
 
     # ---- the engine ----
 
@@ -86,16 +91,27 @@ class OptunaSearcher(TrialSearcher):
         self._values[trial_id] = values
         return {**self._constants, **values}
 
+    def _decline(self, trial_id: str, refusal) -> None:
+        """Tell the study the draw is infeasible: complete, with the violation as its constraint (the
+        samplers rank it behind every feasible trial) and what is known of its objectives."""
+        trial = self._asked_trials.pop(trial_id)
+        self._values.pop(trial_id, None)
+        trial.set_constraint(LIMITS, max(float(refusal.violation), 1e-9))
+        values = [float(refusal.objectives.get(name, REFUSED_VALUE)) for name in self.objectives]
+        self._study.tell(trial, values=values, state=TrialState.COMPLETE)
+        self._told.append(_trial_json(self._study.trials[trial.number]))
+
     def _tell(self, trial_id: str, result: dict, error: bool) -> None:
         values = None if error or result.get("status") in (FAILED, REJECTED) else self._objective_values(result)
         state = TrialState.COMPLETE if values else TrialState.FAIL
         trial = self._asked_trials.pop(trial_id, None)
         if trial is not None:
+            trial.set_constraint(LIMITS, 0.0)  # it trained: within the limits
             self._study.tell(trial, values=values, state=state)
             record = self._study.trials[trial.number]
         else:  # asked before a restore: the study never saw it, add it whole
             record = create_trial(params=self._values[trial_id], distributions=self._distributions(trial_id),
-                                  values=values, state=state)
+                                  values=values, state=state, constraints={LIMITS: 0.0})
             self._study.add_trial(record)
         self._told.append(_trial_json(record))
 
@@ -128,11 +144,12 @@ class OptunaSearcher(TrialSearcher):
 
 def _trial_json(trial: optuna.trial.FrozenTrial) -> dict:
     return {"params": trial.params, "distributions": {k: distribution_to_json(d) for k, d in trial.distributions.items()},
-            "values": trial.values, "state": trial.state.name, "system_attrs": jsonable(trial.system_attrs)}
+            "values": trial.values, "state": trial.state.name, "system_attrs": jsonable(trial.system_attrs),
+            "user_attrs": jsonable(trial.user_attrs)}
 
 
 def _trial_from_json(record: dict) -> optuna.trial.FrozenTrial:
     return create_trial(params=record["params"],
                         distributions={k: json_to_distribution(d) for k, d in record["distributions"].items()},
                         values=record["values"], state=TrialState[record["state"]],
-                        system_attrs=record.get("system_attrs") or {})
+                        system_attrs=record.get("system_attrs") or {}, user_attrs=record.get("user_attrs") or {})
