@@ -100,6 +100,7 @@ bench: install
 	$(PY) bench/page_speed.py --models $(DEMO_DIR)/export --wav $(DEMO_VOICE)
 	$(PY) bench/trial_memory.py --dataset $(DEMO_DIR)/datasets/bansuri --steps 100 --reused 10 --reused-steps 20
 	$(PY) bench/sweep_overhead.py --dataset $(DEMO_DIR)/datasets/bansuri --trials 32 --steps 20
+	$(PY) bench/xla_break_even.py --dataset $(DEMO_DIR)/datasets/bansuri --steps 20,60,150
 	$(PY) bench/prepare_speed.py --minutes 15
 	[ -f $(DEMO_DIR)/datasets/bansuri/manifest.json ] || $(MAKE) demo
 	$(PY) bench/many_trials.py --dataset $(DEMO_DIR)/datasets/bansuri --trials 200 --steps 30

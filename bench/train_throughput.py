@@ -11,7 +11,7 @@ and global-norm clipping, starting from the same weights:
 - tonesweep: `trainers.training.train.make_train_step` — the same step with the oscillator bank
   reorganized (`trainers.model.synth.harmonic_synthesis_fast`: f0-only phase accumulation, Hann
   crossfade of amplitudes folded into one batched matmul per frame) and XLA as configured by
-  `trainers.training.train.JIT_COMPILE`.
+  XLA as a trial of at least `trainers.training.train.XLA_MIN_STEPS` steps uses it (`--jit off`: without).
 
 Steps of the two are interleaved (A, B, A, B, ...) so machine load hits both alike. Throughput is
 seconds of audio per CPU-second of this process (`time.process_time`, all threads), and the
@@ -46,8 +46,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=6, help="timed steps per variant (after 2 warm-up steps)")
     p.add_argument("--threads", type=int, default=1, help="TF intra/inter-op threads (trials use 1)")
-    p.add_argument("--jit", choices=["config", "on", "off"], default="config",
-                   help="XLA for the tonesweep step (default: trainers.training.train.JIT_COMPILE)")
+    p.add_argument("--jit", choices=["on", "off"], default="on",
+                   help="XLA for the tonesweep step (default: on, as trials of XLA_MIN_STEPS steps or more use it)")
     p.add_argument("--profile", action="store_true", help="also time the parts of the step")
     return p.parse_args()
 
@@ -78,9 +78,9 @@ def main() -> None:
     from trainers.model import synth
     from trainers.model.config import validate_config
     from trainers.model.trained import build_model, make_loss
-    from trainers.training.train import JIT_COMPILE, make_train_step
+    from trainers.training.train import make_train_step
 
-    jit = {"config": JIT_COMPILE, "on": True, "off": False}[args.jit]
+    jit = args.jit == "on"
     config = validate_config(CONFIG)
     n_frames = int(SECONDS * config["frame_rate"])
     n_samples = int(SECONDS * SAMPLE_RATE)

@@ -22,6 +22,7 @@ server restarts); ``make test-slow`` the longer checks.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ import pytest
 
 from support.audio import synth_tone
 from support.object_store import object_store, store  # noqa: F401 - fixtures: an S3-compatible store, stopped by PID
-from support.servers import reachable_dir, servers, tracking_server  # noqa: F401 - fixtures: team servers, stopped by PID
+from support.servers import reachable_dir, servers  # noqa: F401 - fixtures: team servers, stopped by PID
 
 # Tracking failures raise under the tests instead of being logged as warnings (results/tracking.py);
 # subprocess drivers started by the tests inherit this.
@@ -67,17 +68,69 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def ray_head(object_store):
-    """The test run's shared Ray head: one node with the machine's cores, stopped by PID at the end.
-    Its processes have the object store's AWS environment (trials on it reach the store)."""
+# The services a run shares, started in the background as the run begins when a selected test needs
+# one: their start (seconds of waiting on Ray's and PostgreSQL's processes) overlaps the first tests.
+_EARLY: dict[str, Future] = {}
+
+
+def _start_ray_head(env: dict):
     from support.cluster import RayCluster
 
-    cluster = RayCluster(cpus_per_node=os.cpu_count() or 2, env=object_store.env, nodes=1)
+    return RayCluster(cpus_per_node=os.cpu_count() or 2, env=env, nodes=1).start()
+
+
+def _start_tracking_server():
+    from support.servers import TrackingServer
+
+    return TrackingServer().start()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_services_started_early(request):
+    """Start ``ray_head`` and ``tracking_server`` in the background now if a selected test uses them;
+    whatever no test then claimed is stopped at the end."""
+    used = {name for item in request.session.items for name in item.fixturenames}
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shared-service")
+    if "tracking_server" in used:
+        _EARLY["tracking_server"] = pool.submit(_start_tracking_server)
+    if "ray_head" in used:
+        _EARLY["ray_head"] = pool.submit(_start_ray_head, request.getfixturevalue("object_store").env)
     try:
-        yield cluster.start()
+        yield
+    finally:
+        pool.shutdown(wait=True)
+        for future in _EARLY.values():  # started, never claimed (its tests were skipped)
+            if future.exception() is None:
+                future.result().stop()
+        _EARLY.clear()
+
+
+def _claim(name: str, start):
+    future = _EARLY.pop(name, None)
+    return future.result() if future is not None else start()
+
+
+@pytest.fixture(scope="session")
+def ray_head(shared_services_started_early, object_store):
+    """The test run's shared Ray head: one node with the machine's cores, stopped by PID at the end.
+    Its processes have the object store's AWS environment (trials on it reach the store)."""
+    cluster = _claim("ray_head", lambda: _start_ray_head(object_store.env))
+    try:
+        yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def tracking_server(shared_services_started_early):
+    """The test run's one team tracking server (``support.servers.TrackingServer``), for tests whose
+    subject is not its start (those that start, stop or restart one run their own through
+    ``servers``); stopped by PID at the end."""
+    server = _claim("tracking_server", _start_tracking_server)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -144,10 +197,12 @@ def trained_trial(tiny_dataset, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_cnn_trial(tiny_dataset, tmp_path_factory) -> Path:
-    """Like ``trained_trial`` but a causal CNN on RMS at 50 Hz with a trainable reverb, 20 steps."""
+    """Like ``trained_trial`` but a causal CNN on RMS at 50 Hz with a trainable reverb, 20 steps, XLA."""
     from trainers.training.train import train_trial
 
     out = tmp_path_factory.mktemp("trained_cnn")
-    train_trial(tiny_dataset, TRAINED_CNN_CONFIG, out, report_every=10)
+    # XLA although 20 steps are below XLA_MIN_STEPS: the compiled step, which longer trials use, is
+    # then trained and reloaded in the default tier too
+    train_trial(tiny_dataset, TRAINED_CNN_CONFIG, out, report_every=10, jit_compile=True)
     return out
 # ================================================================================= end trainer

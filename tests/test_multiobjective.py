@@ -240,7 +240,7 @@ def test_multiobjective_sweep_logs_the_front_while_it_runs(tmp_path, ray_head):
 
 def test_multiobjective_sweep_on_the_real_trainer(tmp_path, request, ray_head):
     """The default tier's one sweep of the real trainer: 2 real trials side by side, NSGA-II + MO-ASHA,
-    a few steps each, through the CLI, on the run's Ray head (tests/test_sweep.py's 8-trial sweep of
+    a few steps each, through the CLI, on the run's Ray head (tests/test_sweep.py's 4-trial sweep of
     the real trainer is in the system tier)."""
     dataset = request.getfixturevalue("tiny_dataset")
     space = tmp_path / "space.toml"

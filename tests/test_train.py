@@ -76,6 +76,13 @@ def test_cnn_with_reverb_trains_and_reloads(trained_cnn_trial):
     np.testing.assert_array_equal(audio, model.render(f0, db))
 
 
+def test_xla_only_where_it_pays():
+    """bench/xla_break_even.py: compiling pays from 26 steps (a small CNN) to 50 (a GRU-64)."""
+    from trainers.training.train import XLA_MIN_STEPS, use_xla
+
+    assert XLA_MIN_STEPS == 50 and not use_xla(49) and use_xla(50) and use_xla(150)
+
+
 def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
     """Same seed -> same weights; 2 steps + resume to 4 == 4 steps straight (b starts fresh with
     a's seed, so a == b shows determinism and exact resume at once); reports on schedule."""

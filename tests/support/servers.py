@@ -125,25 +125,30 @@ def reachable_dir():
 
 
 class TrackingServer:
-    """A running `tonesweep tracking-server` (its own PostgreSQL, artifacts in ``artifacts``) at ``uri``."""
+    """A `tonesweep tracking-server` (its own PostgreSQL, artifacts in ``artifacts``) at ``uri``, in a
+    folder of its own; ``start`` waits until it answers, ``stop`` kills what is left by PID and removes
+    the folder."""
 
-    def __init__(self, server: Server, port: int, artifacts: Path):
-        self.server, self.port, self.artifacts = server, port, artifacts
-        self.uri = f"http://127.0.0.1:{port}"
+    def __init__(self):
+        from common.net import free_port
 
+        self.folder = Path(tempfile.mkdtemp(prefix="tonesweep-test-pg-"))
+        self.folder.chmod(0o711)  # under root PostgreSQL runs as postgres and must enter it
+        self.port, self.artifacts = free_port(), self.folder / "artifacts"
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.server: Server | None = None
 
-@pytest.fixture(scope="session")
-def tracking_server():
-    """The test run's one team tracking server, for tests whose subject is not its start (those that
-    start, stop or restart one run their own through ``servers``); stopped by PID at the end."""
-    from common.net import free_port
-
-    with reachable_folder() as folder:
-        port = free_port()
-        server = Server(["tracking-server", "--port", str(port), "--pg-data", str(folder / "postgres"),
-                         "--artifact-root", str(folder / "artifacts")], folder)
+    def start(self) -> "TrackingServer":
+        self.server = Server(["tracking-server", "--port", str(self.port), "--pg-data", str(self.folder / "postgres"),
+                              "--artifact-root", str(self.artifacts)], self.folder)
         try:
-            server.wait_for("no tonesweep experiments yet", START_S)
-            yield TrackingServer(server, port, folder / "artifacts")
-        finally:
-            server.kill()
+            self.server.wait_for("no tonesweep experiments yet", START_S)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)

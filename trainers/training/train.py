@@ -42,9 +42,17 @@ keras = tf.keras
 
 VAL_SUBSET = 4  # validation examples behind the reported val_loss (the metric ASHA stops on)
 FEATURE_KEYS = {"loudness": "loudness_db", "rms": "rms_db"}
-# XLA for the training step: -20..40% CPU per step for ~4 s CPU of compiling once per trial,
-# a net gain beyond ~60 steps (measured with bench/train_throughput.py's configuration).
-JIT_COMPILE = True
+# XLA for the training step from this many steps on. It compiles the step once per trial (3-4 s more
+# in the first call than tracing alone) and then saves 8-37 % per step: bench/xla_break_even.py measured
+# the break-even at 26 steps for a small CNN at 50 Hz and 50 for a GRU-64 at 250 Hz, so shorter trials
+# train without it. The two differ in float32 reassociation only (held-out quality within 0.7 % at
+# 20-60 steps there); a trial's choice depends on its steps alone, so a resumed trial keeps it.
+XLA_MIN_STEPS = 50
+
+
+def use_xla(steps: int) -> bool:
+    """Whether a trial of ``steps`` steps compiles its training step with XLA."""
+    return steps >= XLA_MIN_STEPS
 
 
 class TrialFailed(RuntimeError):
@@ -113,7 +121,7 @@ def configure_threads(threads: int | None) -> None:
 
 
 
-def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float, jit_compile: bool = JIT_COMPILE,
+def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float, jit_compile: bool = True,
                     fast_harmonics: bool = True):
     """A compiled step: (f0_hz [B,T,1], feature_db [B,T,1], audio [B,n], noise [B,n]) -> loss.
 
@@ -231,7 +239,7 @@ def train_trial(
     report: Callable[[dict], None] | None = None,
     report_every: int = 50,
     threads: int | None = None,
-    jit_compile: bool = JIT_COMPILE,
+    jit_compile: bool | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and save one trial; returns the metrics dict (also in out_dir/metrics.json).
 
@@ -241,6 +249,7 @@ def train_trial(
     "first_step_s"}.
     Resumes from out_dir/checkpoint/ when present. ``first_step_s`` in the metrics: seconds from this
     call to the end of its first training step (data, model, tracing and XLA compilation).
+    ``jit_compile``: XLA for the training step; None: ``use_xla(config["steps"])``.
     """
     started = time.perf_counter()
     configure_threads(threads)  # first: before any TF op of this process
@@ -252,6 +261,8 @@ def train_trial(
     train, val = load_frames(dataset_dir, "train", config), load_frames(dataset_dir, "validation", config)
     tf.config.experimental.enable_op_determinism()
     out_dir.mkdir(parents=True, exist_ok=True)
+    if jit_compile is None:
+        jit_compile = use_xla(config["steps"])
     trainer = _Trainer(config, train, val, out_dir, jit_compile, started)
     trainer.restore()  # before writing anything: a checkpoint of another config must stay intact
     _write_json(out_dir / "config.json", config)
