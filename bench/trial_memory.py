@@ -10,8 +10,10 @@ Each case runs in a fresh Python process (as a Ray worker is one), through the s
 - ``cnn-smallest`` / ``gru-largest``: one trial of the smallest CNN and of the largest GRU of the
   built-in space, ``--steps`` steps: peak RSS, and start-up (process start to the end of the first
   training step: imports, dataset, model, tracing, XLA compilation) against the trial's wall time;
-- ``reused``: ``--reused`` small-CNN trials one after another in one process (a reused Ray
-  worker), with XLA on and then off: RSS after each trial, and the growth per trial.
+- ``reused``: ``--reused`` small-CNN trials (one architecture, a seed each) one after another in one
+  process (a reused Ray worker), with XLA on and then off: RSS after each trial, the growth per trial,
+  and each trial's first call of the training step (the first trial traces and compiles it; the later
+  ones reuse it, ``trainers.training.train.ArchitectureKit``).
 
 Ratios are against ``tf-alone`` measured in the same run. Nothing is written outside a temporary folder.
 """
@@ -64,7 +66,7 @@ def run_one(dataset: str, config: dict, steps: int, out: Path, jit: bool | None 
     result = execute_trial({**config, "steps": steps, "batch_size": 4}, spec, out, report=lambda m: None)
     wall = time.perf_counter() - start
     keep = ("status", "failure_reason", "peak_rss_mib", "rss_at_start_mib", "startup_s", "first_step_s",
-            "train_time_s", "params")
+            "first_call_s", "train_time_s", "params")
     return {**{k: result.get(k) for k in keep}, "trial_wall_s": wall, "rss_after_mib": rss_mib()}
 
 
@@ -78,7 +80,7 @@ def case_trial(dataset: str, config: dict, steps: int, out: Path) -> dict:
 def case_reused(dataset: str, steps: int, count: int, out: Path, jit: bool) -> dict:
     trials = [run_one(dataset, {**SMALLEST_CNN, "seed": i}, steps, out / f"t{i}", jit=jit) for i in range(count)]
     return {"rss_after_mib": [t["rss_after_mib"] for t in trials], "peak_rss_mib": [t["peak_rss_mib"] for t in trials],
-            "status": [t["status"] for t in trials]}
+            "first_call_s": [t["first_call_s"] for t in trials], "status": [t["status"] for t in trials]}
 
 
 def child(args) -> None:
@@ -135,7 +137,9 @@ def main() -> int:
         growth = (after[-1] - after[0]) / max(1, len(after) - 1)
         print(f"{case:<13} {len(after)} trials x {args.reused_steps} steps in one process: RSS after each "
               f"{', '.join(f'{x:,.0f}' for x in after)} MiB; growth {growth:+.1f} MiB per trial after the first; "
-              f"peak {max(results[case]['peak_rss_mib']):,.0f} MiB ({max(results[case]['peak_rss_mib']) / base:.2f}x TF alone)")
+              f"peak {max(results[case]['peak_rss_mib']):,.0f} MiB ({max(results[case]['peak_rss_mib']) / base:.2f}x TF alone); "
+              f"the training step's first call {', '.join(f'{x:.2f}' for x in results[case]['first_call_s'])} s "
+              "(one architecture, a seed each: from the second trial on, no tracing or compiling)")
     print("RESULTS " + json.dumps(results))
     return 0
 

@@ -3,7 +3,7 @@
 The champion (``tonesweep-<instrument>@champion``, set by `tonesweep pareto`) or an MLflow run id
 is resolved here and its ``trial/`` artifact folder downloaded; ``--precision auto`` is decided here too, by the selector's own rule
 (``results.criteria``). The export chain in ``trainers.export.bundle`` (TensorFlow, never MLflow)
-takes the resulting folder from there; ``search.commands.export`` joins the two.
+takes the resulting folder from there; ``cli.commands.export`` joins the two.
 """
 
 from __future__ import annotations

@@ -60,13 +60,19 @@ def run_sweep(settings: SweepSettings, say: Say | None = None) -> list[Instrumen
     """
     from cluster import local_ray
     from results import tracking
-    from search.place import write_sweep_file
+    from search.place import read_sweep_file, write_sweep_file
 
     say = say or _quiet
     checked = preflight(settings)
     tuner.set_driver_environment()
     place = checked.place
     place.open(tuner.driver_files([instrument for instrument, _ in checked.instruments]), settings.resume)
+    if settings.resume:
+        try:
+            read_sweep_file(place.folder)  # the sweep to continue, whole (a damaged one is one line)
+        except BaseException:
+            place.close()
+            raise
     ray_handle = local_ray.start(settings.address, tuner.worker_environment(settings.xla_cache))
     try:
         local_ray.check_fits(settings.cpus_per_trial)

@@ -54,6 +54,8 @@ def world(tmp_path_factory, make_tone_module, small_bundle):
     shutil.copytree(small_bundle.parent / "trial", root / "trial")
     shutil.copytree(small_bundle, root / "bundle")
     make_datasets(root, ["bansuri"])
+    (root / "runs-damaged" / "broken").mkdir(parents=True)
+    (root / "runs-damaged" / "broken" / "sweep.json").write_text('{"name": "broken", "tri')  # cut short
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
     rng = random.Random(1)
@@ -145,6 +147,7 @@ CASES = [
     # ---- flags
     ("sweep-trials-0", lambda r, u: ["sweep", "--trials", "0", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--trials"),
     ("sweep-steps-0", lambda r, u: [*SWEEP, "--steps", "0", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--steps"),
+    ("sweep-resume-damaged-sweep-file", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs-damaged", "--name", "broken", "--resume", "--tracking-uri", u], 2, "sweep.json"),
     ("sweep-resume-without-name", lambda r, u: [*SWEEP, "--resume", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--resume"),
     ("sweep-resume-unknown", lambda r, u: [*SWEEP, "--resume", "--name", "nope", "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs", "--tracking-uri", u], 2, "--name nope"),
     ("sweep-dataset-missing", lambda r, u: [*SWEEP, "--dataset", f"{r}/no-such", "--tracking-uri", u], 2, "manifest.json"),

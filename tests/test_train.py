@@ -111,6 +111,27 @@ def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
         train_trial(tiny_dataset, {**TINY, "gru_units": 4, "steps": 6}, tmp_path / "a", jit_compile=False)
 
 
+def test_a_later_trial_of_an_architecture_reuses_its_compiled_step_and_gives_the_same_numbers(tiny_dataset, tmp_path):
+    """A reused worker keeps each architecture's model and compiled step (ArchitectureKit): a trial with
+    another seed, learning rate, clipping and feature traces nothing, and the first trial again gives
+    the very same weights and numbers."""
+    from trainers.training import train
+
+    def run(name: str, **changes) -> dict:
+        return train.train_trial(tiny_dataset, {**TINY, "steps": 2, **changes}, tmp_path / name, jit_compile=False)
+
+    first = run("first")
+    kit = list(train._KITS.values())[-1]  # the kit this architecture's trials share
+    other = run("other", seed=5, learning_rate=2e-3, grad_clip=1.0, feature="rms")
+    again = run("again")
+    assert list(train._KITS.values())[-1] is kit and kit.trials >= 3
+    assert kit.step.experimental_get_tracing_count() == 1 and kit.val_loss.experimental_get_tracing_count() == 1
+    assert other["final_train_loss"] != first["final_train_loss"]
+    assert again["final_train_loss"] == first["final_train_loss"] and again["quality_float32"] == first["quality_float32"]
+    for x, y in zip(_weights(tmp_path / "first"), _weights(tmp_path / "again")):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_nan_loss_writes_failed_metrics_and_raises(tiny_dataset, tmp_path, monkeypatch):
     from trainers.training import train
 

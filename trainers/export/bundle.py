@@ -10,7 +10,7 @@ ExportParityError below its bar, so a bundle on disk has passed them all.
 
 trainers/ never imports MLflow: finding the champion or a run in the tracking store, downloading
 its ``trial/`` folder and deciding ``--precision auto`` is ``results.champion``'s job (joined to
-this module by the CLI handler, ``search.commands.export``); this module starts from a local trial
+this module by the CLI handler, ``cli.commands.export``); this module starts from a local trial
 folder (`ResolvedTrial`) and a concrete precision.
 """
 

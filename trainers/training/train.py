@@ -18,6 +18,7 @@ continues exactly as an uninterrupted run would.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -121,7 +122,7 @@ def configure_threads(threads: int | None) -> None:
 
 
 
-def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float, jit_compile: bool = True,
+def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float | tf.Variable, jit_compile: bool = True,
                     fast_harmonics: bool = True):
     """A compiled step: (f0_hz [B,T,1], feature_db [B,T,1], audio [B,n], noise [B,n]) -> loss.
 
@@ -157,18 +158,76 @@ def make_eval_loss(model: TrainedModel, loss_fn, jit_compile: bool = False):
     return evaluate
 
 
+# What differs between trials of one architecture: values the compiled step reads from variables and
+# inputs (the learning rate and clipping are variables; the seed decides the initial weights and the
+# batches and noise fed in; the feature is only which input array feeds the decoder), never its program.
+TRIAL_VALUES = ("learning_rate", "grad_clip", "seed", "steps", "feature")
+MAX_KITS = 3  # architectures whose model and compiled step a process keeps (each holds its graphs and executables)
+
+
+class ArchitectureKit:
+    """What the trials of one architecture share in a process: the model and optimizer objects and the
+    compiled training step and validation loss, traced (and XLA-compiled) once.
+
+    A later trial of the same architecture in the same process (a reused Ray worker) gets the kit back
+    with fresh values (``reset``): the weights a fresh build with its seed has, a new optimizer state
+    with its learning rate, its clipping. It then calls the same compiled functions: no tracing, no
+    compiling, and the same numbers as in a fresh process.
+    """
+
+    def __init__(self, config: dict[str, Any], jit_compile: bool):
+        tf.keras.utils.set_random_seed(config["seed"])
+        self.model = build_model(config)
+        self.optimizer = keras.optimizers.Adam(learning_rate=config["learning_rate"])
+        self.optimizer.build(self.model.trainable_variables)
+        self.clip = tf.Variable(float(config["grad_clip"]), trainable=False, dtype=tf.float32, name="grad_clip")
+        loss_fn = make_loss()
+        self.step = make_train_step(self.model, self.optimizer, loss_fn, self.clip, jit_compile)
+        self.val_loss = make_eval_loss(self.model, loss_fn)
+        self.trials = 1
+
+    def reset(self, config: dict[str, Any]) -> None:
+        """Fresh values for the next trial: its seed's initial weights (a throwaway build, whose
+        initializers draw as this kit's did), zeroed optimizer state, its learning rate and clipping."""
+        tf.keras.utils.set_random_seed(config["seed"])
+        fresh = build_model(config)
+        for target, source in zip(self.model.weights, fresh.weights, strict=True):
+            target.assign(source)
+        for variable in self.optimizer.variables:  # iterations, the moments, the learning rate
+            variable.assign(tf.zeros(variable.shape, variable.dtype))
+        self.optimizer.learning_rate = float(config["learning_rate"])
+        self.clip.assign(float(config["grad_clip"]))
+        self.model.config = config
+        self.trials += 1
+
+
+_KITS: dict[str, ArchitectureKit] = {}  # architecture key -> kit, least recently used first
+
+
+def architecture_kit(config: dict[str, Any], jit_compile: bool) -> ArchitectureKit:
+    """This process's kit for the config's architecture: built on first use, reset after that; the
+    ``MAX_KITS`` architectures used last are kept."""
+    key = json.dumps({**{k: v for k, v in config.items() if k not in TRIAL_VALUES}, "jit": jit_compile},
+                     sort_keys=True)
+    kit = _KITS.pop(key, None)
+    if kit is None:
+        kit = ArchitectureKit(config, jit_compile)
+    else:
+        kit.reset(config)
+    _KITS[key] = kit
+    while len(_KITS) > MAX_KITS:
+        _KITS.pop(next(iter(_KITS)))
+    return kit
+
+
 class _Trainer:
     """Mutable training state of one trial; `run()` does the loop. Kept private: use train_trial."""
 
     def __init__(self, config, train, val, out_dir: Path, jit_compile: bool, started: float):
         self.config, self.train, self.out_dir, self.started = config, train, out_dir, started
-        tf.keras.utils.set_random_seed(config["seed"])
-        self.model = build_model(config)
-        self.optimizer = keras.optimizers.Adam(learning_rate=config["learning_rate"])
-        self.optimizer.build(self.model.trainable_variables)
-        loss_fn = make_loss()
-        self.step_fn = make_train_step(self.model, self.optimizer, loss_fn, config["grad_clip"], jit_compile)
-        self.val_fn = make_eval_loss(self.model, loss_fn)
+        self.kit = architecture_kit(config, jit_compile)
+        self.model, self.optimizer = self.kit.model, self.kit.optimizer
+        self.step_fn, self.val_fn = self.kit.step, self.kit.val_loss
         n_val = min(VAL_SUBSET, len(val["audio"]))
         self.val_batch = tuple(tf.constant(val[k][:n_val]) for k in ("f0_hz", "feature_db", "audio"))
         self.val_noise = synth.white_noise(n_val, val["audio"].shape[1], (VAL_NOISE_SEED, 0))
