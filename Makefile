@@ -19,7 +19,8 @@ DEMO_TRIALS ?= 8
 DEMO_STEPS ?= 150
 DEMO_SCHEDULER ?= moasha
 # What ships must play in real time on a phone: configurations estimated below this wasm real-time
-# factor are rejected before training, and pareto's winner must reach it too (its default is 5).
+# factor are refused before training (and others drawn in their place), and pareto's winner must reach it
+# too (its default is 5).
 DEMO_MIN_RTF ?= 5
 DEMO_DIR ?= demo
 DEMO_SWEEP ?= demo
