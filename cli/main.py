@@ -7,11 +7,13 @@ The parser (``cli.parser``) and this module import nothing heavy, so `tonesweep 
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 from cli.parser import build_parser
 from common.errors import UserError
+from common.logs import libraries_logging_to, library_log_path
 
 # What the CLI process (and the Ray workers and pool workers it starts, which inherit it) needs
 # in its environment before TensorFlow loads: TensorFlow's C++ start-up chatter (CUDA probing,
@@ -19,6 +21,10 @@ from common.errors import UserError
 CLI_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 # Commands whose process loads TensorFlow (directly, or through Keras via KerasTuner's spaces).
 USES_TENSORFLOW = {"train", "sweep", "export", "transfer"}  # prepare imports it only to build (not on a cache hit)
+# Libraries that configure their own logging when imported (replacing handlers): imported before the
+# command's library log is set up, so that it stays in place.
+LOGGING_LIBRARIES = {"sweep": ("ray", "mlflow"), "pareto": ("mlflow",), "export": ("mlflow",), "ui": ("mlflow",),
+                     "tracking-server": ("mlflow",)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,11 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         from trainers.runtime import import_tensorflow_quietly
 
         import_tensorflow_quietly()
+    for library in LOGGING_LIBRARIES.get(args.command, ()):
+        importlib.import_module(library)
     from cli import commands
 
     handler = getattr(commands, args.command.replace("-", "_"))
     try:
-        return int(handler(args) or 0)
+        with libraries_logging_to(library_log_path(args.command)):  # their INFO lines and tracebacks: a file
+            return int(handler(args) or 0)
     except UserError as err:
         print(f"tonesweep: error: {err}", file=sys.stderr)
         return 2

@@ -51,3 +51,34 @@ def test_every_option_says_what_it_does_and_its_default():
             if not action.help or len(action.help) < 12 or not (flag or "default" in action.help):
                 missing.append(f"{name} {action.option_strings[0]}: {action.help!r}")
     assert not missing, "\n".join(missing)
+
+
+def test_libraries_log_to_a_file_not_to_the_terminal(tmp_path):
+    """MLflow logs INFO lines as it creates a store's tables (and Ray its start-up notices): a command
+    shows only its own lines; the libraries' go to their log file."""
+    from common.logs import library_log_path
+
+    log = library_log_path("pareto")
+    before = log.read_text() if log.exists() else ""
+    proc = run_cli("pareto", "--instrument", "oboe", "--tracking-uri", f"sqlite:///{tmp_path / 'new.db'}", cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("tonesweep: error: "), proc.stderr
+    assert "Creating initial MLflow database tables" in log.read_text()[len(before):]
+
+
+def test_library_logging_is_routed_while_a_command_runs_and_restored_after(tmp_path, capsys):
+    import logging
+
+    import mlflow  # noqa: F401 - configures its loggers as it imports (INFO), as in a command
+
+    from common.logs import libraries_logging_to
+
+    ray_logger = logging.getLogger("ray")
+    handlers = list(ray_logger.handlers)
+    with libraries_logging_to(tmp_path / "libs.log"):
+        ray_logger.warning("a notice from a library")
+        logging.getLogger("mlflow.store").info("an INFO line")
+    assert capsys.readouterr().err == ""
+    text = (tmp_path / "libs.log").read_text()
+    assert "a notice from a library" in text and "an INFO line" in text
+    assert ray_logger.handlers == handlers
