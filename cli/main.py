@@ -17,8 +17,10 @@ from common.logs import libraries_logging_to, library_log_path
 
 # What the CLI process (and the Ray workers and pool workers it starts, which inherit it) needs
 # in its environment before TensorFlow loads: TensorFlow's C++ start-up chatter (CUDA probing,
-# oneDNN notices) off, so a user's terminal shows tonesweep's lines only. Users can override it.
-CLI_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+# oneDNN notices) off, and MLflow's artifact download progress bars (tqdm, on stderr: export and
+# champion download a run's files), so a user's terminal shows tonesweep's lines only. Users can
+# override either.
+CLI_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 # Commands whose process loads TensorFlow (directly, or through Keras via KerasTuner's spaces).
 USES_TENSORFLOW = {"train", "sweep", "export", "transfer"}  # prepare imports it only to build (not on a cache hit)
 # Libraries that configure their own logging when imported (replacing handlers): imported before the
