@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 TRAIN_S = 0.5  # seconds of stand-in training per trial (set from --train-s)
 
 
-def stand_in_train(dataset_dir, config, out_dir, report=None, report_every=50, threads=None):
+def stand_in_train(dataset_dir, config, out_dir, report=None, report_every=50, threads=None, judge=None):
     """Sleeps like a short trial, reports a curve, writes the files a real trial writes."""
     import math
 

@@ -1,6 +1,6 @@
 """Which candidates still need measuring: a quantised precision of a trial whose quality nobody
 measured could matter only if no measured candidate is provably better in every respect a selection
-can ask about. Pure Python; the search asks it when a trial ends, and again when the sweep ends.
+can ask about. Pure Python; a trial asks it (through ``search.front``) once its float32 evaluation is done.
 
 A candidate is a trial at one weight precision. Its bytes and its wasm speed are known exactly before
 training (the size report); its quality and pitch error at float16 or uint8 are known only after

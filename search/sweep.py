@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Callable
 from common.constants import FAILED, FINISHED, INTERRUPTED, REJECTED, STOPPED
 from search import tuner
 from search.algorithms.ledger import write_ended
+from search.front import FrontRecord, record_name
 from search.interrupts import InterruptCatcher, SweepInterrupted
 from search.limits import REFUSALS
 from search.settings import Checked, SweepSettings, preflight, report_every, sweep_params, sweep_record
@@ -153,7 +154,7 @@ class InstrumentSweep:
         catcher, status = InterruptCatcher(), "FINISHED"
         try:
             tuner_ = self._tuner()
-            with catcher:
+            with catcher, FrontRecord(self._front_name()):
                 tuner_.fit()
             if catcher.signal_number is not None:  # Ray stopped the trials and saved its state
                 for trial_id in self.tracker.open_trials():
@@ -188,7 +189,7 @@ class InstrumentSweep:
                          threads=max(1, int(settings.cpus_per_trial)),
                          report_every=report_every(settings, self.experiment.space),
                          max_params=settings.max_params, max_bytes=settings.max_bytes, min_rtf=settings.min_rtf,
-                         train_fn=settings.train_fn, size_fn=settings.size_fn)
+                         train_fn=settings.train_fn, size_fn=settings.size_fn, front=self._front_name())
         experiment = place.experiment(self.instrument)
         restore = tuner.restoring(settings, experiment)
         if restore:
@@ -197,6 +198,9 @@ class InstrumentSweep:
         return tuner.build_tuner(settings, self.experiment.space, self.instrument,
                                  tuner.trainable_for(settings, spec), experiment, restore, self._driver_folder(),
                                  self._callbacks(), place.ray_storage)
+
+    def _front_name(self) -> str:
+        return record_name(self.sweep.name, self.instrument)
 
     def _callbacks(self) -> list:
         from search.callbacks import MLflowCallback, StorageSync, SweepProgress

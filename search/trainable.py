@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from results.layout import NODE_KEY
-from common.constants import FAILED, REJECTED
+from common.constants import FAILED, FINISHED, REJECTED
 from common.values import finite
 from search.limits import SIZE_KEY, SIZE_METRIC, Limits
 
@@ -53,6 +53,7 @@ class TrialSpec:
     min_rtf: float | None = None
     train_fn: str | Callable = "trainers.training.train:train_trial"
     size_fn: str | Callable = "trainers.model.size:size_report"
+    front: str | None = None  # the name of the instrument's record of measured candidates (search.front)
 
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -60,6 +61,7 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     import ray
     from ray import tune
 
+    from search.front import TrialFront
     from search.trial_folder import TrialFolder, dataset_on_this_node
 
     folder = TrialFolder(spec.trials_dir, tune.get_context().get_trial_id())
@@ -71,7 +73,8 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
     try:
         spec = dataclasses.replace(spec, dataset_dir=dataset_on_this_node(spec.dataset_dir))
-        final = execute_trial(config, spec, folder.local, report=report)
+        front = TrialFront(spec.front) if spec.front else None
+        final = execute_trial(config, spec, folder.local, report=report, front=front)
         folder.finish()
         tune.report({**final, "out_dir": folder.location, **node})
     finally:  # also when the scheduler stops the trial at a rung
@@ -79,12 +82,13 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
 
 
 def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
-                  report: Callable[[dict], None]) -> dict[str, Any]:
+                  report: Callable[[dict], None], front=None) -> dict[str, Any]:
     """Size check, training, and the final result dict; never raises for a trial's own failure.
 
     Kept free of Ray so it is tested directly. The final dict has ``final=True``, ``status``,
     ``failure_reason``, every metrics.json key, ``step``, ``val_loss`` (last reported, NaN if none)
-    and ``out_dir``.
+    and ``out_dir``. ``front`` (``search.front``): the trainer asks its ``matter`` which quantised
+    precisions to evaluate, and a finished trial's measured candidates are ``add``-ed to it.
     """
     last: dict[str, Any] = {}
     total_steps = _total_steps(config)
@@ -119,8 +123,11 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
             else:
                 train = resolve(spec.train_fn)  # imports TensorFlow in a fresh worker: part of start-up
                 before_training = time.perf_counter() - started
+                judged = {} if front is None else {"judge": front.matter}
                 metrics = dict(train(spec.dataset_dir, config, out_dir, report=forward,
-                                     report_every=spec.report_every, threads=spec.threads))
+                                     report_every=spec.report_every, threads=spec.threads, **judged))
+                if front is not None and metrics.get("status") == FINISHED:
+                    front.add(metrics)
         except Exception as err:  # noqa: BLE001 - a trial's failure is data for the sweep, not a crash
             metrics = {**sizes, **_metrics_written_by_trainer(out_dir), "status": FAILED,
                        "failure_reason": failure_text(err)}

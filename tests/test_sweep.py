@@ -175,8 +175,10 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
     assert "bansuri" in output and "done 8/8" in output and "MLflow: sqlite:///" in output and " refused " in output
 
     client = mlflow_client(tmp_path)
+    finished = 0
     for instrument, dataset in zip(("bansuri", "shehnai"), datasets):
         parent, children = sweep_runs(client, instrument, "t8")
+        finished += sum(c.data.tags["tonesweep.status"] == "FINISHED" for c in children)
         assert parent.info.status == "FINISHED" and parent.info.run_name == "t8"
         assert parent.data.tags["tonesweep.dataset"] == dataset
         assert parent.data.tags["tonesweep.algorithm"] == "random"
@@ -191,6 +193,9 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
                                                                   if c.data.params["decoder"] == "gru")
         for child in children:
             check_child(client, child, parent)
+    # each trial that trained asked its instrument's record which quantised precisions to evaluate
+    judged = [line.split() for line in (tmp_path / "fake.log").read_text().splitlines() if line.startswith("judged ")]
+    assert len(judged) == finished and all(set(answer.split(",")) <= {"float16", "uint8"} for *_, answer in judged)
 
 
 def check_child(client, child, parent) -> None:

@@ -89,11 +89,12 @@ def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
     from trainers.training.train import train_trial
 
     reports = {"a": [], "b": []}
-    run = lambda name, steps: train_trial(tiny_dataset, {**TINY, "steps": steps}, tmp_path / name,  # noqa: E731
-                                          report=reports[name].append, report_every=2, jit_compile=False)
+    run = lambda name, steps, **kw: train_trial(tiny_dataset, {**TINY, "steps": steps}, tmp_path / name,  # noqa: E731
+                                                report=reports[name].append, report_every=2, jit_compile=False, **kw)
+    asked = []
     a = run("a", 4)
     run("b", 2)
-    b = run("b", 4)  # resumes from b/checkpoint at step 2
+    b = run("b", 4, judge=lambda metrics: asked.append(dict(metrics)) or ["uint8"])  # resumes at step 2
     assert [r["step"] for r in reports["a"]] == [2, 4] and [r["step"] for r in reports["b"]] == [2, 4]
     assert set(reports["a"][0]) == {"step", "train_loss", "val_loss", "elapsed_s", "first_step_s"}
     assert reports["b"] == [dict(r, elapsed_s=pytest.approx(r["elapsed_s"], abs=1e9),
@@ -105,6 +106,11 @@ def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
         np.testing.assert_array_equal(x, y)
     assert a["final_train_loss"] == b["final_train_loss"]
     assert a["quality_float32"] == b["quality_float32"] and a["steps"] == b["steps"] == 4
+    # the judge saw the size report and the float32 evaluation; only the precision it named was evaluated
+    assert len(asked) == 1 and {"bytes_uint8", "rtf_wasm", "quality_float32", "pitch_error_cents_float32"} <= set(asked[0])
+    assert "quality_float16" not in asked[0] and "quality_float16" not in b and "pitch_error_cents_float16" not in b
+    assert b["quality_uint8"] == a["quality_uint8"] and {"quality_float16", "quality_uint8"} <= set(a)
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["quality_uint8"] == b["quality_uint8"]
     again = run("a", 4)  # a finished trial resumes to the same end state
     assert again["final_train_loss"] == a["final_train_loss"] and again["quality_float32"] == a["quality_float32"]
     with pytest.raises(UserError, match="checkpoint does not fit this config"):

@@ -50,7 +50,7 @@ DRIVER = textwrap.dedent('''
     def fake_reference(dataset_dir):
         return {"log10_bytes": 7.0, "quality": 10.0}
 
-    def fake_train(dataset_dir, config, out_dir, report=None, report_every=50, threads=None):
+    def fake_train(dataset_dir, config, out_dir, report=None, report_every=50, threads=None, judge=None):
         from trainers.model.config import validate_config
         cfg = validate_config(config)
         out = Path(out_dir)
@@ -75,6 +75,9 @@ DRIVER = textwrap.dedent('''
             metrics[f"quality_{precision}"] = base / math.sqrt(cfg["steps"]) * (1 + 0.02 * i)
             metrics[f"pitch_error_cents_{precision}"] = 10.0 + i
             metrics[f"loudness_error_db_{precision}"] = 1.0 + i
+        if judge is not None:  # asked like the real trainer; every precision is still written
+            with open(FAKE_LOG, "a") as log:
+                log.write(f"judged {out.name} {','.join(judge(metrics)) or '-'}\\n")
         (out / "metrics.json").write_text(json.dumps(metrics))
         (out / "config.json").write_text(json.dumps(cfg))
         (out / "weights.weights.h5").write_bytes(b"w" * 64)

@@ -103,8 +103,13 @@ def evaluate(model, frames: dict[str, np.ndarray]) -> dict[str, float]:
 
 def evaluate_all_precisions(model, frames: dict[str, np.ndarray]) -> dict[str, float]:
     """`evaluate` at each precision, keys suffixed: quality_float32, pitch_error_cents_uint8, ..."""
+    return evaluate_precisions(model, frames, PRECISIONS)
+
+
+def evaluate_precisions(model, frames: dict[str, np.ndarray], precisions) -> dict[str, float]:
+    """`evaluate` at the given precisions, keys suffixed (quality_float16, ...)."""
     out: dict[str, float] = {}
-    for precision in PRECISIONS:
+    for precision in precisions:
         with quantized_weights(model, precision):
             for key, value in evaluate(model, frames).items():
                 out[f"{key}_{precision}"] = value
@@ -129,4 +134,4 @@ def _fit_frames(x: np.ndarray, n_frames: int) -> np.ndarray:
     return np.pad(x, pad, mode="edge")
 
 
-__all__ = ["evaluate", "evaluate_all_precisions", "write_audio_examples"]
+__all__ = ["evaluate", "evaluate_all_precisions", "evaluate_precisions", "write_audio_examples"]

@@ -23,12 +23,12 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import tensorflow as tf
 
-from common.constants import FAILED, FINISHED, SAMPLE_RATE, VAL_NOISE_SEED
+from common.constants import FAILED, FINISHED, PRECISIONS, SAMPLE_RATE, VAL_NOISE_SEED
 from trainers.data.dataset import load_split, read_manifest
 from common.errors import UserError
 from common.files import write_json_atomic
@@ -36,7 +36,7 @@ from trainers.model import synth
 from trainers.model.config import validate_config
 from trainers.model.size import size_report
 from trainers.model.trained import TrainedModel, build_model, make_loss
-from trainers.training.evaluate import evaluate_all_precisions, write_audio_examples
+from trainers.training.evaluate import evaluate_precisions, write_audio_examples
 
 log = logging.getLogger(__name__)
 keras = tf.keras
@@ -299,6 +299,7 @@ def train_trial(
     report_every: int = 50,
     threads: int | None = None,
     jit_compile: bool | None = None,
+    judge: Callable[[dict[str, Any]], Iterable[str]] | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and save one trial; returns the metrics dict (also in out_dir/metrics.json).
 
@@ -309,6 +310,9 @@ def train_trial(
     Resumes from out_dir/checkpoint/ when present. ``first_step_s`` in the metrics: seconds from this
     call to the end of its first training step (data, model, tracing and XLA compilation).
     ``jit_compile``: XLA for the training step; None: ``use_xla(config["steps"])``.
+    ``judge``: given the metrics with the float32 evaluation, the quantised precisions whose candidates
+    could still matter to the sweep (``search.front``); only those are evaluated besides float32, the
+    others have no quality or pitch metrics. None: every precision.
     """
     started = time.perf_counter()
     configure_threads(threads)  # first: before any TF op of this process
@@ -338,20 +342,24 @@ def train_trial(
         raise TrialFailed(failure)
 
     trainer.model.save_weights(str(out_dir / "weights.weights.h5"))
-    metrics.update(_evaluate_and_listen(trainer.model, val, manifest, out_dir))
+    metrics.update(_evaluate_and_listen(trainer.model, val, out_dir, metrics, judge))
     _write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 
-def _evaluate_and_listen(model: TrainedModel, val: dict[str, np.ndarray], manifest: dict, out_dir: Path) -> dict:
-    """Held-out metrics at every precision (+ eval_time_s), and audio/original.wav + resynth.wav."""
+def _evaluate_and_listen(model: TrainedModel, val: dict[str, np.ndarray], out_dir: Path, metrics: dict[str, Any],
+                         judge: Callable[[dict[str, Any]], Iterable[str]] | None) -> dict:
+    """Held-out metrics at float32 and at the quantised precisions the judge names (all without one),
+    ``eval_time_s``; audio/original.wav + resynth.wav and ``examples_time_s``."""
     t0 = time.perf_counter()
-    metrics = evaluate_all_precisions(model, val)
-    metrics["eval_time_s"] = time.perf_counter() - t0
+    out = evaluate_precisions(model, val, PRECISIONS[:1])
+    wanted = set(PRECISIONS) if judge is None else set(judge({**metrics, **out}))
+    out.update(evaluate_precisions(model, val, [p for p in PRECISIONS[1:] if p in wanted]))
+    out["eval_time_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     write_audio_examples(model, val, out_dir / "audio")
-    metrics["examples_time_s"] = time.perf_counter() - t0
-    return metrics
+    out["examples_time_s"] = time.perf_counter() - t0
+    return out
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
