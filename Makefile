@@ -14,10 +14,14 @@ DEMO_INSTRUMENTS ?= bansuri shehnai sarangi
 DEMO_MINUTES ?= 3
 # Per instrument: DEMO_TRIALS suggestions, each with a budget of DEMO_STEPS training steps; the default
 # scheduler (multi-objective ASHA) stops trials that are off the size-quality front at a rung, so most
-# trials spend a tenth of that budget. `make demo DEMO_SCHEDULER=none` runs every trial to the end.
-DEMO_TRIALS ?= 8
+# trials spend a third of that budget. `make demo DEMO_SCHEDULER=none` runs every trial to the end.
+DEMO_TRIALS ?= 24
 DEMO_STEPS ?= 150
 DEMO_SCHEDULER ?= moasha
+# One MO-ASHA rung at step 50: 1 in 3 trials (those on the size-quality front first) trains all 150 steps,
+# so a sweep of 24 finishes about 8 and draws a front to choose from.
+DEMO_GRACE ?= 50
+DEMO_ETA ?= 3
 # What ships must play in real time on a phone: configurations estimated below this wasm real-time
 # factor are refused before training (and others drawn in their place), and pareto's winner must reach it
 # too (its default is 5).
@@ -65,7 +69,7 @@ demo: install
 	@if [ ! -f $(DEMO_DIR)/.sweep-done ]; then \
 	  resume=; [ -f $(DEMO_DIR)/runs/$(DEMO_SWEEP)/sweep.json ] && resume=--resume; \
 	  $(TONESWEEP) sweep $(foreach i,$(DEMO_INSTRUMENTS),--dataset $(DEMO_DIR)/datasets/$(i)) \
-	    --trials $(DEMO_TRIALS) --steps $(DEMO_STEPS) --scheduler $(DEMO_SCHEDULER) --min-rtf $(DEMO_MIN_RTF) --name $(DEMO_SWEEP) --storage $(DEMO_DIR)/runs $$resume \
+	    --trials $(DEMO_TRIALS) --steps $(DEMO_STEPS) --scheduler $(DEMO_SCHEDULER) --grace-period $(DEMO_GRACE) --reduction-factor $(DEMO_ETA) --min-rtf $(DEMO_MIN_RTF) --name $(DEMO_SWEEP) --storage $(DEMO_DIR)/runs $$resume \
 	  && touch $(DEMO_DIR)/.sweep-done || exit 1; \
 	fi
 	@for inst in $(DEMO_INSTRUMENTS); do \

@@ -100,7 +100,8 @@ def sweep(args) -> int:
         scheduler=args.scheduler, address=args.address, tracking_uri=args.tracking_uri, name=name,
         resume=args.resume, cpus_per_trial=args.cpus_per_trial, steps=args.steps,
         max_params=args.max_params, max_bytes=args.max_bytes, min_rtf=args.min_rtf, storage=args.storage,
-        seed=args.seed, **({"xla_cache": args.xla_cache} if args.xla_cache else {}),
+        seed=args.seed, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+        **({"xla_cache": args.xla_cache} if args.xla_cache else {}),
     )
     try:
         results = run_sweep(settings, say=say)

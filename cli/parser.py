@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", choices=SCHEDULERS, default=DEFAULT_SCHEDULER,
                    help="early stopping: multi-objective ASHA over (model bytes, val_loss), ASHA on val_loss, "
                         f"or none (default: {DEFAULT_SCHEDULER})")
+    p.add_argument("--grace-period", type=int, default=None, metavar="STEPS",
+                   help="(MO-)ASHA: the first rung, in training steps (default: two progress reports, about 1/10 "
+                        "of --steps)")
+    p.add_argument("--reduction-factor", type=float, default=3.0, metavar="ETA",
+                   help="(MO-)ASHA: 1 in ETA trials goes on at each rung; rungs at grace x ETA^k below --steps "
+                        "(default: 3)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start Ray on this machine)")
     p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument("--name", default=None, help="sweep name (default: generated)")

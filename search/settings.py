@@ -9,6 +9,7 @@ Ray, no TensorFlow, no MLflow): the CLI takes its choices and defaults from here
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,8 @@ class SweepSettings:
     storage: str | None = None        # None: DEFAULT_STORAGE
     seed: int = 0
     report_every: int | None = None   # None: about 20 reports per trial (at most every 50 steps)
+    grace_period: int | None = None   # (MO-)ASHA's first rung in steps; None: two reports
+    reduction_factor: float = 3.0     # (MO-)ASHA's eta: 1 in eta trials goes on at a rung
     train_fn: str | Callable = "trainers.training.train:train_trial"
     size_fn: str | Callable = "trainers.model.size:size_report"
     reference_fn: str | Callable = "trainers.training.reference:reference_point"  # hypervolume box, per dataset
@@ -108,6 +111,10 @@ def check_settings(settings: SweepSettings) -> None:
         raise UserError(f"--algorithm: {settings.algorithm!r}; use one of {', '.join(ALGORITHMS)}")
     if settings.scheduler not in SCHEDULERS:
         raise UserError(f"--scheduler: {settings.scheduler!r}; use one of {', '.join(SCHEDULERS)}")
+    if settings.grace_period is not None and settings.grace_period < 1:
+        raise UserError(f"--grace-period: {settings.grace_period} must be at least 1 step")
+    if not (settings.reduction_factor > 1 and math.isfinite(settings.reduction_factor)):
+        raise UserError(f"--reduction-factor: {settings.reduction_factor} must be a number above 1 (e.g. 3)")
     cache = settings.xla_cache
     if cache and cache != "off" and Path(cache).expanduser().exists() and not Path(cache).expanduser().is_dir():
         raise UserError(f"--xla-cache: {cache} is not a folder; give a folder (created if missing) or 'off'")
@@ -198,7 +205,8 @@ def sweep_params(settings: SweepSettings, space) -> dict:
     params = {"trials": settings.trials, "algorithm": settings.algorithm, "scheduler": settings.scheduler,
               "space": space.source, "cpus_per_trial": settings.cpus_per_trial, "seed": settings.seed,
               "steps": settings.steps, "max_params": settings.max_params, "max_bytes": settings.max_bytes,
-              "min_rtf": settings.min_rtf}
+              "min_rtf": settings.min_rtf, "grace_period": settings.grace_period,
+              "reduction_factor": settings.reduction_factor if settings.scheduler != "none" else None}
     params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
     return {k: v for k, v in params.items() if v is not None}
 

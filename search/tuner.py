@@ -21,7 +21,7 @@ from search.settings import SweepSettings, report_every, trial_steps
 from search.trainable import resolve
 
 METRIC, MODE = "val_loss", "min"
-REDUCTION_FACTOR = 3                   # ASHA's eta: 1 in 3 trials goes on at a rung
+REDUCTION_FACTOR = 3                   # ASHA's eta by default: 1 in 3 trials goes on at a rung (--reduction-factor)
 MOASHA_STATE = "moasha-state.json"     # MO-ASHA's rungs, beside Ray's experiment state
 # What the driver process needs in its environment before Ray Tune's controller starts (Ray reads
 # them then). TUNE_GLOBAL_CHECKPOINT_S: save the experiment state every second, so a killed driver
@@ -134,22 +134,24 @@ def make_scheduler(settings: SweepSettings, space, driver_folder: Path):
     """MO-ASHA (default), ASHA on val_loss, or none.
 
     time_attr "step" (not Ray's iteration count) keeps rungs right when a resumed trial continues
-    from its trainer checkpoint; the grace period gives every trial 2 reports. (The trainable holds
+    from its trainer checkpoint; the grace period (``--grace-period``) gives every trial 2 reports by
+    default. (The trainable holds
     back the report at the last step, so no rung decision can fall between a trial's training and
     its evaluation.)
     """
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     steps = trial_steps(settings, space)
-    grace = min(steps, 2 * report_every(settings, space))
+    grace = min(steps, settings.grace_period or 2 * report_every(settings, space))
+    eta = settings.reduction_factor
     if settings.scheduler == "moasha":
         from search.algorithms.moasha import MOASHAScheduler
 
         return MOASHAScheduler(time_attr="step", metric=METRIC, size_metric=SIZE_METRIC, max_t=steps,
-                               grace_period=grace, reduction_factor=REDUCTION_FACTOR,
+                               grace_period=grace, reduction_factor=eta,
                                state_path=str(driver_folder / MOASHA_STATE))
     if settings.scheduler == "asha":
-        return ASHAScheduler(time_attr="step", max_t=steps, grace_period=grace, reduction_factor=REDUCTION_FACTOR)
+        return ASHAScheduler(time_attr="step", max_t=steps, grace_period=grace, reduction_factor=eta)
     return FIFOScheduler()
 
 

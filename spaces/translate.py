@@ -20,7 +20,7 @@ import keras_tuner as kt
 CONFIG_KEYS: tuple[str, ...] = (
     "decoder", "feature", "frame_rate", "hidden", "fc_layers", "gru_units", "conv_channels",
     "conv_layers", "conv_stacks", "conv_kernel", "causal", "n_harmonics", "n_noise_bands",
-    "reverb", "reverb_seconds", "learning_rate", "batch_size", "steps", "seed", "grad_clip",
+    "reverb", "reverb_seconds", "learning_rate", "batch_size", "steps", "seed", "grad_clip", "crop_seconds",
 )
 
 

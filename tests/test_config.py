@@ -40,6 +40,9 @@ def test_validate_does_not_mutate_input_and_normalizes_types():
         ({"reverb_seconds": 10.0}, "reverb_seconds"),
         ({"conv_kernel": 0}, "conv_kernel"),
         ({"n_noise_bandz": 65}, "n_noise_bandz"),
+        ({"crop_seconds": -1.0}, "crop_seconds"),
+        ({"crop_seconds": float("nan")}, "crop_seconds"),
+        ({"crop_seconds": True}, "crop_seconds"),
     ],
 )
 def test_invalid_values_name_the_field(cfg, field):

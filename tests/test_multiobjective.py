@@ -114,6 +114,23 @@ def test_rungs_are_ashas():
     assert rung_milestones(10, 10, 3) == []
 
 
+def test_the_rungs_follow_grace_period_and_reduction_factor(tmp_path):
+    """--grace-period and --reduction-factor reach the scheduler; the default grace is two reports."""
+    from search.settings import SweepSettings, check_settings
+    from search.tuner import make_scheduler
+    from spaces import default_space
+
+    space = default_space()
+    chosen = make_scheduler(SweepSettings(datasets=[], trials=24, steps=150, grace_period=50), space, tmp_path)
+    assert chosen.milestones == [50]  # 150 = 50 x 3 is the trials' end, not a rung: 1 in 3 trains to the end
+    halving = SweepSettings(datasets=[], trials=24, steps=150, grace_period=38, reduction_factor=2)
+    assert make_scheduler(halving, space, tmp_path).milestones == [38, 76]
+    assert make_scheduler(SweepSettings(datasets=[], trials=8, steps=150), space, tmp_path).milestones == [14, 42, 126]
+    for bad, field in ((dict(reduction_factor=1.0), "--reduction-factor"), (dict(grace_period=0), "--grace-period")):
+        with pytest.raises(UserError, match=field):
+            check_settings(SweepSettings(datasets=["x"], trials=2, **bad))
+
+
 def test_a_small_model_with_worse_loss_survives_large_ones():
     scheduler = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3)
     for i, (size, loss) in enumerate([(2e6, 1.0), (3e6, 1.1), (4e6, 1.2), (5e6, 1.3), (6e6, 1.4)]):

@@ -4,6 +4,7 @@ it resumes exactly, it fails clearly on NaN, and the CLI writes the contract's f
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -81,6 +82,29 @@ def test_xla_only_where_it_pays():
     from trainers.training.train import XLA_MIN_STEPS, use_xla
 
     assert XLA_MIN_STEPS == 50 and not use_xla(49) and use_xla(50) and use_xla(150)
+    # 1-second windows save a quarter as much per step: the break-even moves out (~120 steps measured)
+    assert not use_xla(150, 1.0) and use_xla(200, 1.0) and use_xla(100, 2.0) and not use_xla(99, 2.0)
+
+
+def test_training_windows_are_random_crops_drawn_from_seed_and_step(tiny_dataset, tmp_path):
+    """crop_seconds: each step trains on a window of each example, drawn from (seed, step) so a rerun
+    (or a resume) is exact; evaluation still renders whole examples."""
+    from trainers.training.train import crop_frames, crop_offsets, train_trial
+
+    assert crop_frames({"crop_seconds": 0.0, "frame_rate": 50}, 200) == 200
+    assert crop_frames({"crop_seconds": 1.0, "frame_rate": 50}, 200) == 50
+    assert crop_frames({"crop_seconds": 1.0, "frame_rate": 250}, 200) == 200  # never past the example
+    starts = crop_offsets(200, 50, 64, seed=3, step=7)
+    assert starts.min() >= 0 and starts.max() <= 150 and len(set(starts.tolist())) > 1
+    np.testing.assert_array_equal(starts, crop_offsets(200, 50, 64, seed=3, step=7))
+    assert not np.array_equal(starts, crop_offsets(200, 50, 64, seed=3, step=8))
+
+    run = lambda name, **kw: train_trial(tiny_dataset, {**TINY, "steps": 2, **kw}, tmp_path / name,  # noqa: E731
+                                         report_every=2, jit_compile=False, judge=lambda metrics: [])
+    whole, cropped, again = run("whole"), run("crop", crop_seconds=0.5), run("again", crop_seconds=0.5)
+    assert cropped["final_train_loss"] == again["final_train_loss"] != whole["final_train_loss"]
+    assert math.isfinite(cropped["quality_float32"]) and cropped["quality_float32"] == again["quality_float32"]
+    assert json.loads((tmp_path / "crop" / "config.json").read_text())["crop_seconds"] == 0.5
 
 
 def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):

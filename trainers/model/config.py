@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "reverb_seconds": 0.5,     # length of that impulse response
     "learning_rate": 3e-4,     # Adam
     "batch_size": 8,           # examples per step
+    "crop_seconds": 0.0,       # train on random windows this long of each example (0: whole examples)
     "steps": 2000,             # optimizer steps
     "seed": 0,                 # initial weights, batch order, synthesis noise
     "grad_clip": 3.0,          # global-norm gradient clipping (ddsp's default)
@@ -93,6 +94,10 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
     for key in _BOOLS:
         if not isinstance(out[key], bool):
             raise ConfigError(f"{key}: expected true or false, got {out[key]!r}")
+    crop = out["crop_seconds"]
+    if isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0.0 <= crop <= 60.0:
+        raise ConfigError(f"crop_seconds: {crop!r} is not allowed; use 0 (whole examples) or seconds up to 60")
+    out["crop_seconds"] = float(crop)
     return out
 
 

@@ -43,17 +43,22 @@ keras = tf.keras
 
 VAL_SUBSET = 4  # validation examples behind the reported val_loss (the metric ASHA stops on)
 FEATURE_KEYS = {"loudness": "loudness_db", "rms": "rms_db"}
-# XLA for the training step from this many steps on. It compiles the step once per trial (3-4 s more
-# in the first call than tracing alone) and then saves 8-37 % per step: bench/xla_break_even.py measured
-# the break-even at 26 steps for a small CNN at 50 Hz and 50 for a GRU-64 at 250 Hz, so shorter trials
-# train without it. The two differ in float32 reassociation only (held-out quality within 0.7 % at
-# 20-60 steps there); a trial's choice depends on its steps alone, so a resumed trial keeps it.
+# XLA for the training step from this many steps of 4-second windows on (XLA_WINDOW_SECONDS, the
+# examples `prepare` writes). It compiles the step once per trial (3-4 s more in the first call than
+# tracing alone) and then saves 8-37 % per step: bench/xla_break_even.py measured the break-even at 26
+# steps for a small CNN at 50 Hz and 50 for a GRU-64 at 250 Hz, so shorter trials train without it.
+# What a step saves scales with the audio it synthesises, the compile cost does not: on 1-second
+# windows (``crop_seconds``) a small CNN's step took 0.053 s with XLA and 0.077 s without, the first
+# call 2.8 s longer, a break-even at ~120 steps; the rule asks for 200 (50 x 4 s / 1 s). The two
+# differ in float32 reassociation only (held-out quality within 0.7 % at 20-60 steps there); a
+# trial's choice depends on its config alone, so a resumed trial keeps it.
 XLA_MIN_STEPS = 50
+XLA_WINDOW_SECONDS = 4.0
 
 
-def use_xla(steps: int) -> bool:
-    """Whether a trial of ``steps`` steps compiles its training step with XLA."""
-    return steps >= XLA_MIN_STEPS
+def use_xla(steps: int, window_seconds: float = XLA_WINDOW_SECONDS) -> bool:
+    """Whether a trial of ``steps`` steps on windows of ``window_seconds`` compiles its step with XLA."""
+    return steps * window_seconds >= XLA_MIN_STEPS * XLA_WINDOW_SECONDS
 
 
 class TrialFailed(RuntimeError):
@@ -102,6 +107,20 @@ def batch_indices(n_examples: int, batch_size: int, seed: int, step: int) -> np.
     """Example indices of training step `step`: a pure function of (seed, step), so resume is exact."""
     rng = np.random.default_rng([seed, step])
     return rng.choice(n_examples, size=batch_size, replace=n_examples < batch_size)
+
+
+def crop_frames(config: dict[str, Any], n_frames: int) -> int:
+    """Frames of a training window: ``crop_seconds`` at the config's frame rate, at most the example."""
+    if not config.get("crop_seconds"):
+        return n_frames
+    return max(1, min(n_frames, int(round(config["crop_seconds"] * config["frame_rate"]))))
+
+
+def crop_offsets(n_frames: int, window: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """First frame of each example's training window at step `step`: a pure function of (seed, step)
+    (a stream apart from ``batch_indices``'), so resume is exact."""
+    rng = np.random.default_rng([seed, step, 1])
+    return rng.integers(0, n_frames - window + 1, size=batch_size)
 
 
 # ----------------------------------------------------------------------------- training
@@ -255,10 +274,18 @@ class _Trainer:
         return float(self.val_fn(*self.val_batch, self.val_noise))
 
     def batch(self, step: int):
-        idx = batch_indices(len(self.train["audio"]), self.config["batch_size"], self.config["seed"], step)
-        f0, feat, audio = (tf.constant(self.train[k][idx]) for k in ("f0_hz", "feature_db", "audio"))
-        noise = synth.white_noise(len(idx), audio.shape[1], (self.config["seed"], step))
-        return f0, feat, audio, noise
+        seed = self.config["seed"]
+        idx = batch_indices(len(self.train["audio"]), self.config["batch_size"], seed, step)
+        f0, feat, audio = (self.train[k][idx] for k in ("f0_hz", "feature_db", "audio"))
+        n_frames = f0.shape[1]
+        window = crop_frames(self.config, n_frames)
+        if window < n_frames:  # a random window of each example: the step's cost scales with its samples
+            hop = audio.shape[1] // n_frames
+            starts = crop_offsets(n_frames, window, len(idx), seed, step)
+            f0, feat = (np.stack([x[i, s:s + window] for i, s in enumerate(starts)]) for x in (f0, feat))
+            audio = np.stack([audio[i, s * hop:(s + window) * hop] for i, s in enumerate(starts)])
+        noise = synth.white_noise(len(idx), audio.shape[1], (seed, step))
+        return tf.constant(f0), tf.constant(feat), tf.constant(audio), noise
 
     def run(self, report, report_every: int) -> tuple[float, str | None]:
         """Train up to config["steps"]; returns (last train loss, failure reason or None)."""
@@ -309,7 +336,7 @@ def train_trial(
     "first_step_s"}.
     Resumes from out_dir/checkpoint/ when present. ``first_step_s`` in the metrics: seconds from this
     call to the end of its first training step (data, model, tracing and XLA compilation).
-    ``jit_compile``: XLA for the training step; None: ``use_xla(config["steps"])``.
+    ``jit_compile``: XLA for the training step; None: ``use_xla`` of the steps and the training window.
     ``judge``: given the metrics with the float32 evaluation, the quantised precisions whose candidates
     could still matter to the sweep (``search.front``); only those are evaluated besides float32, the
     others have no quality or pitch metrics. None: every precision.
@@ -325,7 +352,8 @@ def train_trial(
     tf.config.experimental.enable_op_determinism()
     out_dir.mkdir(parents=True, exist_ok=True)
     if jit_compile is None:
-        jit_compile = use_xla(config["steps"])
+        n_frames = train["f0_hz"].shape[1]
+        jit_compile = use_xla(config["steps"], crop_frames(config, n_frames) / config["frame_rate"])
     trainer = _Trainer(config, train, val, out_dir, jit_compile, started)
     trainer.restore()  # before writing anything: a checkpoint of another config must stay intact
     _write_json(out_dir / "config.json", config)
