@@ -28,7 +28,7 @@ from typing import Iterable
 # How much better than float32 a quantised precision's held-out quality (relative) and pitch error
 # (relative, plus cents) can come out. From the measured pairs in docs/architecture.md.
 QUALITY_MARGIN = 0.02
-PITCH_MARGIN, PITCH_SLACK_CENTS = 0.10, 2.0
+PITCH_MARGIN, PITCH_SLACK_CENTS = 0.05, 0.25
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ class MeasuredCandidates:
 
     def __init__(self) -> None:
         self._measured: list[Measured] = []
+        self.asked = self.skipped = 0  # quantised candidates judged, and judged unable to matter
 
     def add(self, metrics: Mapping[str, Any]) -> int:
         """Record a finished trial's measured precisions; returns how many candidates are known."""
@@ -43,9 +44,16 @@ class MeasuredCandidates:
         could be on the front or be a selection's winner, given what is measured."""
         quality, pitch = _number(metrics.get("quality_float32")), _number(metrics.get("pitch_error_cents_float32"))
         rtf = _number(metrics.get("rtf_wasm"))
-        return [p for p in PRECISIONS[1:]
-                if metrics.get(f"bytes_{p}") is None
-                or could_matter(float(metrics[f"bytes_{p}"]), quality, rtf, pitch, self._measured)]
+        wanted = [p for p in PRECISIONS[1:]
+                  if metrics.get(f"bytes_{p}") is None
+                  or could_matter(float(metrics[f"bytes_{p}"]), quality, rtf, pitch, self._measured)]
+        self.asked += len(PRECISIONS) - 1
+        self.skipped += len(PRECISIONS) - 1 - len(wanted)
+        return wanted
+
+    def counts(self) -> tuple[int, int]:
+        """(quantised candidates judged, of them skipped): what evaluation in proportion saved."""
+        return self.asked, self.skipped
 
 
 class FrontRecord:
@@ -54,6 +62,7 @@ class FrontRecord:
 
     def __init__(self, name: str):
         self.name, self._handle = name, None
+        self.counts: tuple[int, int] = (0, 0)  # MeasuredCandidates.counts, read as the block ends
 
     def __enter__(self) -> "FrontRecord":
         import ray
@@ -66,6 +75,10 @@ class FrontRecord:
         import ray
 
         if self._handle is not None:
+            try:
+                self.counts = tuple(ray.get(self._handle.counts.remote(), timeout=30))
+            except Exception as err:  # noqa: BLE001 - only the summary's count is lost
+                log.warning("front record %s: no counts (%s)", self.name, err)
             ray.kill(self._handle)
             self._handle = None
 

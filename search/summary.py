@@ -23,6 +23,7 @@ class InstrumentResult:
     hypervolume: float | None = None
     trial_steps_used: int = 0
     rungs: dict[int, tuple[int, float]] = field(default_factory=dict)  # MO-ASHA: step -> (trials, best val_loss)
+    quantised: tuple[int, int] = (0, 0)  # float16/uint8 candidates of finished trials: judged, skipped (search.front)
 
 
 def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
@@ -34,6 +35,10 @@ def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
         lines.append(f"    hypervolume {volume}; {result.trial_steps_used:,} trial-steps; {result.wall_s:.0f} s; "
                      f"MLflow logging {result.tracking_s_per_trial:.2f} s per trial (driver); "
                      f"parent run {result.parent_run_id}")
+        judged, skipped = result.quantised
+        if judged:
+            lines.append(f"    quantised candidates evaluated: {judged - skipped} of {judged} "
+                         f"({skipped} could not be on the front or win)")
         if result.rungs:
             lines.append("    best val_loss per rung: " + ", ".join(
                 f"step {step}: {best:.4g} ({n} trials)" for step, (n, best) in sorted(result.rungs.items())))

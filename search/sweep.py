@@ -144,6 +144,7 @@ class InstrumentSweep:
         self.tally = InstrumentTally(self.instrument, sweep.settings.trials, reference=experiment.reference,
                                      refusals_path=str(self._driver_folder() / REFUSALS))
         self.tally.preload(self.tracker.existing_outcomes())
+        self.record = FrontRecord(self._front_name())  # the measured candidates, while the Tuner runs
 
     def run(self) -> InstrumentResult:
         """Fit the Tuner, close the parent run whatever happens, and return the instrument's result."""
@@ -152,9 +153,10 @@ class InstrumentSweep:
 
         start = time.perf_counter()
         catcher, status = InterruptCatcher(), "FINISHED"
+        record = self.record
         try:
             tuner_ = self._tuner()
-            with catcher, FrontRecord(self._front_name()):
+            with catcher, record:
                 tuner_.fit()
             if catcher.signal_number is not None:  # Ray stopped the trials and saved its state
                 for trial_id in self.tracker.open_trials():
@@ -178,7 +180,7 @@ class InstrumentSweep:
             outcomes=dict(self.tally.outcomes), run_ids=self.tracker.run_ids(), summary_line=self.tally.line(),
             tracking_s_per_trial=self.tracker.seconds_per_trial(), wall_s=time.perf_counter() - start,
             hypervolume=self.tally.hypervolume(), trial_steps_used=self.tally.trial_steps_used(),
-            rungs=rung_summary(self._driver_folder() / tuner.MOASHA_STATE))
+            rungs=rung_summary(self._driver_folder() / tuner.MOASHA_STATE), quantised=record.counts)
 
     def _tuner(self):
         """The Tuner: restored (with the ledger of trials MLflow saw written first) or new."""
@@ -242,6 +244,8 @@ class InstrumentSweep:
             "best_quality": best.quality if best else math.nan,
             "smallest_acceptable_bytes": small.bytes if small else math.nan,
             "tracking_s_per_trial": self.tracker.seconds_per_trial(),
+            # evaluation in proportion (search.front): quantised candidates judged, and skipped as unable to matter
+            "quantised_judged": self.record.counts[0], "quantised_skipped": self.record.counts[1],
         }
 
 

@@ -39,6 +39,7 @@ def test_a_smaller_better_faster_candidate_spares_the_evaluation():
     record = MeasuredCandidates()
     assert record.add(trial_metrics(quality=4.0, pitch=5.0, rtf=30.0, sizes=(20_000, 15_000, 10_000))) == 3
     assert record.matter(trial_metrics()) == []
+    assert record.counts() == (2, 2)  # the sweep's summary and parent run report these
 
 
 @pytest.mark.parametrize("measured, wanted", [

@@ -196,6 +196,8 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
     # each trial that trained asked its instrument's record which quantised precisions to evaluate
     judged = [line.split() for line in (tmp_path / "fake.log").read_text().splitlines() if line.startswith("judged ")]
     assert len(judged) == finished and all(set(answer.split(",")) <= {"float16", "uint8"} for *_, answer in judged)
+    asked = sum(int(sweep_runs(client, i, "t8")[0].data.metrics["quantised_judged"]) for i in ("bansuri", "shehnai"))
+    assert asked == 2 * finished and "quantised candidates evaluated:" in output
 
 
 def check_child(client, child, parent) -> None:
