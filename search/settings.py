@@ -193,11 +193,16 @@ def report_every(settings: SweepSettings, space) -> int:
     Each report costs the trainer a small validation pass, and gives the scheduler a point to decide
     on. With the grace period of 2 reports, (MO-)ASHA's rungs fall at 1/10, 3/10 and 9/10 of a
     trial's steps, so a search that stops most trials at the first rung spends about a quarter of
-    the full budget (10 reports per trial put the first rung at 1/5 and cost about 0.38).
+    the full budget (10 reports per trial put the first rung at 1/5 and cost about 0.38). With
+    ``--grace-period``, reports fall on it (150 steps, grace 50: every 10 steps, not 7).
     """
     if settings.report_every:
         return settings.report_every
-    return max(1, min(50, trial_steps(settings, space) // 20))
+    every = max(1, min(50, trial_steps(settings, space) // 20))
+    grace = settings.grace_period
+    if grace and grace % every:  # a rung on a report, not at the next one: the next divisor of --grace-period
+        every = next(d for d in range(every, grace + 1) if grace % d == 0)
+    return every
 
 
 def sweep_params(settings: SweepSettings, space) -> dict:

@@ -126,6 +126,12 @@ def test_the_rungs_follow_grace_period_and_reduction_factor(tmp_path):
     halving = SweepSettings(datasets=[], trials=24, steps=150, grace_period=38, reduction_factor=2)
     assert make_scheduler(halving, space, tmp_path).milestones == [38, 76]
     assert make_scheduler(SweepSettings(datasets=[], trials=8, steps=150), space, tmp_path).milestones == [14, 42, 126]
+    from search.settings import report_every
+
+    # reports fall on the rung: every 10 steps for a rung at 50, not every 7 (a decision at step 56)
+    assert report_every(SweepSettings(datasets=[], trials=1, steps=150), space) == 7
+    assert report_every(SweepSettings(datasets=[], trials=1, steps=150, grace_period=50), space) == 10
+    assert report_every(SweepSettings(datasets=[], trials=1, steps=150, grace_period=37), space) == 37
     for bad, field in ((dict(reduction_factor=1.0), "--reduction-factor"), (dict(grace_period=0), "--grace-period")):
         with pytest.raises(UserError, match=field):
             check_settings(SweepSettings(datasets=["x"], trials=2, **bad))
