@@ -147,3 +147,27 @@ def test_fast_gradients_match_exact_synthesis():
 
 def _snr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(reference**2) / np.sum((reference - test) ** 2)))
+
+
+def test_a_split_renders_with_one_trace_and_the_same_audio_as_one_batch_each():
+    """evaluate.render_split pads its last, shorter batch: one trace of the synth per model, and each
+    example's audio equal, to float32 rounding, to rendering its batch unpadded (the batch size may
+    change a vectorised kernel's rounding in the last place)."""
+    from trainers.model.trained import build_model
+    from trainers.training.evaluate import EVAL_BATCH, EVAL_NOISE_SEED, render_split
+
+    model = build_model(validate_config({"decoder": "cnn", "conv_channels": 4, "conv_layers": 2, "frame_rate": 50,
+                                         "n_harmonics": 4, "n_noise_bands": 4}))
+    rng = np.random.default_rng(0)
+    n, frames = EVAL_BATCH + 3, 20
+    split = {"f0_hz": rng.uniform(200, 400, (n, frames, 1)).astype(np.float32),
+             "feature_db": rng.uniform(-60, -20, (n, frames, 1)).astype(np.float32),
+             "audio": np.zeros((n, frames * 320), np.float32)}
+    audio = render_split(model, split)
+    assert audio.shape == (n, frames * 320)
+    assert model._compiled_synthesize.experimental_get_tracing_count() == 1
+    last = build_model(model.config)
+    last.set_weights(model.get_weights())
+    alone = last.render(split["f0_hz"][EVAL_BATCH:], split["feature_db"][EVAL_BATCH:], noise_seed=EVAL_NOISE_SEED + EVAL_BATCH)
+    np.testing.assert_allclose(audio[EVAL_BATCH:], alone, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(audio, render_split(model, split))  # and deterministic
