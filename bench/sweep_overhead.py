@@ -93,14 +93,16 @@ def run_one_sweep(dataset: str, trials: int, steps: int, xla_cache: str, tmp: Pa
 
 def trial_parts(metrics: dict) -> dict:
     """One trial's seconds: start-up (to the end of its first step), training (the steps after the
-    first: train_time_s counts the first call, which start-up already has), and after training."""
+    first: train_time_s counts the first call, which start-up already has; a trial stopped at a rung
+    has its last report's elapsed_s instead), and after training."""
+    trained = metrics.get("train_time_s", metrics.get("elapsed_s", 0.0))
     return {"startup": metrics.get("startup_s", 0.0),
-            "training": metrics.get("train_time_s", 0.0) - metrics.get("first_call_s", 0.0),
+            "training": trained - metrics.get("first_call_s", 0.0),
             "after": metrics.get("eval_time_s", 0.0) + metrics.get("examples_time_s", 0.0)}
 
 
 def summarize(label: str, sweep: dict, slots: int) -> dict:
-    trials = [m for m in sweep["trials"].values() if "train_time_s" in m]
+    trials = [m for m in sweep["trials"].values() if "train_time_s" in m or "elapsed_s" in m]
     capacity = slots * sweep["tune_s"]
     parts = {key: sum(trial_parts(m)[key] for m in trials) for key in ("startup", "training", "after")}
     finished = sum(status == "FINISHED" for status in sweep["outcomes"].values())

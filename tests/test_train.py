@@ -120,9 +120,10 @@ def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
     run("b", 2)
     b = run("b", 4, judge=lambda metrics: asked.append(dict(metrics)) or ["uint8"])  # resumes at step 2
     assert [r["step"] for r in reports["a"]] == [2, 4] and [r["step"] for r in reports["b"]] == [2, 4]
-    assert set(reports["a"][0]) == {"step", "train_loss", "val_loss", "elapsed_s", "first_step_s"}
+    assert set(reports["a"][0]) == {"step", "train_loss", "val_loss", "elapsed_s", "first_step_s", "first_call_s"}
     assert reports["b"] == [dict(r, elapsed_s=pytest.approx(r["elapsed_s"], abs=1e9),
-                                 first_step_s=pytest.approx(r["first_step_s"], abs=1e9)) for r in reports["a"]]
+                                 first_step_s=pytest.approx(r["first_step_s"], abs=1e9),
+                                 first_call_s=pytest.approx(r["first_call_s"], abs=1e9)) for r in reports["a"]]
     assert 0 < reports["a"][0]["first_step_s"] < reports["a"][0]["elapsed_s"] + 120  # start-up, then steps
     assert 0 < a["first_call_s"] <= a["first_step_s"] and a["first_call_s"] <= a["train_time_s"]
     assert a["eval_time_s"] > 0 and a["examples_time_s"] > 0

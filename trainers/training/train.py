@@ -317,7 +317,8 @@ class _Trainer:
                 self.manager.save(checkpoint_number=done)
                 if report is not None:
                     report({"step": done, "train_loss": float(np.mean(losses)), "val_loss": self.val_loss(),
-                            "elapsed_s": float(self.train_time), "first_step_s": self.first_step_s})
+                            "elapsed_s": float(self.train_time), "first_step_s": self.first_step_s,
+                            "first_call_s": self.first_call_s})
                 losses = []
         self.train_time.assign(time_before + time.perf_counter() - t0)
         return last_loss, None
