@@ -111,6 +111,9 @@ bench: install
 	$(PY) bench/trial_memory.py --dataset $(DEMO_DIR)/datasets/bansuri --steps 100 --reused 20 --reused-steps 20
 	$(PY) bench/sweep_overhead.py --dataset $(DEMO_DIR)/datasets/bansuri --trials 32 --steps 20
 	$(PY) bench/xla_break_even.py --dataset $(DEMO_DIR)/datasets/bansuri --steps 20,60,150
+	$(PY) bench/finished_per_hour.py --dataset $(DEMO_DIR)/datasets/bansuri --trials $(DEMO_TRIALS) --steps $(DEMO_STEPS) \
+	  --grace-period $(DEMO_GRACE) --reduction-factor $(DEMO_ETA)
+	$(PY) bench/evaluation_proportion.py --sweep $(DEMO_SWEEP) --instruments $(shell echo $(DEMO_INSTRUMENTS) | tr ' ' ',')
 	$(PY) bench/prepare_speed.py --minutes 15
 	[ -f $(DEMO_DIR)/datasets/bansuri/manifest.json ] || $(MAKE) demo
 	$(PY) bench/many_trials.py --dataset $(DEMO_DIR)/datasets/bansuri --trials 200 --steps 30

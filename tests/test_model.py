@@ -151,8 +151,9 @@ def _snr_db(reference: np.ndarray, test: np.ndarray) -> float:
 
 def test_a_split_renders_with_one_trace_and_the_same_audio_as_one_batch_each():
     """evaluate.render_split pads its last, shorter batch: one trace of the synth per model, and each
-    example's audio equal, to float32 rounding, to rendering its batch unpadded (the batch size may
-    change a vectorised kernel's rounding in the last place)."""
+    example's audio equal, to float32 rounding, to rendering its batch unpadded: within 1e-5 (-100 dB
+    of full scale; the batch size may change how a vectorised kernel rounds, and the phase sums carry
+    it along). Another noise or another example would differ by far more."""
     from trainers.model.trained import build_model
     from trainers.training.evaluate import EVAL_BATCH, EVAL_NOISE_SEED, render_split
 
@@ -169,5 +170,6 @@ def test_a_split_renders_with_one_trace_and_the_same_audio_as_one_batch_each():
     last = build_model(model.config)
     last.set_weights(model.get_weights())
     alone = last.render(split["f0_hz"][EVAL_BATCH:], split["feature_db"][EVAL_BATCH:], noise_seed=EVAL_NOISE_SEED + EVAL_BATCH)
-    np.testing.assert_allclose(audio[EVAL_BATCH:], alone, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(audio[EVAL_BATCH:], alone, rtol=0, atol=1e-5)
+    assert np.max(np.abs(alone)) > 1e-2  # the audio is not silence, so the tolerance means something
     np.testing.assert_array_equal(audio, render_split(model, split))  # and deterministic
