@@ -79,19 +79,21 @@ class TrainedModel(keras.Model):
         return self.synthesize(f0_hz, feature_db, noise)
 
     def render(self, f0_hz: np.ndarray, feature_db: np.ndarray, seconds_per_frame: float | None = None,
-               noise_seed: int = VAL_NOISE_SEED) -> np.ndarray:
+               noise_seed: int = VAL_NOISE_SEED, noise: tf.Tensor | None = None) -> np.ndarray:
         """Frames -> audio, for evaluation and listening.
 
         Args:
           f0_hz, feature_db: [B, T] or [B, T, 1] frames at config["frame_rate"].
           noise_seed: the stateless noise seed; the same seed gives the same audio.
+          noise: [B, n_samples] noise to use instead (then noise_seed is not used).
         Returns:
           audio [B, T * 16000 / frame_rate] float32 numpy.
         """
         f0_hz, feature_db = _frames3(f0_hz), _frames3(feature_db)
         batch, frames = f0_hz.shape[0], f0_hz.shape[1]
         n_samples = frames * SAMPLE_RATE // self.config["frame_rate"]
-        noise = synth.white_noise(batch, n_samples, (noise_seed, 0))
+        if noise is None:
+            noise = synth.white_noise(batch, n_samples, (noise_seed, 0))
         if self._compiled_synthesize is None:  # graph mode: ~10x faster than eager for the ddsp synth
             self._compiled_synthesize = tf.function(self.synthesize)  # ddsp needs static shapes: no relaxing
         return self._compiled_synthesize(tf.constant(f0_hz), tf.constant(feature_db), noise).numpy()

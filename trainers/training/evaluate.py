@@ -25,10 +25,12 @@ import tensorflow as tf
 
 from common.constants import PRECISIONS, SAMPLE_RATE, VAL_NOISE_SEED, VOICED_THRESHOLD
 from trainers.ddsp_compat import ddsp
+from trainers.model import synth
 from trainers.model.quantize import quantized_weights
 from trainers.model.trained import make_loss
 
-EVAL_BATCH = 8
+EVAL_BATCH = 8   # examples per noise draw (the noise seed is EVAL_NOISE_SEED + the batch's first index)
+RENDER_ROWS = 2  # examples synthesised at once (render_split says why)
 EVAL_NOISE_SEED = VAL_NOISE_SEED
 YIN_FMIN, YIN_FMAX, YIN_FRAME = 40.0, 2000.0, 1024
 
@@ -37,21 +39,28 @@ YIN_FMIN, YIN_FMAX, YIN_FRAME = 40.0, 2000.0, 1024
 
 
 def render_split(model, frames: dict[str, np.ndarray]) -> np.ndarray:
-    """Resynthesize every example of a split: audio [N, n_samples], fixed noise per batch.
+    """Resynthesize every example of a split: audio [N, n_samples], fixed noise per batch of EVAL_BATCH.
 
-    A last, shorter batch is padded to EVAL_BATCH (its last example repeated, the copies dropped), so
-    the synth graph is traced once per model, not twice (a trace of ddsp's synth costs seconds). A row's
-    noise does not depend on the batch size and its synthesis only to float32 rounding (where the batch
-    size changes how a vectorised kernel rounds: within 1e-5 in tests/test_model.py; bit-identical on
-    the demo's data).
+    A last, shorter batch is padded to EVAL_BATCH (a split of one batch: to whole sub-batches; its last
+    example repeated, the copies dropped), so the synth graph is traced once per model, not twice (a
+    trace of ddsp's synth costs seconds). Each
+    batch is synthesised RENDER_ROWS examples at a time with its own rows of the batch's noise: ddsp's
+    harmonic synth holds [rows, samples, harmonics] tensors (8 x 64,000 x 60 float32 is 123 MB each),
+    the largest a trial worker allocates. A row's noise does not depend on how many rows are rendered
+    together, and its synthesis only to float32 rounding (where the batch size changes how a vectorised
+    kernel rounds: within 1e-5 in tests/test_model.py; bit-identical on the demo's data).
     """
     outputs, n = [], len(frames["audio"])
+    width = EVAL_BATCH if n > EVAL_BATCH else RENDER_ROWS * -(-n // RENDER_ROWS)  # whole sub-batches: one trace
     for start in range(0, n, EVAL_BATCH):
-        rows = np.arange(start, start + EVAL_BATCH) if n > EVAL_BATCH else np.arange(n)
+        rows = np.arange(start, start + width)
         take = int((rows < n).sum())
         rows = np.minimum(rows, n - 1)
-        audio = model.render(frames["f0_hz"][rows], frames["feature_db"][rows], noise_seed=EVAL_NOISE_SEED + start)
-        outputs.append(audio[:take])
+        noise = synth.white_noise(len(rows), frames["audio"].shape[1], (EVAL_NOISE_SEED + start, 0))
+        parts = [model.render(frames["f0_hz"][rows[i:i + RENDER_ROWS]], frames["feature_db"][rows[i:i + RENDER_ROWS]],
+                              noise=noise[i:i + RENDER_ROWS])
+                 for i in range(0, len(rows), RENDER_ROWS)]
+        outputs.append(np.concatenate(parts, axis=0)[:take])
     return np.concatenate(outputs, axis=0)
 
 
