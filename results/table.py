@@ -175,7 +175,7 @@ def build_table(wide: pd.DataFrame, instrument: str, sweep: str) -> pd.DataFrame
             part[column] = _metric(wide, f"{metric}_{precision}")
         per_precision.append(part)
     table = pd.concat(per_precision, ignore_index=True)
-    table["candidate"] = (table["status"] == FINISHED) & np.isfinite(table["bytes"]) & np.isfinite(table["quality"])
+    table["candidate"] = candidate_mask(table)
     table = table[TABLE_COLUMNS]
 
     hyper = wide.filter(like="params.", axis=1)
@@ -189,6 +189,12 @@ def build_table(wide: pd.DataFrame, instrument: str, sweep: str) -> pd.DataFrame
     # stable, readable order: trial start, then precision in PRECISIONS order
     table["_p"] = table["precision"].map(PRECISIONS.index)
     return table.sort_values(["start_time", "run_id", "_p"], kind="stable").drop(columns="_p").reset_index(drop=True)
+
+
+def candidate_mask(table: pd.DataFrame) -> pd.Series:
+    """Which rows may compete (the module docstring): a FINISHED trial's precision with finite bytes and quality."""
+    return ((table["status"] == FINISHED) & np.isfinite(table["bytes"].astype(float))
+            & np.isfinite(table["quality"].astype(float)))
 
 
 def load_table(client: MlflowClient, instrument: str, sweep_name: str | None = None) -> tuple[Sweep, pd.DataFrame]:

@@ -16,6 +16,7 @@ import logging
 from typing import Any, Mapping
 
 from common.constants import PRECISIONS
+from common.values import finite
 from results.relevance import Measured, could_matter
 
 log = logging.getLogger(__name__)
@@ -35,15 +36,15 @@ class MeasuredCandidates:
         for precision in PRECISIONS:
             size, quality = metrics.get(f"bytes_{precision}"), metrics.get(f"quality_{precision}")
             if size is not None and quality is not None:
-                self._measured.append(Measured(float(size), float(quality), _number(metrics.get("rtf_wasm")),
-                                               _number(metrics.get(f"pitch_error_cents_{precision}"))))
+                self._measured.append(Measured(float(size), float(quality), finite(metrics.get("rtf_wasm")),
+                                               finite(metrics.get(f"pitch_error_cents_{precision}"))))
         return len(self._measured)
 
     def matter(self, metrics: Mapping[str, Any]) -> list[str]:
         """The quantised precisions of a trial (size report and float32 evaluation in ``metrics``) that
         could be on the front or be a selection's winner, given what is measured."""
-        quality, pitch = _number(metrics.get("quality_float32")), _number(metrics.get("pitch_error_cents_float32"))
-        rtf = _number(metrics.get("rtf_wasm"))
+        quality, pitch = finite(metrics.get("quality_float32")), finite(metrics.get("pitch_error_cents_float32"))
+        rtf = finite(metrics.get("rtf_wasm"))
         wanted = [p for p in PRECISIONS[1:]
                   if metrics.get(f"bytes_{p}") is None
                   or could_matter(float(metrics[f"bytes_{p}"]), quality, rtf, pitch, self._measured)]
@@ -112,13 +113,6 @@ class TrialFront:
 def record_name(sweep: str, instrument: str) -> str:
     """The actor name of one instrument's record: unique per sweep, so two sweeps on a cluster never share."""
     return f"tonesweep-front/{sweep}/{instrument}"
-
-
-def _number(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 __all__ = ["MeasuredCandidates", "FrontRecord", "TrialFront", "record_name", "NAMESPACE"]

@@ -153,10 +153,9 @@ class InstrumentSweep:
 
         start = time.perf_counter()
         catcher, status = InterruptCatcher(), "FINISHED"
-        record = self.record
         try:
             tuner_ = self._tuner()
-            with catcher, record:
+            with catcher, self.record:
                 tuner_.fit()
             if catcher.signal_number is not None:  # Ray stopped the trials and saved its state
                 for trial_id in self.tracker.open_trials():
@@ -180,7 +179,7 @@ class InstrumentSweep:
             outcomes=dict(self.tally.outcomes), run_ids=self.tracker.run_ids(), summary_line=self.tally.line(),
             tracking_s_per_trial=self.tracker.seconds_per_trial(), wall_s=time.perf_counter() - start,
             hypervolume=self.tally.hypervolume(), trial_steps_used=self.tally.trial_steps_used(),
-            rungs=rung_summary(self._driver_folder() / tuner.MOASHA_STATE), quantised=record.counts)
+            rungs=rung_summary(self._driver_folder() / tuner.MOASHA_STATE), quantised=self.record.counts)
 
     def _tuner(self):
         """The Tuner: restored (with the ledger of trials MLflow saw written first) or new."""

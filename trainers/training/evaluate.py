@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 import tensorflow as tf
 
-from common.constants import PRECISIONS, SAMPLE_RATE, VAL_NOISE_SEED, VOICED_THRESHOLD
+from common.constants import SAMPLE_RATE, VAL_NOISE_SEED, VOICED_THRESHOLD
 from trainers.ddsp_compat import ddsp
 from trainers.model import synth
 from trainers.model.quantize import quantized_weights
@@ -43,8 +43,8 @@ def render_split(model, frames: dict[str, np.ndarray]) -> np.ndarray:
 
     A last, shorter batch is padded to EVAL_BATCH (a split of one batch: to whole sub-batches; its last
     example repeated, the copies dropped), so the synth graph is traced once per model, not twice (a
-    trace of ddsp's synth costs seconds). Each
-    batch is synthesised RENDER_ROWS examples at a time with its own rows of the batch's noise: ddsp's
+    trace of ddsp's synth costs seconds). Each batch is synthesised RENDER_ROWS examples at a time,
+    with its own rows of the batch's noise: ddsp's
     harmonic synth holds [rows, samples, harmonics] tensors (8 x 64,000 x 60 float32 is 123 MB each),
     the largest a trial worker allocates. A row's noise does not depend on how many rows are rendered
     together, and its synthesis only to float32 rounding (where the batch size changes how a vectorised
@@ -119,11 +119,6 @@ def evaluate(model, frames: dict[str, np.ndarray]) -> dict[str, float]:
     }
 
 
-def evaluate_all_precisions(model, frames: dict[str, np.ndarray]) -> dict[str, float]:
-    """`evaluate` at each precision, keys suffixed: quality_float32, pitch_error_cents_uint8, ..."""
-    return evaluate_precisions(model, frames, PRECISIONS)
-
-
 def evaluate_precisions(model, frames: dict[str, np.ndarray], precisions) -> dict[str, float]:
     """`evaluate` at the given precisions, keys suffixed (quality_float16, ...)."""
     out: dict[str, float] = {}
@@ -152,4 +147,4 @@ def _fit_frames(x: np.ndarray, n_frames: int) -> np.ndarray:
     return np.pad(x, pad, mode="edge")
 
 
-__all__ = ["evaluate", "evaluate_all_precisions", "evaluate_precisions", "write_audio_examples"]
+__all__ = ["evaluate", "evaluate_precisions", "write_audio_examples"]
