@@ -55,7 +55,7 @@ class TrainedModel(keras.Model):
         self.decoder = build_decoder(config)
         n_ir = reverb_length(config)
         self.reverb = ReverbIR(n_ir, name="reverb") if n_ir else None
-        self._compiled_synthesize = None
+        self._compiled_synthesize: dict[bool, Any] = {}  # per fast_harmonics: render's tf.functions
 
     def controls(self, f0_hz: tf.Tensor, feature_db: tf.Tensor) -> dict[str, tf.Tensor]:
         """f0_hz, feature_db [B,T,1] -> synth controls (see trainers.model.synth.get_controls)."""
@@ -79,13 +79,16 @@ class TrainedModel(keras.Model):
         return self.synthesize(f0_hz, feature_db, noise)
 
     def render(self, f0_hz: np.ndarray, feature_db: np.ndarray, seconds_per_frame: float | None = None,
-               noise_seed: int = VAL_NOISE_SEED, noise: tf.Tensor | None = None) -> np.ndarray:
+               noise_seed: int = VAL_NOISE_SEED, noise: tf.Tensor | None = None,
+               fast_harmonics: bool = False) -> np.ndarray:
         """Frames -> audio, for evaluation and listening.
 
         Args:
           f0_hz, feature_db: [B, T] or [B, T, 1] frames at config["frame_rate"].
           noise_seed: the stateless noise seed; the same seed gives the same audio.
           noise: [B, n_samples] noise to use instead (then noise_seed is not used).
+          fast_harmonics: the training step's harmonic synth instead of ddsp's (held-out metrics,
+            trainers.training.evaluate says why); what a listener gets uses ddsp's, as the bundles do.
         Returns:
           audio [B, T * 16000 / frame_rate] float32 numpy.
         """
@@ -94,9 +97,11 @@ class TrainedModel(keras.Model):
         n_samples = frames * SAMPLE_RATE // self.config["frame_rate"]
         if noise is None:
             noise = synth.white_noise(batch, n_samples, (noise_seed, 0))
-        if self._compiled_synthesize is None:  # graph mode: ~10x faster than eager for the ddsp synth
-            self._compiled_synthesize = tf.function(self.synthesize)  # ddsp needs static shapes: no relaxing
-        return self._compiled_synthesize(tf.constant(f0_hz), tf.constant(feature_db), noise).numpy()
+        if fast_harmonics not in self._compiled_synthesize:  # graph mode: ~10x faster than eager for the ddsp synth
+            self._compiled_synthesize[fast_harmonics] = tf.function(  # ddsp needs static shapes: no relaxing
+                lambda f0, feature, noise_: self.synthesize(f0, feature, noise_, fast_harmonics=fast_harmonics))
+        synthesize = self._compiled_synthesize[fast_harmonics]
+        return synthesize(tf.constant(f0_hz), tf.constant(feature_db), noise).numpy()
 
     def build_all(self, frames: int = 8) -> None:
         """Create every weight by running a tiny forward pass (needed before loading weights)."""
