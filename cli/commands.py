@@ -87,22 +87,31 @@ def train(args) -> int:
     return 0
 
 
-def sweep(args) -> int:
-    from results.layout import resolve_tracking_uri
-    from search.interrupts import SweepInterrupted
+def sweep_settings(args):
+    """The ``SweepSettings`` of a `sweep` command line (a generated name unless --name or --resume)."""
     from search.settings import SweepSettings, default_sweep_name
-    from search.summary import format_summary
-    from search.sweep import run_sweep
 
-    name = args.name or (None if args.resume else default_sweep_name())  # --resume without --name: refused below
-    settings = SweepSettings(
+    if not hasattr(args, "generated_name"):  # once per command: the early checks and the sweep see one name
+        args.generated_name = None if args.name or args.resume else default_sweep_name()
+    return SweepSettings(
         datasets=list(args.dataset), trials=args.trials, space=args.space, algorithm=args.algorithm,
-        scheduler=args.scheduler, address=args.address, tracking_uri=args.tracking_uri, name=name,
+        scheduler=args.scheduler, address=args.address, tracking_uri=args.tracking_uri,
+        name=args.name or args.generated_name,  # --resume without --name: refused by the checks
         resume=args.resume, cpus_per_trial=args.cpus_per_trial, steps=args.steps,
         max_params=args.max_params, max_bytes=args.max_bytes, min_rtf=args.min_rtf, storage=args.storage,
         seed=args.seed, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
         **({"xla_cache": args.xla_cache} if args.xla_cache else {}),
     )
+
+
+def sweep(args) -> int:
+    from results.layout import resolve_tracking_uri
+    from search.interrupts import SweepInterrupted
+    from search.summary import format_summary
+    from search.sweep import run_sweep
+
+    settings = sweep_settings(args)
+    name = settings.name
     try:
         results = run_sweep(settings, say=say)
     except SweepInterrupted as stop:
@@ -112,6 +121,48 @@ def sweep(args) -> int:
         return 128 + stop.signal_number
     say(format_summary(results, name, resolve_tracking_uri(args.tracking_uri)))
     return 0
+
+
+# ---------------------------------------------------------------------------- checks before heavy imports
+
+
+def check_early(args) -> None:
+    """What a command can check of its flags and paths without TensorFlow, Ray or MLflow, run before
+    they are imported (``cli.main``): a mistake is answered in about a second. The command's own
+    checks run the same functions again, for callers of the library."""
+    check = EARLY_CHECKS.get(args.command)
+    if check is not None:
+        check(args)
+
+
+def _sweep_early(args) -> None:
+    from search.settings import early_checks
+
+    early_checks(sweep_settings(args))
+
+
+def _train_early(args) -> None:
+    from trainers.data.dataset import read_manifest
+    from trainers.model.config import load_config_file
+
+    load_config_file(args.config)
+    read_manifest(args.dataset)
+
+
+def _export_early(args) -> None:
+    from common.paths import check_name, check_output_folder
+
+    check_name(args.instrument, "--instrument")
+    check_output_folder(Path(args.out).absolute(), "--out")
+
+
+def _transfer_early(args) -> None:
+    from trainers.export.transfer import check_transfer_paths
+
+    check_transfer_paths(args.model, args.input, args.output)
+
+
+EARLY_CHECKS = {"sweep": _sweep_early, "train": _train_early, "export": _export_early, "transfer": _transfer_early}
 
 
 # ---------------------------------------------------------------------------- results

@@ -7,6 +7,7 @@ The parser (``cli.parser``) and this module import nothing heavy, so `tonesweep 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -32,17 +33,21 @@ LOGGING_LIBRARIES = {"sweep": ("ray", "mlflow"), "pareto": ("mlflow",), "export"
 def main(argv: list[str] | None = None) -> int:
     for key, value in CLI_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
-    args = build_parser().parse_args(argv)
-    if args.command in USES_TENSORFLOW:
-        from trainers.runtime import import_tensorflow_quietly
-
-        import_tensorflow_quietly()
-    for library in LOGGING_LIBRARIES.get(args.command, ()):
-        importlib.import_module(library)
+    try:
+        args = build_parser().parse_args(argv)  # flag values are checked here (common.bounds)
+    except SystemExit as done:  # --help, or a wrong command line (one line already printed)
+        return done.code if isinstance(done.code, int) else 2
     from cli import commands
 
     handler = getattr(commands, args.command.replace("-", "_"))
     try:
+        commands.check_early(args)  # paths and names, before the heavy imports below
+        if args.command in USES_TENSORFLOW:
+            from trainers.runtime import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
+        for library in LOGGING_LIBRARIES.get(args.command, ()):
+            importlib.import_module(library)
         with libraries_logging_to(library_log_path(args.command)):  # their INFO lines and tracebacks: a file
             return int(handler(args) or 0)
     except UserError as err:
@@ -52,10 +57,30 @@ def main(argv: list[str] | None = None) -> int:
         print("tonesweep: interrupted", file=sys.stderr)
         return 130
     except OSError as err:  # disk full, permission denied, ... while writing: one line naming the path
-        where = err.filename or "tonesweep"
-        print(f"tonesweep: error: {where}: {err.strerror or err}; check free space and permissions there",
-              file=sys.stderr)
+        print(f"tonesweep: error: {os_error_line(err)}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        if not str(err).startswith(SYMLINK_LOOP):  # Python 3.11's pathlib: a loop met while resolving a path
+            raise
+        where = str(err).removeprefix(SYMLINK_LOOP).strip(" '")
+        print(f"tonesweep: error: {where}: {LOOP_ADVICE}", file=sys.stderr)
+        return 2
+
+
+SYMLINK_LOOP = "Symlink loop from"
+LOOP_ADVICE = "a symbolic link that leads back to itself; fix or remove the link, or give another path"
+
+
+def os_error_line(err: OSError) -> str:
+    """An operating system's refusal as one line: the path, what happened, what to check."""
+    where = err.filename or "tonesweep"
+    if err.errno == errno.ELOOP:
+        return f"{where}: {LOOP_ADVICE}"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}: {err.strerror}; free some space there and run the command again"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{where}: {err.strerror}; check the permissions there, or choose another path"
+    return f"{where}: {err.strerror or err}; check free space and permissions there"
 
 
 if __name__ == "__main__":

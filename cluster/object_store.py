@@ -28,8 +28,26 @@ from common.paths import check_name, check_output_folder, is_uri, local_path
 
 SCHEMES = ("s3",)
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-# S3's bucket naming rules (3-63 lower-case letters, digits, dots and hyphens).
+# S3's bucket naming rules (3-63 lower-case letters, digits, dots and hyphens, begun and ended by a letter
+# or digit; no two dots side by side; not shaped like an IP address; none of the reserved prefixes and
+# suffixes): https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an S3 bucket's name, or None when it can."""
+    if not BUCKET.match(name):
+        return "3-63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit"
+    if ".." in name or ".-" in name or "-." in name:
+        return "no dot next to another dot or a hyphen"
+    if IP_ADDRESS.match(name):
+        return "not shaped like an IP address"
+    if name.startswith(RESERVED_PREFIXES) or name.endswith(RESERVED_SUFFIXES):
+        return "a prefix or suffix S3 reserves"
+    return None
 
 
 @dataclass(frozen=True)
@@ -77,8 +95,10 @@ def check_storage(location: str, field: str = "--storage") -> Path | Remote:
         raise UserError(f"{field} {location}: {scheme}:// is not supported; give a folder or "
                         "s3://BUCKET/PREFIX (an S3-compatible store: set AWS_ENDPOINT_URL)")
     remote = Remote(location)
-    if not BUCKET.match(remote.bucket):
-        raise UserError(f"{field} {location}: {remote.bucket!r} is not a bucket name; give s3://BUCKET/PREFIX")
+    problem = bucket_name_problem(remote.bucket)
+    if problem:
+        raise UserError(f"{field} {location}: {remote.bucket!r} is not a bucket name (S3 wants {problem}); "
+                        "give s3://BUCKET/PREFIX")
     for part in PurePosixPath(remote.path).parts[1:]:
         check_name(part, f"{field} {location}: prefix part")
     _check_credentials(location, field)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -88,6 +89,27 @@ def _write_json_via(folder: Path, path: Path, payload: Any, indent: int | None, 
 
 
 # ---------------------------------------------------------------------------- folders tonesweep owns
+
+
+def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of the file's bytes (a dataset's inputs and shards, a bundle's files: their identity)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_digests(folder: Path, names: Iterable[str]) -> dict[str, str]:
+    """{relative name: sha256} of files below ``folder`` (what a card or manifest records)."""
+    return {name: sha256_file(folder / name) for name in names}
+
+
+def damaged_files(folder: Path, digests: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(missing, changed): the recorded files below ``folder`` that are gone or whose bytes differ."""
+    missing = [name for name in digests if not (folder / name).is_file()]
+    changed = [name for name, digest in digests.items() if name not in missing and sha256_file(folder / name) != digest]
+    return missing, changed
 
 
 def listed_files(folder: Path) -> list[str]:

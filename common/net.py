@@ -8,6 +8,7 @@ address check and the servers tonesweep starts all wait the same way.
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 import urllib.error
@@ -27,8 +28,9 @@ def free_port(host: str = LOOPBACK) -> int:
         return probe.getsockname()[1]
 
 
-def check_port_free(host: str, port: int, field: str) -> None:
-    """Refuse a port something already listens on (SO_REUSEADDR: a port in TIME_WAIT is free)."""
+def check_port_free(host: str, port: int, field: str, host_field: str = "--host") -> None:
+    """Refuse a port something already listens on (SO_REUSEADDR: a port in TIME_WAIT is free), or a
+    host that is not an address of this machine, naming the flag at fault (``bind_error``)."""
     if not 0 < port < 65536:
         raise UserError(f"{field} {port}: not a TCP port; give 1-65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -37,8 +39,21 @@ def check_port_free(host: str, port: int, field: str) -> None:
         try:
             probe.bind((host, port))
         except OSError as err:
-            raise UserError(f"{field} {port}: {host}:{port} is not available ({err.strerror or err}); "
-                            "stop what uses it or choose another port") from None
+            raise bind_error(host, port, err, field, host_field) from None
+
+
+def bind_error(host: str, port: int, err: OSError, field: str = "--port", host_field: str = "--host") -> UserError:
+    """Why ``host:port`` cannot be listened on, blaming the flag that is at fault: the host when it is
+    not an address of this machine, the port when it is taken or privileged."""
+    reason = err.strerror or str(err)
+    if isinstance(err, socket.gaierror) or err.errno == errno.EADDRNOTAVAIL:
+        return UserError(f"{host_field} {host}: not an address of this machine ({reason}); use 127.0.0.1, "
+                         "or 0.0.0.0 for every network interface")
+    if err.errno == errno.EACCES and port < 1024:
+        return UserError(f"{field} {port}: ports below 1024 need administrator rights; choose one from 1024 up")
+    if err.errno == errno.EADDRINUSE:
+        return UserError(f"{field} {port}: {host}:{port} is in use; stop what uses it or choose another port")
+    return UserError(f"{field} {port}: cannot listen on {host}:{port} ({reason}); choose another port or host")
 
 
 def wait_until(check: Callable[[], str | None], timeout_s: float, interval_s: float = 0.5,

@@ -19,7 +19,7 @@ from results.criteria import Criteria
 from results.layout import FAILURE_TAG, INSTRUMENT_TAG, STATUS_TAG, TRIAL_ARTIFACTS, model_name
 from results.registry import champion
 from results.layout import resolve_tracking_uri
-from results.tracking import check_tracking_uri
+from results.tracking import check_store_exists, check_tracking_uri
 from common.constants import PRECISIONS
 from common.trial import ResolvedTrial
 from common.errors import UserError
@@ -30,10 +30,7 @@ TRIAL_METRICS = "metrics.json"  # a trial folder's metrics (docs/architecture.md
 
 def resolve_trial(instrument: str, run_id: str | None, tracking_uri: str | None, download_dir: Path) -> ResolvedTrial:
     """The champion of `instrument`, or the MLflow run ``run_id``, downloaded into ``download_dir``."""
-    uri = check_tracking_uri(resolve_tracking_uri(tracking_uri))
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        raise UserError(f"{uri[len('sqlite:///'):]}: no MLflow store here (nothing to export); run a sweep first, "
-                        "or pass --tracking-uri, or --run-id with a trial folder")
+    uri = check_store_exists(check_tracking_uri(resolve_tracking_uri(tracking_uri)), "export; or pass --run-id with a trial folder")
     client = MlflowClient(tracking_uri=uri)
     registry = _champion_info(client, instrument, uri) if run_id is None else _champion_info_if_run(client, instrument, run_id)
     run_id = run_id or registry["run_id"]

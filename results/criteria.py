@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from common.errors import UserError
+from common.bounds import AT_LEAST_ZERO, COUNT, POSITIVE, SPEED_BAR
 
 DEFAULT_TOLERANCE = 0.05  # 5 % worse than the best still counts as acceptable
 DEFAULT_MIN_RTF = 5.0     # times faster than real time in TF.js's wasm backend (see the module docstring)
@@ -38,17 +38,12 @@ class Criteria:
     min_rtf: float | None = DEFAULT_MIN_RTF
     max_bytes: int | None = None
 
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
-            raise UserError(f"--tolerance {self.tolerance}: must be a number >= 0 (e.g. 0.05 for 5%)")
-        if self.max_loss is not None and not math.isfinite(self.max_loss):
-            raise UserError(f"--max-loss {self.max_loss}: must be a finite number (a spectral loss)")
-        if self.max_pitch_error is not None and not (math.isfinite(self.max_pitch_error) and self.max_pitch_error >= 0):
-            raise UserError(f"--max-pitch-error {self.max_pitch_error}: must be a number of cents >= 0")
-        if self.min_rtf is not None and not (math.isfinite(self.min_rtf) and self.min_rtf >= 0):
-            raise UserError(f"--min-rtf {self.min_rtf}: must be a number >= 0 (times faster than real time; 0 = no bar)")
-        if self.max_bytes is not None and not self.max_bytes > 0:
-            raise UserError(f"--max-bytes {self.max_bytes}: must be a positive number of bytes")
+    def __post_init__(self) -> None:  # the CLI's parser applies the same rules (common.bounds)
+        AT_LEAST_ZERO.check(self.tolerance, "--tolerance")
+        for value, bound, flag in ((self.max_loss, POSITIVE, "--max-loss"), (self.max_pitch_error, AT_LEAST_ZERO, "--max-pitch-error"),
+                                   (self.min_rtf, SPEED_BAR, "--min-rtf"), (self.max_bytes, COUNT, "--max-bytes")):
+            if value is not None:
+                bound.check(value, flag)
 
     def quality_bar(self, best_quality: float) -> float:
         if self.max_loss is not None:

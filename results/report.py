@@ -37,7 +37,7 @@ from results.registry import register_winner
 from results.select import Selection, select_smallest
 from results.table import Sweep, load_table
 from results.layout import resolve_tracking_uri
-from results.tracking import check_tracking_uri
+from results.tracking import check_store_exists, check_tracking_uri
 from common.paths import check_name, check_output_file
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")  # what matplotlib's Agg backend writes
@@ -178,8 +178,8 @@ def run_pareto(instrument: str, sweep_name: str | None = None, criteria: Criteri
         check_name(sweep_name, "--sweep")
     if plot:
         check_output_file(plot, "--plot", PLOT_FORMATS)
-    tracking_uri = check_tracking_uri(resolve_tracking_uri(tracking_uri))
-    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    tracking_uri = check_store_exists(check_tracking_uri(resolve_tracking_uri(tracking_uri)), "select from")
+    client = MlflowClient(tracking_uri=tracking_uri)
     sweep, table = load_table(client, instrument, sweep_name)
     selection = select_smallest(table, criteria)
     report = ParetoReport(sweep, table, selection)

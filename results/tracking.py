@@ -90,6 +90,17 @@ def check_tracking_uri(uri: str, timeout_s: float | None = None, field: str = "-
     return uri
 
 
+def check_store_exists(uri: str, nothing_to: str) -> str:
+    """A SQLite store that is to be read must exist: MLflow would create an empty database where a
+    mistyped path points. ``nothing_to``: what the command cannot do without it ("export", ...)."""
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if not Path(path).is_file():
+            raise UserError(f"{path}: no MLflow store here (nothing to {nothing_to}); check --tracking-uri or "
+                            "MLFLOW_TRACKING_URI, or run a sweep first")
+    return uri
+
+
 def _wait_for_http(url: str, timeout_s: float, field: str, uri: str) -> None:
     def answers() -> str | None:
         reason = http_answers(url, min(5.0, timeout_s))

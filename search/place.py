@@ -32,6 +32,7 @@ from typing import Any
 from cluster.object_store import Remote, check_storage, download, exists, upload
 from common.errors import UserError
 from common.files import account_folder, write_json_atomic
+from common.locks import sibling_lock
 from common.paths import check_apart, check_name, contained
 from trainers.data.dataset import MANIFEST, dataset_files, read_manifest
 
@@ -104,6 +105,14 @@ class SweepPlace:
         if self.remote is not None:
             return exists(self.remote.child(SWEEP_FILE))
         return (self.folder / SWEEP_FILE).exists()
+
+    def lock_path(self) -> Path:
+        """The sweep's writer lock (``common.locks``): beside its folder; for a sweep in an object
+        store, in this account's folder on the driver's machine, keyed by the sweep's URI (so two
+        drivers on one machine never share a sweep; drivers on two machines are not seen)."""
+        if self.remote is None:
+            return sibling_lock(self.folder)
+        return account_folder("locks") / f"{hashlib.sha256(self.remote.uri.encode()).hexdigest()[:16]}.lock"
 
     def describe(self) -> str:
         return self.remote.uri.rsplit("/", 1)[0] if self.remote is not None else str(self.folder.parent)

@@ -9,12 +9,12 @@ Ray, no TensorFlow, no MLflow): the CLI takes its choices and defaults from here
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from common.bounds import ABOVE_ONE, COUNT, POSITIVE, SPEED_BAR
 from common.errors import UserError
 from common.paths import check_name
 from search.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_SCHEDULER, SCHEDULERS
@@ -84,6 +84,7 @@ def preflight(settings: SweepSettings) -> Checked:
     from results.layout import resolve_tracking_uri
     from results.tracking import check_tracking_uri
     from search.place import check_sweep_place, sweep_place
+    from trainers.data.dataset import check_dataset_files, read_manifest  # light: numpy only
 
     check_settings(settings)
     instruments = instruments_of(settings.datasets)
@@ -92,29 +93,41 @@ def preflight(settings: SweepSettings) -> Checked:
     check_sweep_place(place, settings.resume)
     spaces = {inst: load_checked_space(settings, inst) for inst, _ in instruments}
     for instrument, dataset in instruments:
+        check_dataset_files(dataset, read_manifest(dataset))  # whole before any trial reads it
         check_frame_rates(dataset, spaces[instrument], settings.space or "built-in space")
+        check_enough_configurations(spaces[instrument], settings.trials, settings.space or "built-in space")
     uri = check_tracking_uri(resolve_tracking_uri(settings.tracking_uri))
     check_address(settings.address)
     return Checked(name, place, instruments, spaces, uri)
 
 
+def early_checks(settings: SweepSettings) -> None:
+    """What ``preflight`` checks that needs nothing heavy (no Ray, TensorFlow or MLflow): the flags, the
+    datasets, the name and the space file's presence; the CLI runs it before those load."""
+    check_settings(settings)
+    instruments_of(settings.datasets)
+    if settings.name:
+        check_name(settings.name, "--name")
+    if settings.space and not Path(settings.space).is_file():
+        raise UserError(f"--space {settings.space}: no such file; give a TOML search space (docs/architecture.md)")
+
+
 def check_settings(settings: SweepSettings) -> None:
-    if settings.trials < 1:
-        raise UserError(f"--trials: {settings.trials} must be at least 1")
-    if settings.cpus_per_trial <= 0:
-        raise UserError(f"--cpus-per-trial: {settings.cpus_per_trial} must be positive")
+    """The flags' values, by the rules the CLI's parser applies too (``common.bounds``)."""
+    COUNT.check(settings.trials, "--trials")
+    POSITIVE.check(settings.cpus_per_trial, "--cpus-per-trial")
+    ABOVE_ONE.check(settings.reduction_factor, "--reduction-factor")
+    for value, bound, flag in ((settings.steps, COUNT, "--steps"), (settings.grace_period, COUNT, "--grace-period"),
+                               (settings.max_params, COUNT, "--max-params"), (settings.max_bytes, COUNT, "--max-bytes"),
+                               (settings.min_rtf, SPEED_BAR, "--min-rtf")):
+        if value is not None:
+            bound.check(value, flag)
     if settings.resume and not settings.name:
         raise UserError("--resume: needs --name NAME of the sweep to continue")
-    if settings.steps is not None and settings.steps < 1:
-        raise UserError(f"--steps: {settings.steps} must be at least 1")
     if settings.algorithm not in ALGORITHMS:
         raise UserError(f"--algorithm: {settings.algorithm!r}; use one of {', '.join(ALGORITHMS)}")
     if settings.scheduler not in SCHEDULERS:
         raise UserError(f"--scheduler: {settings.scheduler!r}; use one of {', '.join(SCHEDULERS)}")
-    if settings.grace_period is not None and settings.grace_period < 1:
-        raise UserError(f"--grace-period: {settings.grace_period} must be at least 1 step")
-    if not (settings.reduction_factor > 1 and math.isfinite(settings.reduction_factor)):
-        raise UserError(f"--reduction-factor: {settings.reduction_factor} must be a number above 1 (e.g. 3)")
     cache = settings.xla_cache
     if cache and cache != "off" and Path(cache).expanduser().exists() and not Path(cache).expanduser().is_dir():
         raise UserError(f"--xla-cache: {cache} is not a folder; give a folder (created if missing) or 'off'")
@@ -138,6 +151,21 @@ def instruments_of(datasets: list[str]) -> list[tuple[str, str]]:
         seen[instrument] = dataset
         out.append((instrument, str(path)))
     return out
+
+
+def check_enough_configurations(space, trials: int, space_name: str) -> None:
+    """Refuse more trials than a space without a continuous range has distinct configurations: the
+    extra trials would train configurations already trained (same seed, same result)."""
+    from spaces import discrete_size
+    from spaces.translate import has_continuous
+
+    if has_continuous(space.hyperparameters):
+        return
+    distinct = discrete_size(space.hyperparameters)
+    if trials > distinct:
+        raise UserError(f"--trials {trials}: {space_name} has only {distinct} distinct configuration"
+                        f"{'s' if distinct != 1 else ''}, so trials would repeat one; use --trials {distinct} or "
+                        "widen the space (more choices, or a float range)")
 
 
 def check_frame_rates(dataset: str, space, space_name: str) -> None:
@@ -217,7 +245,59 @@ def sweep_params(settings: SweepSettings, space) -> dict:
 
 
 def sweep_record(settings: SweepSettings, name: str, instruments: list[tuple[str, str]]) -> dict:
-    """What ``sweep.json`` records of a sweep (``search.place.write_sweep_file``)."""
+    """What ``sweep.json`` records of a sweep (``search.place.write_sweep_file``); ``space_sha256`` is
+    the space file's content (None: the built-in space), so that a resume with an edited file is told."""
     return {"name": name, "instruments": dict(instruments), "trials": settings.trials,
             "algorithm": settings.algorithm, "scheduler": settings.scheduler, "space": settings.space,
-            "steps": settings.steps, "seed": settings.seed}
+            "space_sha256": space_digest(settings.space), "steps": settings.steps, "seed": settings.seed}
+
+
+def space_digest(space: str | None) -> str | None:
+    """sha256 of a space file's bytes (None for the built-in space or an unreadable file)."""
+    import hashlib
+
+    if not space:
+        return None
+    try:
+        return hashlib.sha256(Path(space).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+# What a resumed sweep must be asked to do as it was first: (sweep.json key, flag). A key an older
+# sweep file lacks is not compared.
+RESUME_MUST_MATCH = (("space", "--space"), ("space_sha256", "--space (its content)"), ("algorithm", "--algorithm"),
+                     ("scheduler", "--scheduler"), ("trials", "--trials"), ("steps", "--steps"), ("seed", "--seed"),
+                     ("instruments", "--dataset"))
+
+
+def check_resume_matches(recorded: dict, settings: SweepSettings, name: str,
+                         instruments: list[tuple[str, str]]) -> None:
+    """Refuse a ``--resume`` whose flags differ from those the sweep was started with (its searcher,
+    scheduler and trials would otherwise continue under the old ones without a word)."""
+    now = sweep_record(settings, name, instruments)
+    for key, flag in RESUME_MUST_MATCH:
+        if key in recorded and _comparable(recorded[key]) != _comparable(now[key]):
+            raise UserError(f"--resume: sweep {name} was started with {flag} {_shown(key, recorded[key])}, not "
+                            f"{_shown(key, now[key])} (sweep.json); resume with the flags it was started with, or start "
+                            "a new sweep with another --name")
+
+
+def _comparable(value):
+    """What must match of a recorded value: a file by its resolved path, the datasets by their
+    instruments (a resume on another machine finds them at other paths)."""
+    if isinstance(value, dict):
+        return sorted(value)
+    if isinstance(value, str) and value and not value.startswith("s3://") and Path(value).exists():
+        return str(Path(value).resolve())
+    return value
+
+
+def _shown(key: str, value) -> str:
+    if isinstance(value, dict):
+        return "for " + ", ".join(sorted(value)) if value else "none"
+    if key == "space_sha256" and value:
+        return value[:12] + "..."
+    if value is None:
+        return "the built-in space" if key.startswith("space") else "none"
+    return str(value)

@@ -34,12 +34,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from common.constants import FAILED, FINISHED, INTERRUPTED, REJECTED, STOPPED
+from common.locks import writer_lock
 from search import tuner
 from search.algorithms.ledger import write_ended
 from search.front import FrontRecord, record_name
 from search.interrupts import InterruptCatcher, SweepInterrupted
 from search.limits import REFUSALS
-from search.settings import Checked, SweepSettings, preflight, report_every, sweep_params, sweep_record
+from search.settings import (Checked, SweepSettings, check_resume_matches, preflight, report_every, sweep_params,
+                             sweep_record)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -59,18 +61,28 @@ def run_sweep(settings: SweepSettings, say: Say | None = None) -> list[Instrumen
     nothing is printed. Sets the driver's environment (``search.tuner.DRIVER_ENVIRONMENT``) before
     Ray Tune starts. Ctrl-C or SIGTERM end the sweep with its state saved: ``SweepInterrupted``.
     """
-    from cluster import local_ray
-    from results import tracking
-    from search.place import read_sweep_file, write_sweep_file
+    from search.place import check_sweep_place
 
     say = say or _quiet
     checked = preflight(settings)
     tuner.set_driver_environment()
     place = checked.place
+    with writer_lock(place.lock_path(), f"sweep {checked.name} in {place.describe()}", "--name", took_over=say):
+        check_sweep_place(place, settings.resume)  # again: another driver may have started it since the checks
+        return _run_locked(settings, checked, say)
+
+
+def _run_locked(settings: SweepSettings, checked: Checked, say: Say) -> list[InstrumentResult]:
+    """``run_sweep`` once this driver holds the sweep's lock."""
+    from cluster import local_ray
+    from results import tracking
+    from search.place import read_sweep_file, write_sweep_file
+
+    place = checked.place
     place.open(tuner.driver_files([instrument for instrument, _ in checked.instruments]), settings.resume)
     if settings.resume:
-        try:
-            read_sweep_file(place.folder)  # the sweep to continue, whole (a damaged one is one line)
+        try:  # the sweep to continue, whole (a damaged one is one line), asked to do what it was started with
+            check_resume_matches(read_sweep_file(place.folder), settings, checked.name, checked.instruments)
         except BaseException:
             place.close()
             raise

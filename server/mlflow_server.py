@@ -128,10 +128,10 @@ def run_ui(tracking_uri: str, port: int, say: Callable[[str], None], echo: Calla
            should_stop: Callable[[], bool], host: str = "127.0.0.1") -> str | None:
     """`tonesweep ui`: the MLflow UI over a store, until a stop request (None) or the server dies."""
     check_port_free(host, port, "--port")
-    say(f"MLflow UI for {hide_password(tracking_uri)} at {public_url(host, port)} (Ctrl-C to stop)")
-    with contextlib.ExitStack() as stack:
+    say(f"starting the MLflow UI for {hide_password(tracking_uri)} on {host}:{port} ...")
+    with contextlib.ExitStack() as stack:  # the URL is printed once the server answers
         return serve(ui_command(tracking_uri, port, host), server_environment(), host, port, say, echo,
-                     should_stop, stack)
+                     should_stop, stack, lines=lambda base: [f"MLflow UI at {base} (Ctrl-C to stop)"])
 
 
 # ---------------------------------------------------------------------------- `tonesweep tracking-server`
@@ -190,7 +190,13 @@ def run_tracking_server(settings: TrackingServerSettings, say: Callable[[str], N
 
 
 def _artifact_root(root: str) -> str:
-    """A URI (s3://bucket/prefix) as given; a local folder checked and made absolute."""
+    """An s3:// URI checked as ``--storage`` is (bucket name, credentials, the bucket exists), another
+    URI as given; a local folder checked and made absolute."""
+    if root.lower().startswith("s3://"):
+        from cluster.object_store import check_storage
+
+        check_storage(root, "--artifact-root")
+        return root
     if is_uri(root):
         return root
     return str(check_output_folder(local_path(root), "--artifact-root").absolute())

@@ -79,6 +79,11 @@ def discrete_size(hyperparameters: kt.HyperParameters) -> int:
     return len(assignments)
 
 
+def has_continuous(hyperparameters: kt.HyperParameters) -> bool:
+    """Whether a hyperparameter of the space is a float range (then its configurations never run out)."""
+    return any(isinstance(hp, kt.engine.hyperparameters.Float) for hp in hyperparameters.space)
+
+
 def possible_values(space: "SearchSpace", key: str, default: Any = None) -> list[Any]:
     """Every value config key ``key`` can take in a trial of ``space``, in declaration order.
 

@@ -60,6 +60,7 @@ def test_libraries_log_to_a_file_not_to_the_terminal(tmp_path):
 
     log = library_log_path("pareto")
     before = log.read_text() if log.exists() else ""
+    (tmp_path / "new.db").touch()  # an empty SQLite file: MLflow creates its tables in it (pareto reads only a store that exists)
     proc = run_cli("pareto", "--instrument", "oboe", "--tracking-uri", f"sqlite:///{tmp_path / 'new.db'}", cwd=tmp_path)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("tonesweep: error: "), proc.stderr

@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 import soundfile as sf
 
 from cli.main import main
+from common.errors import UserError
 from support.sweeps import DRIVER, SPACE, TERMINAL, Driver, make_datasets, mlflow_client, run_driver, sweep_runs
 
 BOUND_S = 60.0  # no case may take longer (the service checks are shortened to 2 s below)
@@ -56,6 +58,12 @@ def world(tmp_path_factory, make_tone_module, small_bundle):
     make_datasets(root, ["bansuri"])
     (root / "runs-damaged" / "broken").mkdir(parents=True)
     (root / "runs-damaged" / "broken" / "sweep.json").write_text('{"name": "broken", "tri')  # cut short
+    (root / "runs-recorded" / "old").mkdir(parents=True)  # a sweep started on the built-in space, 2 trials
+    (root / "runs-recorded" / "old" / "sweep.json").write_text(json.dumps(
+        {"name": "old", "instruments": {"bansuri": "elsewhere"}, "trials": 2, "algorithm": "random",
+         "scheduler": "moasha", "space": None, "space_sha256": None, "steps": None, "seed": 0}))
+    (root / "loop").symlink_to(root / "loop")  # a symbolic link to itself
+    sf.write(str(root / "noise.wav"), np.random.default_rng(0).uniform(-0.5, 0.5, 16000 * 4), 16000)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(uri)
     rng = random.Random(1)
@@ -125,7 +133,13 @@ CASES = [
     ("space-frame-rate-not-prepared", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs", "--tracking-uri", u, "--space", space_file(r, '[hyperparameters.frame_rate]\ntype = "choice"\nvalues = [250, 100]\n')], 2, "frame_rate"),
     # ---- bundles
     ("transfer-card-from-another-model", lambda r, u: ["transfer", "--model", str(_swap_card(r)), f"{r}/take.wav", f"{r}/o1.wav"], 2, "does not match"),
-    ("transfer-shard-truncated", lambda r, u: ["transfer", "--model", str(_truncate_shard(r)), f"{r}/take.wav", f"{r}/o2.wav"], 2, "shards do not match"),
+    ("transfer-shard-truncated", lambda r, u: ["transfer", "--model", str(_truncate_shard(r)), f"{r}/take.wav", f"{r}/o2.wav"], 2, "damaged"),
+    # ---- damaged files are named as damaged (the card's sha256 of every file)
+    ("transfer-shard-bit-flipped", lambda r, u: ["transfer", "--model", str(_spoil(r, "flip", "tfjs/*.bin")), f"{r}/take.wav", f"{r}/o7.wav"], 2, ".bin: damaged"),
+    ("transfer-model-json-cut-short", lambda r, u: ["transfer", "--model", str(_spoil(r, "cut", "tfjs/model.json")), f"{r}/take.wav", f"{r}/o8.wav"], 2, "model.json: damaged"),
+    ("transfer-saved-model-variables-damaged", lambda r, u: ["transfer", "--model", str(_spoil(r, "flip", "saved_model/variables/variables.data-*")), f"{r}/take.wav", f"{r}/o9.wav"], 2, "damaged"),
+    ("transfer-shard-missing", lambda r, u: ["transfer", "--model", str(_spoil(r, "remove", "tfjs/*.bin")), f"{r}/take.wav", f"{r}/o10.wav"], 2, "missing"),
+    ("serve-shard-bit-flipped", lambda r, u: ["serve", "--models", str(_spoil(r, "flip", "tfjs/*.bin")), "--port", "0"], 2, ".bin: damaged"),
     ("transfer-card-layout-missing", lambda r, u: ["transfer", "--model", str(_no_layout(r)), f"{r}/take.wav", f"{r}/o3.wav"], 2, "layout"),
     ("export-instrument-differs", lambda r, u: ["export", "--instrument", "tuba", "--out", f"{r}/tuba", "--run-id", f"{r}/trial", "--skip-js-parity"], 2, "trained on bansuri"),
     ("transfer-input-not-audio", lambda r, u: ["transfer", "--model", f"{r}/bundle", f"{r}/notes.wav", f"{r}/o4.wav"], 2, "notes.wav"),
@@ -156,6 +170,38 @@ CASES = [
     ("prepare-workers-0", lambda r, u: ["prepare", "--instrument", "t", "--frame-rates", "50", "--workers", "0", "--out", f"{r}/d", f"{r}/take.wav"], 2, "--workers"),
     ("train-config-missing", lambda r, u: ["train", "--dataset", f"{r}/datasets/bansuri", "--config", f"{r}/nope.toml", "--out", f"{r}/t"], 2, "nope.toml"),
     ("demo-data-minutes-0", lambda r, u: ["demo-data", "--out", f"{r}/demo", "--minutes", "0"], 2, "--minutes"),
+    # ---- values are checked when the command line is read, by one rule per kind (common.bounds)
+    ("sweep-max-bytes-negative", lambda r, u: [*SWEEP, "--max-bytes", "-1", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--max-bytes: -1"),
+    ("sweep-max-bytes-0", lambda r, u: [*SWEEP, "--max-bytes", "0", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--max-bytes: 0"),
+    ("sweep-min-rtf-negative", lambda r, u: [*SWEEP, "--min-rtf", "-5", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--min-rtf: -5"),
+    ("sweep-min-rtf-nan", lambda r, u: [*SWEEP, "--min-rtf", "nan", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--min-rtf: nan"),
+    ("sweep-max-params-text", lambda r, u: [*SWEEP, "--max-params", "lots", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--max-params"),
+    ("sweep-reduction-factor-1", lambda r, u: [*SWEEP, "--reduction-factor", "1", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--reduction-factor"),
+    ("sweep-grace-period-0", lambda r, u: [*SWEEP, "--grace-period", "0", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--grace-period"),
+    ("sweep-cpus-per-trial-0", lambda r, u: [*SWEEP, "--cpus-per-trial", "0", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--cpus-per-trial"),
+    ("sweep-trials-inf", lambda r, u: ["sweep", "--trials", "inf", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--trials"),
+    ("serve-port-70000", lambda r, u: ["serve", "--models", f"{r}/bundle", "--port", "70000"], 2, "--port: 70000"),
+    ("serve-port-negative", lambda r, u: ["serve", "--models", f"{r}/bundle", "--port", "-1"], 2, "--port: -1"),
+    ("ui-port-0", lambda r, u: ["ui", "--port", "0", "--tracking-uri", u], 2, "--port: 0"),
+    ("tracking-server-pg-port-big", lambda r, u: ["tracking-server", "--pg-port", "99999"], 2, "--pg-port"),
+    ("pareto-max-loss-inf", lambda r, u: ["pareto", "--instrument", "sitar", "--tracking-uri", u, "--max-loss", "inf"], 2, "--max-loss"),
+    ("pareto-max-bytes-0", lambda r, u: ["pareto", "--instrument", "sitar", "--tracking-uri", u, "--max-bytes", "0"], 2, "--max-bytes"),
+    ("prepare-validation-fraction-1", lambda r, u: ["prepare", "--instrument", "t", "--validation-fraction", "1", "--out", f"{r}/d", f"{r}/take.wav"], 2, "--validation-fraction"),
+    ("prepare-frame-rates-text", lambda r, u: ["prepare", "--instrument", "t", "--frame-rates", "fast", "--out", f"{r}/d", f"{r}/take.wav"], 2, "--frame-rates"),
+    ("prepare-example-seconds-negative", lambda r, u: ["prepare", "--instrument", "t", "--example-seconds=-4", "--out", f"{r}/d", f"{r}/take.wav"], 2, "--example-seconds"),
+    ("sweep-space-with-one-configuration", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs", "--tracking-uri", u, "--space", space_file(r, '[hyperparameters.decoder]\ntype = "choice"\nvalues = ["cnn"]\n')], 2, "1 distinct configuration"),
+    ("sweep-resume-with-another-space", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs-recorded", "--name", "old", "--resume", "--tracking-uri", u, "--space", space_file(r, SPACE)], 2, "--space"),
+    ("sweep-resume-with-other-trials", lambda r, u: ["sweep", "--trials", "5", "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs-recorded", "--name", "old", "--resume", "--tracking-uri", u], 2, "--trials 2"),
+    ("sweep-storage-bucket-double-dot", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", "s3://my..bucket/x", "--tracking-uri", u], 2, "not a bucket name"),
+    ("sweep-storage-bucket-ip", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", "s3://192.168.1.10/x", "--tracking-uri", u], 2, "IP address"),
+    ("tracking-server-artifact-root-bad-bucket", lambda r, u: ["tracking-server", "--backend-store-uri", u, "--artifact-root", "s3://xn--bucket/a"], 2, "--artifact-root"),
+    # ---- unusual input is named for what it is
+    ("prepare-out-symlink-loop", lambda r, u: ["prepare", "--instrument", "t", *FAST_PREPARE, "--out", f"{r}/loop", f"{r}/take.wav"], 2, "leads back to itself"),
+    ("prepare-input-symlink-loop", lambda r, u: ["prepare", "--instrument", "t", *FAST_PREPARE, "--out", f"{r}/d", f"{r}/loop"], 2, "loop"),
+    ("transfer-white-noise", lambda r, u: ["transfer", "--model", f"{r}/bundle", f"{r}/noise.wav", f"{r}/o6.wav"], 2, "no pitched content"),
+    ("serve-host-not-here", lambda r, u: ["serve", "--models", f"{r}/bundle", "--host", "8.8.8.8", "--port", "0"], 2, "--host 8.8.8.8"),
+    ("serve-host-unknown", lambda r, u: ["serve", "--models", f"{r}/bundle", "--host", "no-such-host.invalid", "--port", "0"], 2, "--host no-such-host.invalid"),
+    ("pareto-sqlite-typo", lambda r, u: ["pareto", "--instrument", "sitar", "--tracking-uri", f"sqlite:///{r}/mlfow.db"], 2, "mlfow.db"),
 ]
 
 
@@ -172,6 +218,21 @@ def _truncate_shard(root: Path) -> Path:
     spoiled = bad(root, "shard")
     shard = next((spoiled / "tfjs").glob("*.bin"))
     shard.write_bytes(shard.read_bytes()[:-8])
+    return spoiled
+
+
+def _spoil(root: Path, how: str, pattern: str) -> Path:
+    """A copy of the bundle with one file (the first ``pattern`` matches) bit-flipped, cut short or removed."""
+    spoiled = bad(root, f"{how}-{abs(hash(pattern))}")
+    target = sorted(spoiled.glob(pattern))[0]
+    data = bytearray(target.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 0x01
+        target.write_bytes(bytes(data))
+    elif how == "cut":
+        target.write_bytes(bytes(data[: len(data) // 2]))
+    else:
+        target.unlink()
     return spoiled
 
 
@@ -207,6 +268,142 @@ def test_failure_is_one_line(case, argv, code, needle, world, capsys):
     made = {p for p in snapshot(root) - before if not p.endswith((".png",)) or code != 1}
     assert not made - {"mlruns", *[p for p in made if p.startswith("mlruns")]}, made  # nothing partial left
     assert elapsed < BOUND_S, f"{case} took {elapsed:.1f} s"
+
+
+def _get(url: str, path: str) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written (no normalising, as a browser or a prober may send it)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    connection = http.client.HTTPConnection(urlsplit(url).netloc, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_serve_answers_odd_paths_and_a_removed_models_folder_without_raising(world, tmp_path, capfd):
+    from web.server import start_server
+
+    models = tmp_path / "models"
+    shutil.copytree(world["root"] / "bundle", models / "bansuri")
+    server = start_server(models, "127.0.0.1", 0)
+    try:
+        assert _get(server.url, "/models/bansuri/model-card.json")[0] == 200
+        assert _get(server.url, "/models/bansuri/%00")[0] == 404
+        assert _get(server.url, "/models/bansuri/model-card.json%00.png")[0] == 404
+        shutil.rmtree(models)  # the folder goes away while the page is served
+        assert _get(server.url, "/models/bansuri/model-card.json")[0] == 404
+        status, body = _get(server.url, "/models.json")
+        assert status == 200 and json.loads(body) == {"models": []}
+        assert _get(server.url, "/")[0] == 200  # and it goes on serving
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["flip", "cut", "remove-validation"])
+def test_a_damaged_dataset_shard_is_named_by_train_and_by_sweep(how, tiny_dataset, tmp_path, capsys):
+    dataset = tmp_path / "bansuri"
+    shutil.copytree(tiny_dataset, dataset)
+    shard = sorted(dataset.glob("validation-*.tfrecord" if how == "remove-validation" else "train-*.tfrecord"))[0]
+    data = bytearray(shard.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 0x01
+        shard.write_bytes(bytes(data))
+    elif how == "cut":
+        shard.write_bytes(bytes(data[:-100]))
+    else:
+        shard.unlink()
+    config = tmp_path / "c.toml"
+    config.write_text('decoder = "cnn"\nframe_rate = 50\nsteps = 2\n')
+    commands = [["train", "--dataset", str(dataset), "--config", str(config), "--out", str(tmp_path / "t")],
+                [*SWEEP, "--dataset", str(dataset), "--storage", str(tmp_path / "runs"),
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]]
+    for argv in commands:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("tonesweep:")]
+        assert len(lines) == 1 and shard.name in lines[0] and "Traceback" not in err, err
+        assert ("missing" if how == "remove-validation" else "damaged") in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bansuri", "c.toml"]
+
+
+# ---------------------------------------------------------------------------- one writer at a time
+
+
+class HeldLock:
+    """Another process holding a writer lock (``common.locks``), as a running `prepare`, `export` or
+    `sweep` would; stopped by PID."""
+
+    def __init__(self, path: Path):
+        import subprocess
+        import sys
+
+        code = ("import sys, time; from pathlib import Path; from common.locks import writer_lock\n"
+                "with writer_lock(Path(sys.argv[1]), 'x', 'x'):\n    print('held', flush=True); time.sleep(600)")
+        self.process = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True,
+                                        cwd=Path(__file__).parents[1])
+        assert self.process.stdout.readline().strip() == "held"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+@pytest.fixture
+def held():
+    locks: list[HeldLock] = []
+
+    def hold(path: Path) -> HeldLock:
+        locks.append(HeldLock(path))
+        return locks[-1]
+
+    yield hold
+    for lock in locks:
+        lock.kill()
+
+
+def test_a_second_writer_is_told_who_writes_and_a_dead_writers_lock_is_taken_over(tmp_path, held):
+    from common.locks import writer_lock
+
+    path = tmp_path / ".ds.lock"
+    other = held(path)
+    with pytest.raises(UserError) as refused:
+        with writer_lock(path, "dataset ds", "--out"):
+            pass
+    assert f"PID {other.process.pid} on {socket.gethostname()}" in str(refused.value) and "--out" in str(refused.value)
+    other.kill()  # killed: the kernel drops its lock, its record stays behind
+    said = []
+    with writer_lock(path, "dataset ds", "--out", took_over=said.append):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert len(said) == 1 and f"PID {other.process.pid}" in said[0] and "has ended" in said[0]
+    assert not path.exists()  # released: nothing left beside the folder
+
+
+@pytest.mark.parametrize("command", ["prepare", "export", "sweep"])
+def test_a_command_writing_where_another_writes_is_one_line_and_writes_nothing(command, world, tmp_path, held,
+                                                                                capsys):
+    root, uri = world["root"], world["uri"]
+    target = {"prepare": tmp_path / "ds", "export": tmp_path / "bundle", "sweep": tmp_path / "runs" / "same"}[command]
+    from common.locks import sibling_lock
+
+    other = held(sibling_lock(target))
+    argv = {"prepare": ["prepare", "--instrument", "t", *FAST_PREPARE, "--out", str(target), f"{root}/take.wav"],
+            "export": ["export", "--instrument", "bansuri", "--out", str(target), "--run-id", f"{root}/trial",
+                       "--skip-js-parity"],
+            "sweep": [*SWEEP, "--dataset", f"{root}/datasets/bansuri", "--storage", str(tmp_path / "runs"),
+                      "--name", "same", "--tracking-uri", uri]}[command]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("tonesweep:")]
+    assert len(lines) == 1 and f"PID {other.process.pid}" in lines[0] and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
 def test_a_read_only_output_folder_is_refused_before_work(tmp_path, make_tone, capsys, monkeypatch):

@@ -57,7 +57,7 @@ MAY_IMPORT = {
     "spaces": ("common", "spaces"),
     "results": ("common", "results"),
     "cluster": ("common", "cluster"),
-    "server": ("common", "results", "server"),
+    "server": ("common", "results", "server", "cluster.object_store"),
     # the page reads bundles through the card's light reader and ships export's JavaScript renderer
     "web": ("common", "web", "trainers.export.card", "trainers.export.js"),
     "search": ("common", "spaces", "results", "trainers", "cluster", "search"),

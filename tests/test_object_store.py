@@ -163,6 +163,20 @@ def test_object_store_mistakes_are_one_line_and_write_nothing(store, tmp_path, c
     assert store.listing() == []
 
 
+def test_a_tracking_server_refuses_an_artifact_root_in_a_missing_bucket_before_it_starts(store, tmp_path, capsys,
+                                                                                        monkeypatch):
+    """``--artifact-root s3://...`` is checked as ``--storage`` is: no server (and no PostgreSQL) starts
+    on a bucket that is not there."""
+    for key, value in store.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    code = main(["tracking-server", "--backend-store-uri", f"sqlite:///{tmp_path / 'm.db'}",
+                 "--artifact-root", f"s3://{store.bucket}/artifacts", "--port", str(free_port())])
+    line = one_line(capsys)
+    assert code == 2 and "--artifact-root" in line and f"no bucket '{store.bucket}'" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_trial_folder_in_the_store_resumes_and_mirrors(store, monkeypatch):
     """TrialFolder: a resumed trial gets what an earlier attempt uploaded; each report mirrors the
     checkpoint (stale checkpoint files removed from the store); finish uploads the folder; close

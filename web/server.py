@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
+from common.bounds import PORT_OR_ANY
 from common.errors import UserError
-from trainers.export.card import find_card
+from common.net import bind_error
+from trainers.export.card import check_bundle_files, find_card, read_card
 from web.assets import ENTRY, page_files
 
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
@@ -33,6 +35,8 @@ def find_bundles(models_dir: Path) -> dict[str, Path]:
     card = find_card(models_dir)
     if card is not None:
         return {str(card.get("instrument") or models_dir.name): models_dir}
+    if not models_dir.is_dir():  # removed while serving: no bundles now
+        return {}
     return {sub.name: sub for sub in sorted(models_dir.iterdir()) if sub.is_dir() and find_card(sub) is not None}
 
 
@@ -52,6 +56,7 @@ class PageServer(ThreadingHTTPServer):
 
     def __init__(self, models_dir: Path, host: str, port: int):
         self.models_dir = models_dir
+        self.damaged: dict[str, str] = {}  # bundle name -> why it is not whole, found at start
         self.page = page_files()
         super().__init__((host, port), PageHandler)
 
@@ -65,7 +70,13 @@ class PageHandler(BaseHTTPRequestHandler):
     server: PageServer
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body, name = self._resolve(unquote(urlsplit(self.path).path))
+        try:
+            body, name = self._resolve(unquote(urlsplit(self.path).path))
+        except (OSError, ValueError):  # a file removed while read, a NUL byte (%00) in the path
+            body, name = None, ""
+        except UserError as err:  # a bundle file damaged since the server started: never hand it out
+            self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR, explain=str(err))
+            return
         if body is None:
             self.send_error(HTTPStatus.NOT_FOUND)
             return
@@ -89,6 +100,7 @@ class PageHandler(BaseHTTPRequestHandler):
             if folder is not None:
                 target = (folder / "/".join(parts[2:])).resolve()
                 if target.is_file() and target.is_relative_to(folder.resolve()):
+                    check_bundle_files(folder, read_card(folder), [target.relative_to(folder.resolve()).as_posix()])
                     return target.read_bytes(), target.name
         return None, path
 
@@ -99,26 +111,46 @@ class PageHandler(BaseHTTPRequestHandler):
 def start_server(models_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> PageServer:
     """Bind and start serving in a background thread; ``server.shutdown()`` stops it."""
     models_dir = Path(models_dir)
+    PORT_OR_ANY.check(port, "--port")
     if not models_dir.is_dir():
         raise UserError(f"--models {models_dir}: folder not found; pass a folder of `tonesweep export` bundles "
                         "(e.g. demo/export after `make demo`)")
-    if not find_bundles(models_dir):
+    bundles = find_bundles(models_dir)
+    damaged = damaged_bundles(bundles)
+    if bundles and len(damaged) == len(bundles):  # nothing whole to serve
+        raise UserError(next(iter(damaged.values())))
+    if not bundles:
         raise UserError(f"--models {models_dir}: no export bundle in it or its subfolders (none has a model-card.json); "
                         "export one with `tonesweep export --out DIR/NAME`")
     try:
         server = PageServer(models_dir, host, port)
-    except OSError as err:
-        raise UserError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror}); pick another port") from None
+    except OSError as err:  # socket.gaierror too: an unknown host name
+        raise bind_error(host, port, err) from None
+    server.damaged = damaged
     threading.Thread(target=server.serve_forever, name="tonesweep-serve", daemon=True).start()
     return server
 
 
+def damaged_bundles(bundles: dict[str, Path]) -> dict[str, str]:
+    """Bundle name -> why it is not whole (``trainers.export.card.check_bundle_files``), for the damaged ones."""
+    damaged = {}
+    for name, folder in bundles.items():
+        try:
+            check_bundle_files(folder, read_card(folder))
+        except (UserError, OSError) as err:
+            damaged[name] = str(err)
+    return damaged
+
+
 def serve(models_dir: str | Path, host: str, port: int, say: Callable[[str], None], stop: threading.Event) -> None:
-    """Serve until ``stop`` is set (the command sets it on Ctrl-C or SIGTERM); the port is freed."""
+    """Serve until ``stop`` is set (the command sets it on Ctrl-C or SIGTERM); the port is freed. A
+    damaged bundle is named after the address line; its damaged files are never served (HTTP 500)."""
     server = start_server(models_dir, host, port)
     try:
         names = ", ".join(find_bundles(Path(models_dir)))
         say(f"tone-transfer page for {names} at {server.url} (Ctrl-C stops)")
+        for name, why in server.damaged.items():
+            say(f"  {name} will not load in the page: {why}")
         stop.wait()
     finally:
         server.shutdown()

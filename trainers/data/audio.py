@@ -9,7 +9,6 @@ Every problem a user can fix is raised as ``UserError("<file>: <what>; <fix>")``
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -31,15 +30,6 @@ _TRUNCATION_TOLERANCE_FRAMES = 1
 def is_audio_path(path: Path) -> bool:
     """True when the file name ends like an audio file (case-insensitive)."""
     return path.name.lower().endswith(AUDIO_EXTENSIONS)
-
-
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of the file's bytes (the content identity used by the dataset cache)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError
+from common.files import damaged_files
 from common.paths import contained
 
 FORMAT = "tonesweep-dataset/1"
 MANIFEST = "manifest.json"
+SHARD_DIGESTS = "shard_sha256"  # manifest key: {shard name: sha256 of its bytes} (datasets before it lack it)
 SPLITS = ("train", "validation")
 FEATURE_NAMES = ("f0_hz", "f0_confidence", "f0_voiced", "loudness_db", "rms_db")  # f0_voiced: 1.0 or 0.0
 EXAMPLES_PER_SHARD = 128  # ~35 MB per shard with 4 s examples at 16 kHz
@@ -95,6 +97,23 @@ def dataset_files(dataset_dir: str | os.PathLike, manifest: dict) -> list[str]:
     return [contained(dataset_dir, name, field).relative_to(dataset_dir).as_posix() for name in shards] + [MANIFEST]
 
 
+def check_dataset_files(dataset_dir: str | os.PathLike, manifest: dict) -> None:
+    """Every shard the manifest lists is there and, where the manifest records their sha256
+    (``SHARD_DIGESTS``; datasets prepared before it do not), holds the bytes `prepare` wrote: a
+    missing or damaged shard is one line naming it, not a TensorFlow traceback mid-training."""
+    folder = Path(dataset_dir)
+    shards = dataset_files(folder, manifest)[:-1]
+    digests = manifest.get(SHARD_DIGESTS)
+    recorded = {name: digests[name] for name in shards if isinstance(digests, dict) and name in digests}
+    missing, changed = damaged_files(folder, {**dict.fromkeys(shards, ""), **recorded})
+    changed = [name for name in changed if name in recorded]  # a shard without a recorded digest: presence only
+    if missing:
+        raise UserError(f"{folder / missing[0]}: missing (the dataset is incomplete); run `tonesweep prepare` again")
+    if changed:
+        raise UserError(f"{folder / changed[0]}: damaged (its bytes differ from those `prepare` wrote); "
+                        "run `tonesweep prepare` again")
+
+
 def _parse_spec(manifest: dict, frame_rate: int) -> dict:
     import tensorflow as tf
 
@@ -128,7 +147,8 @@ def _shard_paths(dataset_dir: str | os.PathLike, manifest: dict, split: str, fra
             f"{dataset_dir}: no features at {frame_rate} Hz (dataset has {manifest['frame_rates']}); "
             f"prepare it with --frame-rates including {frame_rate}"
         )
-    return [str(Path(dataset_dir) / name) for name in manifest["splits"][split]["shards"]]
+    field = f"{Path(dataset_dir) / MANIFEST}: shard"
+    return [str(contained(dataset_dir, name, field)) for name in manifest["splits"][split]["shards"]]
 
 
 def _rename(parsed: dict, frame_rate: int) -> dict:
@@ -148,7 +168,12 @@ def load_split(dataset_dir: str | os.PathLike, split: str, frame_rate: int) -> d
     count = manifest["splits"][split]["examples"]
     spec = _parse_spec(manifest, frame_rate)
     records = tf.data.TFRecordDataset(paths).batch(max(1, count))
-    batch = tf.io.parse_example(next(iter(records)), spec)
+    try:
+        batch = tf.io.parse_example(next(iter(records)), spec)
+    except (tf.errors.OpError, StopIteration) as err:  # a shard cut short or changed after the checks
+        reason = str(getattr(err, "message", "") or "no records").splitlines()[0][:200]
+        raise UserError(f"{dataset_dir}: the {split} shards cannot be read ({reason}); "
+                        "run `tonesweep prepare` again") from None
     arrays = {key: value.numpy() for key, value in _rename(batch, frame_rate).items()}
     return _with_voicing(arrays, manifest)
 

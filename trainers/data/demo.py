@@ -33,6 +33,7 @@ import numpy as np
 
 from common.constants import SAMPLE_RATE
 from trainers.data.audio import load_audio, write_wav
+from common.bounds import POSITIVE
 from common.errors import UserError
 from common.files import scratch_dir, write_json_atomic
 from common.paths import check_output_folder
@@ -441,8 +442,7 @@ def render_demo(out_dir: str | os.PathLike, minutes: float, instruments: list[st
     unknown = [name for name in instruments if name not in INSTRUMENTS]
     if unknown:
         raise UserError(f"--instruments: unknown {', '.join(unknown)}; choose from {', '.join(sorted(INSTRUMENTS))}")
-    if not minutes > 0:
-        raise UserError(f"--minutes: {minutes}; use a positive number, e.g. 3 (or 0.2 for a quick test)")
+    POSITIVE.check(minutes, "--minutes")
     out = check_output_folder(out_dir, "--out")
     font = find_soundfont(soundfont)
     rendered = {}

@@ -34,16 +34,22 @@ from pathlib import Path
 import numpy as np
 
 from common.constants import SAMPLE_RATE
-from trainers.data.audio import is_audio_path, load_audio, sha256_file
-from trainers.data.dataset import FEATURE_NAMES, FORMAT, MANIFEST, SPLITS, dataset_files, read_manifest, write_split
-from trainers.data.features import FeatureParams, f0_voicing, fill_unvoiced, level_features, n_frames
+from trainers.data.audio import is_audio_path, load_audio
+from trainers.data.dataset import (FEATURE_NAMES, FORMAT, MANIFEST, SHARD_DIGESTS, SPLITS, dataset_files, read_manifest,
+                                    write_split)
+from trainers.data.features import (MIN_STEADY_FRACTION, FeatureParams, f0_voicing, fill_unvoiced, level_features,
+                                     n_frames, steady_fraction)
+from common.bounds import COUNT, FRACTION, POSITIVE
 from common.errors import UserError
+from common.locks import sibling_lock, writer_lock
 from common.files import (
     check_replaceable,
     give_umask_modes,
     private_tempdir,
     remove_stale_tempdirs,
     replace_owned,
+    file_digests,
+    sha256_file,
     write_json_atomic,
 )
 from common.paths import check_apart, check_name, check_output_folder
@@ -58,12 +64,6 @@ MAX_VALIDATION_BLOCK_SECONDS = 30.0
 VALIDATION_BLOCKS = 3  # aim for this many held-out blocks (more places, fewer cut train windows)
 SILENT_PEAK_DBFS = -60.0  # a file whose peak is below this is "all silent"
 SILENT_EXAMPLE_DB = -70.0  # an example whose RMS never exceeds this is dropped
-# A file has "pitched content" when at least this share of its frames is steadily voiced: voiced
-# (pYIN's decoded voicing) like the frame before, with a pitch within STEADY_CENTS of it. pYIN's decoder
-# calls ~30 % of white noise voiced, but its path jumps there (9 % steady); the demo recordings are
-# 88 % steady, a held or breathy note 100 %.
-MIN_STEADY_FRACTION = 0.25
-STEADY_CENTS = 30.0
 
 Warn = Callable[[str], None]
 
@@ -92,10 +92,9 @@ class PrepareOptions:
         if not self.instrument.strip():
             raise UserError("--instrument: empty; give the instrument's name, e.g. --instrument bansuri")
         check_name(self.instrument, "--instrument")
-        if self.example_seconds <= 0 or self.hop_seconds <= 0:
-            raise UserError("--example-seconds/--hop-seconds: must be > 0; e.g. --example-seconds 4 --hop-seconds 1")
-        if not 0 < self.validation_fraction < 1:
-            raise UserError(f"--validation-fraction: {self.validation_fraction} is not between 0 and 1; use e.g. 0.15")
+        POSITIVE.check(self.example_seconds, "--example-seconds")
+        POSITIVE.check(self.hop_seconds, "--hop-seconds")
+        FRACTION.check(self.validation_fraction, "--validation-fraction")
         low, high = self.features.f0_min_hz, self.features.f0_max_hz
         if not (0 < low < high < SAMPLE_RATE / 2):
             raise UserError(f"--fmin/--fmax: {low:g}..{high:g} Hz; need 0 < fmin < fmax < {SAMPLE_RATE // 2} Hz, "
@@ -226,11 +225,7 @@ def decode_and_check(source: SourceFile, options: PrepareOptions) -> str | None:
 def pitch_check(source: SourceFile, options: PrepareOptions) -> str | None:
     """Return a warning when the file has (almost) no pitched frames, else None."""
     rate = min(options.features.frame_rates)
-    voiced = source.features[f"f0_voiced_{rate}"] > 0.5
-    f0 = np.maximum(source.features[f"f0_hz_{rate}"], 1e-3)
-    steps = np.abs(1200.0 * np.log2(f0[1:] / f0[:-1])) if f0.size > 1 else np.zeros(0)
-    steady = voiced[1:] & voiced[:-1] & (steps < STEADY_CENTS)
-    fraction = float(steady.mean()) if steady.size else 0.0
+    fraction = steady_fraction(source.features[f"f0_hz_{rate}"], source.features[f"f0_voiced_{rate}"])
     if fraction < MIN_STEADY_FRACTION:
         return (
             f"{source.path}: no pitched content ({100 * fraction:.1f}% of frames steadily voiced); check that it is a "
@@ -569,13 +564,18 @@ def prepare_dataset(
     options.validate()
     out_dir = Path(out_dir).absolute()
     workers = workers if workers is not None else len(os.sched_getaffinity(0))
-    if workers < 1:
-        raise UserError(f"--workers: {workers}; use 1 or more")
+    COUNT.check(workers, "--workers")
     check_apart(out_dir, audio_paths, "--out")
     check_output_folder(out_dir, "--out")
+    paths = collect_inputs(audio_paths)
+    with writer_lock(sibling_lock(out_dir), f"dataset {out_dir}", "--out", took_over=warn):  # one writer at a time
+        return _prepare_locked(paths, out_dir, options, workers, warn, info, force, began)
+
+
+def _prepare_locked(paths: list[Path], out_dir: Path, options: PrepareOptions, workers: int, warn: Warn, info: Warn,
+                    force: bool, began: float) -> dict:
     owned = check_output_dir(out_dir, force)
     remove_stale_temporaries(out_dir)
-    paths = collect_inputs(audio_paths)
     sources = [SourceFile(path, sha256_file(path)) for path in paths]
     key = cache_key(options, (s.sha256 for s in sources))
     cached = cached_manifest(out_dir, key)
@@ -656,6 +656,7 @@ def _build(sources, skipped, out_dir: Path, owned: list[str], options: PrepareOp
             "inputs": [{"path": str(s.path), "sha256": s.sha256, "seconds": round(s.seconds, 3)} for s in sources],
             "skipped_inputs": skipped,
             "splits": split_records,
+            SHARD_DIGESTS: file_digests(building, [name for record in split_records.values() for name in record["shards"]]),
             "regions": region_records,
             "dropped_silent_examples": dropped,
             "stats": feature_stats(sources, regions, options),

@@ -23,11 +23,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from common.locks import sibling_lock, writer_lock
 from common.constants import PRECISIONS
 from common.errors import UserError
 from common.files import (
     check_replaceable,
     give_umask_modes,
+    file_digests,
     listed_files,
     private_tempdir,
     remove_stale_tempdirs,
@@ -36,7 +38,7 @@ from common.files import (
 )
 from common.paths import check_apart, check_name, check_output_folder, contained
 from common.trial import ResolvedTrial
-from trainers.export.card import CARD, CARD_FORMAT, owned_files
+from trainers.export.card import CARD, CARD_FORMAT, FILE_DIGESTS, owned_files
 
 TF_PARITY_DB = 100.0  # export-safe graph vs training graph; TF.js vs TF (any precision)
 
@@ -141,13 +143,19 @@ def export_bundle(source: ResolvedTrial, out_dir: str | Path, instrument: str, p
     only the files an earlier bundle's card lists. A DIR holding other files is refused unless
     ``force`` (they are then kept, e.g. a page that hosts the bundle).
     """
-    from trainers.export import graph, tfjs  # noqa: PLC0415
-    from trainers.model.trained import load_trained  # noqa: PLC0415
-
     out_dir = Path(out_dir).absolute()
     check_name(instrument, "--instrument")
     check_apart(out_dir, [source.trial_dir], "--out")
     check_output_folder(out_dir, "--out")
+    with writer_lock(sibling_lock(out_dir), f"bundle {out_dir}", "--out"):  # one writer at a time
+        return _export_locked(source, out_dir, instrument, precision, js_parity, frames_per_call, force, extra_files)
+
+
+def _export_locked(source: ResolvedTrial, out_dir: Path, instrument: str, precision: str, js_parity: bool,
+                   frames_per_call: int | None, force: bool, extra_files: Mapping[str, bytes] | None) -> dict[str, Any]:
+    from trainers.export import graph, tfjs  # noqa: PLC0415
+    from trainers.model.trained import load_trained  # noqa: PLC0415
+
     owned = owned_files(out_dir)
     check_replaceable(out_dir, owned, "bundle", "--out", force)
     remove_stale_tempdirs(_staging_prefix(out_dir), out_dir.parent)
@@ -181,6 +189,7 @@ def export_bundle(source: ResolvedTrial, out_dir: str | Path, instrument: str, p
                            "tf_ms_per_call": _tf_ms_per_call(staging / "saved_model", inputs)})
         _write_files(staging, extra_files or {})
         card["files"] = sorted(listed_files(staging) + [CARD])  # what a later export may replace
+        card[FILE_DIGESTS] = file_digests(staging, listed_files(staging))  # what readers check (card.check_bundle_files)
         write_json_atomic(staging / CARD, card)
         give_umask_modes(staging)
         replace_owned(staging, out_dir, owned, CARD)

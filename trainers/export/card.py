@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.files import listed_files
+from common.files import damaged_files, listed_files
 from common.paths import contained
 
 CARD_FORMAT = "tonesweep-model-card/1"
 CARD = "model-card.json"
+FILE_DIGESTS = "sha256"  # card key: {file: sha256 of its bytes}, every file the bundle owns but the card
 
 
 def read_card(model_dir: str | Path) -> dict[str, Any]:
@@ -38,6 +39,23 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
         raise UserError(f"{card_path}: model card format {found!r}, this tonesweep reads {CARD_FORMAT!r}; "
                         "re-export the model with this version's `tonesweep export`")
     return card
+
+
+def check_bundle_files(model_dir: str | Path, card: dict[str, Any], names: list[str] | None = None) -> None:
+    """The files the card records a sha256 of (``FILE_DIGESTS``; all, or ``names``) are there with the
+    bytes export wrote: a flipped bit in a weight shard or a cut-short ``model.json`` is one line naming
+    the file, before anything reads it. Cards written before the digests existed are not checked."""
+    model_dir = Path(model_dir)
+    digests = card.get(FILE_DIGESTS)
+    if not isinstance(digests, dict):
+        return
+    wanted = {name: digest for name, digest in digests.items() if names is None or name in names}
+    for name in wanted:
+        contained(model_dir, name, f"{model_dir / CARD}: {FILE_DIGESTS}")
+    missing, changed = damaged_files(model_dir, wanted)
+    if missing or changed:
+        state = "missing" if missing else "damaged (its bytes differ from those `tonesweep export` wrote)"
+        raise UserError(f"{model_dir / (missing or changed)[0]}: {state}; re-export the bundle with `tonesweep export`")
 
 
 def find_card(folder: str | Path) -> dict[str, Any] | None:

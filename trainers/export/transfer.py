@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from common.errors import UserError
-from trainers.export.card import CARD, read_card
-from common.paths import check_apart, check_output_file
+from trainers.export.card import CARD, check_bundle_files, read_card
+from common.paths import check_apart, check_output_file, contained
 
 UNVOICED_ATTENUATION_DB = 20.0
 SILENCE_DB = -70.0  # inputs whose loudest frame is below this are refused as silent
@@ -36,6 +36,7 @@ def read_bundle_card(model_dir: str | Path) -> dict[str, Any]:
     card = read_card(model_dir)
     if not (Path(model_dir) / "saved_model" / "saved_model.pb").exists():
         raise UserError(f"{Path(model_dir) / 'saved_model'}: missing; re-export the model with `tonesweep export`")
+    check_bundle_files(model_dir, card)  # every file whole, as export wrote it
     return card
 
 
@@ -58,7 +59,8 @@ def check_agreement(model_dir: Path, layout, signature: dict) -> None:
         from trainers.export.lean import weight_bytes  # noqa: PLC0415
 
         manifest = json.loads(tfjs_json.read_text())["weightsManifest"]
-        shards = [model_dir / "tfjs" / name for group in manifest for name in group["paths"]]
+        shards = [contained(model_dir / "tfjs", name, f"{tfjs_json}: weightsManifest paths")
+                  for group in manifest for name in group["paths"]]
         missing = [p for p in shards if not p.is_file()]
         present = sum(p.stat().st_size for p in shards if p.is_file())
         if missing or present != weight_bytes(manifest):
@@ -197,7 +199,29 @@ def fit_to_instrument(f0_hz: np.ndarray, feature_db: np.ndarray, voiced: np.ndar
             {"octaves": octaves, "level_shift_db": round(shift, 2)})
 
 
+def check_pitched(input_path: str | Path, feats: dict[str, np.ndarray]) -> None:
+    """Refuse an input without pitched content by the rule `prepare` skips such a file with (white
+    noise, speech-like clicks): a rendering of it would be noise with exit 0."""
+    from trainers.data.features import MIN_STEADY_FRACTION, steady_fraction  # noqa: PLC0415
+
+    fraction = steady_fraction(feats["f0_hz"], feats["voiced"])
+    if fraction < MIN_STEADY_FRACTION:
+        raise UserError(f"{input_path}: no pitched content ({100 * fraction:.1f}% of frames steadily voiced, "
+                        f"{100 * MIN_STEADY_FRACTION:.0f}% needed); use a recording of a voice or a melodic instrument")
+
+
 # ---------------------------------------------------------------------- a whole file
+
+def check_transfer_paths(model_dir: str | Path, input_path: str | Path, output_path: str | Path) -> None:
+    """The bundle's card, the input's presence and the output's place, before any work (light: no
+    TensorFlow)."""
+    read_bundle_card(model_dir)  # a one-line error for a wrong --model first
+    if not Path(input_path).is_file():
+        what = "a folder; give one recording" if Path(input_path).is_dir() else "no such file; check the path"
+        raise UserError(f"{input_path}: {what}")
+    check_apart(output_path, [input_path, model_dir], "OUTPUT")
+    check_output_file(output_path, "OUTPUT", AUDIO_OUTPUTS)
+
 
 def transfer_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path) -> dict[str, Any]:
     """INPUT audio -> OUTPUT WAV in the bundle's instrument; returns a summary dict."""
@@ -205,9 +229,7 @@ def transfer_file(model_dir: str | Path, input_path: str | Path, output_path: st
 
     from trainers.data.audio import load_audio, write_wav  # noqa: PLC0415
 
-    read_bundle_card(model_dir)  # a one-line error for a wrong --model first
-    check_apart(output_path, [input_path, model_dir], "OUTPUT")
-    check_output_file(output_path, "OUTPUT", AUDIO_OUTPUTS)
+    check_transfer_paths(model_dir, input_path, output_path)
     renderer = BundleRenderer(model_dir)  # loads the bundle before the slow feature extraction
     card = renderer.card
     audio = load_audio(input_path, card["sample_rate"])
@@ -217,6 +239,7 @@ def transfer_file(model_dir: str | Path, input_path: str | Path, output_path: st
     feats = extract_features(audio, card["frame_rate"], card["feature"], card.get("features"))
     if float(np.max(feats["feature_db"])) < SILENCE_DB:
         raise UserError(f"{input_path}: silent (loudest frame {np.max(feats['feature_db']):.0f} dB); pass a recording with audible sound")
+    check_pitched(input_path, feats)
     f0, level, fit = fit_to_instrument(feats["f0_hz"], feats["feature_db"], feats["voiced"], card)
     start = time.perf_counter()
     out = renderer.render(f0, level)

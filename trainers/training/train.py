@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from common.constants import FAILED, FINISHED, PRECISIONS, SAMPLE_RATE, VAL_NOISE_SEED
-from trainers.data.dataset import load_split, read_manifest
+from trainers.data.dataset import check_dataset_files, load_split, read_manifest
 from common.errors import UserError
 from common.files import write_json_atomic
 from trainers.model import synth
@@ -90,8 +90,9 @@ def load_frames(dataset_dir: str | Path, split: str, config: dict[str, Any]) -> 
 
 
 def check_dataset(dataset_dir: str | Path, config: dict[str, Any]) -> dict[str, Any]:
-    """Read the manifest and check it can serve this config; returns the manifest."""
+    """Read the manifest, check its shards are whole and that it can serve this config; returns the manifest."""
     manifest = read_manifest(dataset_dir)
+    check_dataset_files(dataset_dir, manifest)
     if int(manifest.get("sample_rate", SAMPLE_RATE)) != SAMPLE_RATE:
         raise UserError(f"{dataset_dir}: sample_rate {manifest['sample_rate']} unsupported; prepare the dataset at 16000 Hz")
     rates = [int(r) for r in manifest.get("frame_rates", [])]
