@@ -5,8 +5,8 @@ heavy is imported, so a wrong number is answered at once), and the library check
 apply the same rule to the value they are given (``Bound.check``: the Python API gets the same
 answer). The message names the flag, the value and what would work:
 
-    --max-bytes: -1 must be a whole number of at least 1
-    --min-rtf: nan must be a finite number of at least 0 (0 = no bar)
+    --max-bytes: -1 must be a whole number from 1
+    --min-rtf: nan must be a finite number from 0 (times faster than real time; 0 = no bar)
 """
 
 from __future__ import annotations
@@ -31,14 +31,15 @@ class Bound:
     hint: str = ""               # what the value means, e.g. "(0 = no bar)"
 
     def describe(self) -> str:
-        """What a value must be, e.g. "a whole number of at least 1"."""
+        """What a value must be, e.g. "a whole number from 1", "a finite number above 0 and below 1"."""
         kind = "a whole number" if self.whole else "a finite number"
         ends = []
         if self.low is not None:
-            ends.append(f"{'above' if self.low_open else 'at least'} {self.low:g}")
+            ends.append(f"{'above' if self.low_open else 'from'} {self.low:g}")
         if self.high is not None:
-            ends.append(f"{'below' if self.high_open else 'at most'} {self.high:g}")
-        text = f"{kind} {' and '.join(ends)}".strip() if ends else kind
+            joiner = "and below" if self.high_open or self.low_open else "to"
+            ends.append(f"{joiner if ends else ('below' if self.high_open else 'up to')} {self.high:g}")
+        text = " ".join([kind, *ends])
         return f"{text} {self.hint}".strip()
 
     def fits(self, value: Any) -> bool:

@@ -56,3 +56,27 @@ class InterruptCatcher:
 
     def reason(self) -> str:
         return f"interrupted ({signal.Signals(self.signal_number).name}); `--resume` continues it"
+
+
+class SignalsInterrupt:
+    """Outside ``Tuner.fit`` (Ray starting, the parent runs opening, between instruments): SIGTERM
+    interrupts as Ctrl-C does, and the signal is remembered (``number``) so the sweep can say which one
+    ended it and how to resume. Inside ``fit``, ``InterruptCatcher`` takes over (and hands back)."""
+
+    def __init__(self):
+        self.number: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "SignalsInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame) -> None:
+        self.number = number
+        raise KeyboardInterrupt

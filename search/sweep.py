@@ -28,7 +28,9 @@ time); it never prints. ``cli.commands.sweep`` is the handler that prints.
 
 from __future__ import annotations
 
+import logging
 import math
+import signal
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -38,7 +40,7 @@ from common.locks import writer_lock
 from search import tuner
 from search.algorithms.ledger import write_ended
 from search.front import FrontRecord, record_name
-from search.interrupts import InterruptCatcher, SweepInterrupted
+from search.interrupts import InterruptCatcher, SignalsInterrupt, SweepInterrupted
 from search.limits import REFUSALS
 from search.settings import (Checked, SweepSettings, check_resume_matches, preflight, report_every, sweep_params,
                              sweep_record)
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from spaces.translate import SearchSpace
 
 Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def run_sweep(settings: SweepSettings, say: Say | None = None) -> list[InstrumentResult]:
@@ -64,16 +67,18 @@ def run_sweep(settings: SweepSettings, say: Say | None = None) -> list[Instrumen
     from search.place import check_sweep_place
 
     say = say or _quiet
-    checked = preflight(settings)
-    tuner.set_driver_environment()
-    place = checked.place
-    with writer_lock(place.lock_path(), f"sweep {checked.name} in {place.describe()}", "--name", took_over=say):
-        check_sweep_place(place, settings.resume)  # again: another driver may have started it since the checks
-        return _run_locked(settings, checked, say)
+    with SignalsInterrupt() as signals:  # SIGTERM as Ctrl-C from here on: the lock and the runs are released
+        checked = preflight(settings)
+        tuner.set_driver_environment()
+        place = checked.place
+        with writer_lock(place.lock_path(), f"sweep {checked.name} in {place.describe()}", "--name", took_over=say):
+            check_sweep_place(place, settings.resume)  # again: another driver may have started it since the checks
+            return _run_locked(settings, checked, say, signals)
 
 
-def _run_locked(settings: SweepSettings, checked: Checked, say: Say) -> list[InstrumentResult]:
-    """``run_sweep`` once this driver holds the sweep's lock."""
+def _run_locked(settings: SweepSettings, checked: Checked, say: Say, signals: SignalsInterrupt) -> list[InstrumentResult]:
+    """``run_sweep`` once this driver holds the sweep's lock; an interruption before, between or
+    during the instruments' Tuners is ``SweepInterrupted`` with no parent run left RUNNING."""
     from cluster import local_ray
     from results import tracking
     from search.place import read_sweep_file, write_sweep_file
@@ -86,19 +91,45 @@ def _run_locked(settings: SweepSettings, checked: Checked, say: Say) -> list[Ins
         except BaseException:
             place.close()
             raise
-    ray_handle = local_ray.start(settings.address, tuner.worker_environment(settings.xla_cache))
+    experiments: list[Experiment] = []
+    sweep: Sweep | None = None
+    ray_handle = None
+    recorded = False  # sweep.json written: from then on, `--resume` finds the sweep
     try:
+        ray_handle = local_ray.start(settings.address, tuner.worker_environment(settings.xla_cache))
         local_ray.check_fits(settings.cpus_per_trial)
-        sweep = Sweep(settings, checked, tracking.make_client(checked.tracking_uri), say)
-        experiments = [sweep.open_experiment(instrument, dataset) for instrument, dataset in checked.instruments]
         place.folder.mkdir(parents=True, exist_ok=True)
         write_sweep_file(place.folder, sweep_record(settings, checked.name, checked.instruments))
+        recorded = True
+        sweep = Sweep(settings, checked, tracking.make_client(checked.tracking_uri), say)
+        for instrument, dataset in checked.instruments:
+            experiments.append(sweep.open_experiment(instrument, dataset))
         say(f"sweep {checked.name}: {len(experiments)} instrument(s) × {settings.trials} trials, "
             f"{settings.algorithm} search, scheduler {settings.scheduler}, tracking {checked.tracking_uri}")
         return [InstrumentSweep(sweep, experiment).run() for experiment in experiments]
+    except KeyboardInterrupt:
+        if not recorded:  # nothing of the sweep exists yet: a plain interruption, nothing to resume
+            raise
+        raise SweepInterrupted(checked.name, signals.number or signal.SIGINT) from None
     finally:
-        ray_handle.stop()
+        if sweep is not None:  # parent runs left RUNNING by an interruption or a failure: ended, not lost
+            end_running_parents(sweep.client, experiments)
+        if ray_handle is not None:
+            ray_handle.stop()
         place.close()
+
+
+def end_running_parents(client, experiments: list[Experiment]) -> None:
+    """Parent runs still RUNNING (the sweep stopped before or while their instrument ran) end KILLED;
+    ``--resume`` reopens them."""
+    from results import tracking
+
+    for experiment in experiments:
+        try:
+            if client.get_run(experiment.parent_run_id).info.status == "RUNNING":
+                tracking.finish_parent_run(client, experiment.parent_run_id, {}, "KILLED")
+        except Exception:  # noqa: BLE001 - the store itself may be what failed; the original error matters more
+            log.debug("could not end parent run %s", experiment.parent_run_id, exc_info=True)
 
 
 @dataclass
@@ -174,6 +205,9 @@ class InstrumentSweep:
                     self.tracker.close(trial_id, {}, {}, errored=False, error_text=catcher.reason(),
                                        status=INTERRUPTED)
                 status = "KILLED"
+        except KeyboardInterrupt:  # a second Ctrl-C: Ray's loop was left at once
+            status = "KILLED"
+            raise
         except Exception:
             status = "FAILED"
             raise

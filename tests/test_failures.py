@@ -495,6 +495,52 @@ def test_an_interrupted_sweep_says_so_and_how_to_resume(tmp_path, signal_number,
                for t, run_id in interrupted.items())
 
 
+@pytest.mark.parametrize("moment", ["at the banner", "after 1.0 s", "after 2.5 s"])
+def test_an_interruption_at_any_moment_leaves_no_running_run_and_says_how_to_resume(tmp_path, moment, ray_head):
+    """Ctrl-C while the sweep starts (Ray joined, parent runs opening, the first Tuner being built) or
+    at its banner: exit 130 and, once a parent run exists, the `--resume` command; no run RUNNING."""
+    import sys
+
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    datasets = make_datasets(tmp_path, ["sarangi", "tabla"])
+    script = tmp_path / "cli_driver.py"
+    script.write_text(_DRIVER)
+    command = [sys.executable, str(script), "sweep", *[x for d in datasets for x in ("--dataset", d)], "--trials", "3",
+               "--space", str(space), "--steps", "200", "--name", "early", "--storage", str(tmp_path / "runs"),
+               "--scheduler", "none", "--address", ray_head.address]
+    driver = Driver(tmp_path, {}, env={"FAKE_SLEEP": "0.2"}, module_args=command, cluster=ray_head)
+    try:
+        if moment == "at the banner":
+            deadline = time.monotonic() + 120
+            while "sweep early:" not in driver.output() and time.monotonic() < deadline:
+                assert driver.process.poll() is None, driver.output()[-3000:]
+                time.sleep(0.02)
+        else:
+            time.sleep(float(moment.split()[1]) + 3.0)  # + the driver's imports (about 3 s)
+        driver.process.send_signal(signal.SIGINT)
+        code = driver.process.wait(timeout=120)
+        output = driver.output()
+    finally:
+        driver.stop()
+    assert code == 130 and "Traceback" not in output, output[-3000:]
+    client = mlflow_client(tmp_path)
+    parents = [run for experiment in client.search_experiments()
+               for run in client.search_runs([experiment.experiment_id])]
+    assert all(run.info.status != "RUNNING" for run in parents), [(r.info.run_name, r.info.status) for r in parents]
+    if parents:  # the sweep got as far as its runs: it says how to go on
+        assert "continue with:" in output and "--resume" in output and "--name early" in output, output[-3000:]
+    assert not (tmp_path / "runs" / ".early.lock").exists()
+    if "continue with:" in output:  # and what it says works: every trial of both instruments, once
+        again = shlex.split(re.search(r"continue with: (.*)$", output, re.M).group(1))
+        resumed = run_driver(tmp_path, {}, env={"FAKE_SLEEP": "0.01"}, module_args=[sys.executable, str(script), *again[1:]],
+                             cluster=ray_head)
+        assert resumed.count("done 3/3") >= 2 and "Traceback" not in resumed, resumed[-3000:]
+        for instrument in ("sarangi", "tabla"):
+            parent, runs = sweep_runs(client, instrument, "early")
+            assert parent.info.status == "FINISHED" and len({r.data.tags["tonesweep.trial_id"] for r in runs}) == 3
+
+
 # The CLI with the stand-in trainer of tests/support/sweeps.py (defined in __main__, so Ray ships it by value).
 _DRIVER = DRIVER.split('if __name__ == "__main__":')[0] + """
 if __name__ == "__main__":
