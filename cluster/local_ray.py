@@ -23,64 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import threading
-import uuid
 from dataclasses import dataclass, field
 
 from common.errors import UserError
+from common.reaper import Reaper
 from common.net import wait_for_port
 
 LOOPBACK_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 REPORT_EVERY_S = 2.0
 REAPER_TAG_VARIABLE = "TONESWEEP_RAY_TAG"
 
-# The reaper: reads "pid:starttime" items; on "done" it exits, on EOF (driver gone) it kills the
-# processes it was told about and, in rounds, every process whose environment carries its tag.
-_REAPER = r"""
-import os, signal, sys, time
-signal.signal(signal.SIGINT, signal.SIG_IGN)      # a Ctrl-C is for the driver; the reaper waits for it
-tag = sys.argv[1].encode()
-known = {}
-def start_time(pid):
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19]
-    except OSError:
-        return None
-def tagged():
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != os.getpid():
-            try:
-                with open(f"/proc/{name}/environ", "rb") as handle:
-                    if tag in handle.read().split(b"\0"):
-                        found.append(int(name))
-            except OSError:
-                pass
-    return found
-def kill(pid):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
-for line in sys.stdin:
-    if line.strip() == "done":
-        sys.exit(0)
-    for item in line.split():
-        pid, started = item.split(":")
-        known[int(pid)] = started
-for pid, started in known.items():
-    if start_time(pid) == started:                 # the same process, not a reused PID
-        kill(pid)
-for _ in range(20):                                # a raylet may start a worker while it is dying
-    left = tagged()
-    if not left:
-        break
-    for pid in left:
-        kill(pid)
-    time.sleep(0.25)
-"""
 
 
 @dataclass
@@ -88,7 +42,7 @@ class RayHandle:
     """What ``start`` did: whether this process started Ray (and must stop it), and its reaper."""
 
     started: bool
-    reaper: subprocess.Popen | None = None
+    reaper: Reaper | None = None
     _stop_reporting: threading.Event = field(default_factory=threading.Event)
 
     def stop(self) -> None:
@@ -99,12 +53,7 @@ class RayHandle:
         if self.started:
             ray.shutdown()
         if self.reaper is not None:
-            try:
-                self.reaper.stdin.write("done\n")
-                self.reaper.stdin.close()
-            except (OSError, ValueError):
-                pass
-            self.reaper.wait(timeout=10)
+            self.reaper.dismiss()
 
 
 ADDRESS_TIMEOUT_S = 20.0
@@ -148,12 +97,10 @@ def start(address: str | None, worker_env: dict[str, str]) -> RayHandle:
 
     if ray.is_initialized():
         return RayHandle(started=False)
-    tag = f"{REAPER_TAG_VARIABLE}={uuid.uuid4().hex}"
-    reaper = subprocess.Popen([sys.executable, "-c", _REAPER, tag], stdin=subprocess.PIPE, text=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reaper = Reaper(REAPER_TAG_VARIABLE)
     handle = RayHandle(started=True, reaper=reaper)
     try:
-        with _environment_tag(tag):
+        with _environment_tag(reaper.environment):
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
                      _node_ip_address="127.0.0.1", runtime_env={"env_vars": worker_env})
     except BaseException:
@@ -165,15 +112,15 @@ def start(address: str | None, worker_env: dict[str, str]) -> RayHandle:
 
 
 @contextlib.contextmanager
-def _environment_tag(tag: str):
+def _environment_tag(tag: dict[str, str]):
     """Set the reaper's tag while Ray starts its head processes (which pass it on to every worker),
     and only then: later children of the driver are none of the reaper's business."""
-    name, _, value = tag.partition("=")
-    os.environ[name] = value
+    os.environ.update(tag)
     try:
         yield
     finally:
-        os.environ.pop(name, None)
+        for name in tag:
+            os.environ.pop(name, None)
 
 
 def _loopback_only() -> None:
@@ -202,11 +149,7 @@ def _report_descendants(handle: RayHandle) -> None:
         started = _start_time(child.pid)
         if started is not None:
             items.append(f"{child.pid}:{started}")
-    try:
-        handle.reaper.stdin.write(" ".join(items) + "\n")
-        handle.reaper.stdin.flush()
-    except (OSError, ValueError):
-        pass
+    handle.reaper.report(items)
 
 
 def _start_time(pid: int) -> str | None:

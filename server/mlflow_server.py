@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from common.errors import UserError
 from common.net import check_port_free, http_answers
+from common.reaper import Reaper
 from common.paths import check_output_folder, is_uri, local_path
 from results import layout
 from results.tracking import check_tracking_uri
@@ -74,6 +75,9 @@ def hide_password(uri: str) -> str:
 
 
 # ---------------------------------------------------------------------------- the MLflow server
+
+
+REAPER_TAG_VARIABLE = "TONESWEEP_SERVER_TAG"  # carried by every process a server command starts
 
 
 def server_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -130,8 +134,18 @@ def run_ui(tracking_uri: str, port: int, say: Callable[[str], None], echo: Calla
     check_port_free(host, port, "--port")
     say(f"starting the MLflow UI for {hide_password(tracking_uri)} on {host}:{port} ...")
     with contextlib.ExitStack() as stack:  # the URL is printed once the server answers
-        return serve(ui_command(tracking_uri, port, host), server_environment(), host, port, say, echo,
-                     should_stop, stack, lines=lambda base: [f"MLflow UI at {base} (Ctrl-C to stop)"])
+        reaper = _reaper(stack)
+        return serve(ui_command(tracking_uri, port, host), server_environment(reaper.environment), host, port, say,
+                     echo, should_stop, stack, lines=lambda base: [f"MLflow UI at {base} (Ctrl-C to stop)"])
+
+
+def _reaper(stack: contextlib.ExitStack) -> Reaper:
+    """The command's reaper (``common.reaper``), dismissed last, once the children are stopped: if
+    the command is killed (SIGKILL), it kills every process started with its tag (PostgreSQL, mlflow
+    server, uvicorn), so none is left serving."""
+    reaper = Reaper(REAPER_TAG_VARIABLE)
+    stack.callback(reaper.dismiss)
+    return reaper
 
 
 # ---------------------------------------------------------------------------- `tonesweep tracking-server`
@@ -167,17 +181,19 @@ def run_tracking_server(settings: TrackingServerSettings, say: Callable[[str], N
         warn(f"--host {s.host}: anyone who reaches this address can read and change every run, without a "
              "password; for a team put it behind MLflow's basic-auth app (README, Team mode)")
     with contextlib.ExitStack() as stack:
-        others, env = [], {}
+        reaper = _reaper(stack)
+        others, env = [], dict(reaper.environment)
         if postgres is not None:
             postgres.create(info)
             if should_stop():
                 return None
             stack.callback(postgres.stop)
-            if not postgres.start(should_stop):
+            if not postgres.start(should_stop, reaper.environment):
                 return None
             info(f"PostgreSQL {postgres.version} on 127.0.0.1:{postgres.port}, data {postgres.data_dir} "
                  f"(its log: {postgres.data_dir / 'log'})")
-            others, env, backend = [postgres.group], {"PGPASSFILE": str(postgres.pgpass)}, postgres.uri
+            others, backend = [postgres.group], postgres.uri
+            env["PGPASSFILE"] = str(postgres.pgpass)
 
         def how_to_reach(base: str) -> list[str]:
             return [f"MLflow tracking server at {base} (store {hide_password(backend)}, artifacts {artifacts}); "

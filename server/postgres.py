@@ -112,12 +112,13 @@ class LocalPostgres:
                     shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
             raise
 
-    def start(self, should_stop: Callable[[], bool]) -> bool:
-        """Start postgres, wait until it answers, create the database if missing; False if stopped."""
+    def start(self, should_stop: Callable[[], bool], env: dict[str, str] | None = None) -> bool:
+        """Start postgres (``env``: added to its environment), wait until it answers, create the
+        database if missing; False if stopped."""
         self.group = ChildGroup("PostgreSQL", self._as_account([
             str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.socket_dir}",
-            "-c", "logging_collector=on"]))
+            "-c", "logging_collector=on"]), env=dict(os.environ, **(env or {})))
         return wait_ready(self._ensure_database, [self.group], should_stop, START_TIMEOUT_S,
                           f"PostgreSQL in --pg-data {self.data_dir}")
 

@@ -217,6 +217,23 @@ def test_ui_serves_the_store_on_loopback_prints_the_links_and_stops_cleanly(serv
     stop_and_check_nothing_is_left(ui, [port])
 
 
+def test_a_killed_server_command_takes_its_children_with_it(servers, reachable_dir, tmp_path):
+    """SIGKILL leaves tonesweep no time to stop what it started: its reaper (common.reaper) does, so
+    no PostgreSQL, mlflow server or uvicorn is left serving and the ports are free again."""
+    port = free_port()
+    server = servers("tracking-server", "--port", str(port), "--pg-data", str(reachable_dir / "killed-pg"),
+                     "--artifact-root", str(tmp_path / "artifacts"), cwd=tmp_path)
+    server.wait_for("MLflow tracking server at", START_S)
+    pg_port = postgres_port(server)
+    processes = [p for p in server.tree() if p.pid != server.process.pid]
+    assert len(processes) >= 3, processes  # the reaper, PostgreSQL and its helpers, mlflow server, uvicorn
+    server.process.kill()
+    server.process.wait(timeout=10)
+    _, alive = psutil.wait_procs(processes, timeout=20)
+    assert not alive, [(p.pid, p.name()) for p in alive]
+    assert port_is_free(port) and port_is_free(pg_port)
+
+
 # ---------------------------------------------------------------- refusals: one line, exit 2, nothing written
 
 
