@@ -59,16 +59,33 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # disk full, permission denied, ... while writing: one line naming the path
         print(f"tonesweep: error: {os_error_line(err)}", file=sys.stderr)
         return 2
-    except RuntimeError as err:
-        if not str(err).startswith(SYMLINK_LOOP):  # Python 3.11's pathlib: a loop met while resolving a path
+    except Exception as err:  # noqa: BLE001 - only the few kinds below become one line; the rest re-raise
+        line = library_refusal(err)
+        if line is None:
             raise
-        where = str(err).removeprefix(SYMLINK_LOOP).strip(" '")
-        print(f"tonesweep: error: {where}: {LOOP_ADVICE}", file=sys.stderr)
+        print(f"tonesweep: error: {line}", file=sys.stderr)
         return 2
 
 
 SYMLINK_LOOP = "Symlink loop from"
 LOOP_ADVICE = "a symbolic link that leads back to itself; fix or remove the link, or give another path"
+
+
+def library_refusal(err: Exception) -> str | None:
+    """The one line for an operating system's refusal that a library wraps in its own type: Python
+    3.11's pathlib meeting a symlink loop (RuntimeError), TensorFlow writing a file onto a full disk or
+    without permission (``ResourceExhaustedError``/``PermissionDeniedError``: "PATH; REASON"). None for
+    anything else."""
+    if isinstance(err, RuntimeError) and str(err).startswith(SYMLINK_LOOP):
+        where = str(err).removeprefix(SYMLINK_LOOP).strip(" '")
+        return f"{where}: {LOOP_ADVICE}"
+    kind = type(err)
+    if kind.__module__.startswith("tensorflow") and kind.__name__ in ("ResourceExhaustedError", "PermissionDeniedError"):
+        where, _, reason = str(getattr(err, "message", err)).partition("; ")
+        code = errno.ENOSPC if "No space left" in reason else errno.EACCES if "ermission" in reason else None
+        if code is not None:
+            return os_error_line(OSError(code, reason.strip(), where.strip()))
+    return None
 
 
 def os_error_line(err: OSError) -> str:

@@ -53,6 +53,18 @@ def give_umask_modes(path: str | Path) -> None:
             os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """``path.write_bytes(data)``, and an ``OSError`` that names ``path`` whatever failed (a write
+    that fills the disk raises one without a file name)."""
+    path = Path(path)
+    try:
+        path.write_bytes(data)
+    except OSError as err:
+        if err.filename:
+            raise
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+
+
 def write_json_atomic(path: str | Path, payload: Any, *, indent: int | None = 2, sort_keys: bool = False,
                       temp_dir: str | Path | None = None) -> None:
     """Write `payload` as JSON so readers see the old file or the whole new one, never a part.

@@ -433,6 +433,50 @@ def test_a_full_disk_while_writing_is_one_line_and_leaves_nothing(tmp_path, make
     assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds.*"))
 
 
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 200 KB tmpfs: a disk that fills up. Mounting needs root (as on this project's machines and CI)."""
+    import subprocess
+
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("command", ["prepare", "export", "transfer"])
+def test_a_full_disk_is_one_line_and_leaves_nothing(command, world, full_disk, capsys):
+    root = world["root"]
+    argv = {"prepare": ["prepare", "--instrument", "t", *FAST_PREPARE, "--out", f"{full_disk}/ds", f"{root}/take.wav"],
+            "export": ["export", "--instrument", "bansuri", "--out", f"{full_disk}/b", "--run-id", f"{root}/trial",
+                       "--skip-js-parity"],
+            "transfer": ["transfer", "--model", f"{root}/bundle", f"{root}/take.wav", f"{full_disk}/out.wav"]}[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("tonesweep:")]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and str(full_disk) in lines[0], err
+    assert "Traceback" not in err and list(full_disk.iterdir()) == []
+
+
+def test_tensorflow_s_file_errors_become_the_operating_system_s_line():
+    import tensorflow as tf
+
+    from cli.main import library_refusal
+
+    full = tf.errors.ResourceExhaustedError(None, None, "/data/b/.tmp/saved_model.pb.tmp1; No space left on device")
+    assert library_refusal(full) == ("/data/b/.tmp/saved_model.pb.tmp1: No space left on device; free some space "
+                                     "there and run the command again")
+    denied = tf.errors.PermissionDeniedError(None, None, "/data/b/x; Permission denied")
+    assert library_refusal(denied).startswith("/data/b/x: Permission denied; check the permissions")
+    assert library_refusal(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")) is None
+    assert library_refusal(ValueError("x")) is None
+
+
 def test_a_trial_larger_than_the_cluster_is_refused_before_anything_is_created(tmp_path, capsys):
     [dataset] = make_datasets(tmp_path, ["bansuri"])
     db = tmp_path / "m.db"

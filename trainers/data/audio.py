@@ -9,6 +9,7 @@ Every problem a user can fix is raised as ``UserError("<file>: <what>; <fix>")``
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import soundfile as sf
 
 from common.constants import SAMPLE_RATE
 from common.errors import UserError
+from common.files import write_bytes
 
 # File name endings considered audio when a folder is given to `prepare`. Anything else in a
 # folder (notes, the demo's .f0.csv ground truth, images) is ignored without a warning.
@@ -54,9 +56,18 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
     return out.astype(np.float32)
 
 
+SOUNDFILE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".aiff": "AIFF", ".aif": "AIFF"}
+
+
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write float audio [n] as 16-bit PCM WAV (clipped to [-1, 1])."""
-    sf.write(str(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16")
+    """Write float audio [n] as 16-bit PCM (clipped to [-1, 1]), in the format its name ends in (WAV
+    by default). Encoded in memory, then written: a full disk is an ``OSError`` naming the file, where
+    libsndfile would say only "System error"."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16",
+             format=SOUNDFILE_FORMATS.get(path.suffix.lower(), "WAV"))
+    write_bytes(path, buffer.getvalue())
 
 
 def _read_native(path: Path) -> tuple[np.ndarray, int]:
