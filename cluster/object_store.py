@@ -20,7 +20,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Callable, Iterator
 
 from common.errors import UserError
 from common.files import scratch_dir
@@ -138,6 +138,66 @@ def _check_bucket(remote: Remote, field: str) -> None:
     if found == pafs.FileType.NotFound:
         raise UserError(f"{field} {remote.uri}: no bucket {remote.bucket!r} {where}; create it "
                         f"(aws s3 mb s3://{remote.bucket}) or fix the name")
+
+
+# ---------------------------------------------------------------------------- one writer at a time
+
+
+@contextmanager
+def object_lock(remote: Remote, what: str, field: str, took_over: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the lock object ``<remote>.lock`` (e.g. ``s3://bucket/runs/demo.lock``) while the block runs.
+
+    Taken with a conditional write (``If-None-Match: *``: S3, MinIO and moto create it for one writer
+    only); a second writer gets one line naming the holder. A lock whose holder is certainly gone (a
+    process of this machine that no longer runs) is taken over with ``If-Match`` on the object seen, so
+    of two drivers taking it over at once one wins; a holder on another machine cannot be judged from
+    here: the line says how to remove its lock. Removed when the block ends, if it is still this one.
+    """
+    import json
+
+    from common.locks import busy_error, holder_gone, holder_record
+
+    client, bucket, key = _s3_client(), remote.bucket, f"{remote.path.split('/', 1)[1]}.lock"
+    body = json.dumps(holder_record()).encode()
+    etag = _put_if(client, bucket, key, body, IfNoneMatch="*")
+    if etag is None:
+        seen = client.get_object(Bucket=bucket, Key=key)
+        holder = json.loads(seen["Body"].read() or b"{}")
+        if not holder_gone(holder):
+            raise busy_error(field, what, holder, "wait for it to end, or stop it (if it is gone, remove "
+                                                  f"s3://{bucket}/{key})")
+        etag = _put_if(client, bucket, key, body, IfMatch=seen["ETag"])
+        if etag is None:
+            raise busy_error(field, what, {"pid": "?", "host": "another driver"}, "it took the lock over first")
+        if took_over is not None:
+            took_over(f"{what}: took over the lock of PID {holder.get('pid')} on {holder.get('host')}, which has ended")
+    try:
+        yield
+    finally:
+        try:
+            if client.head_object(Bucket=bucket, Key=key)["ETag"] == etag:
+                client.delete_object(Bucket=bucket, Key=key)
+        except Exception:  # noqa: BLE001 - the store may be what failed; a stale lock is taken over later
+            pass
+
+
+def _put_if(client, bucket: str, key: str, body: bytes, **condition) -> str | None:
+    """PutObject under a condition: the new object's ETag, or None when the condition failed."""
+    import botocore.exceptions
+
+    try:
+        return client.put_object(Bucket=bucket, Key=key, Body=body, **condition)["ETag"]
+    except botocore.exceptions.ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return None
+        raise
+
+
+def _s3_client():
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint_url(),
+                        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
 
 
 def endpoint_url() -> str | None:

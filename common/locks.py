@@ -8,8 +8,8 @@ file is removed when the holder is done (removed while still locked, and a waite
 file it locked is still the one at the path, so two writers can never both hold it).
 
 Like Git's ``index.lock``, the second writer does not wait: it gets one line naming the holder and
-exits 2. The kernel's lock holds on local folders (and NFSv4); sweeps kept in an object store are
-locked on the driver's machine only (docs/architecture.md).
+exits 2. The kernel's lock holds on local folders (and NFSv4); a sweep kept in an object store is
+locked there too, by a lock object written with S3's conditional writes (``cluster.object_store.object_lock``).
 """
 
 from __future__ import annotations
@@ -79,9 +79,7 @@ def _locked_fd(path: Path, what: str, field: str) -> int:
         except BlockingIOError:
             holder = _read_holder(fd) or {}
             os.close(fd)
-            raise UserError(f"{field}: {what} is being written by PID {holder.get('pid', '?')} on "
-                            f"{holder.get('host', '?')} ({holder.get('command', '?')}, since {holder.get('since', '?')}); "
-                            "wait for it to end, or stop it") from None
+            raise busy_error(field, what, holder) from None
         except OSError:
             os.close(fd)
             raise
@@ -91,6 +89,26 @@ def _locked_fd(path: Path, what: str, field: str) -> int:
         except FileNotFoundError:
             pass
         os.close(fd)  # the holder removed it as we locked it: lock the new one
+
+
+def holder_gone(record: dict) -> bool:
+    """Whether a lock's holder has certainly ended: a process of this machine that no longer runs (on
+    another machine nobody here can tell)."""
+    if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+        return False
+    try:
+        os.kill(record["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another account's live process
+        return False
+    return False
+
+
+def busy_error(field: str, what: str, holder: dict, remedy: str = "wait for it to end, or stop it") -> UserError:
+    """The one line a second writer gets."""
+    return UserError(f"{field}: {what} is being written by PID {holder.get('pid', '?')} on {holder.get('host', '?')} "
+                     f"({holder.get('command', '?')}, since {holder.get('since', '?')}); {remedy}")
 
 
 def _read_holder(fd: int) -> dict | None:

@@ -21,6 +21,7 @@ What a trial does on its node is ``search.trial_folder``'s; the transfers are ``
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -29,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.object_store import Remote, check_storage, download, exists, upload
+from cluster.object_store import Remote, check_storage, download, exists, object_lock, upload
 from common.errors import UserError
 from common.files import account_folder, write_json_atomic
-from common.locks import sibling_lock
+from common.locks import sibling_lock, writer_lock
 from common.paths import check_apart, check_name, contained
 from trainers.data.dataset import MANIFEST, dataset_files, read_manifest
 
@@ -106,13 +107,13 @@ class SweepPlace:
             return exists(self.remote.child(SWEEP_FILE))
         return (self.folder / SWEEP_FILE).exists()
 
-    def lock_path(self) -> Path:
-        """The sweep's writer lock (``common.locks``): beside its folder; for a sweep in an object
-        store, in this account's folder on the driver's machine, keyed by the sweep's URI (so two
-        drivers on one machine never share a sweep; drivers on two machines are not seen)."""
+    def writer_lock(self, took_over) -> contextlib.AbstractContextManager:
+        """The sweep's writer lock: ``.NAME.lock`` beside its folder (``common.locks``), or the lock
+        object ``NAME.lock`` beside it in the object store (``cluster.object_store.object_lock``)."""
+        what = f"sweep {self.name} in {self.describe()}"
         if self.remote is None:
-            return sibling_lock(self.folder)
-        return account_folder("locks") / f"{hashlib.sha256(self.remote.uri.encode()).hexdigest()[:16]}.lock"
+            return writer_lock(sibling_lock(self.folder), what, "--name", took_over=took_over)
+        return object_lock(self.remote, what, "--name", took_over=took_over)
 
     def describe(self) -> str:
         return self.remote.uri.rsplit("/", 1)[0] if self.remote is not None else str(self.folder.parent)

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from common.constants import FAILED, FINISHED, INTERRUPTED, REJECTED, STOPPED
-from common.locks import writer_lock
 from search import tuner
 from search.algorithms.ledger import write_ended
 from search.front import FrontRecord, record_name
@@ -71,7 +70,7 @@ def run_sweep(settings: SweepSettings, say: Say | None = None) -> list[Instrumen
         checked = preflight(settings)
         tuner.set_driver_environment()
         place = checked.place
-        with writer_lock(place.lock_path(), f"sweep {checked.name} in {place.describe()}", "--name", took_over=say):
+        with place.writer_lock(took_over=say):
             check_sweep_place(place, settings.resume)  # again: another driver may have started it since the checks
             return _run_locked(settings, checked, say, signals)
 

@@ -177,6 +177,42 @@ def test_a_tracking_server_refuses_an_artifact_root_in_a_missing_bucket_before_i
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sweep_in_the_store_is_locked_there(store, tmp_path, capsys, monkeypatch):
+    """One driver per sweep name in a store: a lock object written with a conditional write; a live
+    holder refuses the second driver in one line, a holder that has ended is taken over, said so."""
+    import os
+    import socket
+    import subprocess
+
+    from cluster.object_store import Remote, object_lock
+    from common.errors import UserError
+
+    store.make_bucket()
+    for key, value in store.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    key = "runs/same.lock"
+    holder = {"pid": os.getppid(), "host": socket.gethostname(), "command": "tonesweep sweep ...", "since": "now"}
+    store.client().put_object(Bucket=store.bucket, Key=key, Body=json.dumps(holder).encode())
+    [dataset] = make_datasets(tmp_path, ["sarangi"])
+    code = main(["sweep", "--dataset", dataset, "--trials", "2", "--storage", f"s3://{store.bucket}/runs", "--name", "same"])
+    line = one_line(capsys)
+    assert code == 2 and f"PID {os.getppid()}" in line and f"s3://{store.bucket}/{key}" in line, line
+    assert store.listing() == [key]  # the holder's lock is left alone
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a PID that no longer runs: a driver that was killed
+    store.client().put_object(Bucket=store.bucket, Key=key, Body=json.dumps({**holder, "pid": ended.pid}).encode())
+    said, remote = [], Remote(f"s3://{store.bucket}/runs/same")
+    with object_lock(remote, "sweep same", "--name", took_over=said.append):
+        assert json.loads(store.read(key))["pid"] == os.getpid()
+        with pytest.raises(UserError, match=f"PID {os.getpid()}"):  # and now it holds against a second one
+            with object_lock(remote, "sweep same", "--name"):
+                pass
+    assert len(said) == 1 and f"PID {ended.pid}" in said[0]
+    assert store.listing() == []  # released
+
+
 def test_a_trial_folder_in_the_store_resumes_and_mirrors(store, monkeypatch):
     """TrialFolder: a resumed trial gets what an earlier attempt uploaded; each report mirrors the
     checkpoint (stale checkpoint files removed from the store); finish uploads the folder; close
