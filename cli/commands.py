@@ -104,9 +104,15 @@ def sweep_settings(args):
     )
 
 
+def _resume_command(args, name: str) -> str:
+    """The command line that continues this sweep."""
+    again = ["tonesweep", *sys.argv[1:]] + ([] if args.name else ["--name", name]) + ([] if args.resume else ["--resume"])
+    return shlex.join(again)
+
+
 def sweep(args) -> int:
     from results.layout import resolve_tracking_uri
-    from search.interrupts import SweepInterrupted
+    from search.interrupts import StoreLost, SweepInterrupted
     from search.summary import format_summary
     from search.sweep import run_sweep
 
@@ -115,10 +121,16 @@ def sweep(args) -> int:
     try:
         results = run_sweep(settings, say=say)
     except SweepInterrupted as stop:
-        again = ["tonesweep", *sys.argv[1:]] + ([] if args.name else ["--name", name]) + ([] if args.resume else ["--resume"])
         fail(f"sweep {name} interrupted ({signal.Signals(stop.signal_number).name}); finished trials are kept and "
-             f"running ones marked INTERRUPTED; continue with: {shlex.join(again)}")
+             f"running ones marked INTERRUPTED; continue with: {_resume_command(args, name)}")
         return 128 + stop.signal_number
+    except StoreLost as lost:
+        from cluster.object_store import store_place
+
+        fail(f"--storage {args.storage}: the object store {store_place()} stopped answering ({lost.reason}); the "
+             f"sweep stopped, running trials marked INTERRUPTED; once it answers, continue with: "
+             f"{_resume_command(args, name)}")
+        return 2
     say(format_summary(results, name, resolve_tracking_uri(args.tracking_uri)))
     return 0
 

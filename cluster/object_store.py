@@ -120,17 +120,38 @@ def _check_credentials(location: str, field: str) -> None:
                         "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and AWS_ENDPOINT_URL for an S3-compatible store")
 
 
-def _check_bucket(remote: Remote, field: str) -> None:
-    """One quick HEAD of the bucket (a single attempt: an unreachable store answers in seconds)."""
+def store_place() -> str:
+    """Where the store is, for a message: "at ENDPOINT" or "on AWS"."""
+    endpoint = endpoint_url()
+    return f"at {endpoint}" if endpoint else "on AWS"
+
+
+def store_problem(remote: Remote) -> str | None:
+    """None when the bucket answers one quick HEAD (a single attempt: an unreachable store answers in
+    seconds), else why not."""
+    try:
+        _bucket_type(remote)
+    except OSError as err:
+        return " ".join(str(err).split())[:300]
+    return None
+
+
+def _bucket_type(remote: Remote):
     import pyarrow.fs as pafs
 
-    endpoint = endpoint_url()
-    where = f"at {endpoint}" if endpoint else "on AWS"
-    fs = pafs.S3FileSystem(endpoint_override=endpoint, region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    fs = pafs.S3FileSystem(endpoint_override=endpoint_url(), region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
                            connect_timeout=5, request_timeout=20,
                            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1))
+    return fs.get_file_info(remote.bucket).type
+
+
+def _check_bucket(remote: Remote, field: str) -> None:
+    """One quick HEAD of the bucket: it answers and exists."""
+    import pyarrow.fs as pafs
+
+    where = store_place()
     try:
-        found = fs.get_file_info(remote.bucket).type
+        found = _bucket_type(remote)
     except OSError as err:
         reason = " ".join(str(err).split())[:300]
         raise UserError(f"{field} {remote.uri}: the object store {where} did not answer ({reason}); "

@@ -10,6 +10,8 @@ pickles only what rebuilds it; live clients and terminal streams are recreated.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +21,7 @@ from ray.tune import Callback
 
 from results.tracking import TrialTracker, trial_outcome
 from search.progress import InstrumentTally
-from cluster.object_store import Remote, local_copy
+from cluster.object_store import Remote, local_copy, store_problem
 from search.place import BookkeepingUpload
 from common.constants import FAILED, FINISHED, REJECTED
 
@@ -76,12 +78,17 @@ class StorageSync(Callback):
     """Uploads the driver's bookkeeping (``sweep.json``, ledgers, MO-ASHA rungs) from its scratch
     folder to the object store: at most every ``every_s`` seconds while files change, when a trial
     ends, and at the end, so a driver killed on any machine loses about as much as Ray's own state
-    (saved every second, ``search.tuner.DRIVER_ENVIRONMENT``) and ``--resume`` finds the rest in the store."""
+    (saved every second, ``search.tuner.DRIVER_ENVIRONMENT``) and ``--resume`` finds the rest in the store.
+
+    A store that stops answering (an upload fails, or a trial failed and the bucket does not answer a
+    quick HEAD) stops the sweep the way Ctrl-C does (``lost`` says why), instead of failing every
+    trial after it; ``search.sweep`` then says how to resume."""
 
     def __init__(self, local: Path, remote: Remote, every_s: float = 1.0):
         self.local, self.remote, self.every_s = Path(local), remote, every_s
         self.upload = BookkeepingUpload(self.local, remote)
         self._last = 0.0
+        self.lost: str | None = None
 
     def __getstate__(self) -> dict:
         return {"local": str(self.local), "remote": self.remote.uri, "every_s": self.every_s}
@@ -97,14 +104,24 @@ class StorageSync(Callback):
         self.sync()
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.sync()
+        self.sync(probe=True)
 
     def on_experiment_end(self, trials, **info):
         self.sync()
 
-    def sync(self) -> None:
+    def sync(self, probe: bool = False) -> None:
         self._last = time.monotonic()
-        self.upload()
+        if self.lost is not None:
+            return
+        try:
+            self.upload()
+            problem = store_problem(self.remote) if probe else None
+        except OSError as err:
+            problem = " ".join(str(err).split())[:300]
+        if problem is not None:
+            self.lost = problem
+            if callable(signal.getsignal(signal.SIGUSR1)):  # Ray's own stop (as on Ctrl-C): trials stopped, state saved
+                os.kill(os.getpid(), signal.SIGUSR1)
 
 
 class SweepProgress(Callback):

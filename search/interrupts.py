@@ -22,6 +22,15 @@ class SweepInterrupted(Exception):
         self.name, self.signal_number = name, signal_number
 
 
+class StoreLost(Exception):
+    """A sweep in an object store stopped because the store stopped answering: Ray's state and the
+    bookkeeping are where the store had them, ``--resume`` continues once it answers again."""
+
+    def __init__(self, name: str, store: str, reason: str):
+        super().__init__(f"sweep {name}: the object store stopped answering ({reason})")
+        self.name, self.store, self.reason = name, store, reason
+
+
 class InterruptCatcher:
     """Ctrl-C (SIGINT) and SIGTERM during ``Tuner.fit`` end the run the way Ray ends it on its own
     stop signal (SIGUSR1: trials stopped, experiment state saved) and are remembered, so the sweep can

@@ -39,7 +39,7 @@ from common.constants import FAILED, FINISHED, INTERRUPTED, REJECTED, STOPPED
 from search import tuner
 from search.algorithms.ledger import write_ended
 from search.front import FrontRecord, record_name
-from search.interrupts import InterruptCatcher, SignalsInterrupt, SweepInterrupted
+from search.interrupts import InterruptCatcher, SignalsInterrupt, StoreLost, SweepInterrupted
 from search.limits import REFUSALS
 from search.settings import (Checked, SweepSettings, check_resume_matches, preflight, report_every, sweep_params,
                              sweep_record)
@@ -93,7 +93,7 @@ def _run_locked(settings: SweepSettings, checked: Checked, say: Say, signals: Si
     experiments: list[Experiment] = []
     sweep: Sweep | None = None
     ray_handle = None
-    recorded = False  # sweep.json written: from then on, `--resume` finds the sweep
+    recorded = completed = False  # recorded: sweep.json written; from then on, `--resume` finds the sweep
     try:
         ray_handle = local_ray.start(settings.address, tuner.worker_environment(settings.xla_cache))
         local_ray.check_fits(settings.cpus_per_trial)
@@ -105,7 +105,9 @@ def _run_locked(settings: SweepSettings, checked: Checked, say: Say, signals: Si
             experiments.append(sweep.open_experiment(instrument, dataset))
         say(f"sweep {checked.name}: {len(experiments)} instrument(s) × {settings.trials} trials, "
             f"{settings.algorithm} search, scheduler {settings.scheduler}, tracking {checked.tracking_uri}")
-        return [InstrumentSweep(sweep, experiment).run() for experiment in experiments]
+        results = [InstrumentSweep(sweep, experiment).run() for experiment in experiments]
+        completed = True
+        return results
     except KeyboardInterrupt:
         if not recorded:  # nothing of the sweep exists yet: a plain interruption, nothing to resume
             raise
@@ -115,7 +117,19 @@ def _run_locked(settings: SweepSettings, checked: Checked, say: Say, signals: Si
             end_running_parents(sweep.client, experiments)
         if ray_handle is not None:
             ray_handle.stop()
+        close_place(place, failing=not completed)
+
+
+def close_place(place, failing: bool) -> None:
+    """Upload the last bookkeeping and drop the scratch copy. When the sweep is ``failing`` (the store
+    may be what failed), a failed upload must not hide why it stopped: ``--resume`` finds Ray's state
+    and the bookkeeping uploaded as the sweep went in the store."""
+    try:
         place.close()
+    except OSError:
+        if not failing:
+            raise
+        log.debug("could not upload the last bookkeeping", exc_info=True)
 
 
 def end_running_parents(client, experiments: list[Experiment]) -> None:
@@ -187,6 +201,7 @@ class InstrumentSweep:
                                      refusals_path=str(self._driver_folder() / REFUSALS))
         self.tally.preload(self.tracker.existing_outcomes())
         self.record = FrontRecord(self._front_name())  # the measured candidates, while the Tuner runs
+        self.storage_sync = None  # the bookkeeping upload of a sweep in an object store (and its watch)
 
     def run(self) -> InstrumentResult:
         """Fit the Tuner, close the parent run whatever happens, and return the instrument's result."""
@@ -199,21 +214,28 @@ class InstrumentSweep:
             tuner_ = self._tuner()
             with catcher, self.record:
                 tuner_.fit()
-            if catcher.signal_number is not None:  # Ray stopped the trials and saved its state
-                for trial_id in self.tracker.open_trials():
-                    self.tracker.close(trial_id, {}, {}, errored=False, error_text=catcher.reason(),
-                                       status=INTERRUPTED)
+            lost = self.storage_sync.lost if self.storage_sync is not None else None
+            if catcher.signal_number is not None or lost:  # Ray stopped the trials and saved its state
+                reason = catcher.reason() if lost is None else f"the object store stopped answering ({lost})"
+                self._interrupt_open_trials(reason)
                 status = "KILLED"
         except KeyboardInterrupt:  # a second Ctrl-C: Ray's loop was left at once
             status = "KILLED"
             raise
         except Exception:
             status = "FAILED"
-            raise
+            lost = self._store_lost()
+            if lost is None:
+                raise
+            status = "KILLED"  # Ray's own storage calls failed on the store: the sweep stops, resumable
+            self._interrupt_open_trials(f"the object store stopped answering ({lost})")
+            raise StoreLost(self.sweep.name, self.sweep.checked.place.remote.uri, lost) from None
         finally:
             self._finish(status)
         if catcher.signal_number is not None:
             raise SweepInterrupted(self.sweep.name, catcher.signal_number)
+        if lost:
+            raise StoreLost(self.sweep.name, self.sweep.checked.place.remote.uri, lost)
         ended = len(self.tally.outcomes)
         if ended < self.sweep.settings.trials:  # the searcher answered FINISHED early
             refused = self.tally.refused()
@@ -225,6 +247,18 @@ class InstrumentSweep:
             tracking_s_per_trial=self.tracker.seconds_per_trial(), wall_s=time.perf_counter() - start,
             hypervolume=self.tally.hypervolume(), trial_steps_used=self.tally.trial_steps_used(),
             rungs=rung_summary(self._driver_folder() / tuner.MOASHA_STATE), quantised=self.record.counts)
+
+    def _interrupt_open_trials(self, reason: str) -> None:
+        for trial_id in self.tracker.open_trials():
+            self.tracker.close(trial_id, {}, {}, errored=False, error_text=reason, status=INTERRUPTED)
+
+    def _store_lost(self) -> str | None:
+        """Why the sweep's object store does not answer (None: it answers, or the sweep is local)."""
+        from cluster.object_store import store_problem
+
+        if self.storage_sync is None:
+            return None
+        return self.storage_sync.lost or store_problem(self.sweep.checked.place.remote)
 
     def _tuner(self):
         """The Tuner: restored (with the ledger of trials MLflow saw written first) or new."""
@@ -254,7 +288,8 @@ class InstrumentSweep:
         place = self.sweep.checked.place
         callbacks = [MLflowCallback(self.tracker), SweepProgress(self.tally, self.sweep.say, on_trial_end=self._log_front)]
         if place.remote is not None:
-            callbacks.append(StorageSync(place.folder, place.remote))
+            self.storage_sync = StorageSync(place.folder, place.remote)
+            callbacks.append(self.storage_sync)
         return callbacks
 
     def _log_front(self, tally) -> None:

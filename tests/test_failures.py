@@ -585,6 +585,42 @@ def test_an_interruption_at_any_moment_leaves_no_running_run_and_says_how_to_res
             assert parent.info.status == "FINISHED" and len({r.data.tags["tonesweep.trial_id"] for r in runs}) == 3
 
 
+@pytest.mark.system
+def test_a_store_that_dies_mid_sweep_is_one_line_with_the_resume_command(tmp_path):
+    """The object store stops answering mid-sweep (its own moto server, killed): the driver ends with
+    one line that names the store and how to resume, no library traceback, and no run left RUNNING."""
+    import sys
+
+    from support.object_store import ObjectStore
+    from support.sweeps import wait_for_ended_trials
+
+    dying = ObjectStore(tmp_path, bucket="dying-store")
+    driver = None
+    try:
+        dying.make_bucket()
+        space = tmp_path / "space.toml"
+        space.write_text(SPACE)
+        [dataset] = make_datasets(tmp_path, ["sarangi"])
+        script = tmp_path / "cli_driver.py"
+        script.write_text(_DRIVER)
+        command = [sys.executable, str(script), "sweep", "--dataset", dataset, "--trials", "12", "--space", str(space),
+                   "--steps", "60", "--name", "gone", "--storage", f"s3://{dying.bucket}/runs", "--scheduler", "none"]
+        driver = Driver(tmp_path, {}, env={**dying.env, "FAKE_SLEEP": "0.3"}, module_args=command)
+        wait_for_ended_trials(driver, 2, timeout=240)
+        dying.stop()
+        code = driver.wait(300)
+        output = driver.output()
+    finally:
+        if driver is not None:
+            driver.stop()
+        dying.stop()
+    errors = [line for line in output.splitlines() if line.startswith("tonesweep:")]
+    assert code == 2 and "Traceback" not in output, output[-4000:]
+    assert len(errors) == 1 and dying.endpoint in errors[0] and "--resume" in errors[0], errors
+    _, runs = sweep_runs(mlflow_client(tmp_path), "sarangi", "gone")
+    assert "RUNNING" not in {r.info.status for r in runs}
+
+
 # The CLI with the stand-in trainer of tests/support/sweeps.py (defined in __main__, so Ray ships it by value).
 _DRIVER = DRIVER.split('if __name__ == "__main__":')[0] + """
 if __name__ == "__main__":
