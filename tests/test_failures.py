@@ -539,10 +539,12 @@ def test_an_interrupted_sweep_says_so_and_how_to_resume(tmp_path, signal_number,
                for t, run_id in interrupted.items())
 
 
-@pytest.mark.parametrize("moment", ["at the banner", "after 1.0 s", "after 2.5 s"])
+@pytest.mark.parametrize("moment", ["cluster.local_ray:start", "search.sweep:Sweep.open_experiment",
+                                    "search.sweep:InstrumentSweep.run", "banner"])
 def test_an_interruption_at_any_moment_leaves_no_running_run_and_says_how_to_resume(tmp_path, moment, ray_head):
-    """Ctrl-C while the sweep starts (Ray joined, parent runs opening, the first Tuner being built) or
-    at its banner: exit 130 and, once a parent run exists, the `--resume` command; no run RUNNING."""
+    """Ctrl-C while the sweep starts (joining Ray, its parent runs opening, before the first Tuner) or
+    at its banner: exit 130 and, once a parent run exists, the `--resume` command, which then runs
+    the sweep to its end; no run RUNNING. The driver pauses where the signal is to land."""
     import sys
 
     space = tmp_path / "space.toml"
@@ -553,15 +555,14 @@ def test_an_interruption_at_any_moment_leaves_no_running_run_and_says_how_to_res
     command = [sys.executable, str(script), "sweep", *[x for d in datasets for x in ("--dataset", d)], "--trials", "3",
                "--space", str(space), "--steps", "200", "--name", "early", "--storage", str(tmp_path / "runs"),
                "--scheduler", "none", "--address", ray_head.address]
-    driver = Driver(tmp_path, {}, env={"FAKE_SLEEP": "0.2"}, module_args=command, cluster=ray_head)
+    pause = {} if moment == "banner" else {"PAUSE_AT": moment}
+    driver = Driver(tmp_path, {}, env={"FAKE_SLEEP": "0.2", **pause}, module_args=command, cluster=ray_head)
     try:
-        if moment == "at the banner":
-            deadline = time.monotonic() + 120
-            while "sweep early:" not in driver.output() and time.monotonic() < deadline:
-                assert driver.process.poll() is None, driver.output()[-3000:]
-                time.sleep(0.02)
-        else:
-            time.sleep(float(moment.split()[1]) + 3.0)  # + the driver's imports (about 3 s)
+        marker = "sweep early:" if moment == "banner" else "PAUSED at"
+        deadline = time.monotonic() + 120
+        while marker not in driver.output() and time.monotonic() < deadline:
+            assert driver.process.poll() is None, driver.output()[-3000:]
+            time.sleep(0.02)
         driver.process.send_signal(signal.SIGINT)
         code = driver.process.wait(timeout=120)
         output = driver.output()
@@ -633,6 +634,23 @@ if __name__ == "__main__":
             self.train_fn, self.size_fn, self.reference_fn = fake_train, fake_size, fake_reference
 
     settings.SweepSettings = WithStandIns
+    pause_at = os.environ.get("PAUSE_AT")  # "module:Object.attribute": say so there and wait, for a signal to land
+    if pause_at:
+        import importlib
+
+        module_name, _, dotted = pause_at.partition(":")
+        owner = importlib.import_module(module_name)
+        *parents, name = dotted.split(".")
+        for part in parents:
+            owner = getattr(owner, part)
+        original = getattr(owner, name)
+
+        def paused(*args, **kwargs):
+            print(f"PAUSED at {pause_at}", flush=True)
+            time.sleep(5)
+            return original(*args, **kwargs)
+
+        setattr(owner, name, paused)
     from cli.main import main
     sys.exit(main(sys.argv[1:]))
 """
