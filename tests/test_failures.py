@@ -139,6 +139,8 @@ CASES = [
     ("transfer-model-json-cut-short", lambda r, u: ["transfer", "--model", str(_spoil(r, "cut", "tfjs/model.json")), f"{r}/take.wav", f"{r}/o8.wav"], 2, "model.json: damaged"),
     ("transfer-saved-model-variables-damaged", lambda r, u: ["transfer", "--model", str(_spoil(r, "flip", "saved_model/variables/variables.data-*")), f"{r}/take.wav", f"{r}/o9.wav"], 2, "damaged"),
     ("transfer-shard-missing", lambda r, u: ["transfer", "--model", str(_spoil(r, "remove", "tfjs/*.bin")), f"{r}/take.wav", f"{r}/o10.wav"], 2, "missing"),
+    ("export-trial-weights-bit-flipped", lambda r, u: ["export", "--instrument", "bansuri", "--out", f"{r}/e1", "--run-id", str(_spoil_trial(r, "flip")), "--skip-js-parity"], 2, "weights.weights.h5: damaged"),
+    ("export-older-trial-weights-cut-short", lambda r, u: ["export", "--instrument", "bansuri", "--out", f"{r}/e2", "--run-id", str(_spoil_trial(r, "cut-undigested")), "--skip-js-parity"], 2, "weights.weights.h5: cannot be read"),
     ("serve-shard-bit-flipped", lambda r, u: ["serve", "--models", str(_spoil(r, "flip", "tfjs/*.bin")), "--port", "0"], 2, ".bin: damaged"),
     ("transfer-card-layout-missing", lambda r, u: ["transfer", "--model", str(_no_layout(r)), f"{r}/take.wav", f"{r}/o3.wav"], 2, "layout"),
     ("export-instrument-differs", lambda r, u: ["export", "--instrument", "tuba", "--out", f"{r}/tuba", "--run-id", f"{r}/trial", "--skip-js-parity"], 2, "trained on bansuri"),
@@ -233,6 +235,25 @@ def _spoil(root: Path, how: str, pattern: str) -> Path:
         target.write_bytes(bytes(data[: len(data) // 2]))
     else:
         target.unlink()
+    return spoiled
+
+
+def _spoil_trial(root: Path, how: str) -> Path:
+    """A copy of the trial with its weights bit-flipped, or cut short in a trial from before the
+    weights' digest (its metrics.json without ``weights_sha256``)."""
+    spoiled = root / f"spoiled-trial-{how}"
+    shutil.rmtree(spoiled, ignore_errors=True)
+    shutil.copytree(root / "trial", spoiled)
+    weights = spoiled / "weights.weights.h5"
+    data = bytearray(weights.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 0x01
+        weights.write_bytes(bytes(data))
+    else:
+        metrics = json.loads((spoiled / "metrics.json").read_text())
+        metrics.pop("weights_sha256", None)
+        (spoiled / "metrics.json").write_text(json.dumps(metrics))
+        weights.write_bytes(bytes(data[: len(data) // 2]))
     return spoiled
 
 

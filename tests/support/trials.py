@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.files import sha256_file
+
 STATS = {"f0_midi": {"mean": 67.0, "std": 4.0, "min": 55.0, "max": 80.0, "p5": 60.0, "p50": 67.0, "p95": 75.0},
          "loudness_db": {"mean": -30.0, "std": 8.0, "min": -80.0, "max": -5.0, "p5": -50.0, "p50": -28.0, "p95": -15.0},
          "rms_db": {"mean": -28.0, "std": 8.0, "min": -80.0, "max": -4.0, "p5": -48.0, "p50": -26.0, "p95": -12.0}}
@@ -46,7 +48,8 @@ def make_trial(out_dir: Path, seed: int = 0, harmonic_tilt: float = 0.0, **overr
     model.save_weights(str(out_dir / "weights.weights.h5"))
     (out_dir / "config.json").write_text(json.dumps(config))
     sizes = size_report(config)
-    metrics = {"status": "FINISHED", **sizes, "quality_float32": 5.0, "quality_float16": 5.001, "quality_uint8": 5.2}
+    metrics = {"status": "FINISHED", **sizes, "quality_float32": 5.0, "quality_float16": 5.001, "quality_uint8": 5.2,
+               "weights_sha256": sha256_file(out_dir / "weights.weights.h5")}
     (out_dir / "metrics.json").write_text(json.dumps(metrics))
     manifest = {"format": "tonesweep-dataset/1", "instrument": "bansuri", "sample_rate": 16000,
                 "frame_rates": [250, 50], "stats": {"250": STATS, "50": STATS}}

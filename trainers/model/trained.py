@@ -20,12 +20,14 @@ import tensorflow as tf
 from common.constants import SAMPLE_RATE, VAL_NOISE_SEED
 from trainers.ddsp_compat import ddsp
 from common.errors import UserError
+from common.files import sha256_file
 from trainers.model import synth
 from trainers.model.config import validate_config
 from trainers.model.decoders import build_decoder, preprocess_inputs
 from trainers.model.size import reverb_length
 
 keras = tf.keras
+WEIGHTS_DIGEST = "weights_sha256"  # metrics.json key: the sha256 of weights.weights.h5 as the trial wrote it
 
 
 class ReverbIR(keras.layers.Layer):
@@ -130,9 +132,27 @@ def load_trained(out_dir: str | Path) -> tuple[dict[str, Any], TrainedModel]:
         if not path.exists():
             raise UserError(f"{path}: missing; pass the out_dir of a finished `tonesweep train` trial")
     config = validate_config(json.loads(config_path.read_text()))
+    expected = _recorded_weights_digest(out_dir)
+    if expected and sha256_file(weights_path) != expected:
+        raise UserError(f"{weights_path}: damaged (its bytes differ from those the trial wrote); train the trial "
+                        "again or export another run")
     model = build_model(config)
-    model.load_weights(str(weights_path))
+    try:
+        model.load_weights(str(weights_path))
+    except (OSError, ValueError) as err:  # h5py: truncated or not HDF5; Keras: another architecture's weights
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise UserError(f"{weights_path}: cannot be read ({reason}); the weights are damaged or belong to another "
+                        "configuration: train the trial again or export another run") from None
     return config, model
+
+
+def _recorded_weights_digest(out_dir: Path) -> str | None:
+    """The weights' sha256 the trial recorded in its metrics.json (trials before it did not; None)."""
+    try:
+        digest = json.loads((out_dir / "metrics.json").read_text()).get(WEIGHTS_DIGEST)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return digest if isinstance(digest, str) else None
 
 
 def make_loss() -> "ddsp.losses.SpectralLoss":

@@ -31,11 +31,11 @@ import tensorflow as tf
 from common.constants import FAILED, FINISHED, PRECISIONS, SAMPLE_RATE, VAL_NOISE_SEED
 from trainers.data.dataset import check_dataset_files, load_split, read_manifest
 from common.errors import UserError
-from common.files import write_json_atomic
+from common.files import sha256_file, write_json_atomic
 from trainers.model import synth
 from trainers.model.config import validate_config
 from trainers.model.size import size_report
-from trainers.model.trained import TrainedModel, build_model, make_loss
+from trainers.model.trained import WEIGHTS_DIGEST, TrainedModel, build_model, make_loss
 from trainers.training.evaluate import evaluate_precisions, write_audio_examples
 
 log = logging.getLogger(__name__)
@@ -377,6 +377,7 @@ def train_trial(
         raise TrialFailed(failure)
 
     trainer.model.save_weights(str(out_dir / "weights.weights.h5"))
+    metrics[WEIGHTS_DIGEST] = sha256_file(out_dir / "weights.weights.h5")  # load_trained checks it
     metrics.update(_evaluate_and_listen(trainer.model, val, out_dir, metrics, judge))
     _write_json(out_dir / "metrics.json", metrics)
     return metrics
