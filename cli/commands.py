@@ -184,8 +184,8 @@ def ui(args) -> int:
     from results.layout import resolve_tracking_uri
     from server.mlflow_server import run_ui
 
-    with stop_requests() as stopped:
-        ended = run_ui(resolve_tracking_uri(args.tracking_uri), args.port, say, echo, stopped)
+    with stop_requests() as stopped, server_log("ui") as log:
+        ended = run_ui(resolve_tracking_uri(args.tracking_uri), args.port, say, log, stopped)
     return _served(ended)
 
 
@@ -194,15 +194,29 @@ def tracking_server(args) -> int:
 
     settings = TrackingServerSettings(host=args.host, port=args.port, backend_store_uri=args.backend_store_uri,
                                       artifact_root=args.artifact_root, pg_data=args.pg_data, pg_port=args.pg_port)
-    with stop_requests() as stopped:
-        ended = run_tracking_server(settings, say, note("tracking-server"), warn, echo, stopped)
+    with stop_requests() as stopped, server_log("tracking-server") as log:
+        ended = run_tracking_server(settings, say, note("tracking-server"), warn, log, stopped)
     return _served(ended)
 
 
-def echo(line: str) -> None:
-    """A line of a server's own log, passed through to stderr as it comes."""
-    sys.stderr.write(line)
-    sys.stderr.flush()
+@contextlib.contextmanager
+def server_log(command: str):
+    """Where the lines a server command's children print go (MLflow's and uvicorn's INFO lines, their
+    warnings): the command's log file beside the libraries' (``common.logs``), named once on the
+    terminal; a child that dies is still reported in one line with its last words."""
+    from common.logs import library_log_path
+
+    path = library_log_path(command)
+    say(f"{command}: the servers' own log: {path}")
+    with open(path, "a", encoding="utf-8") as handle:
+        def write(line: str) -> None:
+            try:
+                handle.write(line)
+                handle.flush()
+            except ValueError:  # a child's last lines, read after the command closed the log
+                pass
+
+        yield write
 
 
 @contextlib.contextmanager

@@ -40,10 +40,17 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # ---------------------------------------------------------------------------- links and addresses
 
 
+# MLflow 3.17's UI keeps its mode (GenAI or model training) per browser, GenAI by default, unless
+# the page's query says otherwise: `workflowType=machine_learning` opens the model-training sidebar
+# (Runs, Models, Model registry) in a fresh profile too (checked in Chromium; tests/test_tracking_server.py).
+MODEL_TRAINING_MODE = "workflowType=machine_learning"
+
+
 def runs_url(base_url: str, experiment_id: str) -> str:
-    """The runs table of an experiment. MLflow 3 opens an experiment without a kind on its GenAI
-    traces page; this route (``experimentPageTabRuns`` in MLflow 3.17's UI) always shows the runs."""
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    """The runs table of an experiment, in model-training mode. MLflow 3 opens an experiment without a
+    kind on its GenAI traces page; this route (``experimentPageTabRuns`` in MLflow 3.17's UI) always
+    shows the runs."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_MODE}"
 
 
 def instrument_links(tracking_uri: str, base_url: str) -> list[tuple[str, str]]:

@@ -84,7 +84,7 @@ def test_a_team_server_on_its_own_postgres(servers, reachable_dir, tmp_path, cap
     second = servers(*args, cwd=tmp_path)  # the same data folder: reused, the sweep and champion kept
     line = second.wait_for("runs of sitar: ", START_S)
     experiment_id = client.get_experiment_by_name("tonesweep-sitar").experiment_id
-    assert line == f"runs of sitar: {uri}/#/experiments/{experiment_id}/runs"
+    assert line == f"runs of sitar: {uri}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     assert champion(client, "sitar") is not None
     seen = listening(second.tree())
     pg_port = postgres_port(second)
@@ -209,12 +209,33 @@ def test_ui_serves_the_store_on_loopback_prints_the_links_and_stops_cleanly(serv
     port = free_port()
     ui = servers("ui", "--port", str(port), "--tracking-uri", store, cwd=tmp_path)
     line = ui.wait_for("runs of bansuri: ", START_S)
-    assert line == f"runs of bansuri: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
+    assert line == f"runs of bansuri: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
     assert "tonesweep-bansuri" in urllib.request.urlopen(url, timeout=10).read().decode()  # it serves the store
     seen = listening(ui.tree())
     assert seen and not [s for s in seen if not is_loopback(s[1])], seen
     stop_and_check_nothing_is_left(ui, [port])
+
+
+@pytest.mark.system
+def test_the_printed_link_opens_mlflow_in_model_training_mode_in_a_fresh_browser(servers, tmp_path):
+    """MLflow 3.17 keeps its UI mode per browser, GenAI by default: the link `tonesweep ui` prints opens
+    the runs table with the model-training sidebar (Runs, Models, Model registry) in a fresh profile."""
+    import json
+    import subprocess
+
+    from common.node import PROJECT_ROOT, node_binary
+    from support.browser import CHROMIUM, HARNESS
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_experiment(make_client(store), "bansuri")
+    ui = servers("ui", "--port", str(free_port()), "--tracking-uri", store, cwd=tmp_path)
+    link = ui.wait_for("runs of bansuri: ", START_S).split(": ", 1)[1]
+    shown = subprocess.run([node_binary(), str(HARNESS / "mlflow_ui_check.mjs"), link, "--chromium", CHROMIUM],
+                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    page = json.loads(shown.stdout.strip().splitlines()[-1])
+    assert page["modelRegistryLink"] and not page["genaiSidebar"] and page["runsHeading"], page
 
 
 def test_a_killed_server_command_takes_its_children_with_it(servers, reachable_dir, tmp_path):
