@@ -69,9 +69,20 @@ def skipped_rows(table):
     return table[(table["status"] == FINISHED) & ~np.isfinite(table["quality"].astype(float))]
 
 
-def evaluate_skipped(client, table, rows, download_dir: Path) -> float:
+def dataset_folder(run, datasets: Path) -> str:
+    """The trial's dataset: ``DATASETS/<instrument>`` (sweeps name datasets by instrument and content
+    key), or the path an older sweep's tag held."""
+    from results.layout import DATASET_TAG, INSTRUMENT_TAG
+
+    tagged = run.data.tags.get(DATASET_TAG, "")
+    if tagged.startswith("/") and Path(tagged).is_dir():
+        return tagged
+    return str(datasets / run.data.tags[INSTRUMENT_TAG])
+
+
+def evaluate_skipped(client, table, rows, download_dir: Path, datasets: Path) -> float:
     """Evaluate each skipped (trial, precision) into ``table`` in place; returns the seconds it took."""
-    from results.layout import DATASET_TAG, TRIAL_ARTIFACTS
+    from results.layout import TRIAL_ARTIFACTS
     from trainers.model.trained import load_trained
     from trainers.training.evaluate import evaluate_precisions
     from trainers.training.train import load_frames
@@ -81,7 +92,7 @@ def evaluate_skipped(client, table, rows, download_dir: Path) -> float:
         run = client.get_run(run_id)
         local = Path(client.download_artifacts(run_id, TRIAL_ARTIFACTS, str(download_dir / run_id)))
         config, model = load_trained(local)
-        val = load_frames(run.data.tags[DATASET_TAG], "validation", config)
+        val = load_frames(dataset_folder(run, datasets), "validation", config)
         started = time.perf_counter()
         measured = evaluate_precisions(model, val, list(group["precision"]))
         seconds += time.perf_counter() - started
@@ -102,7 +113,7 @@ def _keys(rows) -> list[tuple[str, str]]:
     return [(r.run_id, r.precision) for r in rows.itertuples()]
 
 
-def compare(instrument: str, sweep_name: str | None, client, criteria, replay: bool) -> bool:
+def compare(instrument: str, sweep_name: str | None, client, criteria, replay: bool, datasets: Path) -> bool:
     """Print one instrument's comparison; True when front and winner are equal."""
     from results.report import front_rows
     from results.select import select_smallest
@@ -115,7 +126,7 @@ def compare(instrument: str, sweep_name: str | None, client, criteria, replay: b
         replay_skips(recorded, runs)
     skipped = skipped_rows(recorded)
     with tempfile.TemporaryDirectory() as tmp:
-        after = 0.0 if replay else evaluate_skipped(client, full, skipped, Path(tmp))
+        after = 0.0 if replay else evaluate_skipped(client, full, skipped, Path(tmp), datasets)
 
     front, front_full = _keys(front_rows(recorded)), _keys(front_rows(full))
     won, won_full = select_smallest(recorded, criteria).winner, select_smallest(full, criteria).winner
@@ -139,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replay", action="store_true",
                         help="the sweep evaluated everything (before evaluation in proportion): replay which "
                              "candidates its record would have skipped, and compare without them")
+    parser.add_argument("--datasets", default="demo/datasets",
+                        help="folder of the sweep's datasets, one per instrument (default: demo/datasets)")
     args = parser.parse_args(argv)
 
     from mlflow import MlflowClient
@@ -148,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
 
     client = MlflowClient(tracking_uri=resolve_tracking_uri(args.tracking_uri))
     criteria = Criteria(min_rtf=args.min_rtf)
-    results = [compare(name, args.sweep, client, criteria, args.replay) for name in args.instruments.split(",") if name]
+    results = [compare(name, args.sweep, client, criteria, args.replay, Path(args.datasets))
+               for name in args.instruments.split(",") if name]
     return 0 if all(results) else 1
 
 

@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -158,13 +158,15 @@ def find_parent_run(client: MlflowClient, experiment_id: str, sweep: str):
 
 def start_parent_run(client: MlflowClient, experiment_id: str, sweep: str, instrument: str,
                      dataset: str, algorithm: str, params: Mapping[str, Any]) -> str:
-    """Create the sweep's parent run (or, on resume, reopen the existing one); returns its id."""
+    """Create the sweep's parent run (or, on resume, reopen the existing one); returns its id.
+    ``dataset`` names the dataset (its instrument and content key, ``search.sweep.dataset_label``),
+    never a machine's path."""
     existing = find_parent_run(client, experiment_id, sweep)
     if existing is not None:
         client.update_run(existing.info.run_id, status=RUNNING)
         return existing.info.run_id
     tags = {layout.ROLE_TAG: layout.ROLE_SWEEP, layout.SWEEP_TAG: sweep, layout.INSTRUMENT_TAG: instrument,
-            layout.DATASET_TAG: str(Path(dataset).resolve()), layout.ALGORITHM_TAG: algorithm}
+            layout.DATASET_TAG: dataset, layout.ALGORITHM_TAG: algorithm}
     run = client.create_run(experiment_id, run_name=sweep, tags=tags)
     log_params(client, run.info.run_id, params)
     return run.info.run_id
@@ -274,8 +276,12 @@ class TrialTracker:
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: str,
-                 instrument: str, artifacts: bool = True, config_defaults: Mapping[str, Any] | None = None):
+                 instrument: str, artifacts: bool = True, config_defaults: Mapping[str, Any] | None = None,
+                 run_namer: Callable[[Mapping[str, Any], str], str | None] | None = None):
         self.tracking_uri = tracking_uri
+        # A trial's run is named for what it is (``run_namer(config, trial_id)``, e.g. cnn-rms-4.7k-a819;
+        # search.trainable.trial_run_name), else SWEEP-TRIALID; a resumed trial keeps its run's name.
+        self.run_namer = run_namer
         # Params are the full trial config: the trainer's defaults under the suggested values, so
         # every hyperparameter is a column in the results table even when the space left it out.
         self.config_defaults = dict(config_defaults or {})
@@ -378,7 +384,8 @@ class TrialTracker:
             tags = {layout.PARENT_TAG: self.parent_run_id, layout.ROLE_TAG: layout.ROLE_TRIAL,
                     layout.SWEEP_TAG: self.sweep, layout.INSTRUMENT_TAG: self.instrument,
                     layout.TRIAL_ID_TAG: trial_id, layout.STATUS_TAG: RUNNING, layout.FAILURE_TAG: ""}
-            run = self.client.create_run(self.experiment_id, run_name=f"{self.sweep}-{trial_id}", tags=tags)
+            name = (self.run_namer(config, trial_id) if self.run_namer else None) or f"{self.sweep}-{trial_id}"
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             run_id = run.info.run_id
             full_config = {**self.config_defaults, **config}
             log_params(self.client, run_id, full_config)

@@ -36,11 +36,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from common.constants import FAILED, FINISHED, INTERRUPTED, REJECTED, STOPPED
+from common.values import finite
 from search import tuner
 from search.algorithms.ledger import write_ended
 from search.front import FrontRecord, record_name
 from search.interrupts import InterruptCatcher, SignalsInterrupt, StoreLost, SweepInterrupted
 from search.limits import REFUSALS
+from search.trainable import resolve
 from search.settings import (Checked, SweepSettings, check_resume_matches, preflight, report_every, sweep_params,
                              sweep_record)
 
@@ -167,7 +169,7 @@ class Sweep:
         reference = hypervolume_reference(self.settings, self.client, experiment_id, self.name, dataset)
         space = self.checked.spaces[instrument]
         params = {**sweep_params(self.settings, space), **reference.to_params()}
-        run_id = tracking.start_parent_run(self.client, experiment_id, self.name, instrument, dataset,
+        run_id = tracking.start_parent_run(self.client, experiment_id, self.name, instrument, dataset_label(dataset),
                                            self.settings.algorithm, params)
         return Experiment(instrument, dataset, space, experiment_id, run_id, reference)
 
@@ -194,9 +196,12 @@ class InstrumentSweep:
 
         self.sweep, self.experiment = sweep, experiment
         self.instrument = experiment.instrument
+        size_fn = resolve(sweep.settings.size_fn)
         self.tracker = tracking.TrialTracker(sweep.checked.tracking_uri, experiment.experiment_id,
                                              experiment.parent_run_id, sweep.name, self.instrument,
-                                             config_defaults=dict(DEFAULTS))
+                                             config_defaults=dict(DEFAULTS),
+                                             run_namer=lambda config, trial_id: trial_run_name(
+                                                 {**DEFAULTS, **config}, trial_id, size_fn))
         self.tally = InstrumentTally(self.instrument, sweep.settings.trials, reference=experiment.reference,
                                      refusals_path=str(self._driver_folder() / REFUSALS))
         self.tally.preload(self.tracker.existing_outcomes())
@@ -328,12 +333,34 @@ class InstrumentSweep:
         }
 
 
+def dataset_label(dataset: str) -> str:
+    """How the parent run names its dataset: instrument and content key, e.g. ``bansuri@3f9a0c1d2e4b``
+    (a path would name one machine's disk; the key is the same wherever the dataset is copied)."""
+    from trainers.data.dataset import read_manifest  # light: numpy only
+
+    manifest = read_manifest(dataset)
+    key = str(manifest.get("cache_key") or "")[:12]
+    return f"{manifest.get('instrument')}@{key}" if key else str(manifest.get("instrument"))
+
+
+def trial_run_name(config: dict, trial_id: str, size_fn) -> str | None:
+    """What a trial's MLflow run is called in the runs table: decoder, feature, parameter count and the
+    trial id's first characters, e.g. ``cnn-rms-4.7k-a819`` (None when the size cannot be told)."""
+    try:
+        params = finite(size_fn(dict(config)).get("params"))
+    except Exception:  # noqa: BLE001 - a name is a convenience; the trial reports its own failure
+        return None
+    if params is None or not config.get("decoder") or not config.get("feature"):
+        return None
+    count = f"{params / 1e6:.1f}M" if params >= 1e6 else f"{params / 1e3:.1f}k" if params >= 1e3 else f"{params:.0f}"
+    return f"{config['decoder']}-{config['feature']}-{count}-{trial_id[:4]}"
+
+
 def hypervolume_reference(settings: SweepSettings, client, experiment_id: str, sweep: str, dataset: str):
     """The sweep's hypervolume reference point: the one its parent run recorded (a resumed sweep),
     else ``reference_fn(dataset)`` (deterministic per dataset, so sweeps of a dataset compare)."""
     from results import tracking
     from results.pareto import ReferencePoint, reference_from_params
-    from search.trainable import resolve
 
     parent = tracking.find_parent_run(client, experiment_id, sweep)
     recorded = reference_from_params(parent.data.params) if parent is not None else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import textwrap
 import time
@@ -180,9 +181,13 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
         parent, children = sweep_runs(client, instrument, "t8")
         finished += sum(c.data.tags["tonesweep.status"] == "FINISHED" for c in children)
         assert parent.info.status == "FINISHED" and parent.info.run_name == "t8"
-        assert parent.data.tags["tonesweep.dataset"] == dataset
+        assert parent.data.tags["tonesweep.dataset"] == instrument  # named, not a path (a stub manifest has no key)
         assert parent.data.tags["tonesweep.algorithm"] == "random"
         assert len(children) == 8
+        for child in children:  # named for what they are: decoder, feature, parameters, trial id
+            trial_id = child.data.tags["tonesweep.trial_id"]
+            assert re.fullmatch(rf"(gru|cnn)-(loudness|rms)-[0-9.]+[kM]?-{trial_id[:4]}", child.info.run_name), \
+                child.info.run_name
         assert len({c.data.tags["tonesweep.trial_id"] for c in children}) == 8
         assert {(c.data.params["decoder"], c.data.params["feature"]) for c in children} == {
             ("gru", "loudness"), ("gru", "rms"), ("cnn", "loudness"), ("cnn", "rms")}
