@@ -26,6 +26,7 @@ TRIAL_ID_TAG = "tonesweep.trial_id"
 STATUS_TAG = "tonesweep.status"
 FAILURE_TAG = "tonesweep.failure_reason"
 NODE_TAG = "tonesweep.node_id"         # the Ray node a trial ran on (its last one, if Ray retried it)
+CHAMPION_TAG = "tonesweep.champion"    # on the champion's trial run: "<precision>, models:/<model>@champion v<n>"
 NODE_KEY = "node_id"                   # ... as the trainable puts it in every result
 ROLE_SWEEP, ROLE_TRIAL = "sweep", "trial"
 

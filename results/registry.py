@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from results.layout import CHAMPION_ALIAS as ALIAS
+from results.layout import CHAMPION_TAG
 from results.layout import model_name
 from results.select import Selection
 
@@ -101,8 +102,24 @@ def register_winner(client: MlflowClient, selection: Selection, sweep: str) -> R
         mv = client.create_model_version(name, source, run_id=run.info.run_id, tags=tags,
                                          description=selection.reason)
         version, created = mv.version, True
+    try:
+        previous = client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException:  # no champion yet (MLflow says so with one error or another)
+        previous = None
     client.set_registered_model_alias(name, ALIAS, version)
+    mark_champion_run(client, previous, str(winner["run_id"]), f"{winner['precision']}, models:/{name}@{ALIAS} v{version}")
     return Registration(name, str(version), created)
+
+
+def mark_champion_run(client: MlflowClient, previous: ModelVersion | None, run_id: str, text: str) -> None:
+    """The champion's trial run carries ``tonesweep.champion`` (a column the runs table can show);
+    the run of the version the alias left loses it."""
+    if previous is not None and previous.run_id and previous.run_id != run_id:
+        try:
+            client.delete_tag(previous.run_id, CHAMPION_TAG)
+        except MlflowException:  # the tag was never set (a version registered before it existed), or the run is gone
+            pass
+    client.set_tag(run_id, CHAMPION_TAG, text)
 
 
 def champion(client: MlflowClient, instrument: str) -> ModelVersion | None:

@@ -29,3 +29,9 @@ def test_alias_moves_and_keeps_history(tmp_path):
     assert str(current.version) == second.version and current.tags["tolerance"] == "1.0"
     assert current.tags["run_id"] == loose.winner["run_id"] and current.source.endswith("/trial")
     assert len(client.search_model_versions("name = 'tonesweep-sitar'")) == 2  # history kept
+    # the champion's trial run is marked (a tag the runs table can show), and only that run
+    marked = {r.info.run_id: r.data.tags.get("tonesweep.champion")
+              for r in client.search_runs([sweep.experiment_id]) if r.data.tags.get("tonesweep.champion")}
+    assert marked == {loose.winner["run_id"]: f"{loose.winner['precision']}, models:/tonesweep-sitar@champion v{second.version}"}
+    if tight.winner["run_id"] != loose.winner["run_id"]:  # the first winner's run lost its mark when the alias moved
+        assert tight.winner["run_id"] not in marked
