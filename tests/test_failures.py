@@ -560,8 +560,9 @@ def test_an_interrupted_sweep_says_so_and_how_to_resume(tmp_path, signal_number,
                for t, run_id in interrupted.items())
 
 
-@pytest.mark.parametrize("moment", ["cluster.local_ray:start", "search.sweep:Sweep.open_experiment",
-                                    "search.sweep:InstrumentSweep.run", "banner"])
+@pytest.mark.parametrize("moment", [  # the moments whose printed command is run to the end: system tier (~25 s each)
+    "cluster.local_ray:start", *[pytest.param(m, marks=pytest.mark.system) for m in
+                                 ("search.sweep:Sweep.open_experiment", "search.sweep:InstrumentSweep.run", "banner")]])
 def test_an_interruption_at_any_moment_leaves_no_running_run_and_says_how_to_resume(tmp_path, moment, ray_head):
     """Ctrl-C while the sweep starts (joining Ray, its parent runs opening, before the first Tuner) or
     at its banner: exit 130 and, once a parent run exists, the `--resume` command, which then runs

@@ -227,7 +227,18 @@ def test_serve_listens_on_loopback_only_and_frees_its_port(models_dir):
         assert get(url, "/models/bansuri/../broken/model-card.json")[0] == 404
         assert get(url, "/models/bansuri/model-card.json")[0] == 200
     finally:
-        assert stop(server, signal.SIGINT) == 0
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        masks = [line for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+        os.kill(server.pid, signal.SIGINT)
+        try:
+            code = server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            dump = subprocess.run([str(Path(sys.executable).with_name("py-spy")), "dump", "--pid", str(server.pid)],
+                                  capture_output=True, text=True).stdout
+            server.kill()
+            server.wait()
+            raise AssertionError(f"serve did not stop on SIGINT; {masks}\n{dump}")
+        assert code == 0, (code, masks)
     port = int(url.rsplit(":", 1)[1].strip("/"))
     import socket
 
