@@ -154,11 +154,11 @@ def _sweep_early(args) -> None:
 
 
 def _train_early(args) -> None:
-    from trainers.data.dataset import read_manifest
+    from trainers.data.dataset import check_dataset_files, read_manifest
     from trainers.model.config import load_config_file
 
     load_config_file(args.config)
-    read_manifest(args.dataset)
+    check_dataset_files(args.dataset, read_manifest(args.dataset))  # its shards whole, before TensorFlow loads
 
 
 def _export_early(args) -> None:

@@ -22,6 +22,28 @@ class SweepInterrupted(Exception):
         self.name, self.signal_number = name, signal_number
 
 
+class _SignalHandlers:
+    """SIGINT and SIGTERM go to ``self._handle`` while the block runs (from the main thread only: Python
+    delivers signals there), and the previous handlers come back after."""
+
+    def __init__(self):
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _handle(self, number: int, frame) -> None:
+        raise NotImplementedError
+
+
 class StoreLost(Exception):
     """A sweep in an object store stopped because the store stopped answering: Ray's state and the
     bookkeeping are where the store had them, ``--resume`` continues once it answers again."""
@@ -31,7 +53,7 @@ class StoreLost(Exception):
         self.name, self.store, self.reason = name, store, reason
 
 
-class InterruptCatcher:
+class InterruptCatcher(_SignalHandlers):
     """Ctrl-C (SIGINT) and SIGTERM during ``Tuner.fit`` end the run the way Ray ends it on its own
     stop signal (SIGUSR1: trials stopped, experiment state saved) and are remembered, so the sweep can
     mark its open trials INTERRUPTED and say how to resume. A second signal interrupts at once.
@@ -39,21 +61,18 @@ class InterruptCatcher:
     ``Tuner.restore`` (tonesweep prints its own ``--resume`` command)."""
 
     def __init__(self):
+        super().__init__()
         self.signal_number: int | None = None
-        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "InterruptCatcher":
-        if threading.current_thread() is threading.main_thread():
-            for number in (signal.SIGINT, signal.SIGTERM):
-                self._previous[number] = signal.signal(number, self._handle)
+        super().__enter__()
         self._ray_logger = logging.getLogger("ray.tune.tune")
         self._ray_level = self._ray_logger.level
         self._ray_logger.setLevel(logging.ERROR)
         return self
 
     def __exit__(self, *exc) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
+        super().__exit__(*exc)
         self._ray_logger.setLevel(self._ray_level)
 
     def _handle(self, number: int, frame) -> None:
@@ -67,24 +86,14 @@ class InterruptCatcher:
         return f"interrupted ({signal.Signals(self.signal_number).name}); `--resume` continues it"
 
 
-class SignalsInterrupt:
+class SignalsInterrupt(_SignalHandlers):
     """Outside ``Tuner.fit`` (Ray starting, the parent runs opening, between instruments): SIGTERM
     interrupts as Ctrl-C does, and the signal is remembered (``number``) so the sweep can say which one
     ended it and how to resume. Inside ``fit``, ``InterruptCatcher`` takes over (and hands back)."""
 
     def __init__(self):
+        super().__init__()
         self.number: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "SignalsInterrupt":
-        if threading.current_thread() is threading.main_thread():
-            for number in (signal.SIGINT, signal.SIGTERM):
-                self._previous[number] = signal.signal(number, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
 
     def _handle(self, number: int, frame) -> None:
         self.number = number

@@ -515,14 +515,9 @@ def test_a_trial_larger_than_the_cluster_is_refused_before_anything_is_created(t
 def test_an_interrupted_sweep_says_so_and_how_to_resume(tmp_path, signal_number, exit_code, ray_head):
     import sys
 
-    space = tmp_path / "space.toml"
-    space.write_text(SPACE)
-    [dataset] = make_datasets(tmp_path, ["sarangi"])
-    script = tmp_path / "cli_driver.py"
-    script.write_text(_DRIVER)
-    command = [sys.executable, str(script), "sweep", "--dataset", dataset, "--trials", "6", "--space", str(space),
-               "--steps", "200", "--name", "stop", "--storage", str(tmp_path / "runs"), "--scheduler", "none",
-               "--address", ray_head.address]
+    command = cli_sweep(tmp_path, ["sarangi"], "--trials", "6", "--steps", "200", "--name", "stop",
+                        "--storage", str(tmp_path / "runs"), "--scheduler", "none", "--address", ray_head.address)
+    script = command[1]
     driver = Driver(tmp_path, {}, env={"FAKE_SLEEP": "0.2"}, module_args=command, cluster=ray_head)
     try:
         deadline = time.monotonic() + 180
@@ -569,14 +564,9 @@ def test_an_interruption_at_any_moment_leaves_no_running_run_and_says_how_to_res
     the sweep to its end; no run RUNNING. The driver pauses where the signal is to land."""
     import sys
 
-    space = tmp_path / "space.toml"
-    space.write_text(SPACE)
-    datasets = make_datasets(tmp_path, ["sarangi", "tabla"])
-    script = tmp_path / "cli_driver.py"
-    script.write_text(_DRIVER)
-    command = [sys.executable, str(script), "sweep", *[x for d in datasets for x in ("--dataset", d)], "--trials", "3",
-               "--space", str(space), "--steps", "200", "--name", "early", "--storage", str(tmp_path / "runs"),
-               "--scheduler", "none", "--address", ray_head.address]
+    command = cli_sweep(tmp_path, ["sarangi", "tabla"], "--trials", "3", "--steps", "200", "--name", "early",
+                        "--storage", str(tmp_path / "runs"), "--scheduler", "none", "--address", ray_head.address)
+    script = command[1]
     pause = {} if moment == "banner" else {"PAUSE_AT": moment}
     driver = Driver(tmp_path, {}, env={"FAKE_SLEEP": "0.2", **pause}, module_args=command, cluster=ray_head)
     try:
@@ -621,13 +611,8 @@ def test_a_store_that_dies_mid_sweep_is_one_line_with_the_resume_command(tmp_pat
     driver = None
     try:
         dying.make_bucket()
-        space = tmp_path / "space.toml"
-        space.write_text(SPACE)
-        [dataset] = make_datasets(tmp_path, ["sarangi"])
-        script = tmp_path / "cli_driver.py"
-        script.write_text(_DRIVER)
-        command = [sys.executable, str(script), "sweep", "--dataset", dataset, "--trials", "12", "--space", str(space),
-                   "--steps", "60", "--name", "gone", "--storage", f"s3://{dying.bucket}/runs", "--scheduler", "none"]
+        command = cli_sweep(tmp_path, ["sarangi"], "--trials", "12", "--steps", "60", "--name", "gone",
+                            "--storage", f"s3://{dying.bucket}/runs", "--scheduler", "none")
         driver = Driver(tmp_path, {}, env={**dying.env, "FAKE_SLEEP": "0.3"}, module_args=command)
         wait_for_ended_trials(driver, 2, timeout=240)
         dying.stop()
@@ -642,6 +627,20 @@ def test_a_store_that_dies_mid_sweep_is_one_line_with_the_resume_command(tmp_pat
     assert len(errors) == 1 and dying.endpoint in errors[0] and "--resume" in errors[0], errors
     _, runs = sweep_runs(mlflow_client(tmp_path), "sarangi", "gone")
     assert "RUNNING" not in {r.info.status for r in runs}
+
+
+def cli_sweep(tmp_path: Path, instruments: list[str], *flags: str) -> list[str]:
+    """The command line of `tonesweep sweep` on stub datasets of ``instruments`` and the test space,
+    run by the CLI with the stand-in trainer (``_DRIVER``), plus ``flags``."""
+    import sys
+
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    datasets = make_datasets(tmp_path, instruments)
+    script = tmp_path / "cli_driver.py"
+    script.write_text(_DRIVER)
+    return [sys.executable, str(script), "sweep", *[x for d in datasets for x in ("--dataset", d)],
+            "--space", str(space), *flags]
 
 
 # The CLI with the stand-in trainer of tests/support/sweeps.py (defined in __main__, so Ray ships it by value).

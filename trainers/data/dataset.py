@@ -97,13 +97,15 @@ def dataset_files(dataset_dir: str | os.PathLike, manifest: dict) -> list[str]:
     return [contained(dataset_dir, name, field).relative_to(dataset_dir).as_posix() for name in shards] + [MANIFEST]
 
 
-def check_dataset_files(dataset_dir: str | os.PathLike, manifest: dict) -> None:
-    """Every shard the manifest lists is there and, where the manifest records their sha256
-    (``SHARD_DIGESTS``; datasets prepared before it do not), holds the bytes `prepare` wrote: a
-    missing or damaged shard is one line naming it, not a TensorFlow traceback mid-training."""
+def check_dataset_files(dataset_dir: str | os.PathLike, manifest: dict, contents: bool = True) -> None:
+    """Every shard the manifest lists is there and, with ``contents``, where the manifest records their
+    sha256 (``SHARD_DIGESTS``; datasets prepared before it do not), holds the bytes `prepare` wrote: a
+    missing or damaged shard is one line naming it, not a TensorFlow traceback mid-training. Hashing
+    reads the whole dataset, so it is done where a dataset enters (`train`'s and the sweep's checks),
+    not again by every trial of a sweep (``contents=False``: presence only)."""
     folder = Path(dataset_dir)
     shards = dataset_files(folder, manifest)[:-1]
-    digests = manifest.get(SHARD_DIGESTS)
+    digests = manifest.get(SHARD_DIGESTS) if contents else None
     recorded = {name: digests[name] for name in shards if isinstance(digests, dict) and name in digests}
     missing, changed = damaged_files(folder, {**dict.fromkeys(shards, ""), **recorded})
     changed = [name for name in changed if name in recorded]  # a shard without a recorded digest: presence only
