@@ -3,7 +3,7 @@
 ``check_storage`` checks a ``--storage``-style location before anything is written (scheme, bucket
 name, prefix parts, credentials, one HEAD of the bucket); ``Remote`` names a folder in the store;
 ``upload``, ``download``, ``mirror``, ``exists`` and ``local_copy`` move files between it and this
-machine. What a sweep keeps where is ``search.place``'s business, not this module's.
+machine; ``put_bytes``, ``get_bytes`` and ``delete`` handle one object. What a sweep keeps where is ``search.place``'s business, not this module's.
 
 The endpoint and credentials come from the usual AWS environment (``AWS_ENDPOINT_URL`` or
 ``AWS_ENDPOINT_URL_S3`` for an S3-compatible store such as MinIO or moto, ``AWS_ACCESS_KEY_ID`` /
@@ -260,6 +260,29 @@ def download(remote: Remote, local: Path) -> bool:
         local.parent.mkdir(parents=True, exist_ok=True)
     pafs.copy_files(remote.path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     return True
+
+
+def put_bytes(remote: Remote, data: bytes) -> None:
+    """Write one object (replacing it)."""
+    with remote.filesystem().open_output_stream(remote.path) as stream:
+        stream.write(data)
+
+
+def get_bytes(remote: Remote) -> bytes | None:
+    """One object's bytes; None when it does not exist."""
+    try:
+        with remote.filesystem().open_input_stream(remote.path) as stream:
+            return stream.readall()
+    except FileNotFoundError:
+        return None
+
+
+def delete(remote: Remote) -> None:
+    """Delete one object (nothing when it is gone already)."""
+    try:
+        remote.filesystem().delete_file(remote.path)
+    except FileNotFoundError:
+        pass
 
 
 @contextmanager

@@ -75,8 +75,8 @@ def finished_outputs(result: dict) -> Iterator[str | None]:
 
 
 class StorageSync(Callback):
-    """Uploads the driver's bookkeeping (``sweep.json``, ledgers, MO-ASHA rungs) from its scratch
-    folder to the object store: at most every ``every_s`` seconds while files change, when a trial
+    """Uploads the driver's bookkeeping (``sweep.json``, ledgers, MO-ASHA rungs, Ray's state signed) from
+    its scratch folder to the object store: at most every ``every_s`` seconds while files change, when a trial
     ends, and at the end, so a driver killed on any machine loses about as much as Ray's own state
     (saved every second, ``search.tuner.DRIVER_ENVIRONMENT``) and ``--resume`` finds the rest in the store.
 
@@ -84,17 +84,17 @@ class StorageSync(Callback):
     quick HEAD) stops the sweep the way Ctrl-C does (``lost`` says why), instead of failing every
     trial after it; ``search.sweep`` then says how to resume."""
 
-    def __init__(self, local: Path, remote: Remote, every_s: float = 1.0):
-        self.local, self.remote, self.every_s = Path(local), remote, every_s
-        self.upload = BookkeepingUpload(self.local, remote)
+    def __init__(self, local: Path, remote: Remote, own: list[str], every_s: float = 1.0):
+        self.local, self.remote, self.own, self.every_s = Path(local), remote, list(own), every_s
+        self.upload = BookkeepingUpload(self.local, remote, self.own)
         self._last = 0.0
         self.lost: str | None = None
 
-    def __getstate__(self) -> dict:
-        return {"local": str(self.local), "remote": self.remote.uri, "every_s": self.every_s}
+    def __getstate__(self) -> dict:  # no key, no client: Ray pickles it into the state it keeps
+        return {"local": str(self.local), "remote": self.remote.uri, "own": self.own, "every_s": self.every_s}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(Path(state["local"]), Remote(state["remote"]), state["every_s"])
+        self.__init__(Path(state["local"]), Remote(state["remote"]), state.get("own", []), state["every_s"])
 
     def on_step_end(self, iteration, trials, **info):
         if time.monotonic() - self._last >= self.every_s:

@@ -3,19 +3,21 @@
 In a folder, everything of sweep NAME lives in ``<storage>/<NAME>/``. In a store (``s3://BUCKET/PREFIX``),
 nothing relies on the driver and the trials sharing a disk:
 
-==================================================  ==================================  ======================
-what                                                where (under PREFIX/)               written by
-==================================================  ==================================  ======================
-Ray Tune's experiment state                         ``<sweep>/<instrument>/``           the driver (Ray)
-each trial's folder: checkpoint, weights, metrics   ``<sweep>/trials/<trial id>/``      the trial
-the prepared datasets                               ``datasets/<instrument>-<key>/``    the driver, once
-the sweep's bookkeeping (sweep.json, ledgers,       ``<sweep>/``                        the driver, ~every 1 s
+==================================================  ======================================  ======================
+what                                                where (under PREFIX/)                   written by
+==================================================  ======================================  ======================
+Ray Tune's experiment state, signed                 ``<sweep>/<instrument>/ray-state/``     the driver, ~every 1 s
+each trial's folder: checkpoint, weights, metrics   ``<sweep>/trials/<trial id>/``          the trial
+the prepared datasets                               ``datasets/<instrument>-<key>/``        the driver, once
+the sweep's bookkeeping (sweep.json, ledgers,       ``<sweep>/``                            the driver, ~every 1 s
 MO-ASHA rungs)
-==================================================  ==================================  ======================
+==================================================  ======================================  ======================
 
-The driver keeps its bookkeeping in a scratch folder at a fixed path per store URI while it runs
-(Ray pickles the searcher and scheduler with the paths of their state files, so a resumed driver must
-find them there); ``BookkeepingUpload`` copies it to the store and ``--resume`` downloads it first.
+The driver keeps its bookkeeping and Ray's experiments in a scratch folder at a fixed path per store
+URI while it runs (Ray pickles the searcher and scheduler with the paths of their state files, so a
+resumed driver must find them there); ``BookkeepingUpload`` copies them to the store, Ray's state
+signed (``search.ray_state``: Ray unpickles it, so it is never read back unchecked), and ``--resume``
+downloads them first.
 What a trial does on its node is ``search.trial_folder``'s; the transfers are ``cluster.object_store``'s.
 """
 
@@ -26,7 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from common.errors import UserError
 from common.files import account_folder, write_json_atomic
 from common.locks import sibling_lock, writer_lock
 from common.paths import check_apart, check_name, contained
+from search.ray_state import RayStateUpload, download_ray_state
 from trainers.data.dataset import MANIFEST, dataset_files, read_manifest
 
 SWEEP_FILE = "sweep.json"   # marks a folder as a sweep: what was asked for
@@ -55,36 +58,53 @@ class SweepPlace:
     name: str
     folder: Path | None
     root: Remote | None = None  # the --storage URI
+    own: list[str] = field(default_factory=list)  # each instrument's bookkeeping files (names), in a store
 
     @property
     def remote(self) -> Remote | None:
         return self.root.child(self.name) if self.root is not None else None
 
-    def open(self, wanted: list[str], resume: bool) -> None:
-        """In a store: make the driver's scratch folder and, on ``--resume``, download the bookkeeping
-        files ``wanted`` (paths relative to the sweep) that exist there."""
+    def open(self, instruments: list[str], own: list[str], resume: bool) -> None:
+        """In a store: make the driver's scratch folder and, on ``--resume``, download the sweep file,
+        each instrument's bookkeeping files named ``own`` that exist there, and Ray's signed state
+        (checked before anything reads it: ``search.ray_state``)."""
         if self.remote is None:
             return
+        self.own = list(own)
         self.folder = driver_folder(self.remote) / self.name
         self.folder.mkdir()
-        if resume:
-            for relative in [SWEEP_FILE, *wanted]:
-                download(self.remote.child(*relative.split("/")), self.folder / relative)
+        if not resume:
+            return
+        try:
+            download(self.remote.child(SWEEP_FILE), self.folder / SWEEP_FILE)
+            for instrument in instruments:
+                for name in own:
+                    download(self.remote.child(instrument, name), self.folder / instrument / name)
+                download_ray_state(self.remote, instrument, self.folder / instrument)
+        except BaseException:  # refused (or interrupted): no scratch copy left, nothing uploaded
+            shutil.rmtree(self.folder.parent, ignore_errors=True)
+            self.folder = None
+            raise
 
     def close(self) -> None:
         """In a store: upload the last changes, then remove the scratch copy."""
         if self.remote is not None and self.folder is not None:
-            BookkeepingUpload(self.folder, self.remote)()
+            BookkeepingUpload(self.folder, self.remote, self.own)()
             shutil.rmtree(self.folder.parent, ignore_errors=True)
 
     @property
     def ray_storage(self) -> str:
-        """Ray Tune's ``storage_path``: the sweep's folder or its object-store URI."""
-        return self.remote.uri if self.remote is not None else str(self.folder)
+        """Ray Tune's ``storage_path``: the sweep's folder, or for a sweep in a store the driver's scratch
+        copy (uploaded signed by ``BookkeepingUpload``; the trials' folders are in the store)."""
+        return str(self.folder)
 
     def experiment(self, instrument: str) -> str:
         """Where Ray keeps an instrument's experiment (what ``Tuner.restore`` reads)."""
         return f"{self.ray_storage}/{instrument}"
+
+    def experiment_location(self, instrument: str) -> str:
+        """Where an instrument's experiment is kept, for people: its folder, or its place in the store."""
+        return self.remote.child(instrument).uri if self.remote is not None else self.experiment(instrument)
 
     def instrument_folder(self, instrument: str) -> Path:
         """The driver's own files of an instrument (ledger, MO-ASHA rungs, the searcher's state)."""
@@ -94,7 +114,7 @@ class SweepPlace:
 
     @property
     def trials(self) -> str:
-        return f"{self.ray_storage}/{TRIALS}"
+        return self.remote.child(TRIALS).uri if self.remote is not None else f"{self.folder}/{TRIALS}"
 
     def dataset(self, dataset: str) -> str:
         """Where trials read a dataset: its folder, or its copy published to the object store."""
@@ -175,28 +195,34 @@ def driver_folder(remote: Remote) -> Path:
     """The driver's scratch folder for a sweep kept in the store, at the same path in every driver
     process: ``<tmp>/tonesweep-<uid>/sweeps/<hash of the URI>``, private to this account. Emptied on
     open: the store holds the truth."""
-    folder = account_folder("sweeps") / hashlib.sha256(remote.uri.encode()).hexdigest()[:16]
+    folder = driver_folder_path(remote)
     shutil.rmtree(folder, ignore_errors=True)  # a killed driver's leftovers (tonesweep's own files)
     folder.mkdir(parents=True, mode=0o700)
     return folder
 
 
-class BookkeepingUpload:
-    """Uploads each of the driver's bookkeeping files (JSON in its scratch folder) that changed since
-    its last upload (``search.callbacks.StorageSync`` calls it about every second)."""
+def driver_folder_path(remote: Remote) -> Path:
+    return account_folder("sweeps") / hashlib.sha256(remote.uri.encode()).hexdigest()[:16]
 
-    def __init__(self, local: Path, remote: Remote):
-        self.local, self.remote = Path(local), remote
+
+class BookkeepingUpload:
+    """Uploads the driver's bookkeeping from its scratch folder: ``sweep.json`` and each instrument's
+    files named ``own`` when they changed since their last upload, and Ray's state, signed
+    (``search.ray_state.RayStateUpload``). ``search.callbacks.StorageSync`` calls it about every second."""
+
+    def __init__(self, local: Path, remote: Remote, own: list[str]):
+        self.local, self.remote, self.own = Path(local), remote, list(own)
         self._uploaded: dict[str, int] = {}   # relative path -> mtime_ns of the uploaded version
+        self.ray_state = RayStateUpload(self.local, remote, set(self.own))
 
     def __getstate__(self) -> dict:  # Ray pickles it with its callback; it starts afresh after a restore
-        return {"local": str(self.local), "remote": self.remote.uri}
+        return {"local": str(self.local), "remote": self.remote.uri, "own": self.own}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(Path(state["local"]), Remote(state["remote"]))
+        self.__init__(Path(state["local"]), Remote(state["remote"]), state.get("own", []))
 
     def __call__(self) -> None:
-        for path in sorted(p for p in self.local.rglob("*.json") if p.is_file()):
+        for path in self._files():
             try:
                 stamp = path.stat().st_mtime_ns
             except FileNotFoundError:  # replaced (written atomically) since it was listed
@@ -205,6 +231,14 @@ class BookkeepingUpload:
             if self._uploaded.get(key) != stamp:
                 upload(path, self.remote.child(*key.split("/")))
                 self._uploaded[key] = stamp
+        self.ray_state()
+
+    def _files(self) -> list[Path]:
+        if not self.local.is_dir():
+            return []
+        folders = sorted(p for p in self.local.iterdir() if p.is_dir())
+        candidates = [self.local / SWEEP_FILE, *(folder / name for folder in folders for name in self.own)]
+        return [path for path in candidates if path.is_file()]
 
 
 # ---------------------------------------------------------------------------- datasets in a store

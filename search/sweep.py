@@ -85,7 +85,7 @@ def _run_locked(settings: SweepSettings, checked: Checked, say: Say, signals: Si
     from search.place import read_sweep_file, write_sweep_file
 
     place = checked.place
-    place.open(tuner.driver_files([instrument for instrument, _ in checked.instruments]), settings.resume)
+    place.open([instrument for instrument, _ in checked.instruments], list(tuner.DRIVER_FILES), settings.resume)
     if settings.resume:
         try:  # the sweep to continue, whole (a damaged one is one line), asked to do what it was started with
             check_resume_matches(read_sweep_file(place.folder), settings, checked.name, checked.instruments)
@@ -278,7 +278,7 @@ class InstrumentSweep:
         experiment = place.experiment(self.instrument)
         restore = tuner.restoring(settings, experiment)
         if restore:
-            self.sweep.say(f"[{self.instrument}] resuming from {experiment}")
+            self.sweep.say(f"[{self.instrument}] resuming from {place.experiment_location(self.instrument)}")
             write_ended(self._driver_folder(), self.tracker.run_ids())  # every trial suggested so far, ended or lost
         return tuner.build_tuner(settings, self.experiment.space, self.instrument,
                                  tuner.trainable_for(settings, spec), experiment, restore, self._driver_folder(),
@@ -293,7 +293,7 @@ class InstrumentSweep:
         place = self.sweep.checked.place
         callbacks = [MLflowCallback(self.tracker), SweepProgress(self.tally, self.sweep.say, on_trial_end=self._log_front)]
         if place.remote is not None:
-            self.storage_sync = StorageSync(place.folder, place.remote)
+            self.storage_sync = StorageSync(place.folder, place.remote, place.own)
             callbacks.append(self.storage_sync)
         return callbacks
 

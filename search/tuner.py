@@ -168,10 +168,9 @@ def max_concurrent(settings: SweepSettings) -> int:
     return max(1, int(cpus // settings.cpus_per_trial))
 
 
-def driver_files(instruments: list[str]) -> list[str]:
-    """The driver's bookkeeping files of each instrument, relative to the sweep (what ``--resume``
-    downloads from an object store)."""
-    return [f"{instrument}/{name}" for instrument in instruments for name in (LEDGER, MOASHA_STATE, REFUSALS)]
+# The driver's bookkeeping files of each instrument, beside Ray's experiment state (what ``--resume``
+# downloads from an object store and ``search.place.BookkeepingUpload`` uploads).
+DRIVER_FILES = (LEDGER, MOASHA_STATE, REFUSALS)
 
 
 def _alias_moved_modules() -> None:

@@ -21,7 +21,10 @@ server restarts); ``make test-slow`` the longer checks.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,6 +38,10 @@ from support.servers import reachable_dir, servers  # noqa: F401 - fixtures: tea
 # Tracking failures raise under the tests instead of being logged as warnings (results/tracking.py);
 # subprocess drivers started by the tests inherit this.
 os.environ.setdefault("TONESWEEP_TESTING", "1")
+# Sweeps in an object store sign Ray's state with the account's sweep key (search/ray_state.py), kept
+# under XDG_CONFIG_HOME: the tests' key lives in a folder of their own, not in the user's ~/.config.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="tonesweep-tests-config-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
 
 RENDER_SEED = 7
 TINY_SECONDS = 36.0

@@ -273,7 +273,8 @@ def test_datasets_and_bundles_get_the_users_umask(bundle, tmp_path, make_tone):
 
 # Modules and calls that turn file bytes into Python objects (and so can run code): tonesweep reads
 # datasets, spaces, bundles, trial folders and object-store files as JSON, TOML, WAV, TFRecord and
-# TensorFlow checkpoints only. (Ray's own Tuner.restore loads the experiment state Ray pickled:
+# TensorFlow checkpoints only. (Ray's own Tuner.restore loads the experiment state Ray pickled, read back
+# only once the driver's key has checked it:
 # docs/architecture.md, "Shared storage".)
 UNPICKLERS = {"pickle", "cloudpickle", "dill", "joblib", "marshal", "shelve", "jsonpickle"}
 UNPICKLING_CALLS = {"read_pickle", "load_pickle"}

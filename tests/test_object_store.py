@@ -7,8 +7,8 @@ Every server and driver a test starts is stopped by PID at the end, also on fail
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 import sys
 import tempfile
 import time
@@ -78,13 +78,20 @@ def test_a_sweep_in_the_object_store_keeps_its_files_there_and_resumes_from_ther
     client.create_run(parent.info.experiment_id, run_name="crash-lost0001",
                       tags={layout.PARENT_TAG: parent.info.run_id, layout.ROLE_TAG: layout.ROLE_TRIAL,
                             layout.SWEEP_TAG: "crash", layout.TRIAL_ID_TAG: "lost0001", layout.STATUS_TAG: "RUNNING"})
-    states = sorted(k for k in store.listing(prefix=f"{sweep}/sarangi/") if "/searcher-state-" in k)
-    snapshot = json.loads(store.read(states[-1]))  # the searcher as Ray last saved it (JSON, Ray's file name)
+    snapshot = json.loads(ray_state_file(store, f"{sweep}/sarangi", "searcher-state-"))  # as Ray last saved it
     _, runs_before = sweep_runs(client, "sarangi", "crash")
     unknown = {r.data.tags["tonesweep.trial_id"] for r in runs_before} - set(snapshot["configs"])  # lost0001 at least
 
+    # Pickles planted where the store's Ray state was kept before it was signed, and among the signed
+    # objects: the resumed driver reads only what its key signed, so none of them is unpickled.
+    marker = tmp_path / "planted-pickle-ran"
+    planted = malicious_pickle(marker)
+    for key in (f"{sweep}/sarangi/tuner.pkl", f"{sweep}/sarangi/experiment_state-2099-01-01_00-00-00.json",
+                f"{sweep}/sarangi/ray-state/{hashlib.sha256(planted).hexdigest()}"):
+        store.client().put_object(Bucket=store.bucket, Key=key, Body=planted)
     output = run_driver(tmp_path, {**settings, "resume": True}, timeout=300, env={**env, "FAKE_SLEEP": "0.02"},
                         cluster=ray_head)
+    assert not marker.exists(), "a pickle planted in the store was unpickled"
     assert f"resuming from s3://{store.bucket}/{sweep}/sarangi" in output and f"done {TRIALS}/{TRIALS}" in output \
         and "left RUNNING" in output, output[-3000:]
 
@@ -111,7 +118,7 @@ def test_a_sweep_in_the_object_store_keeps_its_files_there_and_resumes_from_ther
     # every file where it belongs: in the bucket, none on this disk
     keys = store.listing(prefix=f"{sweep}/")
     assert json.loads(store.read(f"{sweep}/sweep.json"))["name"] == "crash"
-    assert any(re.fullmatch(rf"{sweep}/sarangi/experiment_state-.*\.json", k) for k in keys), keys
+    assert json.loads(ray_state_file(store, f"{sweep}/sarangi", "experiment_state-"))["trial_data"], keys
     finished = [r for r in runs if r.data.tags["tonesweep.status"] == "FINISHED"]
     assert finished, [r.data.tags["tonesweep.status"] for r in runs]
     for run in finished:
@@ -123,6 +130,132 @@ def test_a_sweep_in_the_object_store_keeps_its_files_there_and_resumes_from_ther
     assert not (tmp_path / "runs").exists()  # the default folder untouched
     left = (set(scratch.glob("tonesweep-trial-*")) | set(scratch.glob("tonesweep-fetch-*"))) - before
     assert not left, f"scratch folders left behind: {sorted(p.name for p in left)}"
+
+
+def ray_state_file(store, experiment: str, prefix: str) -> bytes:
+    """The newest of Ray's files named ``prefix...`` in an experiment's signed state in the store."""
+    manifest = json.loads(store.read(f"{experiment}/ray-state/manifest.json"))
+    name = sorted(n for n in manifest["files"] if n.startswith(prefix))[-1]
+    return store.client().get_object(Bucket=store.bucket,
+                                     Key=f"{experiment}/ray-state/{manifest['files'][name]}")["Body"].read()
+
+
+class _Planted:
+    """Unpickled, it creates the file it names: what an attacker with write access to the store would
+    plant, made harmless."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def malicious_pickle(marker: Path) -> bytes:
+    import pickle
+
+    return pickle.dumps(_Planted(marker))
+
+
+def test_ray_state_in_a_store_is_signed_and_nothing_unsigned_is_read_back(store, tmp_path, monkeypatch):
+    """Ray's state goes up signed under the account's key; ``--resume``'s download checks the signature
+    and every object before writing anything: a forged manifest, an object swapped for a pickle, a
+    manifest another key signed, and state saved unsigned are each one line and nothing is written.
+    (Nothing here unpickles: the planted pickle's marker proves it stays that way.)"""
+    from cluster.object_store import Remote
+    from common.errors import UserError
+    from search.ray_state import RayStateUpload, download_ray_state
+
+    store.make_bucket()
+    for key, value in store.env.items():
+        monkeypatch.setenv(key, value)
+    remote = Remote(f"s3://{store.bucket}/runs/s")
+    experiment = tmp_path / "scratch" / "bansuri"
+    experiment.mkdir(parents=True)
+    (experiment / "tuner.pkl").write_bytes(b"\x80\x05K\x01.")  # pickle of 1
+    (experiment / "experiment_state-x.json").write_text('{"trial_data": []}')
+    (experiment / "moasha-state.json").write_text("{}")  # tonesweep's own bookkeeping: not Ray's state
+    (experiment / "searcher-state-x.pkl").write_bytes(b"\x80\x05K")  # cut short while Ray writes it
+    upload = RayStateUpload(experiment.parent, remote, {"moasha-state.json"})
+    upload()
+    (experiment / "searcher-state-x.pkl").write_bytes(b"\x80\x05K\x02.")
+    upload()
+
+    back = tmp_path / "back"
+    assert download_ray_state(remote, "bansuri", back)
+    assert sorted(p.name for p in back.iterdir()) == ["experiment_state-x.json", "searcher-state-x.pkl", "tuner.pkl"]
+    assert (back / "searcher-state-x.pkl").read_bytes() == b"\x80\x05K\x02."
+    state = "runs/s/bansuri/ray-state"
+    assert len(store.listing(prefix=f"{state}/")) == 4  # the manifest and three objects: the replaced one deleted
+
+    marker = tmp_path / "planted-pickle-ran"
+    planted = malicious_pickle(marker)
+    digest = hashlib.sha256(planted).hexdigest()
+    store.client().put_object(Bucket=store.bucket, Key=f"{state}/{digest}", Body=planted)
+    manifest = json.loads(store.read(f"{state}/manifest.json"))
+    honest = json.dumps(manifest).encode()
+
+    def refused(match: str) -> None:
+        target = tmp_path / "refused"
+        with pytest.raises(UserError, match=match) as caught:
+            download_ray_state(remote, "bansuri", target)
+        assert "\n" not in str(caught.value) and not target.exists() and not marker.exists()
+
+    forged = {**manifest, "files": {**manifest["files"], "tuner.pkl": digest}}
+    store.client().put_object(Bucket=store.bucket, Key=f"{state}/manifest.json", Body=json.dumps(forged).encode())
+    refused("signature does not match")
+    swapped = manifest["files"]["tuner.pkl"]
+    store.client().put_object(Bucket=store.bucket, Key=f"{state}/manifest.json", Body=honest)
+    store.client().put_object(Bucket=store.bucket, Key=f"{state}/{swapped}", Body=planted)
+    refused("not what the signed manifest names")
+    monkeypatch.setenv("TONESWEEP_STATE_KEY", "ab" * 32)
+    refused("signed with another sweep key")
+    monkeypatch.delenv("TONESWEEP_STATE_KEY")
+    for key in store.listing(prefix=f"{state}/"):
+        store.client().delete_object(Bucket=store.bucket, Key=key)
+    store.client().put_object(Bucket=store.bucket, Key="runs/s/bansuri/tuner.pkl", Body=planted)
+    refused("saved unsigned")
+    store.client().delete_object(Bucket=store.bucket, Key="runs/s/bansuri/tuner.pkl")
+    assert not download_ray_state(remote, "bansuri", tmp_path / "none")  # no state saved yet: a new Tuner
+
+
+@pytest.mark.parametrize("planted", ["forged manifest", "unsigned state"])
+def test_resume_refuses_ray_state_it_did_not_sign_in_one_line(store, tmp_path, capsys, monkeypatch, planted):
+    """``sweep --resume`` of a sweep in a store whose Ray state was planted there: one line, exit 2, the
+    planted pickle never unpickled, no scratch copy left on this machine."""
+    from cluster.object_store import Remote
+    from search.place import driver_folder_path
+    from search.ray_state import RayStateUpload
+
+    store.make_bucket()
+    for key, value in store.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    [dataset] = make_datasets(tmp_path, ["sarangi"])
+    marker = tmp_path / "planted-pickle-ran"
+    planted_bytes = malicious_pickle(marker)
+    store.client().put_object(Bucket=store.bucket, Key="runs/s/sweep.json", Body=b'{"name": "s"}')
+    if planted == "forged manifest":  # a signed manifest, then its tuner.pkl swapped for the planted pickle
+        experiment = tmp_path / "scratch" / "sarangi"
+        experiment.mkdir(parents=True)
+        (experiment / "tuner.pkl").write_bytes(b"\x80\x05K\x01.")
+        RayStateUpload(experiment.parent, Remote(f"s3://{store.bucket}/runs/s"), set())()
+        state = "runs/s/sarangi/ray-state"
+        manifest = json.loads(store.read(f"{state}/manifest.json"))
+        digest = hashlib.sha256(planted_bytes).hexdigest()
+        store.client().put_object(Bucket=store.bucket, Key=f"{state}/{digest}", Body=planted_bytes)
+        manifest["files"]["tuner.pkl"] = digest
+        store.client().put_object(Bucket=store.bucket, Key=f"{state}/manifest.json", Body=json.dumps(manifest).encode())
+        named = "signature does not match"
+    else:
+        store.client().put_object(Bucket=store.bucket, Key="runs/s/sarangi/tuner.pkl", Body=planted_bytes)
+        named = "saved unsigned"
+    code = main(["sweep", "--dataset", dataset, "--trials", "2", "--storage", f"s3://{store.bucket}/runs",
+                 "--name", "s", "--resume"])
+    line = one_line(capsys)
+    assert code == 2 and named in line and "not resumed" in line, line
+    assert not marker.exists(), "the planted pickle was unpickled"
+    assert not driver_folder_path(Remote(f"s3://{store.bucket}/runs/s")).exists()
 
 
 def one_line(capsys) -> str:
