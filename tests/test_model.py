@@ -170,6 +170,23 @@ def test_held_out_metrics_on_the_fast_synth_equal_those_on_ddsps():
     assert evaluate.pitch_error_cents(fast, split, 50) == pytest.approx(evaluate.pitch_error_cents(reference, split, 50), abs=0.05)
 
 
+def test_pitch_tracking_one_example_at_a_time_equals_librosas_batch_call():
+    """evaluate.track_f0 runs YIN per example (a batch call holds [N, frames, 1024] and its FFT at once):
+    the f0 is bit-identical to librosa's batch call, at the dataset's frame rates."""
+    import librosa
+
+    from trainers.training import evaluate
+
+    t = np.arange(16000 * 2) / 16000
+    audio = np.stack([0.3 * np.sin(2 * np.pi * f * t) for f in (110.0, 247.0, 523.0)]).astype(np.float32)
+    for frame_rate in (50, 250):
+        batch = librosa.yin(audio, fmin=evaluate.YIN_FMIN, fmax=evaluate.YIN_FMAX, sr=16000,
+                            frame_length=evaluate.YIN_FRAME, hop_length=16000 // frame_rate, center=True)
+        tracked = evaluate.track_f0(audio, frame_rate, batch.shape[1])
+        assert np.array_equal(tracked, batch), frame_rate
+        assert np.median(tracked[2]) == pytest.approx(523.0, rel=0.01)
+
+
 def test_a_split_renders_with_one_trace_and_the_same_audio_as_one_batch_each():
     """evaluate.render_split pads its last, shorter batch: one trace of the synth per model, and each
     example's audio equal, to float32 rounding, to rendering its batch unpadded: within 1e-5 (-100 dB

@@ -80,10 +80,15 @@ def spectral_quality(original: np.ndarray, resynth: np.ndarray) -> float:
 
 
 def track_f0(audio: np.ndarray, frame_rate: int, n_frames: int) -> np.ndarray:
-    """YIN f0 in Hz [N, n_frames] of audio [N, n_samples], frames centered like the dataset's."""
+    """YIN f0 in Hz [N, n_frames] of audio [N, n_samples], frames centered like the dataset's.
+
+    One example at a time: YIN treats rows independently, so the result is bit-identical to one call
+    on the batch, but a batch call frames the whole split at once ([N, frames, 1024] and its FFT: +560
+    MiB at 21 x 4 s and 250 frames/s, the largest allocation of a trial) and ran 6x slower, bound by
+    memory traffic (docs/engines.md#evaluation)."""
     hop = SAMPLE_RATE // frame_rate
-    f0 = librosa.yin(audio, fmin=YIN_FMIN, fmax=YIN_FMAX, sr=SAMPLE_RATE, frame_length=YIN_FRAME,
-                     hop_length=hop, center=True)
+    f0 = np.stack([librosa.yin(row, fmin=YIN_FMIN, fmax=YIN_FMAX, sr=SAMPLE_RATE, frame_length=YIN_FRAME,
+                               hop_length=hop, center=True) for row in audio])
     return _fit_frames(f0, n_frames)
 
 
