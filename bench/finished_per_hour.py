@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO))
 from sweep_overhead import summarize  # noqa: E402 - bench/ is this script's folder
 
 
-def run_demo_sweep(dataset: str, trials: int, steps: int, window: float, tmp: Path, grace: int, eta: float) -> dict:
+def run_demo_sweep(dataset: str, trials: int, steps: int, window: float, tmp: Path, grace: int, eta: float,
+                   **more_settings) -> dict:
     import spaces.default
     from results.report import front_rows
     from results.select import select_smallest
@@ -48,7 +49,7 @@ def run_demo_sweep(dataset: str, trials: int, steps: int, window: float, tmp: Pa
     uri = f"sqlite:///{tmp}/mlflow.db"
     settings = SweepSettings(datasets=[dataset], trials=trials, steps=steps, scheduler="moasha", grace_period=grace,
                              reduction_factor=eta, min_rtf=5.0, name="throughput", storage=str(tmp / "runs"),
-                             tracking_uri=uri, xla_cache="off")
+                             tracking_uri=uri, xla_cache="off", **more_settings)
     start = time.perf_counter()
     [result] = run_sweep(settings)
     total = time.perf_counter() - start
@@ -59,6 +60,7 @@ def run_demo_sweep(dataset: str, trials: int, steps: int, window: float, tmp: Pa
     winner = selection.winner
     return {"total_s": total, "tune_s": result.wall_s, "tracking_s_per_trial": result.tracking_s_per_trial,
             "outcomes": result.outcomes, "trial_steps": result.trial_steps_used, "quantised": result.quantised,
+            "workers_recycled": result.workers_recycled,
             "trials": {run.info.run_id: run.data.metrics for run in runs},
             "front": len(front_rows(table)),
             "winner": None if winner is None else {"bytes": int(winner["bytes"]), "quality": float(winner["quality"]),

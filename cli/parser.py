@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.bounds import ABOVE_ONE, AT_LEAST_ZERO, COUNT, FRACTION, PORT, PORT_OR_ANY, POSITIVE, SPEED_BAR
+from common.bounds import ABOVE_ONE, AT_LEAST_ZERO, COUNT, FRACTION, PORT, PORT_OR_ANY, POSITIVE, SPEED_BAR, WHOLE_OR_OFF
 from common.constants import PRECISIONS
 from results.criteria import DEFAULT_MIN_RTF, DEFAULT_TOLERANCE
 from results.layout import DEFAULT_TRACKING_URI
 from search.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_SCHEDULER, SCHEDULERS
+from search.recycling import DEFAULT_WORKER_MEMORY_MIB
 from search.settings import DEFAULT_STORAGE
 
 TRACKING_HELP = f"MLflow store (default: $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI})"
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument("--name", default=None, help="sweep name (default: generated)")
     p.add_argument("--resume", action="store_true", help="continue the sweep NAME after its driver died")
+    p.add_argument("--worker-memory-mib", type=WHOLE_OR_OFF.argument(), default=DEFAULT_WORKER_MEMORY_MIB,
+                   metavar="MIB", help="a trial worker holding more than MIB MiB after a trial is not reused: the next "
+                                       f"trial starts in a fresh one (0 = always reuse; default: {DEFAULT_WORKER_MEMORY_MIB})")
     p.add_argument("--cpus-per-trial", type=POSITIVE.argument(), default=1.0, help="CPUs each trial reserves (default: 1)")
     p.add_argument("--steps", type=COUNT.argument(), default=None, help="training steps per trial (default: the space's fixed steps, else the trainer's default)")
     p.add_argument("--max-params", type=COUNT.argument(), default=None, help="reject configurations with more parameters, before training (default: none)")

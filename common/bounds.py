@@ -88,5 +88,6 @@ PORT_OR_ANY = Bound(whole=True, low=0, high=65535, hint="(0 picks a free one)")
 POSITIVE = Bound(whole=False, low=0, low_open=True)     # seconds, minutes, CPUs, a loss
 AT_LEAST_ZERO = Bound(whole=False, low=0)               # tolerances, cents
 SPEED_BAR = Bound(whole=False, low=0, hint="(times faster than real time; 0 = no bar)")
+WHOLE_OR_OFF = Bound(whole=True, low=0, hint="(0 = off)")
 ABOVE_ONE = Bound(whole=False, low=1, low_open=True, hint="(e.g. 3)")
 FRACTION = Bound(whole=False, low=0, high=1, low_open=True, high_open=True, hint="(e.g. 0.15)")

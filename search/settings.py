@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from common.bounds import ABOVE_ONE, COUNT, POSITIVE, SPEED_BAR
+from common.bounds import ABOVE_ONE, COUNT, POSITIVE, SPEED_BAR, WHOLE_OR_OFF
 from common.errors import UserError
 from common.paths import check_name
 from search.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_SCHEDULER, SCHEDULERS
+from search.recycling import DEFAULT_WORKER_MEMORY_MIB
 
 if TYPE_CHECKING:
     from search.place import SweepPlace
@@ -64,6 +65,7 @@ class SweepSettings:
     size_fn: str | Callable = "trainers.model.size:size_report"
     reference_fn: str | Callable = "trainers.training.reference:reference_point"  # hypervolume box, per dataset
     xla_cache: str | None = field(default_factory=default_xla_cache)  # folder on each node; "off" or None: none
+    worker_memory_mib: int | None = DEFAULT_WORKER_MEMORY_MIB  # recycle a trial worker above this after a trial
 
 
 @dataclass
@@ -119,7 +121,8 @@ def check_settings(settings: SweepSettings) -> None:
     ABOVE_ONE.check(settings.reduction_factor, "--reduction-factor")
     for value, bound, flag in ((settings.steps, COUNT, "--steps"), (settings.grace_period, COUNT, "--grace-period"),
                                (settings.max_params, COUNT, "--max-params"), (settings.max_bytes, COUNT, "--max-bytes"),
-                               (settings.min_rtf, SPEED_BAR, "--min-rtf")):
+                               (settings.min_rtf, SPEED_BAR, "--min-rtf"),
+                               (settings.worker_memory_mib, WHOLE_OR_OFF, "--worker-memory-mib")):
         if value is not None:
             bound.check(value, flag)
     if settings.resume and not settings.name:

@@ -24,6 +24,7 @@ class InstrumentResult:
     trial_steps_used: int = 0
     rungs: dict[int, tuple[int, float]] = field(default_factory=dict)  # MO-ASHA: step -> (trials, best val_loss)
     quantised: tuple[int, int] = (0, 0)  # float16/uint8 candidates of finished trials: judged, skipped (search.front)
+    workers_recycled: int = 0  # trial workers not reused because they had grown (search.recycling)
 
 
 def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
@@ -39,6 +40,8 @@ def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
         if judged:
             lines.append(f"    quantised candidates evaluated: {judged - skipped} of {judged} "
                          f"({skipped} could not be on the front or win)")
+        if result.workers_recycled:
+            lines.append(f"    trial workers recycled after growing past --worker-memory-mib: {result.workers_recycled}")
         if result.rungs:
             lines.append("    best val_loss per rung: " + ", ".join(
                 f"step {step}: {best:.4g} ({n} trials)" for step, (n, best) in sorted(result.rungs.items())))

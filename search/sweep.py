@@ -42,6 +42,7 @@ from search.algorithms.ledger import write_ended
 from search.front import FrontRecord, record_name
 from search.interrupts import InterruptCatcher, SignalsInterrupt, StoreLost, SweepInterrupted
 from search.limits import REFUSALS
+from search.recycling import recycling
 from search.trainable import resolve
 from search.settings import (Checked, SweepSettings, check_resume_matches, preflight, report_every, sweep_params,
                              sweep_record)
@@ -207,6 +208,7 @@ class InstrumentSweep:
         self.tally.preload(self.tracker.existing_outcomes())
         self.record = FrontRecord(self._front_name())  # the measured candidates, while the Tuner runs
         self.storage_sync = None  # the bookkeeping upload of a sweep in an object store (and its watch)
+        self.recycling = None     # which workers were too big to reuse (search.recycling), while the Tuner runs
 
     def run(self) -> InstrumentResult:
         """Fit the Tuner, close the parent run whatever happens, and return the instrument's result."""
@@ -217,7 +219,7 @@ class InstrumentSweep:
         catcher, status = InterruptCatcher(), "FINISHED"
         try:
             tuner_ = self._tuner()
-            with catcher, self.record:
+            with catcher, self.record, recycling(self.sweep.settings.worker_memory_mib) as self.recycling:
                 tuner_.fit()
             lost = self.storage_sync.lost if self.storage_sync is not None else None
             if catcher.signal_number is not None or lost:  # Ray stopped the trials and saved its state
@@ -251,7 +253,8 @@ class InstrumentSweep:
             outcomes=dict(self.tally.outcomes), run_ids=self.tracker.run_ids(), summary_line=self.tally.line(),
             tracking_s_per_trial=self.tracker.seconds_per_trial(), wall_s=time.perf_counter() - start,
             hypervolume=self.tally.hypervolume(), trial_steps_used=self.tally.trial_steps_used(),
-            rungs=rung_summary(self._driver_folder() / tuner.MOASHA_STATE), quantised=self.record.counts)
+            rungs=rung_summary(self._driver_folder() / tuner.MOASHA_STATE), quantised=self.record.counts,
+            workers_recycled=self.recycling.recycled if self.recycling is not None else 0)
 
     def _interrupt_open_trials(self, reason: str) -> None:
         for trial_id in self.tracker.open_trials():
@@ -325,6 +328,7 @@ class InstrumentSweep:
             "trials_finished": tally.count(FINISHED), "trials_failed": tally.count(FAILED),
             "trials_rejected": tally.count(REJECTED), "trials_stopped": tally.count(STOPPED),
             "trials_refused": tally.refused(),
+            "workers_recycled": self.recycling.recycled if self.recycling is not None else 0,
             "best_quality": best.quality if best else math.nan,
             "smallest_acceptable_bytes": small.bytes if small else math.nan,
             "tracking_s_per_trial": self.tracker.seconds_per_trial(),

@@ -31,6 +31,7 @@ from results.layout import NODE_KEY
 from common.constants import FAILED, FINISHED, REJECTED
 from common.values import finite
 from search.limits import SIZE_KEY, SIZE_METRIC, Limits
+from search.recycling import RSS_KEY
 
 # The size objective of the search (MO-ASHA, multi-objective samplers) is reported with every result
 # under SIZE_METRIC, from the size report's SIZE_KEY (known before training, so equal at every report).
@@ -101,7 +102,8 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
     def resources(metrics: dict) -> dict:
         """Memory and start-up so far: in every report, so a trial stopped at a rung has them too."""
         out = {"peak_rss_mib": memory.peak_mib,        # this worker process, while this trial ran
-               "rss_at_start_mib": memory.start_mib}   # what it held before (a reused worker's leftovers)
+               "rss_at_start_mib": memory.start_mib,   # what it held before (a reused worker's leftovers)
+               RSS_KEY: memory.now_mib()}              # what it holds now (search.recycling decides on it)
         if finite(metrics.get("first_step_s")) is not None:
             out["startup_s"] = before_training + float(metrics["first_step_s"])  # trial start to first step
         return out
@@ -164,6 +166,9 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         self.peak_mib = max(self.peak_mib, self._rss_mib())
+
+    def now_mib(self) -> float:
+        return self._rss_mib()
 
     def _sample(self) -> None:
         while not self._stop.wait(self._interval_s):

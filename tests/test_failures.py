@@ -180,6 +180,8 @@ CASES = [
     ("sweep-max-params-text", lambda r, u: [*SWEEP, "--max-params", "lots", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--max-params"),
     ("sweep-reduction-factor-1", lambda r, u: [*SWEEP, "--reduction-factor", "1", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--reduction-factor"),
     ("sweep-grace-period-0", lambda r, u: [*SWEEP, "--grace-period", "0", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--grace-period"),
+    ("sweep-worker-memory-negative", lambda r, u: [*SWEEP, "--worker-memory-mib", "-1", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--worker-memory-mib"),
+    ("sweep-worker-memory-fraction", lambda r, u: [*SWEEP, "--worker-memory-mib", "1.5", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--worker-memory-mib"),
     ("sweep-cpus-per-trial-0", lambda r, u: [*SWEEP, "--cpus-per-trial", "0", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--cpus-per-trial"),
     ("sweep-trials-inf", lambda r, u: ["sweep", "--trials", "inf", "--dataset", f"{r}/datasets/bansuri", "--tracking-uri", u], 2, "--trials"),
     ("serve-port-70000", lambda r, u: ["serve", "--models", f"{r}/bundle", "--port", "70000"], 2, "--port: 70000"),

@@ -205,6 +205,56 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
     assert asked == 2 * finished and "quantised candidates evaluated:" in output
 
 
+def test_ray_tunes_actor_reuse_decision_is_wrapped_to_recycle_grown_workers():
+    """search.recycling wraps Ray Tune's private TuneController._maybe_cache_trial_actor (Ray 2.60): a
+    trial whose last result reports more resident memory than the limit gives up its worker (False,
+    without asking Ray); otherwise Ray decides. Fails when Ray renames the method."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    from search import recycling
+
+    class Trial:
+        def __init__(self, rss):
+            self.last_result = {"rss_mib": rss}
+
+    with recycling.recycling(1000) as active:
+        method = TuneController._maybe_cache_trial_actor
+        assert getattr(method, "_tonesweep_recycling", False)
+        assert method(None, Trial(1500.0)) is False and active.recycled == 1  # Ray not even asked (self is None)
+        with pytest.raises(AttributeError):  # under the limit: Ray's own decision runs
+            method(None, Trial(900.0))
+        assert active.recycled == 1
+    recycling.install()  # once per process: wrapping twice would count twice
+    assert not getattr(TuneController._maybe_cache_trial_actor.__wrapped__, "_tonesweep_recycling", False)
+    assert not recycling.WorkerRecycling(0).too_big({"rss_mib": 1e9})  # 0: always reuse
+    assert not recycling.WorkerRecycling(10).too_big({})  # no figure (a trial that never reported): reuse
+
+
+def test_a_worker_that_grew_past_the_limit_is_not_reused(tmp_path, ray_head):
+    """--worker-memory-mib: with a limit every stand-in worker passes, each trial runs in a fresh
+    worker process and the sweep counts them; with 0, trials share their workers."""
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    [dataset] = make_datasets(tmp_path, ["bansuri"])
+    pids = {}
+    for limit in (1, 0):
+        name = f"recycle{limit}"
+        settings = {"datasets": [dataset], "trials": 4, "space": str(space), "steps": 20, "report_every": 10,
+                    "name": name, "storage": str(tmp_path / "runs"), "max_params": 60_000, "seed": 3,
+                    "scheduler": "none", "worker_memory_mib": limit}
+        output = run_driver(tmp_path, settings, cluster=ray_head)
+        log = (tmp_path / "fake.log").read_text()
+        pids[limit] = re.findall(r"^start \S+ threads=\S+ pid=(\d+)$", log, re.M)
+        (tmp_path / "fake.log").unlink()
+        parent, _ = sweep_runs(mlflow_client(tmp_path), "bansuri", name)
+        recycled = parent.data.metrics["workers_recycled"]
+        if limit:
+            assert len(pids[limit]) == 4 and len(set(pids[limit])) == 4, pids
+            assert recycled >= 2 and "trial workers recycled" in output, (recycled, output[-2000:])
+        else:
+            assert len(pids[limit]) == 4 and len(set(pids[limit])) <= 3 and recycled == 0, (pids, recycled)
+
+
 def check_child(client, child, parent) -> None:
     """One trial's run has the layout of docs/architecture.md, Section 3."""
     tags, metrics, status = child.data.tags, child.data.metrics, child.data.tags["tonesweep.status"]

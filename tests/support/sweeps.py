@@ -56,7 +56,7 @@ DRIVER = textwrap.dedent('''
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         with open(FAKE_LOG, "a") as log:
-            log.write(f"start {out.name} threads={threads}\\n")
+            log.write(f"start {out.name} threads={threads} pid={os.getpid()}\\n")
         if cfg["decoder"] == "cnn" and cfg["n_harmonics"] == 20:
             raise RuntimeError("simulated trainer crash")
         base = 1.0 + 100 * cfg["learning_rate"] + (0.5 if cfg["feature"] == "rms" else 0.0)
