@@ -123,6 +123,7 @@ bench: install
 	$(PY) bench/xla_break_even.py --dataset $(DEMO_DIR)/datasets/bansuri --steps 20,60,150
 	$(PY) bench/finished_per_hour.py --dataset $(DEMO_DIR)/datasets/bansuri --trials $(DEMO_TRIALS) --steps $(DEMO_STEPS) \
 	  --grace-period $(DEMO_GRACE) --reduction-factor $(DEMO_ETA)
+	$(PY) bench/worker_recycling.py --dataset $(DEMO_DIR)/datasets/bansuri --limits 0,2048,1536
 	$(PY) bench/evaluation_proportion.py --sweep $(DEMO_SWEEP) --instruments $(shell echo $(DEMO_INSTRUMENTS) | tr ' ' ',')
 	$(PY) bench/prepare_speed.py --minutes 15
 	[ -f $(DEMO_DIR)/datasets/bansuri/manifest.json ] || $(MAKE) demo
