@@ -93,20 +93,29 @@ def _signature(key: bytes, experiment: str, files: dict[str, str]) -> str:
 # ---------------------------------------------------------------------------- the driver's side
 
 
-def ray_files(experiment: Path, own: set[str]) -> dict[str, bytes]:
-    """Ray's files of an experiment folder, complete (top level only: Ray's per-trial logs stay on the
-    driver; ``own`` names tonesweep's bookkeeping beside them). A file Ray is still writing (cut-short
-    JSON or pickle) is left out, and the caller keeps the previous version."""
-    found: dict[str, bytes] = {}
+Stamp = tuple[int, int]  # a file's (mtime_ns, size): whether it changed since it was last read
+
+
+def changed_ray_files(experiment: Path, own: set[str], stamps: dict[str, Stamp]) -> dict[str, tuple[Stamp, bytes]]:
+    """Ray's files of an experiment folder that changed since ``stamps`` (what was read last time), with
+    their new stamps and bytes; top level only (Ray's per-trial logs stay on the driver; ``own`` names
+    tonesweep's bookkeeping beside them). Unchanged files are not read again (this runs every second
+    while trials train). A file Ray is still writing (cut-short JSON or pickle) is left out, and the
+    caller keeps the previous version."""
+    found: dict[str, tuple[Stamp, bytes]] = {}
     for path in sorted(experiment.iterdir()):
         if path.name.startswith(".") or path.name in own or not path.is_file():
             continue
         try:
+            info = path.stat()
+            stamp = (info.st_mtime_ns, info.st_size)
+            if stamps.get(path.name) == stamp:
+                continue
             data = path.read_bytes()
         except FileNotFoundError:  # replaced since listed
             continue
         if _complete(path.name, data):
-            found[path.name] = data
+            found[path.name] = (stamp, data)
     return found
 
 
@@ -137,14 +146,19 @@ class RayStateUpload:
 
     def __init__(self, local: Path, remote: Remote, own: set[str]):
         self.local, self.remote, self.own = Path(local), remote, set(own)
-        self._signed: dict[str, dict[str, str]] = {}  # instrument -> the files its last manifest named
+        self._signed: dict[str, dict[str, str]] = {}      # instrument -> the files its last manifest named
+        self._stamps: dict[str, dict[str, Stamp]] = {}    # instrument -> stamps of the files read for it
         self._key: bytes | None = None
 
     def __call__(self) -> None:
         if not self.local.is_dir():
             return
         for experiment in sorted(p for p in self.local.iterdir() if (p / TUNER_FILE).is_file()):
-            self._upload(experiment.name, ray_files(experiment, self.own))
+            stamps = self._stamps.setdefault(experiment.name, {})
+            found = changed_ray_files(experiment, self.own, stamps)
+            if found:
+                self._upload(experiment.name, {name: data for name, (_, data) in found.items()})
+                stamps.update({name: stamp for name, (stamp, _) in found.items()})
 
     def _upload(self, instrument: str, found: dict[str, bytes]) -> None:
         signed = self._signed.get(instrument, {})

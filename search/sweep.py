@@ -254,7 +254,10 @@ class InstrumentSweep:
             tracking_s_per_trial=self.tracker.seconds_per_trial(), wall_s=time.perf_counter() - start,
             hypervolume=self.tally.hypervolume(), trial_steps_used=self.tally.trial_steps_used(),
             rungs=rung_summary(self._driver_folder() / tuner.MOASHA_STATE), quantised=self.record.counts,
-            workers_recycled=self.recycling.recycled if self.recycling is not None else 0)
+            workers_recycled=self._workers_recycled())
+
+    def _workers_recycled(self) -> int:
+        return self.recycling.recycled if self.recycling is not None else 0
 
     def _interrupt_open_trials(self, reason: str) -> None:
         for trial_id in self.tracker.open_trials():
@@ -328,7 +331,7 @@ class InstrumentSweep:
             "trials_finished": tally.count(FINISHED), "trials_failed": tally.count(FAILED),
             "trials_rejected": tally.count(REJECTED), "trials_stopped": tally.count(STOPPED),
             "trials_refused": tally.refused(),
-            "workers_recycled": self.recycling.recycled if self.recycling is not None else 0,
+            "workers_recycled": self._workers_recycled(),
             "best_quality": best.quality if best else math.nan,
             "smallest_acceptable_bytes": small.bytes if small else math.nan,
             "tracking_s_per_trial": self.tracker.seconds_per_trial(),

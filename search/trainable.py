@@ -156,7 +156,7 @@ class PeakRSS:
         self._process, self._interval_s = psutil.Process(), interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="tonesweep-peak-rss", daemon=True)
-        self.start_mib = self.peak_mib = self._rss_mib()
+        self.start_mib = self.peak_mib = self.now_mib()
 
     def __enter__(self) -> "PeakRSS":
         self._thread.start()
@@ -165,16 +165,13 @@ class PeakRSS:
     def __exit__(self, *_exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_mib = max(self.peak_mib, self._rss_mib())
-
-    def now_mib(self) -> float:
-        return self._rss_mib()
+        self.peak_mib = max(self.peak_mib, self.now_mib())
 
     def _sample(self) -> None:
         while not self._stop.wait(self._interval_s):
-            self.peak_mib = max(self.peak_mib, self._rss_mib())
+            self.peak_mib = max(self.peak_mib, self.now_mib())
 
-    def _rss_mib(self) -> float:
+    def now_mib(self) -> float:
         return self._process.memory_info().rss / 2**20
 
 
