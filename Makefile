@@ -93,7 +93,8 @@ demo: install
 	done
 	@$(call SIDE_BY_SIDE,transfer,$(TONESWEEP) transfer --model $(DEMO_DIR)/export/$$inst $(DEMO_VOICE) $(DEMO_DIR)/transfer/voice-as-$$inst.wav)
 	@echo
-	@echo "Demo done. Browse the sweeps:   $(TONESWEEP) ui   (then open http://127.0.0.1:5000)"
+	@echo "Demo done. Browse the sweeps:   $(TONESWEEP) ui   (open the link it prints per instrument: the trials with size, quality, speed and status;"
+	@echo "                                 the parent run's pareto/size-vs-quality.html and listen/front.html; the Models tab lists each front)"
 	@echo "Pareto plots:                   $$(ls $(DEMO_DIR)/pareto-*.png | tr '\n' ' ')"
 	@echo "TF.js bundles:                  $(foreach i,$(DEMO_INSTRUMENTS),$(DEMO_DIR)/export/$(i))"
 	@echo "The demo voice as each instrument: $(DEMO_VOICE) -> $$(ls $(DEMO_DIR)/transfer/*.wav | tr '\n' ' ')"

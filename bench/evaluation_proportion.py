@@ -46,11 +46,12 @@ def finished_runs(client, table) -> list:
 def replay_skips(table, runs) -> None:
     """For a fully evaluated sweep: blank the quantised qualities the sweep's record would have skipped,
     by replaying ``search.front.MeasuredCandidates`` on the finished trials in the order they ended."""
+    from results.layout import trial_metrics
     from search.front import MeasuredCandidates
 
     record = MeasuredCandidates()
     for run in runs:
-        metrics = dict(run.data.metrics)
+        metrics = trial_metrics(run.data.metrics)
         wanted = set(record.matter(metrics))
         for precision in ("float16", "uint8"):
             if precision not in wanted:
@@ -115,6 +116,7 @@ def _keys(rows) -> list[tuple[str, str]]:
 
 def compare(instrument: str, sweep_name: str | None, client, criteria, replay: bool, datasets: Path) -> bool:
     """Print one instrument's comparison; True when front and winner are equal."""
+    from results.layout import trial_metrics
     from results.report import front_rows
     from results.select import select_smallest
     from results.table import load_table
@@ -131,7 +133,7 @@ def compare(instrument: str, sweep_name: str | None, client, criteria, replay: b
     front, front_full = _keys(front_rows(recorded)), _keys(front_rows(full))
     won, won_full = select_smallest(recorded, criteria).winner, select_smallest(full, criteria).winner
     winner, winner_full = [None if w is None else (w["run_id"], w["precision"]) for w in (won, won_full)]
-    eval_s = sum(r.data.metrics.get("eval_time_s", 0.0) for r in runs)
+    eval_s = sum(trial_metrics(r.data.metrics).get("eval_time_s", 0.0) for r in runs)
     named = "none" if won_full is None else f"{won_full['trial_id']} {won_full['precision']}"
     print(f"{instrument} / {sweep.name}: {len(runs)} finished trials, {2 * len(runs)} quantised candidates, "
           f"{len(skipped)} skipped{' (replayed)' if replay else ''}; front of {len(front_full)} "

@@ -38,6 +38,7 @@ from sweep_overhead import summarize  # noqa: E402 - bench/ is this script's fol
 def run_demo_sweep(dataset: str, trials: int, steps: int, window: float, tmp: Path, grace: int, eta: float,
                    **more_settings) -> dict:
     import spaces.default
+    from results.layout import trial_metrics
     from results.report import front_rows
     from results.select import select_smallest
     from results.table import load_table
@@ -61,7 +62,7 @@ def run_demo_sweep(dataset: str, trials: int, steps: int, window: float, tmp: Pa
     return {"total_s": total, "tune_s": result.wall_s, "tracking_s_per_trial": result.tracking_s_per_trial,
             "outcomes": result.outcomes, "trial_steps": result.trial_steps_used, "quantised": result.quantised,
             "workers_recycled": result.workers_recycled,
-            "trials": {run.info.run_id: run.data.metrics for run in runs},
+            "trials": {run.info.run_id: trial_metrics(run.data.metrics) for run in runs},
             "front": len(front_rows(table)),
             "winner": None if winner is None else {"bytes": int(winner["bytes"]), "quality": float(winner["quality"]),
                                                    "precision": winner["precision"]}}

@@ -97,13 +97,14 @@ def live_sweep(dataset: str, root: Path, name: str, algorithm: str, scheduler: s
 def read_sweep(uri: str, result) -> tuple[list[Record], Outcome]:
     from mlflow import MlflowClient
 
-    from results.tracking import child_runs
     from common.constants import PRECISIONS
+    from results.layout import trial_metrics
+    from results.tracking import child_runs
 
     client = MlflowClient(uri)
     records, outcome = [], Outcome()
     for run in child_runs(client, result.experiment_id, result.parent_run_id):
-        metrics, status = run.data.metrics, run.data.tags.get("tonesweep.status")
+        metrics, status = trial_metrics(run.data.metrics), run.data.tags.get("tonesweep.status")
         curve = {int(m.step): m.value for m in client.get_metric_history(run.info.run_id, "val_loss")}
         outcome.trial_steps += max(curve, default=0) if status != "FINISHED" else int(metrics.get("steps", 0))
         if status != "FINISHED":
@@ -292,8 +293,8 @@ def main() -> int:
     parser.add_argument("--cache", default=str(REPO / "bench" / ".cache"))
     args = parser.parse_args()
 
-    from search.settings import report_every as sweep_report_every
     from search.settings import SweepSettings
+    from search.settings import report_every as sweep_report_every
     from trainers.data.dataset import read_manifest
 
     key = f"{read_manifest(args.dataset)['cache_key'][:12]}-p{args.pool}-s{args.steps}"

@@ -72,6 +72,7 @@ batch_size = 4
 
 
 def run_one_sweep(dataset: str, trials: int, steps: int, xla_cache: str, tmp: Path) -> dict:
+    from results.layout import trial_metrics
     from results.tracking import child_runs, make_client
     from search.settings import SweepSettings
     from search.sweep import run_sweep
@@ -86,7 +87,7 @@ def run_one_sweep(dataset: str, trials: int, steps: int, xla_cache: str, tmp: Pa
     total = time.perf_counter() - start
     runs = child_runs(make_client(uri), result.experiment_id, result.parent_run_id)
     # keyed by the trial's config (its params): Ray's trial ids differ between the two sweeps
-    per_trial = {json.dumps(run.data.params, sort_keys=True): run.data.metrics for run in runs}
+    per_trial = {json.dumps(run.data.params, sort_keys=True): trial_metrics(run.data.metrics) for run in runs}
     return {"total_s": total, "tune_s": result.wall_s, "tracking_s_per_trial": result.tracking_s_per_trial,
             "outcomes": result.outcomes, "trials": per_trial}
 

@@ -41,6 +41,42 @@ PARETO_PLOT_ARTIFACT = "pareto/pareto.png"
 # curves logged with their step while a trial runs
 CURVE_KEYS = ("train_loss", "val_loss")
 
+# A trial run's metrics in MLflow: the few a user compares across trials (size, quality, pitch error,
+# browser speed, steps trained) at the top level; the rest under a prefix, which MLflow's charts show
+# as a section of its own and its column picker as a group. A trial folder's metrics.json keeps the
+# flat names; ``trial_metric_name`` reads both spellings (sweeps logged before the prefixes).
+HEADLINE_METRICS = ("model_bytes", "bytes_float32", "bytes_float16", "bytes_uint8", "quality_float32",
+                    "quality_float16", "quality_uint8", "pitch_error_cents_float32", "rtf_wasm", "steps")
+COST_SECTION, DETAIL_SECTION = "cost/", "detail/"   # time and memory a trial spent; everything else
+_COST_SUFFIXES = ("_s", "_mib")
+
+
+def trial_metric_key(name: str) -> str:
+    """The MLflow key of a trial's metrics.json number ``name``."""
+    if name in HEADLINE_METRICS or name in CURVE_KEYS:
+        return name
+    return (COST_SECTION if name.endswith(_COST_SUFFIXES) else DETAIL_SECTION) + name
+
+
+def trial_metric_name(key: str) -> str:
+    """The metrics.json name behind an MLflow key of a trial run (old flat keys read as they are)."""
+    for section in (COST_SECTION, DETAIL_SECTION):
+        if key.startswith(section):
+            return key[len(section):]
+    return key
+
+
+def trial_metrics(logged: dict[str, float]) -> dict[str, float]:
+    """A trial run's MLflow metrics under their metrics.json names (the one reader of the spelling)."""
+    return {trial_metric_name(key): value for key, value in logged.items()}
+
+
+def trial_run_name(decoder: str, feature: str, params: float, trial_id: str) -> str:
+    """A trial run's name in the runs table: decoder, feature, parameter count and the trial id's first
+    characters, e.g. ``cnn-rms-4.7k-a819``."""
+    count = f"{params / 1e6:.1f}M" if params >= 1e6 else f"{params / 1e3:.1f}k" if params >= 1e3 else f"{params:.0f}"
+    return f"{decoder}-{feature}-{count}-{trial_id[:4]}"
+
 
 def resolve_tracking_uri(cli_uri: str | None = None) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else DEFAULT_TRACKING_URI."""

@@ -64,7 +64,7 @@ def draw(data: PlotData, path: str | Path | None = None):
     matplotlib.use("Agg")  # headless: the CLI runs on servers and in CI
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 5.5), dpi=120)
+    fig = Figure(figsize=(10.5, 5.5), dpi=120)
     ax = fig.add_subplot()
     fill_alpha = {"float32": 1.0, "float16": 0.45, "uint8": 0.0}
     for (decoder, feature, precision), points in data.groups.items():
@@ -92,7 +92,8 @@ def draw(data: PlotData, path: str | Path | None = None):
         ax.text(0.5, 0.5, "no finished candidates", transform=ax.transAxes, ha="center", va="center")
     if data.notes:
         ax.text(0.01, 0.01, "; ".join(data.notes), transform=ax.transAxes, fontsize=7, color="dimgray")
-    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    # outside the axes, on the right: a legend inside would cover the points of some sweep
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path)

@@ -3,7 +3,8 @@
 Contract with export (docs/architecture.md §4): registered model ``tonesweep-<instrument>``, alias
 ``champion``; version tags ``run_id``, ``precision``, ``bytes`` (the shipped bundle), ``quality``,
 ``tolerance`` (plus ``sweep``, ``instrument``, ``max_loss``, ``max_pitch_error``, ``min_rtf``,
-``max_bytes``, ``rule``, ``bytes_weights``, ``rtf_wasm``); the version's source is the
+``max_bytes``, ``rule``, ``bytes_weights``, ``rtf_wasm``, ``model_id`` when the winner is a logged model
+of the front, which lists the version back in ``mlflow.modelVersions``); the version's source is the
 trial run's ``trial/`` artifact folder, which export downloads and rebuilds with ``load_trained``.
 
 History: every distinct (winner, settings) pair is its own version, so re-selecting with other
@@ -14,6 +15,7 @@ the alias is pointed at the existing version instead (``Registration.created`` i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -21,11 +23,14 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from results.layout import CHAMPION_ALIAS as ALIAS
 from results.layout import CHAMPION_TAG
 from results.layout import model_name
 from results.select import Selection
+
+MODEL_ID_TAG = "model_id"  # version tag: the winner's logged model (results.front_models)
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,9 @@ def _same_selection(client: MlflowClient, name: str, tags: dict[str, str]) -> Mo
     return max(matching, key=lambda v: int(v.version)) if matching else None
 
 
-def register_winner(client: MlflowClient, selection: Selection, sweep: str) -> Registration:
-    """Register ``selection.winner`` (or reuse an identical version) and point ``champion`` at it."""
+def register_winner(client: MlflowClient, selection: Selection, sweep: str, model_id: str | None = None) -> Registration:
+    """Register ``selection.winner`` (or reuse an identical version) and point ``champion`` at it; a new
+    version links to the winner's logged model ``model_id`` (``results.front_models``) when given."""
     if selection.winner is None:
         raise ValueError("register_winner needs a selection with a winner")
     winner: pd.Series = selection.winner
@@ -99,9 +105,15 @@ def register_winner(client: MlflowClient, selection: Selection, sweep: str) -> R
     else:
         run = client.get_run(str(winner["run_id"]))
         source = f"{run.info.artifact_uri.rstrip('/')}/trial"
+        if model_id:
+            tags = {**tags, MODEL_ID_TAG: model_id}
+        # (no model_id= here: a tracking server refuses it unless the source is the model's own artifacts,
+        # and these stay the trial's; the version tag and the model's mlflow.modelVersions link the two)
         mv = client.create_model_version(name, source, run_id=run.info.run_id, tags=tags,
                                          description=selection.reason)
         version, created = mv.version, True
+    if model_id:
+        link_logged_model(client, model_id, name, int(version))
     try:
         previous = client.get_model_version_by_alias(name, ALIAS)
     except MlflowException:  # no champion yet (MLflow says so with one error or another)
@@ -109,6 +121,15 @@ def register_winner(client: MlflowClient, selection: Selection, sweep: str) -> R
     client.set_registered_model_alias(name, ALIAS, version)
     mark_champion_run(client, previous, str(winner["run_id"]), f"{winner['precision']}, models:/{name}@{ALIAS} v{version}")
     return Registration(name, str(version), created)
+
+
+def link_logged_model(client: MlflowClient, model_id: str, name: str, version: int) -> None:
+    """The logged model lists the registered version (``mlflow.modelVersions``, as ``mlflow.register_model``
+    writes it: MLflow's SQL registry keeps no model id on a version, so the link lives on the model)."""
+    listed = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+    entry = {"name": name, "version": version}
+    if entry not in listed:
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*listed, entry])})
 
 
 def mark_champion_run(client: MlflowClient, previous: ModelVersion | None, run_id: str, text: str) -> None:

@@ -6,7 +6,8 @@
 
 Steps: load the sweep's table (latest sweep by default) → front + hypervolume (results.pareto) →
 selection (results.select) → plot saved to PATH (default ``./pareto-<instrument>-<sweep>.png``)
-and logged to the sweep's parent run as ``pareto/pareto.png`` → winner registered as
+and logged to the sweep's parent run as ``pareto/pareto.png``, with the interactive
+``pareto/size-vs-quality.html`` (results.explore) → winner registered as
 ``tonesweep-<instrument>@champion`` unless ``--no-register`` → output on stdout.
 
 Output: ``table`` is for people; ``csv`` and ``json`` keep stdout machine-readable and put the
@@ -30,6 +31,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from results.criteria import Criteria
+from results.explore import EXPLORER_ARTIFACT, explorer_html
+from results.front_models import log_front_models
+from results.listen import LISTEN_ARTIFACT, listening_page
 from results.layout import PARETO_PLOT_ARTIFACT as PLOT_ARTIFACT
 from results.pareto import hypervolume, pareto_mask
 from results.plot import draw, plot_data
@@ -135,6 +139,35 @@ def format_csv(table: pd.DataFrame, selection: Selection) -> str:
     return rows.drop(columns=["candidate"]).to_csv(index=False)
 
 
+def _log_front_models(client: MlflowClient, sweep: Sweep, table: pd.DataFrame, selection: Selection,
+                      notes: list[str]) -> dict[tuple[str, str], str]:
+    """The front (and a winner off it) as logged models; a note instead of failing when the store refuses."""
+    front = front_rows(table)
+    off_front = None
+    if selection.winner is not None and selection.winner.name not in front.index:
+        off_front = table.loc[[selection.winner.name]]
+    try:
+        ids = log_front_models(client, sweep, front, off_front)
+    except (MlflowException, OSError) as err:  # the models are a view of the front; the selection still stands
+        notes.append(f"could not log the front as models in experiment {sweep.experiment_id}: {err}")
+        return {}
+    notes.append(f"front: {len(front)} logged model(s) in the experiment's Models tab")
+    return ids
+
+
+def _log_listening_page(client: MlflowClient, sweep: Sweep, table: pd.DataFrame, selection: Selection,
+                        notes: list[str]) -> None:
+    """The front's audio on one page of the parent run (``results.listen``), when its trials logged audio."""
+    try:
+        page = listening_page(client, f"{sweep.instrument} / {sweep.name}: listen to the front", front_rows(table),
+                              selection.winner)
+        if page is not None:
+            client.log_text(sweep.parent_run_id, page, LISTEN_ARTIFACT)
+            notes.append(f"listen: {LISTEN_ARTIFACT} on the sweep's parent run")
+    except (MlflowException, OSError) as err:
+        notes.append(f"could not log the listening page to run {sweep.parent_run_id}: {err}")
+
+
 def _default_plot_path(sweep: Sweep) -> Path:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{sweep.instrument}-{sweep.name}")
     return Path(f"pareto-{safe}.png")
@@ -144,8 +177,12 @@ def save_and_log_plot(client: MlflowClient, sweep: Sweep, table: pd.DataFrame, s
                       path: Path) -> str | None:
     """Save the PNG locally and log it to the parent run; returns a warning instead of failing on logging."""
     figure = draw(plot_data(table, selection, sweep.instrument, sweep.name), path)
+    ui_url = client.tracking_uri if client.tracking_uri.startswith(("http://", "https://")) else None
+    page = explorer_html(table, selection, f"{sweep.instrument} / {sweep.name}: size vs quality", sweep.experiment_id,
+                         ui_url)
     try:
         client.log_figure(sweep.parent_run_id, figure, PLOT_ARTIFACT)
+        client.log_text(sweep.parent_run_id, page, EXPLORER_ARTIFACT)
     except (MlflowException, OSError) as err:  # the plot is a convenience; the selection still stands
         return f"could not log the plot to run {sweep.parent_run_id}: {err}"
     return None
@@ -187,10 +224,13 @@ def run_pareto(instrument: str, sweep_name: str | None = None, criteria: Criteri
     plot_path = Path(plot) if plot else _default_plot_path(sweep)
     check_output_file(plot_path, "--plot", PLOT_FORMATS)
     warning = save_and_log_plot(client, sweep, table, selection, plot_path)
-    report.notes.append(warning or f"plot: {plot_path} (also {PLOT_ARTIFACT} on the sweep's parent run "
-                                   f"{sweep.parent_run_id})")
+    report.notes.append(warning or f"plot: {plot_path} (also {PLOT_ARTIFACT} and the interactive {EXPLORER_ARTIFACT} "
+                                   f"on the sweep's parent run {sweep.parent_run_id})")
+    model_ids = _log_front_models(client, sweep, table, selection, report.notes)
+    _log_listening_page(client, sweep, table, selection, report.notes)
     if selection.winner is not None and register:
-        reg = register_winner(client, selection, sweep.name)
+        winner = (str(selection.winner["run_id"]), str(selection.winner["precision"]))
+        reg = register_winner(client, selection, sweep.name, model_ids.get(winner))
         how = "registered" if reg.created else "already registered (same winner and settings)"
         report.notes.append(f"{how}: models:/{reg.name}@champion -> version {reg.version}")
     return report

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from results import layout
-from results.tracking import log_in_batches
+from results.tracking import ensure_experiment, log_in_batches
 from common.constants import BYTES_PER_WEIGHT as PRECISION_BYTES
 
 
@@ -42,20 +42,17 @@ def synthetic_trial(rng: random.Random, status: str = "FINISHED") -> dict:
     return {"config": config, "metrics": metrics, "status": status, "reason": reason}
 
 
-def _ensure_experiment(client: MlflowClient, instrument: str) -> str:
-    name = layout.experiment_name(instrument)
-    existing = client.get_experiment_by_name(name)
-    return existing.experiment_id if existing else client.create_experiment(name)
-
-
 def log_sweep(client: MlflowClient, instrument: str, sweep: str, trials: list[dict],
-              parent_status: str = "FINISHED") -> str:
+              parent_status: str = "FINISHED", flat_metrics: bool = True) -> str:
     """Write one sweep in the §3 layout and return the parent run id.
 
     A trial with status "RUNNING" gets no tonesweep.status tag and stays RUNNING in MLflow, like
-    a trial of a sweep still in progress. ``trial["metrics"]`` values may be NaN.
+    a trial of a sweep still in progress. ``trial["metrics"]`` values may be NaN. ``flat_metrics``:
+    every metric under its metrics.json name, as sweeps before ``layout.trial_metric_key`` logged them;
+    False logs them as a sweep does now.
     """
-    experiment_id = _ensure_experiment(client, instrument)
+    key = (lambda name: name) if flat_metrics else layout.trial_metric_key
+    experiment_id = ensure_experiment(client, instrument)  # artifacts beside a SQLite store, as a sweep's
     parent = client.create_run(experiment_id, run_name=sweep, tags={
         layout.ROLE_TAG: layout.ROLE_SWEEP, layout.SWEEP_TAG: sweep, layout.INSTRUMENT_TAG: instrument,
         layout.DATASET_TAG: f"/data/{instrument}", layout.ALGORITHM_TAG: "random"})
@@ -68,7 +65,7 @@ def log_sweep(client: MlflowClient, instrument: str, sweep: str, trials: list[di
         run = client.create_run(experiment_id, run_name=f"trial-{number}", tags=tags)
         now = int(time.time() * 1000)
         log_in_batches(client, run.info.run_id,
-                       metrics=[Metric(k, float(v), now, 0) for k, v in trial["metrics"].items()],
+                       metrics=[Metric(key(k), float(v), now, 0) for k, v in trial["metrics"].items()],
                        params=[Param(k, str(v)) for k, v in trial["config"].items()],
                        tags=[RunTag("mlflow.runName", f"trial-{number}")])
         if trial["status"] != "RUNNING":

@@ -30,6 +30,7 @@ from results.layout import (
     SWEEP_TAG,
     TRIAL_ID_TAG,
     experiment_name,
+    trial_metrics,
 )
 from results.pareto import REFERENCE, ReferencePoint, reference_from_params
 from common.constants import FINISHED, PRECISIONS
@@ -122,7 +123,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         row = {"run_id": run.info.run_id, "run_status": run.info.status, "start_time": run.info.start_time}
-        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        row.update({f"metrics.{k}": v for k, v in trial_metrics(run.data.metrics).items()})
         row.update({f"params.{k}": v for k, v in run.data.params.items()})
         row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
         rows.append(row)

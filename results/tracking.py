@@ -5,7 +5,8 @@ Layout (names in ``results.layout``; relied on by ``results.table``, the registr
 - experiment ``tonesweep-<instrument>``, created once before fan-out (``ensure_experiment``);
 - parent run per sweep and instrument (``start_parent_run``);
 - child run per trial (``TrialTracker``): params = the config; metrics = every numeric key of
-  metrics.json + the ``train_loss``/``val_loss`` curves; artifacts ``trial/``, ``audio/``,
+  metrics.json (the few compared at the top level, the rest as ``cost/...``, ``detail/...``:
+  ``layout.trial_metric_key``) + the ``train_loss``/``val_loss`` curves; artifacts ``trial/``, ``audio/``,
   ``plots/spectrogram.png``.
 
 This module knows MLflow and nothing of Ray: ``search.callbacks`` turns Ray Tune's callback hooks
@@ -342,7 +343,7 @@ class TrialTracker:
             status = run.data.tags.get(layout.STATUS_TAG)
             # an INTERRUPTED trial is not over: Ray resumes it
             if run.info.status != RUNNING and status in TERMINAL_STATUSES and status != INTERRUPTED:
-                out[trial_id] = (status, dict(run.data.metrics))
+                out[trial_id] = (status, layout.trial_metrics(run.data.metrics))
         return out
 
     def open_trials(self) -> list[str]:
@@ -427,7 +428,7 @@ class TrialTracker:
             outcome, reason = status, error_text or reason
         now = _now_ms()
         step = int(result.get("step") or 0)
-        metrics = [Metric(k, v, now, step) for k, v in final_metrics(result).items()]
+        metrics = [Metric(layout.trial_metric_key(k), v, now, step) for k, v in final_metrics(result).items()]
         tags = [RunTag(layout.STATUS_TAG, outcome), RunTag(layout.FAILURE_TAG, reason[:MAX_TAG_CHARS])]
         if result.get(layout.NODE_KEY):
             tags.append(RunTag(layout.NODE_TAG, str(result[layout.NODE_KEY])))
@@ -435,6 +436,8 @@ class TrialTracker:
         out_dir = result.get("out_dir")
         if outcome == FINISHED and self.artifacts and out_dir and Path(out_dir).is_dir():
             log_trial_artifacts(self.client, run_id, Path(out_dir))
+        elif outcome == STOPPED and self.artifacts and out_dir and Path(out_dir, "audio").is_dir():
+            log_audio_example(self.client, run_id, Path(out_dir), spectrogram=False)  # as at its last report
         self.client.set_terminated(run_id, status=mlflow_status(outcome))
         self._ended.add(trial_id)
         self._buffers.pop(trial_id, None)
@@ -453,14 +456,21 @@ def log_trial_artifacts(client: MlflowClient, run_id: str, out_dir: Path) -> Non
             if item.is_file():
                 shutil.copy2(item, trial_dir / item.name)
         client.log_artifacts(run_id, str(trial_dir), artifact_path=layout.TRIAL_ARTIFACTS)
-        audio_dir = out_dir / "audio"
-        if audio_dir.is_dir():
-            client.log_artifacts(run_id, str(audio_dir), artifact_path=layout.AUDIO_ARTIFACTS)
-            resynth = audio_dir / "resynth.wav"
-            if resynth.is_file():
-                png = Path(staging) / "spectrogram.png"
-                write_spectrogram_png(resynth, png, original=audio_dir / "original.wav")
-                client.log_artifact(run_id, str(png), artifact_path=layout.PLOT_ARTIFACTS)
+    if (out_dir / "audio").is_dir():
+        log_audio_example(client, run_id, out_dir)
+
+
+def log_audio_example(client: MlflowClient, run_id: str, out_dir: Path, spectrogram: bool = True) -> None:
+    """``audio/*.wav`` and, with ``spectrogram``, the spectrogram of the resynthesis (a trial stopped early
+    logs only the audio: drawing costs the driver ~0.3 s of a core the trials share)."""
+    audio_dir = out_dir / "audio"
+    client.log_artifacts(run_id, str(audio_dir), artifact_path=layout.AUDIO_ARTIFACTS)
+    resynth = audio_dir / "resynth.wav"
+    if spectrogram and resynth.is_file():
+        with scratch_dir("tonesweep-artifacts-") as staging:
+            png = Path(staging) / "spectrogram.png"
+            write_spectrogram_png(resynth, png, original=audio_dir / "original.wav")
+            client.log_artifact(run_id, str(png), artifact_path=layout.PLOT_ARTIFACTS)
 
 
 def write_spectrogram_png(wav_path: Path, png_path: Path, original: Path | None = None) -> None:

@@ -21,9 +21,11 @@ from ray.tune import Callback
 
 from results.tracking import TrialTracker, trial_outcome
 from search.progress import InstrumentTally
-from cluster.object_store import Remote, local_copy, store_problem
+from cluster.object_store import Remote, download, local_copy, store_problem
 from search.place import BookkeepingUpload
-from common.constants import FAILED, FINISHED, REJECTED
+from common.constants import FAILED, FINISHED, REJECTED, STOPPED
+from common.files import scratch_dir
+from common.paths import is_uri
 
 Say = Callable[[str], None]
 
@@ -65,9 +67,16 @@ class MLflowCallback(Callback):
 @contextmanager
 def finished_outputs(result: dict) -> Iterator[str | None]:
     """A finished trial's output folder on this machine (downloaded from the object store when the
-    trial kept it there), for the tracker to log as artifacts; None when there is nothing to log."""
+    trial kept it there), for the tracker to log as artifacts; None when there is nothing to log. Of a
+    trial stopped by the scheduler only ``audio/`` is fetched: it is all the tracker logs of one."""
     out_dir = result.get("out_dir")
-    if not out_dir or trial_outcome(result, False)[0] != FINISHED:
+    outcome = trial_outcome(result, False)[0]
+    if out_dir and outcome == STOPPED and is_uri(out_dir):  # only its audio example is logged: no checkpoint
+        with scratch_dir("tonesweep-fetch-") as folder:
+            download(Remote(f"{out_dir.rstrip('/')}/audio"), folder / "audio")
+            yield str(folder)
+        return
+    if not out_dir or outcome != FINISHED:
         yield out_dir
         return
     with local_copy(out_dir) as folder:

@@ -164,7 +164,7 @@ class Sweep:
     def open_experiment(self, instrument: str, dataset: str) -> Experiment:
         """The instrument's MLflow experiment and the sweep's parent run in it (reopened on resume),
         with the hypervolume reference point recorded as its params."""
-        from results import tracking
+        from results import browse, tracking
 
         experiment_id = tracking.ensure_experiment(self.client, instrument)
         reference = hypervolume_reference(self.settings, self.client, experiment_id, self.name, dataset)
@@ -172,6 +172,7 @@ class Sweep:
         params = {**sweep_params(self.settings, space), **reference.to_params()}
         run_id = tracking.start_parent_run(self.client, experiment_id, self.name, instrument, dataset_label(dataset),
                                            self.settings.algorithm, params)
+        browse.write_landing_view(self.client, experiment_id)  # what `tonesweep ui`'s link opens on
         return Experiment(instrument, dataset, space, experiment_id, run_id, reference)
 
 
@@ -359,8 +360,9 @@ def trial_run_name(config: dict, trial_id: str, size_fn) -> str | None:
         return None
     if params is None or not config.get("decoder") or not config.get("feature"):
         return None
-    count = f"{params / 1e6:.1f}M" if params >= 1e6 else f"{params / 1e3:.1f}k" if params >= 1e3 else f"{params:.0f}"
-    return f"{config['decoder']}-{config['feature']}-{count}-{trial_id[:4]}"
+    from results.layout import trial_run_name as name
+
+    return name(str(config["decoder"]), str(config["feature"]), params, trial_id)
 
 
 def hypervolume_reference(settings: SweepSettings, client, experiment_id: str, sweep: str, dataset: str):

@@ -69,8 +69,8 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     node = {NODE_KEY: ray.get_runtime_context().get_node_id()}  # which node ran it: an MLflow tag
 
     def report(metrics: dict) -> None:
-        folder.report()  # in an object store: the checkpoint written just before this report
-        tune.report({**metrics, **node})
+        folder.report()  # in an object store: the checkpoint (and audio example) written just before this report
+        tune.report({**metrics, "out_dir": folder.location, **node})  # a stopped trial's audio is found there
 
     try:
         spec = dataclasses.replace(spec, dataset_dir=dataset_on_this_node(spec.dataset_dir))

@@ -23,7 +23,7 @@ from common.errors import UserError
 from common.net import check_port_free, http_answers
 from common.reaper import Reaper
 from common.paths import check_output_folder, is_uri, local_path
-from results import layout
+from results import browse, layout
 from results.tracking import check_tracking_uri
 from server.postgres import LocalPostgres
 from server.processes import ChildGroup, wait_ready
@@ -46,20 +46,32 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MODEL_TRAINING_MODE = "workflowType=machine_learning"
 
 
-def runs_url(base_url: str, experiment_id: str) -> str:
+def runs_url(base_url: str, experiment_id: str, view: bool = False) -> str:
     """The runs table of an experiment, in model-training mode. MLflow 3 opens an experiment without a
     kind on its GenAI traces page; this route (``experimentPageTabRuns`` in MLflow 3.17's UI) always
-    shows the runs."""
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_MODE}"
+    shows the runs. ``view``: on tonesweep's landing view of the table (``results.browse``)."""
+    query = f"{MODEL_TRAINING_MODE}&{browse.VIEW_QUERY}" if view else MODEL_TRAINING_MODE
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
 
 
 def instrument_links(tracking_uri: str, base_url: str) -> list[tuple[str, str]]:
-    """(instrument, runs-table URL) of every tonesweep experiment in the store, by name."""
+    """(instrument, runs-table URL) of every tonesweep experiment in the store, by name, on tonesweep's
+    landing view (``results.browse``), written now where it is missing or older (an experiment tag of its
+    own); where the store refuses it and has none, the link opens MLflow's default view."""
     from mlflow import MlflowClient  # noqa: PLC0415
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
 
-    found = MlflowClient(tracking_uri=tracking_uri).search_experiments(
-        filter_string=f"name LIKE '{layout.EXPERIMENT_PREFIX}%'", max_results=1000)
-    return sorted((e.name[len(layout.EXPERIMENT_PREFIX):], runs_url(base_url, e.experiment_id)) for e in found)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.search_experiments(filter_string=f"name LIKE '{layout.EXPERIMENT_PREFIX}%'", max_results=1000)
+    links = []
+    for experiment in found:
+        try:
+            browse.write_landing_view(client, experiment.experiment_id)
+            view = True
+        except MlflowException:
+            view = browse.has_landing_view(experiment)
+        links.append((experiment.name[len(layout.EXPERIMENT_PREFIX):], runs_url(base_url, experiment.experiment_id, view)))
+    return sorted(links)
 
 
 def public_url(host: str, port: int) -> str:

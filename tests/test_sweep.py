@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from results.layout import trial_metrics
 from results.tracking import trial_outcome
 from search.progress import InstrumentTally
 from search.settings import SweepSettings, check_settings, instruments_of
@@ -272,7 +273,10 @@ def check_child(client, child, parent) -> None:
     if status == "FINISHED":
         for key in ("quality_float32", "quality_float16", "quality_uint8", "bytes_float32", "bytes_uint8",
                     "params", "train_time_s", "pitch_error_cents_float16", "loudness_error_db_uint8"):
-            assert key in metrics, key
+            assert key in trial_metrics(metrics), key
+        # the numbers a user compares at the top level, time and memory under cost/, the rest under detail/
+        assert {"quality_float32", "bytes_uint8", "cost/train_time_s", "detail/params"} <= set(metrics)
+        assert "train_time_s" not in metrics and "params" not in metrics
         assert max(m.step for m in client.get_metric_history(child.info.run_id, "val_loss")) == 40
         files = {a.path for folder in ("trial", "audio", "plots")
                  for a in client.list_artifacts(child.info.run_id, folder)}

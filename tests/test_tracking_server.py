@@ -84,7 +84,10 @@ def test_a_team_server_on_its_own_postgres(servers, reachable_dir, tmp_path, cap
     second = servers(*args, cwd=tmp_path)  # the same data folder: reused, the sweep and champion kept
     line = second.wait_for("runs of sitar: ", START_S)
     experiment_id = client.get_experiment_by_name("tonesweep-sitar").experiment_id
-    assert line == f"runs of sitar: {uri}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    assert line == (f"runs of sitar: {uri}/#/experiments/{experiment_id}/runs"
+                    "?workflowType=machine_learning&viewStateShareKey=tonesweep")
+    assert list(artifacts.rglob("size-vs-quality.html")), "the interactive view was not stored through the server"
+    assert client.search_logged_models([experiment_id]), "the front was not logged as models through the server"
     assert champion(client, "sitar") is not None
     seen = listening(second.tree())
     pg_port = postgres_port(second)
@@ -209,7 +212,8 @@ def test_ui_serves_the_store_on_loopback_prints_the_links_and_stops_cleanly(serv
     port = free_port()
     ui = servers("ui", "--port", str(port), "--tracking-uri", store, cwd=tmp_path)
     line = ui.wait_for("runs of bansuri: ", START_S)
-    assert line == f"runs of bansuri: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    assert line == (f"runs of bansuri: http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
+                    "?workflowType=machine_learning&viewStateShareKey=tonesweep")
     url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
     assert "tonesweep-bansuri" in urllib.request.urlopen(url, timeout=10).read().decode()  # it serves the store
     seen = listening(ui.tree())

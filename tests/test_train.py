@@ -109,12 +109,20 @@ def test_training_windows_are_random_crops_drawn_from_seed_and_step(tiny_dataset
 
 def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
     """Same seed -> same weights; 2 steps + resume to 4 == 4 steps straight (b starts fresh with
-    a's seed, so a == b shows determinism and exact resume at once); reports on schedule."""
+    a's seed, so a == b shows determinism and exact resume at once); reports on schedule, each after
+    the trial's audio example (which leaves the training's numbers alone)."""
     from trainers.training.train import train_trial
 
     reports = {"a": [], "b": []}
+
+    def reporter(name):
+        def report(metrics):  # a trial the scheduler stops at this report has its audio example already
+            assert (tmp_path / name / "audio" / "resynth.wav").is_file() and (tmp_path / name / "audio" / "original.wav").is_file()
+            reports[name].append(metrics)
+        return report
+
     run = lambda name, steps, **kw: train_trial(tiny_dataset, {**TINY, "steps": steps}, tmp_path / name,  # noqa: E731
-                                                report=reports[name].append, report_every=2, jit_compile=False, **kw)
+                                                report=reporter(name), report_every=2, jit_compile=False, **kw)
     asked = []
     a = run("a", 4)
     run("b", 2)

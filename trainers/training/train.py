@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import soundfile as sf
 import tensorflow as tf
 
 from common.constants import FAILED, FINISHED, PRECISIONS, SAMPLE_RATE, VAL_NOISE_SEED
@@ -168,7 +169,8 @@ def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float | 
 
 
 def make_eval_loss(model: TrainedModel, loss_fn, jit_compile: bool = False, fast_harmonics: bool = True):
-    """Compiled (f0_hz, feature_db, audio, noise) -> spectral loss, no gradients: the reported val_loss.
+    """Compiled (f0_hz, feature_db, audio, noise) -> (spectral loss, the first example's rendering), no
+    gradients: the reported val_loss, and the audio example a report leaves (``_Trainer.listen``).
 
     The training step's synthesiser (``fast_harmonics``): the loss ASHA compares is the one training
     minimises, and it costs a third to a seventh of the reference synth's (4 validation examples of
@@ -180,7 +182,8 @@ def make_eval_loss(model: TrainedModel, loss_fn, jit_compile: bool = False, fast
 
     @tf.function(jit_compile=jit_compile)
     def evaluate(f0_hz, feature_db, audio, noise):
-        return loss_fn(audio, model.synthesize(f0_hz, feature_db, noise, fast_harmonics=fast_harmonics))
+        rendered = model.synthesize(f0_hz, feature_db, noise, fast_harmonics=fast_harmonics)
+        return loss_fn(audio, rendered), rendered[0]
 
     return evaluate
 
@@ -258,6 +261,7 @@ class _Trainer:
         n_val = min(VAL_SUBSET, len(val["audio"]))
         self.val_batch = tuple(tf.constant(val[k][:n_val]) for k in ("f0_hz", "feature_db", "audio"))
         self.val_noise = synth.white_noise(n_val, val["audio"].shape[1], (VAL_NOISE_SEED, 0))
+        self.val_example = None  # the first validation example as the last val_loss() rendered it
         # Resumable state lives in tf.Variables inside the checkpoint.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.train_time = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_time_s")
@@ -279,7 +283,19 @@ class _Trainer:
         return int(self.step)
 
     def val_loss(self) -> float:
-        return float(self.val_fn(*self.val_batch, self.val_noise))
+        """The validation loss; keeps the first example's rendering for ``listen``."""
+        loss, self.val_example = self.val_fn(*self.val_batch, self.val_noise)
+        return float(loss)
+
+    def listen(self) -> None:
+        """audio/original.wav and resynth.wav from the last validation pass (one example, no render of its
+        own: ~5 ms), so a trial the scheduler stops at a report leaves what its model sounded like there.
+        A finished trial's are rewritten by its evaluation (``write_audio_examples``)."""
+        audio_dir = self.out_dir / "audio"
+        audio_dir.mkdir(exist_ok=True)
+        for name, audio in (("original", self.val_batch[2][0]), ("resynth", self.val_example)):
+            clipped = np.clip(np.asarray(audio), -1.0, 1.0)
+            sf.write(str(audio_dir / f"{name}.wav"), clipped, SAMPLE_RATE, subtype="PCM_16")
 
     def batch(self, step: int):
         seed = self.config["seed"]
@@ -319,7 +335,9 @@ class _Trainer:
                 self.train_time.assign(time_before + time.perf_counter() - t0)
                 self.manager.save(checkpoint_number=done)
                 if report is not None:
-                    report({"step": done, "train_loss": float(np.mean(losses)), "val_loss": self.val_loss(),
+                    val_loss = self.val_loss()
+                    self.listen()
+                    report({"step": done, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
                             "elapsed_s": float(self.train_time), "first_step_s": self.first_step_s,
                             "first_call_s": self.first_call_s})
                 losses = []
