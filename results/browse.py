@@ -29,8 +29,10 @@ VIEW_QUERY = f"viewStateShareKey={VIEW_KEY}"
 # (The UI orders columns by kind, whatever the order here: attributes, metrics, then tags.)
 LANDING_COLUMNS = (
     ["attributes.`Models`"]
-    + [f"metrics.`{name}`" for name in ("bytes_float32", "quality_float32", "bytes_uint8", "quality_uint8",
-                                         "pitch_error_cents_float32", "rtf_wasm", "steps")]
+    # model_bytes is bytes_float32, known before training, so a trial stopped early shows its size too; a
+    # stopped trial's val_loss is its loss where the scheduler stopped it
+    + [f"metrics.`{name}`" for name in ("model_bytes", "bytes_uint8", "quality_float32", "quality_uint8",
+                                         "pitch_error_cents_float32", "rtf_wasm", "steps", "val_loss")]
     + [f"tags.`{tag}`" for tag in (layout.STATUS_TAG, layout.FAILURE_TAG, layout.CHAMPION_TAG)]
 )
 # Trials grouped by sweep (MLflow's "Group by" a tag; a group opens expanded, its header row shows the

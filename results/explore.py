@@ -104,7 +104,8 @@ else {
   let x0 = Math.floor(Math.min(...lx) * 10) / 10 - 0.05, x1 = Math.ceil(Math.max(...lx) * 10) / 10 + 0.05;
   let y0 = Math.min(...ys), y1 = Math.max(...ys); const pad = (y1 - y0) * 0.08 || 0.01; y0 -= pad; y1 += pad;
   const X = b => L + (Math.log10(b) - x0) / (x1 - x0) * (W - L - R), Y = q => H - B - (q - y0) / (y1 - y0) * (H - T - B);
-  for (let e = Math.ceil(x0 * 4) / 4; e <= x1; e += 0.25) { const x = L + (e - x0) / (x1 - x0) * (W - L - R);
+  for (let d = Math.floor(x0); d <= x1; d++) for (const m of (x1 - x0 > 3 ? [1] : [1, 2, 5])) {  // 1-2-5 ticks
+    const e = d + Math.log10(m); if (e < x0 || e > x1) continue; const x = L + (e - x0) / (x1 - x0) * (W - L - R);
     el("line", {x1: x, x2: x, y1: T, y2: H - B, stroke: "#eee"});
     el("text", {x: x, y: H - B + 16, "text-anchor": "middle", "font-size": 11}).textContent = Math.round(10 ** e).toLocaleString(); }
   for (let i = 0; i <= 5; i++) { const q = y0 + (y1 - y0) * i / 5, y = Y(q);

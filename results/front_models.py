@@ -1,7 +1,7 @@
 """A sweep's front as MLflow 3 logged models, so the experiment's Models tab lists what may ship.
 
 One logged model per candidate on the front (and per winner off it): named for its trial and
-precision (``cnn-rms-4.7k-a819-uint8``), created from the trial's run (``source_run_id``), marked
+precision (``cnn-rms-4_7k-a819-uint8``: MLflow refuses dots in a model name), created from the trial's run (``source_run_id``), marked
 external (``mlflow.model.isExternal``: its files stay the trial's ``trial/`` artifacts, never
 copied; the tag ``tonesweep.source`` names them), with the trial's configuration as params and its
 precision, bytes, quality, pitch error and browser speed as metrics. The metrics are logged through
@@ -16,6 +16,7 @@ and a model whose candidate has left the front (a resumed sweep found better) is
 
 from __future__ import annotations
 
+import re
 import time
 
 import pandas as pd
@@ -69,9 +70,15 @@ def log_front_models(client: MlflowClient, sweep: Sweep, front: pd.DataFrame,
     return ids
 
 
+def model_name(run_name: str, precision: str) -> str:
+    """``<trial run name>-<precision>`` in the characters MLflow allows in a model name (no '/', ':', '.',
+    '%', quotes): ``cnn-rms-1.4k-6a5f`` at uint8 is ``cnn-rms-1_4k-6a5f-uint8``."""
+    return re.sub(r"""[/:.%"']""", "_", f"{run_name}-{precision}")
+
+
 def _create(client: MlflowClient, sweep: Sweep, row: pd.Series, rank: int | None):
     run = client.get_run(str(row["run_id"]))
-    name = f"{run.info.run_name}-{row['precision']}"
+    name = model_name(run.info.run_name, str(row["precision"]))
     tags = {EXTERNAL_TAG: "true", layout.SWEEP_TAG: sweep.name, layout.INSTRUMENT_TAG: sweep.instrument,
             PRECISION_TAG: str(row["precision"]), ON_FRONT_TAG: "true" if rank is not None else "false",
             SOURCE_TAG: f"{run.info.artifact_uri.rstrip('/')}/{layout.TRIAL_ARTIFACTS}"}

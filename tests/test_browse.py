@@ -53,6 +53,9 @@ def swept(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
     parent = log_sweep(client, "flute", "s1", _trials(11), flat_metrics=False)
+    for run in client.search_runs([client.get_experiment_by_name("tonesweep-flute").experiment_id]):
+        if run.info.run_id != parent:  # named as a sweep names them, dots included
+            client.set_tag(run.info.run_id, "mlflow.runName", f"cnn-rms-{run.info.run_id[:2]}.5k-{run.info.run_id[-4:]}")
     return uri, client, parent
 
 
@@ -77,6 +80,7 @@ def test_pareto_logs_the_interactive_view_and_the_front_as_models(swept, tmp_pat
     assert on_front == set(zip(front["run_id"], front["precision"]))
     for model in models:
         assert model.tags["mlflow.model.isExternal"] == "true" and model.tags["tonesweep.source"].endswith("/trial")
+        assert re.fullmatch(r"cnn-rms-\w\w_5k-\w{4}-(float32|float16|uint8)", model.name), model.name
         quality = {m.key: m.value for m in model.metrics}["front/quality"]
         row = table[(table["run_id"] == model.source_run_id) & (table["precision"] == model.tags[PRECISION_TAG])]
         assert quality == pytest.approx(float(row["quality"].iloc[0]))

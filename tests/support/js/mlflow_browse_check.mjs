@@ -27,6 +27,7 @@ try {
   const headers = await page.evaluate(() => [...document.querySelectorAll('[role="columnheader"]')]
     .map((h) => h.innerText.trim()).filter(Boolean));
   const table = await bodyText();
+  await shoot('runs-wide');
   await page.setViewportSize({ width: 1600, height: 1000 });
   seen.runs = { url: page.url(), headers, text: table, modelRegistryLink: table.includes('Model registry'),
     genaiSidebar: ['Judges', 'Prompts & versions', 'Observability'].filter((word) => table.includes(word)) };
