@@ -6,7 +6,8 @@ experiment tag ``mlflow.sharedViewState.KEY``, which is what the UI's own "Share
 tonesweep writes one such view per experiment, under the key ``tonesweep``, and the links that
 ``tonesweep ui`` and ``tonesweep tracking-server`` print carry that key: a fresh browser lands on the
 trials grouped by sweep, best quality first, with their size, quality, pitch error, browser
-speed, steps trained, status and why it ended, and the champion mark as columns.
+speed, steps trained, status and why it ended, and the champion mark as columns; its chart mode opens
+on every trial's size against quality.
 
 A sweep writes the view when it starts, ``ui`` for an experiment swept before there were views;
 nothing else in the store changes.
@@ -43,11 +44,27 @@ LANDING_GROUPS = {"groupByKeys": [{"mode": "tag", "groupByData": layout.SWEEP_TA
 LANDING_ORDER = ("metrics.`quality_float32`", True)
 
 
+# The same view's chart mode (the chart button beside the table's, or ``&compareRunsMode=CHART``) opens on
+# a section of its own, first: every trial as a point of size against quality, at float32 and at uint8
+# (hover names the run, a click offers its page), each run its own point though the table groups them.
+CHART_SECTION = "tonesweep-size-vs-quality"
+SIZE_QUALITY_CHARTS = (("model_bytes", "quality_float32"), ("bytes_uint8", "quality_uint8"))
+
+
+def _scatter(x: str, y: str) -> dict:
+    return {"uuid": f"tonesweep-{x}-{y}", "type": "SCATTER", "runsCountToCompare": 100, "metricSectionId": CHART_SECTION,
+            "deleted": False, "isGenerated": False, "xaxis": {"key": x, "type": "METRIC"},
+            "yaxis": {"key": y, "type": "METRIC"}}
+
+
 def landing_view() -> dict:
-    """The shared view state: search facets (order) and UI state (columns, grouping)."""
+    """The shared view state: search facets (order) and UI state (columns, grouping, the size-vs-quality charts)."""
     order_key, ascending = LANDING_ORDER
     return {"orderByKey": order_key, "orderByAsc": ascending, "selectedColumns": list(LANDING_COLUMNS),
-            "groupBy": LANDING_GROUPS}
+            "groupBy": LANDING_GROUPS, "useGroupedValuesInCharts": False, "runsHiddenMode": "SHOW_ALL",
+            "compareRunSections": [{"uuid": CHART_SECTION, "name": "size vs quality", "display": True,
+                                    "isReordered": True}],
+            "compareRunCharts": [_scatter(x, y) for x, y in SIZE_QUALITY_CHARTS], "isAccordionReordered": True}
 
 
 def write_landing_view(client: MlflowClient, experiment_id: str) -> None:

@@ -80,6 +80,9 @@ def test_a_sweep_browses_in_the_real_mlflow_ui(servers, tmp_path):
     assert "small" in text and "STOPPED" in text and "FINISHED" in text  # the trials, expanded, with their status
     assert "models:/tonesweep-bansuri@champion" in text                  # the champion marked in the table
 
+    charts = seen["charts"]  # chart mode opens on the size-vs-quality section, first
+    assert charts["sections"][:2] == ["size vs quality", "(2)"] and charts["scatter"] >= 2, charts
+
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.get_experiment_by_name("tonesweep-bansuri").experiment_id
     front = [m for m in client.search_logged_models([experiment_id]) if m.tags["tonesweep.on_front"] == "true"]

@@ -32,6 +32,14 @@ try {
   seen.runs = { url: page.url(), headers, text: table, modelRegistryLink: table.includes('Model registry'),
     genaiSidebar: ['Judges', 'Prompts & versions', 'Observability'].filter((word) => table.includes(word)) };
 
+  // the same view's chart mode: the size-vs-quality section first
+  await page.goto(`${url}&compareRunsMode=CHART`);
+  await page.getByText('size vs quality').first().waitFor({ timeout: 60000 });
+  await page.waitForTimeout(2500);
+  const sections = (await bodyText()).split('\n').filter((line) => /^\(\d+\)$|size vs quality/.test(line));
+  seen.charts = { sections, scatter: await page.locator('.js-plotly-plot').count() };
+  await shoot('charts');
+
   const base = url.split('#')[0];
   const experiment = url.match(/experiments\/(\d+)/)[1];
   await page.goto(`${base}#/experiments/${experiment}/models?workflowType=machine_learning`);
