@@ -20,12 +20,11 @@ import math
 import pandas as pd
 
 from results.layout import trial_run_name
-from results.pareto import pareto_mask
 from results.select import Selection
 
 EXPLORER_ARTIFACT = "pareto/size-vs-quality.html"
-POINT_COLUMNS = ("run_id", "trial_id", "precision", "bytes", "quality", "pitch_error_cents", "rtf_wasm", "params",
-                 "decoder", "feature")
+NUMBER_COLUMNS = ("bytes", "quality", "pitch_error_cents", "rtf_wasm", "params")  # a point's columns: numbers,
+TEXT_COLUMNS = ("run_id", "trial_id", "precision", "decoder", "feature")             # and text
 
 
 def _number(value) -> float | None:
@@ -36,29 +35,28 @@ def _number(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def explorer_points(table: pd.DataFrame, selection: Selection) -> list[dict]:
-    """One dict per candidate: its columns, ``name`` (the run's name), ``front``, ``winner``, ``slow``."""
-    candidates = table[table["candidate"]]
-    on_front = pareto_mask(candidates["bytes"], candidates["quality"])
+def explorer_points(table: pd.DataFrame, front: pd.DataFrame, selection: Selection) -> list[dict]:
+    """One dict per candidate: its columns, ``name`` (the run's name), ``front`` (a row of ``front``, the
+    report's ``front_rows``), ``winner``, ``slow``."""
     winner = selection.winner
     points = []
-    for (index, row), front in zip(candidates.iterrows(), on_front):
-        point = {key: (_number(row.get(key)) if key in ("bytes", "quality", "pitch_error_cents", "rtf_wasm", "params")
-                       else (None if pd.isna(row.get(key)) else str(row.get(key)))) for key in POINT_COLUMNS}
+    for index, row in table[table["candidate"]].iterrows():
+        point = {key: _number(row.get(key)) for key in NUMBER_COLUMNS}
+        point.update({key: None if pd.isna(row.get(key)) else str(row.get(key)) for key in TEXT_COLUMNS})
         params = point["params"]
         point["name"] = (trial_run_name(point["decoder"] or "?", point["feature"] or "?", params, point["trial_id"] or "")
                          if params is not None else str(point["trial_id"]))
-        point["front"] = bool(front)
+        point["front"] = index in front.index
         point["winner"] = bool(winner is not None and index == winner.name)
         point["slow"] = not bool(selection.criteria.speed_ok(row.get("rtf_wasm")))
         points.append(point)
     return points
 
 
-def explorer_html(table: pd.DataFrame, selection: Selection, title: str, experiment_id: str,
+def explorer_html(table: pd.DataFrame, front: pd.DataFrame, selection: Selection, title: str, experiment_id: str,
                   ui_url: str | None = None) -> str:
     """The page, every number inlined. ``ui_url``: MLflow's address when known (an http tracking URI)."""
-    data = {"title": title, "points": explorer_points(table, selection), "bar": _number(selection.bar),
+    data = {"title": title, "points": explorer_points(table, front, selection), "bar": _number(selection.bar),
             "reason": selection.reason, "experiment": experiment_id, "ui": ui_url.rstrip("/") if ui_url else None}
     payload = json.dumps(data).replace("</", "<\\/")  # never closes the script element early
     return _PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", payload)

@@ -33,19 +33,15 @@ MODEL_METRICS = ("bytes", "quality", "pitch_error_cents", "rtf_wasm")   # candid
 FRONT_SECTION, OFF_FRONT_SECTION = "front/", "winner_off_front/"      # the parent run's metric keys
 
 
-def _key(sweep: str, run_id: str, precision: str) -> tuple[str, str, str]:
-    return sweep, run_id, precision
-
-
-def existing_models(client: MlflowClient, sweep: Sweep) -> dict[tuple[str, str, str], object]:
-    """The sweep's logged models already in the experiment, by (sweep, run id, precision)."""
+def existing_models(client: MlflowClient, sweep: Sweep) -> dict[tuple[str, str], object]:
+    """The sweep's logged models already in the experiment, by (run id, precision)."""
     found, token = {}, None
     while True:
         page = client.search_logged_models([sweep.experiment_id], max_results=1000, page_token=token)
         for model in page:
             tags = model.tags or {}
             if tags.get(layout.SWEEP_TAG) == sweep.name and model.source_run_id:
-                found[_key(sweep.name, model.source_run_id, tags.get(PRECISION_TAG, ""))] = model
+                found[(model.source_run_id, tags.get(PRECISION_TAG, ""))] = model
         token = page.token
         if not token:
             return found
@@ -59,12 +55,12 @@ def log_front_models(client: MlflowClient, sweep: Sweep, front: pd.DataFrame,
     rows = pd.concat([front, extra]) if extra is not None and len(extra) else front
     ids: dict[tuple[str, str], str] = {}
     for rank, (_, row) in enumerate(rows.iterrows()):
-        key = _key(sweep.name, str(row["run_id"]), str(row["precision"]))
+        key = (str(row["run_id"]), str(row["precision"]))
         model = existing.get(key) or _create(client, sweep, row, rank if rank < len(front) else None)
-        ids[key[1:]] = model.model_id
+        ids[key] = model.model_id
     on_front = {(str(r["run_id"]), str(r["precision"])) for _, r in front.iterrows()}
     for key, model in existing.items():
-        wanted = "true" if key[1:] in on_front else "false"
+        wanted = "true" if key in on_front else "false"
         if (model.tags or {}).get(ON_FRONT_TAG) != wanted:
             client.set_logged_model_tags(model.model_id, {ON_FRONT_TAG: wanted})
     return ids

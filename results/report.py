@@ -139,10 +139,9 @@ def format_csv(table: pd.DataFrame, selection: Selection) -> str:
     return rows.drop(columns=["candidate"]).to_csv(index=False)
 
 
-def _log_front_models(client: MlflowClient, sweep: Sweep, table: pd.DataFrame, selection: Selection,
-                      notes: list[str]) -> dict[tuple[str, str], str]:
+def _log_front_models(client: MlflowClient, sweep: Sweep, table: pd.DataFrame, front: pd.DataFrame,
+                      selection: Selection, notes: list[str]) -> dict[tuple[str, str], str]:
     """The front (and a winner off it) as logged models; a note instead of failing when the store refuses."""
-    front = front_rows(table)
     off_front = None
     if selection.winner is not None and selection.winner.name not in front.index:
         off_front = table.loc[[selection.winner.name]]
@@ -155,11 +154,11 @@ def _log_front_models(client: MlflowClient, sweep: Sweep, table: pd.DataFrame, s
     return ids
 
 
-def _log_listening_page(client: MlflowClient, sweep: Sweep, table: pd.DataFrame, selection: Selection,
+def _log_listening_page(client: MlflowClient, sweep: Sweep, front: pd.DataFrame, selection: Selection,
                         notes: list[str]) -> None:
     """The front's audio on one page of the parent run (``results.listen``), when its trials logged audio."""
     try:
-        page = listening_page(client, f"{sweep.instrument} / {sweep.name}: listen to the front", front_rows(table),
+        page = listening_page(client, f"{sweep.instrument} / {sweep.name}: listen to the front", front,
                               selection.winner)
         if page is not None:
             client.log_text(sweep.parent_run_id, page, LISTEN_ARTIFACT)
@@ -178,8 +177,8 @@ def save_and_log_plot(client: MlflowClient, sweep: Sweep, table: pd.DataFrame, s
     """Save the PNG locally and log it to the parent run; returns a warning instead of failing on logging."""
     figure = draw(plot_data(table, selection, sweep.instrument, sweep.name), path)
     ui_url = client.tracking_uri if client.tracking_uri.startswith(("http://", "https://")) else None
-    page = explorer_html(table, selection, f"{sweep.instrument} / {sweep.name}: size vs quality", sweep.experiment_id,
-                         ui_url)
+    page = explorer_html(table, front_rows(table), selection, f"{sweep.instrument} / {sweep.name}: size vs quality",
+                         sweep.experiment_id, ui_url)
     try:
         client.log_figure(sweep.parent_run_id, figure, PLOT_ARTIFACT)
         client.log_text(sweep.parent_run_id, page, EXPLORER_ARTIFACT)
@@ -226,8 +225,9 @@ def run_pareto(instrument: str, sweep_name: str | None = None, criteria: Criteri
     warning = save_and_log_plot(client, sweep, table, selection, plot_path)
     report.notes.append(warning or f"plot: {plot_path} (also {PLOT_ARTIFACT} and the interactive {EXPLORER_ARTIFACT} "
                                    f"on the sweep's parent run {sweep.parent_run_id})")
-    model_ids = _log_front_models(client, sweep, table, selection, report.notes)
-    _log_listening_page(client, sweep, table, selection, report.notes)
+    front = front_rows(table)
+    model_ids = _log_front_models(client, sweep, table, front, selection, report.notes)
+    _log_listening_page(client, sweep, front, selection, report.notes)
     if selection.winner is not None and register:
         winner = (str(selection.winner["run_id"]), str(selection.winner["precision"]))
         reg = register_winner(client, selection, sweep.name, model_ids.get(winner))

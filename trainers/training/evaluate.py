@@ -142,12 +142,16 @@ def evaluate_precisions(model, frames: dict[str, np.ndarray], precisions) -> dic
 
 def write_audio_examples(model, frames: dict[str, np.ndarray], audio_dir: Path, n_examples: int = 1) -> None:
     """audio_dir/original.wav and resynth.wav: the first validation example(s), 16-bit PCM."""
-    audio_dir.mkdir(parents=True, exist_ok=True)
     subset = {k: v[:n_examples] for k, v in frames.items()}
     resynth = model.render(subset["f0_hz"], subset["feature_db"], noise_seed=EVAL_NOISE_SEED)
-    for name, audio in (("original", subset["audio"]), ("resynth", resynth)):
-        clipped = np.clip(np.concatenate(list(audio)), -1.0, 1.0)
-        sf.write(str(audio_dir / f"{name}.wav"), clipped, SAMPLE_RATE, subtype="PCM_16")
+    write_example_pair(audio_dir, np.concatenate(list(subset["audio"])), np.concatenate(list(resynth)))
+
+
+def write_example_pair(audio_dir: Path, original: np.ndarray, resynth: np.ndarray) -> None:
+    """audio_dir/original.wav and resynth.wav, clipped to [-1, 1], 16-bit PCM (the one writer of the pair)."""
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    for name, audio in (("original", original), ("resynth", resynth)):
+        sf.write(str(audio_dir / f"{name}.wav"), np.clip(np.asarray(audio), -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
 
 
 def _fit_frames(x: np.ndarray, n_frames: int) -> np.ndarray:
@@ -158,4 +162,4 @@ def _fit_frames(x: np.ndarray, n_frames: int) -> np.ndarray:
     return np.pad(x, pad, mode="edge")
 
 
-__all__ = ["evaluate", "evaluate_precisions", "write_audio_examples"]
+__all__ = ["evaluate", "evaluate_precisions", "write_audio_examples", "write_example_pair"]

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
-import soundfile as sf
 import tensorflow as tf
 
 from common.constants import FAILED, FINISHED, PRECISIONS, SAMPLE_RATE, VAL_NOISE_SEED
@@ -37,7 +36,7 @@ from trainers.model import synth
 from trainers.model.config import validate_config
 from trainers.model.size import size_report
 from trainers.model.trained import WEIGHTS_DIGEST, TrainedModel, build_model, make_loss
-from trainers.training.evaluate import evaluate_precisions, write_audio_examples
+from trainers.training.evaluate import evaluate_precisions, write_audio_examples, write_example_pair
 
 log = logging.getLogger(__name__)
 keras = tf.keras
@@ -291,11 +290,7 @@ class _Trainer:
         """audio/original.wav and resynth.wav from the last validation pass (one example, no render of its
         own: ~5 ms), so a trial the scheduler stops at a report leaves what its model sounded like there.
         A finished trial's are rewritten by its evaluation (``write_audio_examples``)."""
-        audio_dir = self.out_dir / "audio"
-        audio_dir.mkdir(exist_ok=True)
-        for name, audio in (("original", self.val_batch[2][0]), ("resynth", self.val_example)):
-            clipped = np.clip(np.asarray(audio), -1.0, 1.0)
-            sf.write(str(audio_dir / f"{name}.wav"), clipped, SAMPLE_RATE, subtype="PCM_16")
+        write_example_pair(self.out_dir / "audio", self.val_batch[2][0], self.val_example)
 
     def batch(self, step: int):
         seed = self.config["seed"]
