@@ -81,7 +81,7 @@ demo: install
 	@if [ ! -f $(DEMO_DIR)/.sweep-done ]; then \
 	  resume=; [ -f $(DEMO_DIR)/runs/$(DEMO_SWEEP)/sweep.json ] && resume=--resume; \
 	  $(TONESWEEP) sweep $(foreach i,$(DEMO_INSTRUMENTS),--dataset $(DEMO_DIR)/datasets/$(i)) \
-	    --trials $(DEMO_TRIALS) --steps $(DEMO_STEPS) --scheduler $(DEMO_SCHEDULER) --grace-period $(DEMO_GRACE) --reduction-factor $(DEMO_ETA) --min-rtf $(DEMO_MIN_RTF) --name $(DEMO_SWEEP) --storage $(DEMO_DIR)/runs $$resume \
+	    --trials $(DEMO_TRIALS) --steps $(DEMO_STEPS) --scheduler $(DEMO_SCHEDULER) --grace-period $(DEMO_GRACE) --reduction-factor $(DEMO_ETA) --min-rtf $(DEMO_MIN_RTF) --warm-start --name $(DEMO_SWEEP) --storage $(DEMO_DIR)/runs $$resume \
 	  && touch $(DEMO_DIR)/.sweep-done || exit 1; \
 	fi
 	@# pareto and export one instrument at a time: pareto registers the champion (one writer of the

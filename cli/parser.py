@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=COUNT.argument(), required=True, help="trials per instrument")
     p.add_argument("--space", default=None, help="TOML search space (default: the built-in space)")
     p.add_argument("--algorithm", choices=ALGORITHMS, default=DEFAULT_ALGORITHM,
-                   help="suggestions: KerasTuner random/bayesian (val_loss), or Optuna NSGA-II / multi-objective "
+                   help="suggestions: KerasTuner random/bayesian (val_loss), or Optuna NSGA-II / NSGA-III / multi-objective "
                         f"TPE over (model bytes, val_loss) (default: {DEFAULT_ALGORITHM})")
     p.add_argument("--scheduler", choices=SCHEDULERS, default=DEFAULT_SCHEDULER,
                    help="early stopping: multi-objective ASHA over (model bytes, val_loss), ASHA on val_loss, "
@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "the environment); on a cluster, a place every node reaches")
     p.add_argument("--seed", type=int, default=0,
                    help="search seed; each instrument derives its own from it (default: 0)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="each instrument's search first tries the configurations on the fronts of the instruments "
+                        "this sweep swept before it (up to a quarter of --trials)")
+    p.add_argument("--warm-start-from", action="append", default=[], metavar="SWEEP",
+                   help="... and those on the fronts of every instrument of the earlier sweep SWEEP in the same "
+                        "tracking store (repeat for several)")
+
     p.add_argument("--xla-cache", default=None,
                    help="folder for XLA's compiled training steps, reused when the same configuration runs again "
                         "(a retried trial, a repeated sweep); 'off' for none (default: $TONESWEEP_XLA_CACHE, else off)")

@@ -22,6 +22,7 @@ SWEEP_TAG = "tonesweep.sweep"
 INSTRUMENT_TAG = "tonesweep.instrument"
 DATASET_TAG = "tonesweep.dataset"
 ALGORITHM_TAG = "tonesweep.algorithm"
+WARM_START_TAG = "tonesweep.warm_start"  # on a parent run: how many configurations its search tried first, from where
 TRIAL_ID_TAG = "tonesweep.trial_id"
 STATUS_TAG = "tonesweep.status"
 FAILURE_TAG = "tonesweep.failure_reason"

@@ -66,6 +66,11 @@ class SweepSettings:
     reference_fn: str | Callable = "trainers.training.reference:reference_point"  # hypervolume box, per dataset
     xla_cache: str | None = field(default_factory=default_xla_cache)  # folder on each node; "off" or None: none
     worker_memory_mib: int | None = DEFAULT_WORKER_MEMORY_MIB  # recycle a trial worker above this after a trial
+    # False: every finished trial evaluates every precision, even one that cannot matter (search.front);
+    # what a recorded benchmark pool needs (bench/record_pool.py), not a CLI flag.
+    evaluation_in_proportion: bool = True
+    warm_start: bool = False          # each instrument's search first tries the fronts of the ones swept before it
+    warm_start_from: list[str] = field(default_factory=list)  # ... and those of these earlier sweeps' instruments
 
 
 @dataclass
@@ -99,6 +104,11 @@ def preflight(settings: SweepSettings) -> Checked:
         check_frame_rates(dataset, spaces[instrument], settings.space or "built-in space")
         check_enough_configurations(spaces[instrument], settings.trials, settings.space or "built-in space")
     uri = check_tracking_uri(resolve_tracking_uri(settings.tracking_uri))
+    if settings.warm_start_from:
+        from results.tracking import make_client
+        from results.warm_start import check_warm_sources
+
+        check_warm_sources(make_client(uri), settings.warm_start_from, uri)
     check_address(settings.address)
     return Checked(name, place, instruments, spaces, uri)
 
@@ -252,7 +262,8 @@ def sweep_record(settings: SweepSettings, name: str, instruments: list[tuple[str
     the space file's content (None: the built-in space), so that a resume with an edited file is told."""
     return {"name": name, "instruments": dict(instruments), "trials": settings.trials,
             "algorithm": settings.algorithm, "scheduler": settings.scheduler, "space": settings.space,
-            "space_sha256": space_digest(settings.space), "steps": settings.steps, "seed": settings.seed}
+            "space_sha256": space_digest(settings.space), "steps": settings.steps, "seed": settings.seed,
+            "warm_start": settings.warm_start, "warm_start_from": list(settings.warm_start_from)}
 
 
 def space_digest(space: str | None) -> str | None:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Callable
 
 from common.constants import FAILED, FINISHED, INTERRUPTED, REJECTED, STOPPED
 from common.values import finite
+from results.layout import WARM_START_TAG
 from search import tuner
 from search.algorithms.ledger import write_ended
 from search.front import FrontRecord, record_name
@@ -281,7 +282,8 @@ class InstrumentSweep:
                          threads=max(1, int(settings.cpus_per_trial)),
                          report_every=report_every(settings, self.experiment.space),
                          max_params=settings.max_params, max_bytes=settings.max_bytes, min_rtf=settings.min_rtf,
-                         train_fn=settings.train_fn, size_fn=settings.size_fn, front=self._front_name())
+                         train_fn=settings.train_fn, size_fn=settings.size_fn,
+                         front=self._front_name() if settings.evaluation_in_proportion else None)
         experiment = place.experiment(self.instrument)
         restore = tuner.restoring(settings, experiment)
         if restore:
@@ -289,7 +291,33 @@ class InstrumentSweep:
             write_ended(self._driver_folder(), self.tracker.run_ids())  # every trial suggested so far, ended or lost
         return tuner.build_tuner(settings, self.experiment.space, self.instrument,
                                  tuner.trainable_for(settings, spec), experiment, restore, self._driver_folder(),
-                                 self._callbacks(), place.ray_storage)
+                                 self._callbacks(), place.ray_storage, None if restore else self._warm_start())
+
+    def _warm_start(self) -> list[dict]:
+        """Values the searcher tries first (``results.warm_start``): the front configurations of the
+        instruments this sweep swept before this one (``--warm-start``) and of every instrument of the
+        ``--warm-start-from`` sweeps, as many as a quarter of ``--trials`` (at least one)."""
+        from results.warm_start import front_configs
+        from spaces.translate import warm_values
+
+        settings, sources, configs = self.sweep.settings, [], []
+        if settings.warm_start:
+            earlier = [inst for inst, _ in self.sweep.checked.instruments][:self._position()]
+            configs += front_configs(self.sweep.client, self.sweep.name, earlier)
+            sources += [f"{self.sweep.name}/{inst}" for inst in earlier]
+        for name in settings.warm_start_from:
+            configs += front_configs(self.sweep.client, name)
+            sources.append(name)
+        values = warm_values(configs, self.experiment.space, max(1, settings.trials // 4)) if configs else []
+        if values:
+            self.sweep.say(f"[{self.instrument}] warm start: {len(values)} configuration(s) from the fronts of "
+                           f"{', '.join(sources)}")
+            self.sweep.client.set_tag(self.experiment.parent_run_id, WARM_START_TAG,
+                                      f"{len(values)} from {', '.join(sources)}")
+        return values
+
+    def _position(self) -> int:
+        return [inst for inst, _ in self.sweep.checked.instruments].index(self.instrument)
 
     def _front_name(self) -> str:
         return record_name(self.sweep.name, self.instrument)

@@ -67,9 +67,10 @@ def set_driver_environment() -> None:
 
 
 def build_tuner(settings: SweepSettings, space, instrument: str, trainable, experiment: str, restore: bool,
-                driver_folder: Path, callbacks: list, storage_path: str):
+                driver_folder: Path, callbacks: list, storage_path: str, warm_start: list[dict] | None = None):
     """A ``Tuner`` for one instrument: new, or restored from ``experiment`` (then given this driver's
-    callbacks). ``driver_folder`` holds the searcher's ledger and MO-ASHA's rungs."""
+    callbacks; its searcher keeps the warm start it was given). ``driver_folder`` holds the searcher's
+    ledger and MO-ASHA's rungs; ``warm_start``: values a new searcher suggests first."""
     from ray import tune
 
     if restore:
@@ -79,7 +80,7 @@ def build_tuner(settings: SweepSettings, space, instrument: str, trainable, expe
         # has no parameter for new ones; the old callbacks hold the dead driver's bookkeeping.
         tuner._local_tuner.get_run_config().callbacks = callbacks  # noqa: SLF001 - no public API
         return tuner
-    tune_config = tune.TuneConfig(search_alg=make_searcher(settings, space, instrument, driver_folder),
+    tune_config = tune.TuneConfig(search_alg=make_searcher(settings, space, instrument, driver_folder, warm_start),
                                   scheduler=make_scheduler(settings, space, driver_folder),
                                   num_samples=settings.trials, metric=METRIC, mode=MODE, reuse_actors=True,
                                   trial_dirname_creator=trial_dirname)
@@ -110,7 +111,8 @@ def instrument_seed(seed: int, instrument: str) -> int:
     return seed * 1000 + zlib.crc32(instrument.encode()) % 1000
 
 
-def make_searcher(settings: SweepSettings, space, instrument: str, driver_folder: Path):
+def make_searcher(settings: SweepSettings, space, instrument: str, driver_folder: Path,
+                  warm_start: list[dict] | None = None):
     """The searcher of ``--algorithm``: a KerasTuner oracle on val_loss or an Optuna sampler over
     (model bytes, val_loss), with the sweep's budget, seed, overrides and concurrency; it refuses and
     redraws configurations outside the sweep's limits (``search.limits``)."""
@@ -120,7 +122,8 @@ def make_searcher(settings: SweepSettings, space, instrument: str, driver_folder
     limits = Limits(settings.max_params, settings.max_bytes, settings.min_rtf)
     refuse = Feasibility(limits, resolve(settings.size_fn), str(driver_folder / REFUSALS)) if limits else None
     common = dict(max_trials=settings.trials, seed=instrument_seed(settings.seed, instrument), overrides=overrides,
-                  max_concurrent=max_concurrent(settings), ledger_path=str(driver_folder / LEDGER), refuse=refuse)
+                  max_concurrent=max_concurrent(settings), ledger_path=str(driver_folder / LEDGER), refuse=refuse,
+                  warm_start=warm_start)
     if settings.algorithm in OPTUNA_ALGORITHMS:
         from search.algorithms.optuna_searcher import OptunaSearcher
 

@@ -56,6 +56,29 @@ def config_to_values(config: Mapping[str, Any], hyperparameters: kt.HyperParamet
     return values
 
 
+def warm_values(configs: Iterable[Mapping[str, Any]], space: "SearchSpace", limit: int) -> list[dict[str, Any]]:
+    """The hyperparameter values of earlier trials' configurations that ``space`` can draw (a warm
+    start, ``search.algorithms.base``): each config's active values (``config_to_values``), kept only
+    when every value lies in its hyperparameter's domain and some value is tuned, duplicates dropped,
+    at most ``limit`` of them, in the order given."""
+    kept: list[dict[str, Any]] = []
+    for config in configs:
+        values = config_to_values(config, space.hyperparameters)
+        if values and values not in kept and all(_in_domain(hp, values[hp.name])
+                                                 for hp in space.hyperparameters.space if hp.name in values):
+            kept.append(values)
+    return kept[:max(0, limit)]
+
+
+def _in_domain(hp: kt.engine.hyperparameters.HyperParameter, value: Any) -> bool:
+    hp_types = kt.engine.hyperparameters
+    if isinstance(hp, (hp_types.Int, hp_types.Float)):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and hp.min_value <= value <= hp.max_value
+    if isinstance(hp, hp_types.Fixed):
+        return value == hp.value
+    return value in _discrete_values(hp)
+
+
 def unknown_keys(keys: Iterable[str]) -> list[str]:
     """Keys that are not trainer configuration keys, in the order given."""
     return [key for key in keys if key not in CONFIG_KEYS]

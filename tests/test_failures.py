@@ -123,6 +123,7 @@ CASES = [
     ("sweep-tracking-empty-sqlite", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs", "--tracking-uri", "sqlite://"], 2, "--tracking-uri"),
     ("sweep-tracking-postgres-down", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs", "--tracking-uri", "postgresql://u@127.0.0.1:9/db"], 2, "127.0.0.1:9"),
     ("sweep-address-unreachable", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs", "--tracking-uri", u, "--address", "127.0.0.1:9"], 2, "--address"),
+    ("sweep-warm-start-from-unknown", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs", "--tracking-uri", u, "--warm-start-from", "no-such-sweep"], 2, "--warm-start-from no-such-sweep"),
     ("sweep-address-garbage", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs", "--tracking-uri", u, "--address", "nowhere"], 2, "--address"),
     ("pareto-tracking-unreachable", lambda r, u: ["pareto", "--instrument", "sitar", "--tracking-uri", "http://127.0.0.1:9"], 2, "127.0.0.1:9"),
     ("export-tracking-unknown-scheme", lambda r, u: ["export", "--instrument", "sitar", "--out", f"{r}/e", "--tracking-uri", "gopher://x"], 2, "unknown scheme"),

@@ -210,3 +210,42 @@ def test_state_saved_into_rays_folder_never_shows_a_temporary_file_there(tmp_pat
     restored = make()
     restored.restore_from_dir(str(tmp_path))  # what Tuner.restore calls
     assert restored.live_trials() == {"a"}
+
+
+# ------------------------------------------------------------------ warm starts (sweep --warm-start)
+
+
+WARM = [{"decoder": "cnn", "conv_channels": 16, "learning_rate": 0.003},
+        {"decoder": "gru", "gru_units": 64, "learning_rate": 0.0002}]
+
+
+def optuna_searcher(algorithm, **kwargs):
+    from search.algorithms.optuna_searcher import OptunaSearcher
+
+    return OptunaSearcher(small_space(), algorithm, max_trials=6, seed=7, overrides={"steps": 30}, **kwargs)
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayesian", "nsga2", "nsga3", "motpe"])
+def test_warm_start_values_come_first_then_the_engine_draws(algorithm):
+    searcher = make(algorithm, warm_start=WARM) if algorithm in ("random", "bayesian") else \
+        optuna_searcher(algorithm, warm_start=WARM)
+    first, second, third = (searcher.suggest(t) for t in ("a", "b", "c"))
+    assert {k: first[k] for k in WARM[0]} == WARM[0] and "gru_units" not in first
+    assert {k: second[k] for k in WARM[1]} == WARM[1] and first["steps"] == second["steps"] == 30
+    assert {k: third.get(k) for k in WARM[0]} not in WARM  # then the engine's own draws
+    for trial_id, loss in (("a", 0.5), ("b", 0.7), ("c", 0.9)):
+        searcher.on_trial_complete(trial_id, {"step": 30, "val_loss": loss, "model_bytes": 1e4, "status": "FINISHED"})
+    assert isinstance(searcher.suggest("d"), dict)  # the engine took the warm trials as its own
+
+
+def test_a_refused_warm_start_is_drawn_again_and_the_rest_survive_a_restore(tmp_path):
+    from search.algorithms.refusal import Refusal
+
+    refuse = lambda config: Refusal("too large", 1.0, {}) if config["decoder"] == "cnn" else None  # noqa: E731
+    searcher = make("random", max_trials=6, warm_start=WARM + [{**WARM[1], "gru_units": 16}], refuse=refuse)
+    first = searcher.suggest("a")
+    assert first["decoder"] == "gru" and first["gru_units"] == 64 and searcher.refused == 1
+    searcher.save(str(tmp_path / "state.json"))
+    restored = make("random", max_trials=6)
+    restored.restore(str(tmp_path / "state.json"))
+    assert restored.suggest("b")["gru_units"] == 16  # the last warm value, after the restore

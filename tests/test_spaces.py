@@ -156,3 +156,20 @@ def test_space_json_round_trip_keeps_conditions():
     again_twice = type(space).from_json(state)  # from_json must not consume its input
     for copy in (again, again_twice):
         assert discrete_size(copy.hyperparameters) == 3
+
+
+def test_warm_values_keep_what_the_space_can_draw():
+    from spaces import default_space
+    from spaces.translate import warm_values
+
+    space = default_space()
+    cnn = {"decoder": "cnn", "feature": "rms", "frame_rate": 50, "conv_channels": 8, "conv_layers": 3, "conv_stacks": 1,
+           "conv_kernel": 5, "causal": True, "n_harmonics": 32, "n_noise_bands": 32, "learning_rate": 0.001,
+           "gru_units": 64, "batch_size": 8, "steps": 150, "seed": 3}
+    kept = warm_values([cnn, dict(cnn), {**cnn, "conv_channels": 7}, {**cnn, "decoder": "transformer"},
+                        {**cnn, "learning_rate": 5.0}, {**cnn, "conv_channels": 16}], space, limit=5)
+    # inactive (gru_units) and untuned (batch_size, steps, seed) keys dropped; duplicates, values outside
+    # their domain and an unknown decoder left out
+    assert [v["conv_channels"] for v in kept] == [8, 16]
+    assert "gru_units" not in kept[0] and "steps" not in kept[0] and kept[0]["learning_rate"] == 0.001
+    assert warm_values([cnn, {**cnn, "conv_channels": 16}], space, limit=1) == kept[:1]

@@ -172,7 +172,7 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
     space.write_text(SPACE)
     datasets = make_datasets(tmp_path, ["bansuri", "shehnai"])
     settings = {"datasets": datasets, "trials": 8, "space": str(space), "steps": 40, "report_every": 10,
-                "name": "t8", "storage": str(tmp_path / "runs"), "max_params": 60_000, "seed": 1}
+                "name": "t8", "storage": str(tmp_path / "runs"), "max_params": 60_000, "seed": 1, "warm_start": True}
     output = run_driver(tmp_path, settings, cluster=ray_head)
     assert "bansuri" in output and "done 8/8" in output and "MLflow: sqlite:///" in output and " refused " in output
 
@@ -199,11 +199,31 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
                                                                   if c.data.params["decoder"] == "gru")
         for child in children:
             check_child(client, child, parent)
+    # --warm-start: shehnai's search began with the configurations on bansuri's front, bansuri's with none
+    from results.warm_start import front_configs
+    from spaces import load_space
+    from spaces.translate import config_to_values, warm_values
+
+    tuned = load_space(str(space))
+    warm = warm_values(front_configs(client, "t8", ["bansuri"]), tuned, 8 // 4)
+    (bansuri, _), (shehnai, children) = sweep_runs(client, "bansuri", "t8"), sweep_runs(client, "shehnai", "t8")
+    assert warm and "tonesweep.warm_start" not in bansuri.data.tags
+    assert shehnai.data.tags["tonesweep.warm_start"] == f"{len(warm)} from t8/bansuri"
+    assert f"[shehnai] warm start: {len(warm)} configuration(s) from the fronts of t8/bansuri" in output
+    first = sorted(children, key=lambda c: c.info.start_time)[:len(warm)]
+    drawn = [config_to_values({k: _value(v) for k, v in c.data.params.items()}, tuned.hyperparameters) for c in first]
+    assert all(values in drawn for values in warm), (warm, drawn)
     # each trial that trained asked its instrument's record which quantised precisions to evaluate
     judged = [line.split() for line in (tmp_path / "fake.log").read_text().splitlines() if line.startswith("judged ")]
     assert len(judged) == finished and all(set(answer.split(",")) <= {"float16", "uint8"} for *_, answer in judged)
     asked = sum(int(sweep_runs(client, i, "t8")[0].data.metrics["quantised_judged"]) for i in ("bansuri", "shehnai"))
     assert asked == 2 * finished and "quantised candidates evaluated:" in output
+
+
+def _value(text: str):
+    from results.warm_start import parse_param
+
+    return parse_param(text)
 
 
 def test_ray_tunes_actor_reuse_decision_is_wrapped_to_recycle_grown_workers():

@@ -11,6 +11,7 @@ engine for a trial, tells it how a trial ended, and saves and restores the engin
 concurrency gate, the same answer     ``FINISHED`` (the engine has nothing left)
 when asked twice for one trial,
 refusals and redraws                  ``_decline(trial_id, refusal)``: the draw is infeasible
+warm starts                           ``_ask_given(trial_id, values)``: an engine trial with these values
 ``on_trial_result``                   ``_observe(trial_id, result)`` (default: nothing)
 ``on_trial_complete``: once per       ``_tell(trial_id, result, error)``
 trial, never for unknown ids
@@ -27,6 +28,11 @@ refusals in a row the searcher answers ``FINISHED`` and says why (``exhausted``)
 Why the concurrency gate is here and not Ray's ``ConcurrencyLimiter``: that wrapper does not save
 its live-trial set, so after ``Tuner.restore`` it silently drops the completion of every trial that
 was running at the crash, and the engine would never hear of them.
+
+**Warm starts.** ``warm_start`` values (``tonesweep sweep --warm-start``: the configurations on the
+fronts of earlier sweeps) are suggested first, each as a trial of the engine's own (Optuna: an
+enqueued trial; KerasTuner: a trial the oracle did not draw), so the engine learns from them as from
+its own draws; refusals apply to them as to any draw. The ones not yet suggested are in the state.
 
 **The budget**, one rule for every engine: a searcher hands out at most ``max_trials`` suggestions
 (``asked``). Ray saves its experiment state at most once a second, so a trial that ended in the second
@@ -66,6 +72,7 @@ class TrialSearcher(Searcher):
         metric, mode: what Ray reads off a searcher (the objective it reports as the trial's metric).
         refuse: a config -> ``Refusal`` or None (``search.limits.Feasibility``); None: run every draw.
             Pickled with the searcher, kept across ``set_state``; not part of the JSON state.
+        warm_start: hyperparameter values to suggest first, in order (``spaces.translate.warm_values``).
     """
 
     STATE_FORMAT = "tonesweep-searcher/1"
@@ -74,7 +81,7 @@ class TrialSearcher(Searcher):
     def __init__(self, space: SearchSpace, algorithm: str, max_trials: int = 10, seed: int = 0,
                  overrides: dict[str, Any] | None = None, max_concurrent: int = 0,
                  ledger_path: str | None = None, metric: str = "val_loss", mode: str = "min",
-                 refuse: Callable[[dict], Refusal | None] | None = None):
+                 refuse: Callable[[dict], Refusal | None] | None = None, warm_start: list[dict] | None = None):
         if algorithm not in self.ALGORITHMS:
             raise ValueError(f"algorithm must be one of {self.ALGORITHMS}, got {algorithm!r}")
         super().__init__(metric=metric, mode=mode)
@@ -90,6 +97,7 @@ class TrialSearcher(Searcher):
         self._configs: dict[str, dict] = {}    # Ray trial id -> config handed to Ray
         self._live: set[str] = set()           # Ray trial ids suggested and not yet completed
         self._counted: set[str] = set()        # ledger ids counted against the budget by a restore
+        self._warm: list[dict] = [dict(v) for v in warm_start or ()]  # values still to suggest first
         self._new_engine()
 
     # ---- the Ray Tune Searcher contract -------------------------------------------------------
@@ -108,7 +116,7 @@ class TrialSearcher(Searcher):
         if self.max_concurrent and len(self._live) >= self.max_concurrent:
             return None
         for _ in range(MAX_REDRAWS):
-            values = self._ask(trial_id)
+            values = self._ask_given(trial_id, self._warm.pop(0)) if self._warm else self._ask(trial_id)
             if values is None or values == FINISHED:
                 return values
             config = values_to_config(values, self.space.fixed, self.overrides)
@@ -173,7 +181,7 @@ class TrialSearcher(Searcher):
                 "max_concurrent": self.max_concurrent, "ledger_path": self.ledger_path,
                 "metric": self.metric, "mode": self.mode, "asked": self._asked, "configs": self._configs,
                 "live": sorted(self._live), "counted": sorted(self._counted), "refused": self.refused,
-                "exhausted": self.exhausted, **self._engine_state()}
+                "exhausted": self.exhausted, "warm": self._warm, **self._engine_state()}
 
     def set_state(self, state: dict) -> None:
         if state.get("format") != self.STATE_FORMAT:
@@ -184,6 +192,7 @@ class TrialSearcher(Searcher):
         self._asked = int(state.get("asked", len(self._configs)))  # states before the base: one per config
         self._live = set(state["live"])
         self._counted = set(state.get("counted", ()))
+        self._warm = [dict(v) for v in state.get("warm", ())]
         self._load_engine(state)
 
     def __getstate__(self) -> dict:
@@ -217,6 +226,10 @@ class TrialSearcher(Searcher):
 
     def _ask(self, trial_id: str) -> dict | str | None:
         """Hyperparameter values for a new trial, ``None`` (ask again later) or ``FINISHED``."""
+        raise NotImplementedError
+
+    def _ask_given(self, trial_id: str, values: dict) -> dict | str | None:
+        """Like ``_ask``, but the engine's trial takes ``values`` (a warm start) instead of drawing."""
         raise NotImplementedError
 
     def _decline(self, trial_id: str, refusal: Refusal) -> None:

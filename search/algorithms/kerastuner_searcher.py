@@ -10,6 +10,7 @@ oracle; the bookkeeping every searcher shares (budget, concurrency, ids, state) 
 ================================  ==========================================================
 ``_ask(ray_id)``                  ``create_trial(tuner_id="ray-<ray_id>")``: RUNNING -> values,
                                   IDLE -> ``None`` (ask again later), STOPPED -> ``FINISHED``
+``_ask_given``                    the same, its ``populate_space`` answering with the values
 ``_observe``                      ``update_trial(kt_id, {val_loss}, step)`` (the learning curve)
 ``_tell``                         ``end_trial``: COMPLETED with its best ``val_loss``, or FAILED
 ``_engine_state``                 ``oracle.get_state()`` + every KerasTuner trial's state + id map
@@ -58,10 +59,11 @@ class KerasTunerSearcher(TrialSearcher):
 
     def __init__(self, space: SearchSpace, algorithm: str = "random", max_trials: int = 10, seed: int = 0,
                  overrides: dict[str, Any] | None = None, max_concurrent: int = 0, metric: str = "val_loss",
-                 mode: str = "min", ledger_path: str | None = None, refuse=None):
+                 mode: str = "min", ledger_path: str | None = None, refuse=None, warm_start: list[dict] | None = None):
         self._ray_to_kt: dict[str, str] = {}   # Ray trial id -> KerasTuner trial id
+        self._given: dict | None = None        # values the next oracle trial takes instead of drawing (a warm start)
         super().__init__(space, algorithm, max_trials, seed, overrides, max_concurrent, ledger_path, metric, mode,
-                         refuse)
+                         refuse, warm_start)
 
     # ---- the engine ----
 
@@ -84,6 +86,9 @@ class KerasTunerSearcher(TrialSearcher):
         # The oracle writes its own oracle.json / trial.json files on every change; they go to a
         # scratch folder, because the state that counts is the JSON this adapter saves with Ray's.
         oracle._set_project_dir(tempfile.mkdtemp(dir=_scratch_dir()), "oracle")  # noqa: SLF001 - no public setter
+        drawn = oracle.populate_space
+        # An oracle has no queue of given trials: its hook answers with the warm start's values when given.
+        oracle.populate_space = lambda kt_id: self._populate_given() if self._given is not None else drawn(kt_id)
         self._oracle = oracle
 
     def _ask(self, trial_id: str) -> dict | str | None:
@@ -94,6 +99,21 @@ class KerasTunerSearcher(TrialSearcher):
             return None
         self._ray_to_kt[trial_id] = trial.trial_id
         return trial.hyperparameters.values
+
+    def _ask_given(self, trial_id: str, values: dict) -> dict | str | None:
+        self._given = values
+        try:
+            return self._ask(trial_id)
+        finally:
+            self._given = None
+
+    def _populate_given(self) -> dict:
+        """``populate_space``'s answer for a warm start: the given values, defaults for any active
+        hyperparameter they lack."""
+        hps = self.space.hyperparameters.copy()
+        hps.values.update(self._given)
+        return {"status": kt_trial_module.TrialStatus.RUNNING,
+                "values": {hp.name: hps.values[hp.name] for hp in hps.space if hps.is_active(hp)}}
 
     def _decline(self, trial_id: str, refusal) -> None:
         """End the refused draw's KerasTuner trial. Random search never draws the same values twice; the

@@ -1,8 +1,9 @@
-"""A Ray Tune searcher that takes multi-objective suggestions from an Optuna sampler (``nsga2``, ``motpe``).
+"""A Ray Tune searcher that takes multi-objective suggestions from an Optuna sampler (``nsga2``, ``nsga3``, ``motpe``).
 
 Objectives: ``model_bytes`` (the trainable reports it, known before training) and ``val_loss``,
-both minimised. Samplers: NSGA-II (``nsga2``, Optuna's ``NSGAIISampler``) and multi-objective TPE
-(``motpe``, ``TPESampler`` given two objectives). The bookkeeping every searcher shares is
+both minimised. Samplers: NSGA-II (``nsga2``, Optuna's ``NSGAIISampler``), NSGA-III (``nsga3``,
+``NSGAIIISampler``) and multi-objective TPE (``motpe``, ``TPESampler`` given two objectives). Optuna's
+GP sampler is not offered: it needs PyTorch, which nothing else here does. The bookkeeping every searcher shares is
 ``search.algorithms.base``'s.
 
 Why an adapter of ours rather than Ray's ``OptunaSearch``: Ray pickles the searcher inside its
@@ -13,6 +14,7 @@ adapter pickles its whole ``__dict__`` as the saved state.
 ``TrialSearcher`` hook            Optuna (ask/tell)
 ================================  ==========================================================
 ``_ask(ray_id)``                  ``study.ask()`` + ``spaces.optuna_space.sample`` -> values
+``_ask_given``                    ``study.enqueue_trial(values)``, then ``_ask``
 ``_tell``                         ``study.tell(values=[bytes, loss])``, or FAIL for failed /
                                   rejected trials and missing objectives
 ``_engine_state``                 every told trial (params, distributions, values, the sampler's
@@ -48,12 +50,14 @@ REFUSED_VALUE = 1e9      # a refused draw's unknown objectives (its constraint r
 
 
 def make_sampler(algorithm: str, seed: int, max_trials: int) -> optuna.samplers.BaseSampler:
-    """NSGA-II with a population a quarter of the budget (4..50), or TPE with a startup of a quarter
+    """NSGA-II or -III with a population a quarter of the budget (4..50), or TPE with a startup of a quarter
     of the budget (4..10), so that small sweeps still get past the random start. Both learn which
     draws the sweep's limits refuse from the trials' constraints (``LIMITS``)."""
     quarter = max(4, max_trials // 4)
     if algorithm == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=min(50, quarter), seed=seed)
+    if algorithm == "nsga3":  # reference-point based NSGA (Deb & Jain 2014), same population rule
+        return optuna.samplers.NSGAIIISampler(population_size=min(50, quarter), seed=seed)
     if algorithm == "motpe":
         return optuna.samplers.TPESampler(n_startup_trials=min(10, quarter), seed=seed, multivariate=True)
     raise ValueError(f"algorithm must be one of {OPTUNA_ALGORITHMS}, got {algorithm!r}")
@@ -67,13 +71,14 @@ class OptunaSearcher(TrialSearcher):
 
     def __init__(self, space: SearchSpace, algorithm: str = "nsga2", max_trials: int = 10, seed: int = 0,
                  overrides: dict[str, Any] | None = None, max_concurrent: int = 0,
-                 objectives: tuple[str, ...] = OBJECTIVES, ledger_path: str | None = None, refuse=None):
+                 objectives: tuple[str, ...] = OBJECTIVES, ledger_path: str | None = None, refuse=None,
+                 warm_start: list[dict] | None = None):
         self.objectives = tuple(objectives)
         self._asked_trials: dict[str, optuna.trial.Trial] = {}  # Ray id -> asked Optuna trial (this process)
         self._values: dict[str, dict] = {}     # Ray id -> the sampled values (to re-add after a restore)
         self._told: list[dict] = []            # every told trial, JSON-ready
         super().__init__(space, algorithm, max_trials, seed, overrides, max_concurrent, ledger_path,
-                         metric=self.objectives[-1], mode="min", refuse=refuse)
+                         metric=self.objectives[-1], mode="min", refuse=refuse, warm_start=warm_start)
 
     # ---- the engine ----
 
@@ -90,6 +95,10 @@ class OptunaSearcher(TrialSearcher):
         self._asked_trials[trial_id] = trial
         self._values[trial_id] = values
         return {**self._constants, **values}
+
+    def _ask_given(self, trial_id: str, values: dict) -> dict:
+        self._study.enqueue_trial(values)  # Optuna's own warm start: the next ask takes these values
+        return self._ask(trial_id)
 
     def _decline(self, trial_id: str, refusal) -> None:
         """Tell the study the draw is infeasible: complete, with the violation as its constraint (the
