@@ -26,6 +26,7 @@ import soundfile as sf
 from support.browser import CHROMIUM, HARNESS, StaticServer
 
 DRIVER = HARNESS / "page_driver.mjs"
+OTHER = "sarangi"
 MODEL = "bansuri"
 
 pytestmark = [pytest.mark.system,
@@ -34,7 +35,8 @@ pytestmark = [pytest.mark.system,
 
 @pytest.fixture(scope="module")
 def models_dir(trained_trial, tmp_path_factory) -> Path:
-    """models/bansuri: the trained GRU's bundle; models/broken: a copy whose model.json is cut short."""
+    """models/bansuri: the trained GRU's bundle; models/broken: a copy whose model.json is cut short;
+    models/sarangi: a copy whose card names another instrument (a second instrument to switch to)."""
     from trainers.export.bundle import export_bundle, local_trial
     from web.assets import page_files
 
@@ -44,6 +46,9 @@ def models_dir(trained_trial, tmp_path_factory) -> Path:
     shutil.copytree(root / MODEL, root / "broken")
     model_json = root / "broken" / "tfjs" / "model.json"
     model_json.write_text(model_json.read_text()[:200])
+    shutil.copytree(root / MODEL, root / OTHER)
+    card = root / OTHER / "model-card.json"
+    card.write_text(json.dumps({**json.loads(card.read_text()), "instrument": OTHER}))
     return root
 
 
@@ -81,7 +86,7 @@ def page_run(models_dir, rendered_audio, tmp_path_factory):
     static = StaticServer(models_dir / MODEL)
     try:
         proc = subprocess.run(["node", str(DRIVER), "--url", url, "--wav", str(voice), "--silent", str(silent),
-                               "--text", str(out / "notes.txt"), "--model", MODEL, "--broken", "broken",
+                               "--text", str(out / "notes.txt"), "--model", MODEL, "--broken", "broken", "--other", OTHER,
                                "--out", str(out), "--seconds", "6", "--bundle-url", f"{static.url}play.html"],
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -132,7 +137,7 @@ def test_upload_renders_the_instrument_like_transfer(page_run, models_dir, tmp_p
 
     results, out, voice = page_run
     up = results["upload"]
-    assert up["models"] == ["bansuri", "broken"] and up["downloaded"], up.get("error")
+    assert up["models"] == ["bansuri", "broken", OTHER] and up["downloaded"], up.get("error")
     card = json.loads((models_dir / MODEL / "model-card.json").read_text())
     browser = load_audio(up["downloaded"], 16000)  # the WAV the page offered for download
     assert np.isfinite(browser).all() and 20 * np.log10(np.sqrt(np.mean(browser**2))) > -60  # non-silent (a 40-step model is quiet)
@@ -154,6 +159,23 @@ def test_upload_renders_the_instrument_like_transfer(page_run, models_dir, tmp_p
     level_p = python_features(python, {**card, "feature": "loudness"})["feature_db"]
     assert np.median(np.abs(level_b - level_p)[same]) <= 3.0  # same loudness contour; only the noise differs
     print(f"upload: {up['last']['seconds']:.1f} s rendered at {up['last']['rtf']:.1f}x real time on {up['last']['backend']}")
+
+
+def test_one_take_is_heard_as_another_instrument_with_progress_cancel_and_a_live_page(page_run):
+    """The page's own defects (issue 26 item 4): the render runs in a worker (the main thread never
+    stalls, progress shows), choosing another instrument clears the old result and plays the kept take
+    as the new one, the same file chosen again renders again and Cancel stops it, and Record stays off
+    (and says Record) while an instrument loads."""
+    switch = page_run[0]["switch"]
+    assert not switch["pageErrors"], switch
+    assert switch["first"] == MODEL and switch["second"] == OTHER, switch
+    assert switch["stalls"]["ticks"] >= 5 and switch["stalls"]["worst"] < 250, switch["stalls"]  # ms between 20-ms ticks
+    loading = switch["whileLoading"]
+    assert loading["cleared"] and loading["recordDisabled"] and loading["fileDisabled"], loading
+    assert loading["recordText"] == "Record"
+    cancel = switch["afterCancel"]
+    assert cancel["status"] == "cancelled" and cancel["last"] is None and cancel["progressHidden"], cancel
+    assert cancel["error"] is None
 
 
 def test_fake_microphone_is_transferred(page_run):

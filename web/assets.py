@@ -19,7 +19,7 @@ from trainers.export.js import JS_DIR
 
 PAGE_DIR = Path(__file__).resolve().parent / "page"
 RUNNER = JS_DIR / "runner.mjs"  # the chunked renderer, shared with export's checks in Node
-PAGE_SOURCES = ("app.mjs", "features.mjs", "wav.mjs")
+PAGE_SOURCES = ("app.mjs", "render-worker.mjs", "features.mjs", "wav.mjs")
 # The page's entry in a bundle. Not index.html: a user hosting the folder may put their own index.html
 # beside the bundle, and export must never replace a file it did not write (docs/architecture.md §5).
 ENTRY = "play.html"

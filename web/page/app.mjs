@@ -1,14 +1,16 @@
 // The tone-transfer page: pick an exported instrument, sing (microphone) or pick a file, hear it
 // played by the model. Same steps as `tonesweep transfer`: features (features.mjs), fit to the
-// instrument's register and level, render chunk by chunk carrying phase and state (runner.mjs).
+// instrument's register and level, render chunk by chunk carrying phase and state (runner.mjs, run
+// by render-worker.mjs off the main thread, with progress and cancel). The last take is kept, so
+// choosing another instrument plays it again as that one. Actions run one after another.
 // window.tonesweep exposes the same actions to scripts (the end-to-end test drives them).
 
 import { features, fitToInstrument, peakDb, SAMPLE_RATE, SILENCE_DB } from './features.mjs';
-import { renderSignal } from './runner.mjs';
 import { encodeWav } from './wav.mjs';
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], entry: null, model: null, card: null, recorder: null, last: null, busy: false };
+const state = { models: [], entry: null, card: null, backend: null, recorder: null, take: null, last: null,
+  busy: false, queue: Promise.resolve(), rendering: null };
 
 function setStatus(text) { $('status').textContent = text; }
 
@@ -37,30 +39,60 @@ async function listModels() {
   return [{ name: c.instrument, path: './', precision: c.precision }];
 }
 
+// ---------------------------------------------------------------------------- the render worker
+
+let worker = null;
+let lastId = 0;
+const pending = new Map(); // message id -> {resolve, reject, progress}
+
+function renderWorker() {
+  if (worker) return worker;
+  worker = new Worker(new URL('./render-worker.mjs', import.meta.url), { type: 'module' });
+  worker.onmessage = ({ data }) => {
+    const waiting = pending.get(data.id);
+    if (!waiting) return;
+    if (data.type === 'progress') { waiting.progress?.(data.done, data.total); return; }
+    pending.delete(data.id);
+    if (data.type === 'error') waiting.reject(Object.assign(new Error(data.message), { cancelled: data.cancelled, stage: data.stage }));
+    else waiting.resolve(data);
+  };
+  worker.onerror = (event) => {
+    event.preventDefault();
+    for (const waiting of pending.values()) waiting.reject(new Error(`the renderer stopped (${event.message || 'script error'}): reload the page`));
+    pending.clear();
+    worker = null;
+  };
+  return worker;
+}
+
+/** Send a message to the worker; returns {id, answer: Promise of its reply}. */
+function ask(message, progress) {
+  const id = ++lastId;
+  const answer = new Promise((resolve, reject) => { pending.set(id, { resolve, reject, progress }); });
+  renderWorker().postMessage({ ...message, id });
+  return { id, answer };
+}
+
 async function loadModel(name, backend) {
   const entry = state.models.find((m) => m.name === name);
   if (!entry) throw new Error(`no model named ${name}`);
   if (backend === 'wasm' && typeof WebAssembly !== 'object') {
     throw new Error('this browser has no WebAssembly, which the wasm backend needs: choose WebGL or cpu');
   }
-  if (backend === 'wasm') tf.wasm.setWasmPaths(new URL('page/vendor/', document.baseURI).href);
-  let ok = false;
-  try { ok = await tf.setBackend(backend); } catch { ok = false; }
-  if (!ok) throw new Error(`the ${backend} backend does not start in this browser: choose another backend`);
-  await tf.ready();
+  const url = new URL(entry.path, document.baseURI).href;
   let card;
-  let model;
+  let loaded;
   try {
-    const response = await fetch(`${entry.path}model-card.json`);
+    const response = await fetch(new URL('model-card.json', url));
     if (!response.ok) throw new Error(`model-card.json: HTTP ${response.status}`);
     card = await response.json();
-    model = await tf.loadGraphModel(`${entry.path}tfjs/model.json`);
+    loaded = await ask({ type: 'load', url, backend }).answer;
   } catch (err) {
+    if (err.stage === 'backend') throw err;
     throw new Error(`the ${name} model failed to load (${err.message}): re-export it with \`tonesweep export\``);
   }
-  if (state.model) state.model.dispose();
-  Object.assign(state, { entry, model, card });
-  return { name, backend: tf.getBackend(), precision: card.precision, frameRate: card.frame_rate,
+  Object.assign(state, { entry, card, backend: loaded.backend });
+  return { name, backend: loaded.backend, precision: card.precision, frameRate: card.frame_rate,
     decoder: card.decoder, feature: card.feature };
 }
 
@@ -98,7 +130,7 @@ async function openMicrophone() {
 }
 
 async function startRecording() {
-  if (!state.model) throw new Error('load a model first');
+  if (!state.card) throw new Error('load a model first');
   const stream = await openMicrophone();
   const recorder = new MediaRecorder(stream);
   const chunks = [];
@@ -106,6 +138,12 @@ async function startRecording() {
   const stopped = new Promise((resolve) => { recorder.onstop = resolve; });
   recorder.start();
   state.recorder = { recorder, stream, chunks, stopped };
+  setRecording(true);
+}
+
+function setRecording(on) {
+  $('record').textContent = on ? 'Stop' : 'Record';
+  if (on) setStatus('recording: sing, then press Stop');
 }
 
 async function stopRecording() {
@@ -115,6 +153,7 @@ async function stopRecording() {
   rec.recorder.stop();
   await rec.stopped;
   rec.stream.getTracks().forEach((track) => track.stop());
+  setRecording(false);
   const blob = new Blob(rec.chunks, { type: rec.recorder.mimeType });
   return transfer(await decode(await blob.arrayBuffer(), 'the recording'), 'the recording');
 }
@@ -126,14 +165,14 @@ async function record(seconds) {
 }
 
 async function transferFile(arrayBuffer, name) {
-  if (!state.model) throw new Error('load a model first');
+  if (!state.card) throw new Error('load a model first');
   return transfer(await decode(arrayBuffer, name), name);
 }
 
 // ---------------------------------------------------------------------------- the transfer
 
 async function transfer(audio, label) {
-  const { card, model } = state;
+  const { card } = state;
   const peak = peakDb(audio);
   if (!audio.length || !(peak >= SILENCE_DB)) {
     throw new Error(`${label}: silent (peak ${Number.isFinite(peak) ? peak.toFixed(0) : '-inf'} dBFS): sing closer to the microphone or pick a louder file`);
@@ -143,17 +182,31 @@ async function transfer(audio, label) {
   const feats = features(audio, card);
   const featureMs = performance.now() - t0;
   if (Math.max(...feats.featureDb) < SILENCE_DB) throw new Error(`${label}: silent: sing closer to the microphone or pick a louder file`);
+  state.take = { audio, label }; // heard again as the next instrument chosen
   const fit = fitToInstrument(feats.f0Hz, feats.featureDb, feats.voiced, card);
   const hop = card.layout.hop;
   const noise = new Float32Array(feats.f0Hz.length * hop).map(() => 2 * Math.random() - 1);
-  setStatus(`rendering ${(audio.length / SAMPLE_RATE).toFixed(1)} s as ${card.instrument}`);
-  const t1 = performance.now();
-  const out = await renderSignal(tf, model, card.layout, fit.f0Hz, fit.featureDb, noise);
-  const renderMs = performance.now() - t1;
+  const total = (audio.length / SAMPLE_RATE).toFixed(1);
+  setStatus(`rendering ${total} s as ${card.instrument}`);
+  showProgress(0, 1);
+  const request = ask({ type: 'render', layout: card.layout, f0Hz: fit.f0Hz, featureDb: fit.featureDb, noise },
+    (done, calls) => {
+      showProgress(done, calls);
+      setStatus(`rendering ${total} s as ${card.instrument}: ${Math.round((100 * done) / calls)} %`);
+    });
+  state.rendering = request.id;
+  let rendered;
+  try {
+    rendered = await request.answer;
+  } finally {
+    state.rendering = null;
+    showProgress(null);
+  }
+  const out = rendered.audio;
   const seconds = out.length / SAMPLE_RATE;
-  if (!out.every(Number.isFinite)) throw new Error(`the ${card.instrument} model produced invalid samples on the ${tf.getBackend()} backend: try the wasm backend`);
-  state.last = { label, audio: out, input: feats, fitted: fit, seconds, renderMs, featureMs,
-    rtf: (seconds * 1000) / renderMs, backend: tf.getBackend(), instrument: card.instrument };
+  if (!out.every(Number.isFinite)) throw new Error(`the ${card.instrument} model produced invalid samples on the ${rendered.backend} backend: try the wasm backend`);
+  state.last = { label, audio: out, input: feats, fitted: fit, seconds, renderMs: rendered.renderMs, featureMs,
+    rtf: (seconds * 1000) / rendered.renderMs, backend: rendered.backend, instrument: card.instrument };
   show(state.last);
   return summary(state.last);
 }
@@ -164,6 +217,21 @@ function summary(last) {
 }
 
 // ---------------------------------------------------------------------------- drawing and output
+
+function showProgress(done, total) {
+  const bar = $('progress');
+  bar.hidden = done === null;
+  $('cancel').hidden = done === null;
+  if (done !== null) { bar.max = total; bar.value = done; }
+}
+
+function clearResult() {
+  $('player').removeAttribute('src');
+  $('download').hidden = true;
+  $('stats').textContent = '';
+  for (const id of ['pitch', 'wave']) $(id).getContext('2d').clearRect(0, 0, $(id).width, $(id).height);
+  state.last = null;
+}
 
 function show(last) {
   const wav = new Blob([encodeWav(last.audio, SAMPLE_RATE)], { type: 'audio/wav' });
@@ -221,18 +289,35 @@ function drawWave(canvas, audio) {
 
 // ---------------------------------------------------------------------------- wiring
 
-async function guarded(action) {
-  if (state.busy) return undefined;
-  state.busy = true;
-  clearError();
-  try {
-    return await action();
-  } catch (err) {
-    showError(err);
-    throw err;
-  } finally {
-    state.busy = false;
-  }
+/** Run actions one after another (a click during a load waits for it); errors are shown in the page. */
+function guarded(action) {
+  const run = state.queue.then(async () => {
+    setBusy(true);
+    clearError();
+    try {
+      return await action();
+    } catch (err) {
+      if (err.cancelled) { setStatus('cancelled'); return undefined; }
+      showError(err);
+      throw err;
+    } finally {
+      setBusy(false);
+    }
+  });
+  state.queue = run.catch(() => {});
+  return run;
+}
+
+/** While an action runs, only Stop (a recording) and Cancel (a render) make sense. */
+function setBusy(busy) {
+  state.busy = busy;
+  const ready = Boolean(state.card) && !busy;
+  $('record').disabled = !(ready || state.recorder);
+  $('file').disabled = !ready;
+}
+
+function cancelRender() {
+  if (state.rendering !== null) renderWorker().postMessage({ type: 'cancel', id: state.rendering });
 }
 
 async function loadAndShow(name, backend) {
@@ -241,36 +326,46 @@ async function loadAndShow(name, backend) {
   $('backend').value = backend;
   $('model-info').textContent = `${info.name}: ${info.decoder}, ${info.feature}, ${info.frameRate} Hz frames, `
     + `${info.precision} weights, on ${info.backend}`;
-  $('record').disabled = false;
-  $('file').disabled = false;
   setStatus('ready: record or pick a file');
   return info;
 }
 
-const onLoad = () => guarded(() => loadAndShow($('instrument').value, $('backend').value));
-
-async function onRecord() {
-  if (state.recorder) {
-    $('record').textContent = 'Record';
-    await guarded(stopRecording);
-    return;
-  }
-  await guarded(startRecording);
-  $('record').textContent = 'Stop';
-  setStatus('recording: sing, then press Stop');
+/** Another instrument or backend: stop what renders, load it, and play the last take as it. */
+function onChoose() {
+  cancelRender();
+  clearResult();
+  setBusy(true); // at once: Record and the file stay off until the instrument is loaded
+  const name = $('instrument').value;
+  const backend = $('backend').value;
+  setStatus(`loading ${name}`);
+  return guarded(async () => {
+    const info = await loadAndShow(name, backend);
+    if (state.take) await transfer(state.take.audio, state.take.label);
+    return info;
+  });
 }
 
-async function onFile() {
+function onRecord() {
+  return state.recorder ? guarded(stopRecording) : guarded(startRecording);
+}
+
+function onFile() {
   const file = $('file').files[0];
-  if (file) await guarded(async () => transferFile(await file.arrayBuffer(), file.name));
+  $('file').value = ''; // the same file chosen again is a new change
+  if (!file) return Promise.resolve();
+  clearResult();
+  return guarded(async () => transferFile(await file.arrayBuffer(), file.name));
 }
 
 const swallow = (promise) => promise.catch(() => {}); // shown in the page by guarded()
 
+const NO_WASM = 'this browser has no WebAssembly, which the fast wasm backend needs: using the cpu backend';
+
 async function start() {
-  if (typeof WebAssembly !== 'object') {
+  const noWasm = typeof WebAssembly !== 'object';
+  if (noWasm) {
     $('backend').value = 'cpu';
-    showError('this browser has no WebAssembly, which the fast wasm backend needs: using the cpu backend');
+    showError(NO_WASM);
   }
   try {
     state.models = await listModels();
@@ -279,16 +374,20 @@ async function start() {
     return;
   }
   $('instrument').replaceChildren(...state.models.map((m) => new Option(`${m.name} (${m.precision})`, m.name)));
-  $('load').onclick = () => swallow(onLoad());
+  $('instrument').onchange = () => swallow(onChoose());
+  $('backend').onchange = () => swallow(onChoose());
   $('record').onclick = () => swallow(onRecord());
   $('file').onchange = () => swallow(onFile());
-  if ($('error').hidden) setStatus('choose an instrument and press Load');
+  $('cancel').onclick = cancelRender;
+  await swallow(onChoose()); // the first instrument, loaded without a Load button
+  if (noWasm && $('error').hidden) showError(NO_WASM); // still true after the load cleared the line
 }
 
 window.tonesweep = {
   ready: start(),
   models: () => state.models,
   load: (name, backend = 'wasm') => guarded(() => loadAndShow(name, backend)),
+  cancel: cancelRender,
   transferFile: (arrayBuffer, name) => guarded(() => transferFile(arrayBuffer, name)),
   record: (seconds) => guarded(() => record(seconds)),
   last: () => state.last && { ...summary(state.last), audio: Array.from(state.last.audio),

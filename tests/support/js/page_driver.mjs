@@ -2,9 +2,10 @@
 // a person would, and print one JSON line with what happened in each scenario.
 //
 //   node page_driver.mjs --url URL --wav VOICE.wav --silent SILENT.wav --text NOTES.txt
-//        --model NAME --broken NAME --out DIR [--seconds 6] [--bundle-url URL] [--chromium PATH]
+//        --model NAME --broken NAME --out DIR [--other NAME] [--seconds 6] [--bundle-url URL] [--chromium PATH]
 //
-// Scenarios: upload (file input, download of the result, screenshot), mic (a fake microphone that
+// Scenarios: upload (file input, download of the result, screenshot), switch (one take heard as the
+// --other instrument too, progress, cancel, the controls while loading), mic (a fake microphone that
 // plays VOICE.wav), denied (microphone permission refused), not-audio, silence, broken model,
 // no-webassembly, and bundle (the page inside a bundle folder served by a plain static server).
 
@@ -48,8 +49,7 @@ async function attempt(page, action, arg) {
 async function uploadScenario(context) {
   const { page, pageErrors } = await openPage(context);
   const models = await page.evaluate(() => window.tonesweep.models().map((m) => m.name));
-  await page.selectOption('#instrument', args.model);
-  await page.click('#load');
+  await page.selectOption('#instrument', args.model); // choosing an instrument loads it: no Load button
   await page.waitForFunction(() => !document.getElementById('file').disabled || window.tonesweep.error(), null,
     { timeout: 120000 });
   await page.setInputFiles('#file', args.wav);
@@ -66,6 +66,49 @@ async function uploadScenario(context) {
   await page.screenshot({ path: path.join(args.out, 'page.png'), fullPage: true });
   await page.close();
   return { models, error, last, downloaded, pageErrors };
+}
+
+/** One take heard as two instruments: progress while the worker renders, the main thread never stalls,
+ * switching clears the result and plays the take again, the same file chosen again renders again,
+ * Cancel stops a render, and Record stays off while an instrument loads. */
+async function switchScenario(context) {
+  const { page, pageErrors } = await openPage(context);
+  await page.evaluate(() => {
+    window.ticks = [];
+    setInterval(() => window.ticks.push([performance.now(), document.getElementById('status').textContent]), 20);
+  });
+  await page.setInputFiles('#file', args.wav);
+  await page.waitForFunction(() => /^rendering .*: \d+ %$/.test(document.getElementById('status').textContent)
+    && !document.getElementById('progress').hidden, null, { timeout: 120000 });
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('done')
+    || window.tonesweep.error(), null, { timeout: 300000 });
+  const first = await page.evaluate(() => window.tonesweep.last()?.instrument);
+  const stalls = await page.evaluate(() => {
+    const rendering = window.ticks.filter(([, s]) => s.startsWith('rendering'));
+    let worst = 0;
+    for (let i = 1; i < rendering.length; i++) worst = Math.max(worst, rendering[i][0] - rendering[i - 1][0]);
+    return { worst, ticks: rendering.length };
+  });
+  await page.selectOption('#instrument', args.other);
+  const whileLoading = await page.evaluate(() => ({
+    cleared: document.getElementById('download').hidden && !document.getElementById('stats').textContent,
+    recordDisabled: document.getElementById('record').disabled,
+    recordText: document.getElementById('record').textContent,
+    fileDisabled: document.getElementById('file').disabled,
+  }));
+  await page.waitForFunction((other) => window.tonesweep.last()?.instrument === other || window.tonesweep.error(),
+    args.other, { timeout: 300000 });
+  const second = await page.evaluate(() => window.tonesweep.last()?.instrument);
+  await page.setInputFiles('#file', args.wav); // the same file again
+  await page.waitForFunction(() => Number(document.getElementById('progress').value) >= 1, null, { timeout: 120000 });
+  await page.click('#cancel');
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'cancelled'
+    || document.getElementById('status').textContent.startsWith('done'), null, { timeout: 120000 });
+  const afterCancel = await page.evaluate(() => ({ status: document.getElementById('status').textContent,
+    last: window.tonesweep.last()?.instrument ?? null, progressHidden: document.getElementById('progress').hidden,
+    error: window.tonesweep.error() }));
+  await page.close();
+  return { first, second, stalls, whileLoading, afterCancel, pageErrors };
 }
 
 async function micScenario(context) {
@@ -97,6 +140,7 @@ async function main() {
   try {
     out.upload = await uploadScenario(context);
     out.mic = await micScenario(context);
+    if (args.other) out.switch = await switchScenario(context);
     await context.clearPermissions();
     out.denied = await errorScenario(context, (m) => window.tonesweep.load(m), (s) => window.tonesweep.record(s), args.model);
     const file = (p) => [...fs.readFileSync(p)];

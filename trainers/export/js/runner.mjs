@@ -62,8 +62,10 @@ export function advancePhase(phase, f0Frames, hop, sampleRate) {
  * layout: model-card.json's "layout"; f0Hz, featureDb: per-frame arrays [T];
  * noise: Float32Array [T * hop], uniform in [-1, 1). Returns Float32Array [T * hop].
  * Context frames before the signal copy its first frame; frames after it copy its last frame.
+ * onChunk(done, total), if given, is awaited after every call; when it returns false the render stops
+ * with an Error('cancelled') (the page's worker reports progress and takes a cancel there).
  */
-export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise) {
+export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise, { onChunk } = {}) {
   const { hop, frames_per_call: F, context_before: P, input_frames: N } = layout;
   const T = f0Hz.length;
   const calls = Math.ceil(T / F);
@@ -100,6 +102,7 @@ export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise) {
     next.phase = { shape: [1, layout.n_harmonics],
       data: advancePhase(carries.phase.data, rendered, hop, layout.sample_rate) };
     carries = next;
+    if (onChunk && (await onChunk(c + 1, calls)) === false) throw new Error('cancelled');
   }
   return audio.subarray(0, T * hop);
 }
