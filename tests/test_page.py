@@ -155,9 +155,17 @@ def test_upload_renders_the_instrument_like_transfer(page_run, models_dir, tmp_p
     assert both.mean() > 0.3 and np.median(cents(f0_b[both], js_in[both])) <= 50  # pitched like the input
     same = voiced_b & voiced_p
     assert np.median(cents(f0_b[same], f0_p[same])) <= 50
-    level_b = python_features(browser, {**card, "feature": "loudness"})["feature_db"]
+    level_b = python_features(browser, {**card, "feature": "loudness"})["feature_db"] - up["last"]["outputGainDb"]
     level_p = python_features(python, {**card, "feature": "loudness"})["feature_db"]
     assert np.median(np.abs(level_b - level_p)[same]) <= 3.0  # same loudness contour; only the noise differs
+    # what is heard and downloaded is brought to one level for every instrument: -18 dBFS over its active
+    # half-seconds, unless that would put the peak above -1 dBFS
+    blocks = browser[: len(browser) // 8000 * 8000].reshape(-1, 8000)
+    block_db = 10 * np.log10(np.mean(blocks**2, axis=1) + 1e-12)
+    active = block_db[block_db > block_db.max() - 30]
+    active_db = 10 * np.log10(np.mean(10 ** (active / 10)))
+    peak_db = 20 * np.log10(np.abs(browser).max())
+    assert abs(active_db + 18) <= 1.0 or abs(peak_db + 1) <= 0.5, (active_db, peak_db)
     print(f"upload: {up['last']['seconds']:.1f} s rendered at {up['last']['rtf']:.1f}x real time on {up['last']['backend']}")
 
 
@@ -176,6 +184,26 @@ def test_one_take_is_heard_as_another_instrument_with_progress_cancel_and_a_live
     cancel = switch["afterCancel"]
     assert cancel["status"] == "cancelled" and cancel["last"] is None and cancel["progressHidden"], cancel
     assert cancel["error"] is None
+
+
+def test_a_phone_sized_page_with_octave_level_and_a_b(page_run):
+    """What a singer expects (issue 26 item 5): the page fits a 390-px screen (screenshot phone.png), the
+    octave control shifts the rendering by the octaves chosen, the level slider lowers what is heard by
+    what it says, and A/B switches the player between the voice and the instrument."""
+    results, out, _ = page_run
+    phone = results["phone"]
+    assert not phone["pageErrors"], phone["pageErrors"]
+    assert phone["layout"]["scrollWidth"] <= 390 and phone["layout"]["recordWidth"] >= 100, phone["layout"]
+    assert (out / "phone.png").stat().st_size > 10_000
+    assert phone["shifted"]["octaves"] == phone["auto"]["octaves"] + 1
+    f0_out, voiced = rendered_pitch(np.array(phone["shifted"]["audio"], np.float32), {"frame_rate": 250, "feature": "loudness"})
+    target = np.array(phone["auto"]["f0Hz"]) * 2.0 ** phone["shifted"]["octaves"]
+    n = min(len(target), len(f0_out))
+    both = voiced[:n] & (target[:n] > 0)
+    assert both.sum() > 50 and np.median(cents(f0_out[:n][both], target[:n][both])) <= 50  # an octave up, in tune
+    assert phone["quieter"] == pytest.approx(phone["shifted"]["outputGainDb"] - 6, abs=0.01)
+    assert phone["voicePlaying"].startswith("blob:") and phone["instrumentPlaying"].startswith("blob:")
+    assert phone["voicePlaying"] != phone["instrumentPlaying"]
 
 
 def test_fake_microphone_is_transferred(page_run):

@@ -5,7 +5,7 @@
 // choosing another instrument plays it again as that one. Actions run one after another.
 // window.tonesweep exposes the same actions to scripts (the end-to-end test drives them).
 
-import { features, fitToInstrument, peakDb, SAMPLE_RATE, SILENCE_DB } from './features.mjs';
+import { features, fitToInstrument, levelGainDb, peakDb, SAMPLE_RATE, SILENCE_DB } from './features.mjs';
 import { encodeWav } from './wav.mjs';
 
 const $ = (id) => document.getElementById(id);
@@ -86,7 +86,10 @@ async function loadModel(name, backend) {
     const response = await fetch(new URL('model-card.json', url));
     if (!response.ok) throw new Error(`model-card.json: HTTP ${response.status}`);
     card = await response.json();
-    loaded = await ask({ type: 'load', url, backend }).answer;
+    loaded = await ask({ type: 'load', url, backend }, (done, total) => {
+      showProgress(done, total, false);
+      setStatus(`loading ${name}: ${Math.round((100 * done) / total)} %`);
+    }).answer;
   } catch (err) {
     if (err.stage === 'backend') throw err;
     throw new Error(`the ${name} model failed to load (${err.message}): re-export it with \`tonesweep export\``);
@@ -137,12 +140,32 @@ async function startRecording() {
   recorder.ondataavailable = (event) => chunks.push(event.data);
   const stopped = new Promise((resolve) => { recorder.onstop = resolve; });
   recorder.start();
-  state.recorder = { recorder, stream, chunks, stopped };
+  state.recorder = { recorder, stream, chunks, stopped, meter: inputMeter(stream) };
   setRecording(true);
+}
+
+/** The input level meter while recording: RMS of the microphone, in dBFS, drawn every frame. */
+function inputMeter(stream) {
+  const context = new AudioContext();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 1024;
+  context.createMediaStreamSource(stream).connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  let frame = 0;
+  const draw = () => {
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const x of samples) sum += x * x;
+    $('meter').value = Math.max(-60, 10 * Math.log10(sum / samples.length + 1e-12));
+    frame = requestAnimationFrame(draw);
+  };
+  draw();
+  return () => { cancelAnimationFrame(frame); context.close(); $('meter').value = -60; };
 }
 
 function setRecording(on) {
   $('record').textContent = on ? 'Stop' : 'Record';
+  $('record').classList.toggle('on', on);
   if (on) setStatus('recording: sing, then press Stop');
 }
 
@@ -153,6 +176,7 @@ async function stopRecording() {
   rec.recorder.stop();
   await rec.stopped;
   rec.stream.getTracks().forEach((track) => track.stop());
+  rec.meter();
   setRecording(false);
   const blob = new Blob(rec.chunks, { type: rec.recorder.mimeType });
   return transfer(await decode(await blob.arrayBuffer(), 'the recording'), 'the recording');
@@ -183,7 +207,7 @@ async function transfer(audio, label) {
   const featureMs = performance.now() - t0;
   if (Math.max(...feats.featureDb) < SILENCE_DB) throw new Error(`${label}: silent: sing closer to the microphone or pick a louder file`);
   state.take = { audio, label }; // heard again as the next instrument chosen
-  const fit = fitToInstrument(feats.f0Hz, feats.featureDb, feats.voiced, card);
+  const fit = fitToInstrument(feats.f0Hz, feats.featureDb, feats.voiced, card, { octaves: $('octave').value });
   const hop = card.layout.hop;
   const noise = new Float32Array(feats.f0Hz.length * hop).map(() => 2 * Math.random() - 1);
   const total = (audio.length / SAMPLE_RATE).toFixed(1);
@@ -205,23 +229,48 @@ async function transfer(audio, label) {
   const out = rendered.audio;
   const seconds = out.length / SAMPLE_RATE;
   if (!out.every(Number.isFinite)) throw new Error(`the ${card.instrument} model produced invalid samples on the ${rendered.backend} backend: try the wasm backend`);
-  state.last = { label, audio: out, input: feats, fitted: fit, seconds, renderMs: rendered.renderMs, featureMs,
-    rtf: (seconds * 1000) / rendered.renderMs, backend: rendered.backend, instrument: card.instrument };
+  state.last = { label, rendered: out, voice: audio, input: feats, fitted: fit, seconds, renderMs: rendered.renderMs,
+    featureMs, rtf: (seconds * 1000) / rendered.renderMs, backend: rendered.backend, instrument: card.instrument,
+    levelDb: levelGainDb(out) };
+  applyGain(state.last);
   show(state.last);
   return summary(state.last);
 }
 
 function summary(last) {
   return { instrument: last.instrument, backend: last.backend, seconds: last.seconds, renderMs: last.renderMs,
-    featureMs: last.featureMs, rtf: last.rtf, octaves: last.fitted.octaves, levelShiftDb: last.fitted.levelShiftDb };
+    featureMs: last.featureMs, rtf: last.rtf, octaves: last.fitted.octaves, levelShiftDb: last.fitted.levelShiftDb,
+    outputGainDb: last.outputGainDb };
+}
+
+/** What is heard and downloaded: the model's output brought to one level for every instrument
+ * (levelGainDb), then the listener's own level (the slider). */
+function applyGain(last) {
+  const gainDb = Math.min(last.levelDb + Number($('gain').value), -1 - peakDb(last.rendered));
+  const gain = 10 ** (gainDb / 20);
+  last.outputGainDb = Math.round(gainDb * 100) / 100;
+  last.audio = last.rendered.map((x) => x * gain);
 }
 
 // ---------------------------------------------------------------------------- drawing and output
 
-function showProgress(done, total) {
+/** A/B: the player plays the voice or the instrument, from the same moment, still playing if it was. */
+function playThrough() {
+  const last = state.last;
+  if (!last?.url) return;
+  const player = $('player');
+  const wanted = $('ab-voice').checked ? last.voiceUrl : last.url;
+  if (player.src === wanted) return;
+  const { currentTime, paused } = player;
+  player.src = wanted;
+  player.currentTime = currentTime;
+  if (!paused) player.play().catch(() => {});
+}
+
+function showProgress(done, total, cancellable = true) {
   const bar = $('progress');
   bar.hidden = done === null;
-  $('cancel').hidden = done === null;
+  $('cancel').hidden = done === null || !cancellable;
   if (done !== null) { bar.max = total; bar.value = done; }
 }
 
@@ -234,16 +283,19 @@ function clearResult() {
 }
 
 function show(last) {
-  const wav = new Blob([encodeWav(last.audio, SAMPLE_RATE)], { type: 'audio/wav' });
-  const url = URL.createObjectURL(wav);
-  $('player').src = url;
+  for (const old of [last.url, last.voiceUrl]) if (old) URL.revokeObjectURL(old);
+  last.url = URL.createObjectURL(new Blob([encodeWav(last.audio, SAMPLE_RATE)], { type: 'audio/wav' }));
+  last.voiceUrl = URL.createObjectURL(new Blob([encodeWav(last.voice, SAMPLE_RATE)], { type: 'audio/wav' }));
+  playThrough();
+  const url = last.url;
   $('download').href = url;
   $('download').download = `${last.label.replace(/\.[^.]*$/, '').replace(/[^\w.-]+/g, '_')}-as-${last.instrument}.wav`;
   $('download').hidden = false;
   drawPitch($('pitch'), last.input, last.fitted);
   drawWave($('wave'), last.audio);
   $('stats').textContent = `${last.seconds.toFixed(1)} s rendered in ${(last.renderMs / 1000).toFixed(2)} s on ${last.backend} `
-    + `(${last.rtf.toFixed(1)}x real time); shifted ${last.fitted.octaves} octave(s), level ${last.fitted.levelShiftDb} dB`;
+    + `(${last.rtf.toFixed(1)}x real time); shifted ${last.fitted.octaves} octave(s), input level ${last.fitted.levelShiftDb} dB, `
+    + `output ${last.outputGainDb >= 0 ? '+' : ''}${last.outputGainDb} dB`;
   setStatus('done: press play, or download the WAV');
 }
 
@@ -379,6 +431,12 @@ async function start() {
   $('record').onclick = () => swallow(onRecord());
   $('file').onchange = () => swallow(onFile());
   $('cancel').onclick = cancelRender;
+  $('octave').onchange = () => state.take && swallow(guarded(() => transfer(state.take.audio, state.take.label)));
+  $('gain').oninput = () => {
+    $('gain-value').textContent = `${$('gain').value > 0 ? '+' : ''}${$('gain').value} dB`;
+    if (state.last) { applyGain(state.last); show(state.last); }
+  };
+  for (const id of ['ab-voice', 'ab-instrument']) $(id).onchange = playThrough;
   await swallow(onChoose()); // the first instrument, loaded without a Load button
   if (noWasm && $('error').hidden) showError(NO_WASM); // still true after the load cleared the line
 }

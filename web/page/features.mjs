@@ -162,7 +162,9 @@ function percentile(values, q) {
  * `tonesweep transfer` does. Returns {f0Hz, featureDb, octaves, levelShiftDb}; throws when no
  * frame is voiced.
  */
-export function fitToInstrument(f0Hz, featureDb, voiced, card) {
+/** `octaves`: a whole number of octaves to shift by, or 'auto' (the instrument's median note, as
+ * `tonesweep transfer` does). */
+export function fitToInstrument(f0Hz, featureDb, voiced, card, { octaves: chosen = 'auto' } = {}) {
   const scaling = card.input_scaling || {};
   const midi = [];
   const levels = [];
@@ -174,7 +176,8 @@ export function fitToInstrument(f0Hz, featureDb, voiced, card) {
   }
   if (!midi.length) throw new Error('no pitched (voiced) sound found: sing or play a melody, or pick another file');
   const targetMidi = scaling.f0_midi?.p50;
-  const octaves = Number.isFinite(targetMidi) ? Math.round((targetMidi - median(midi)) / 12) : 0;
+  const auto = Number.isFinite(targetMidi) ? Math.round((targetMidi - median(midi)) / 12) : 0;
+  const octaves = Number.isInteger(Number(chosen)) && chosen !== 'auto' && chosen !== '' ? Number(chosen) : auto;
   const targetP95 = scaling.feature_db?.p95;
   const shift = Number.isFinite(targetP95) ? targetP95 - percentile(levels, 95) : 0;
   const f0Out = new Float32Array(f0Hz.length);
@@ -202,4 +205,24 @@ export function peakDb(audio) {
   let peak = 0;
   for (let i = 0; i < audio.length; i++) peak = Math.max(peak, Math.abs(audio[i]));
   return 20 * Math.log10(peak);
+}
+
+/** The gain (dB) that brings audio's active level (RMS over its loudest half-second blocks, those within
+ * 30 dB of the loudest) to targetDb, lowered if the peak would pass -1 dBFS. So instruments whose models
+ * come out at different levels play at one level. */
+export function levelGainDb(audio, targetDb = -18, sampleRate = SAMPLE_RATE) {
+  const block = Math.max(1, Math.round(sampleRate / 2));
+  const levels = [];
+  let peak = 0;
+  for (let start = 0; start < audio.length; start += block) {
+    let sum = 0;
+    const end = Math.min(audio.length, start + block);
+    for (let i = start; i < end; i++) { sum += audio[i] * audio[i]; peak = Math.max(peak, Math.abs(audio[i])); }
+    levels.push(10 * Math.log10(sum / (end - start) + 1e-12));
+  }
+  const loudest = Math.max(...levels);
+  const active = levels.filter((db) => db > loudest - 30);
+  const power = active.reduce((acc, db) => acc + 10 ** (db / 10), 0) / active.length;
+  const gain = targetDb - 10 * Math.log10(power + 1e-12);
+  return Math.min(gain, -1 - 20 * Math.log10(peak + 1e-12));
 }

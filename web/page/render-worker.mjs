@@ -20,7 +20,7 @@ let model = null;
 let backendName = null;
 const cancelled = new Set();
 
-async function load({ url, backend }) {
+async function load({ id, url, backend }) {
   const tf = await runtime;
   if (backend !== backendName) {
     if (backend === 'wasm') tf.wasm.setWasmPaths(new URL('./vendor/', import.meta.url).href);
@@ -33,7 +33,9 @@ async function load({ url, backend }) {
     await tf.ready();
     backendName = backend;
   }
-  const next = await tf.loadGraphModel(new URL('tfjs/model.json', url).href);
+  const next = await tf.loadGraphModel(new URL('tfjs/model.json', url).href, {
+    onProgress: (fraction) => postMessage({ type: 'progress', id, done: fraction, total: 1 }),
+  });
   if (model) model.dispose();
   model = next;
   return { backend: tf.getBackend() };

@@ -5,7 +5,8 @@
 //        --model NAME --broken NAME --out DIR [--other NAME] [--seconds 6] [--bundle-url URL] [--chromium PATH]
 //
 // Scenarios: upload (file input, download of the result, screenshot), switch (one take heard as the
-// --other instrument too, progress, cancel, the controls while loading), mic (a fake microphone that
+// --other instrument too, progress, cancel, the controls while loading), phone (390 px wide, octave,
+// level, A/B; screenshot phone.png), mic (a fake microphone that
 // plays VOICE.wav), denied (microphone permission refused), not-audio, silence, broken model,
 // no-webassembly, and bundle (the page inside a bundle folder served by a plain static server).
 
@@ -111,6 +112,36 @@ async function switchScenario(context) {
   return { first, second, stalls, whileLoading, afterCancel, pageErrors };
 }
 
+/** What a singer on a phone sees and uses: a 390-px-wide screen, the octave control, the instrument's
+ * level, A/B between the voice and the rendering. */
+async function phoneScenario(context) {
+  const { page, pageErrors } = await openPage(context);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.setInputFiles('#file', args.wav);
+  const done = () => page.waitForFunction(() => document.getElementById('status').textContent.startsWith('done')
+    || window.tonesweep.error(), null, { timeout: 300000 });
+  await done();
+  const auto = await page.evaluate(() => window.tonesweep.last());
+  await page.selectOption('#octave', String(auto.octaves + 1));
+  await page.waitForFunction((o) => window.tonesweep.last()?.octaves === o || window.tonesweep.error(), auto.octaves + 1,
+    { timeout: 300000 });
+  await done();
+  const shifted = await page.evaluate(() => window.tonesweep.last());
+  await page.$eval('#gain', (el) => { el.value = '-6'; el.dispatchEvent(new Event('input')); });
+  const quieter = await page.evaluate(() => window.tonesweep.last().outputGainDb);
+  await page.click('label:has(#ab-voice)');
+  const voicePlaying = await page.evaluate(() => document.getElementById('player').src);
+  await page.click('label:has(#ab-instrument)');
+  const instrumentPlaying = await page.evaluate(() => document.getElementById('player').src);
+  const layout = await page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth,
+    recordWidth: document.getElementById('record').getBoundingClientRect().width }));
+  await page.screenshot({ path: path.join(args.out, 'phone.png'), fullPage: true });
+  await page.close();
+  return { auto: { octaves: auto.octaves, outputGainDb: auto.outputGainDb, f0Hz: auto.f0Hz.slice(0, 400) },
+    shifted: { octaves: shifted.octaves, outputGainDb: shifted.outputGainDb, audio: shifted.audio.slice(0, 16000 * 6) },
+    quieter, voicePlaying, instrumentPlaying, layout, pageErrors };
+}
+
 async function micScenario(context) {
   await context.grantPermissions(['microphone'], { origin });
   const { page, pageErrors } = await openPage(context);
@@ -141,6 +172,7 @@ async function main() {
     out.upload = await uploadScenario(context);
     out.mic = await micScenario(context);
     if (args.other) out.switch = await switchScenario(context);
+    out.phone = await phoneScenario(context);
     await context.clearPermissions();
     out.denied = await errorScenario(context, (m) => window.tonesweep.load(m), (s) => window.tonesweep.record(s), args.model);
     const file = (p) => [...fs.readFileSync(p)];
