@@ -1,281 +1,272 @@
-"""Which search decides the default: hypervolume bought per trial-step, on one demo instrument.
+"""Which search decides the default: hypervolume bought per trial-step, replayed on recorded pools.
 
-    .venv/bin/python bench/search_efficiency.py --dataset demo/datasets/bansuri
-        [--pool 32] [--trials 16] [--steps 150] [--seeds 3] [--live] [--references]
+    .venv/bin/python bench/search_efficiency.py [--pools bench/data/pool-*.json.gz] [--trials 30] [--seeds 10]
+        [--studies strategies,schedule,warm,scale] [--scale-trials 1000] [--plot bench/figures/search-efficiency.png]
 
-Strategies (same space, data and seeds; every trial's budget is --steps):
-  random-full     random search, every trial to the end (the reference)
-  random+asha     random search, ASHA on val_loss
-  random+moasha   random search, multi-objective ASHA over (model bytes, val_loss)
-  nsga2+moasha    Optuna NSGA-II over (model bytes, val_loss), multi-objective ASHA
+The pools (``bench/record_pool.py``, format in ``bench/pool.py``) hold hundreds of trials recorded to the
+end; every study replays them (``bench/replay.py``: simulated workers, the real schedulers and samplers
+deciding), so the whole benchmark runs in minutes without training. Studies:
 
-Method (the tabular benchmark of HPO research, as Syne Tune's simulator and LCBench do it): a live
-random sweep of --pool configurations records every trial's learning curve (val_loss at every
-report), its size and its final qualities once; each strategy is then replayed on those records
-with two simulated workers, each trial taking the time it took live, and the real schedulers
-(Ray's ``ASHAScheduler``, our ``MOASHAScheduler``) and samplers (our ``OptunaSearcher``) deciding.
-A sampler's suggestion is mapped to the nearest recorded configuration. --live runs seed 0 of each
-strategy for real as well, so replay and live can be compared. --references trains ddsp's
-``tiny_instrument`` and ``solo_instrument`` decoders at the same steps.
+strategies  every strategy below, ``--seeds`` seeds of ``--trials`` trials each on 2 workers, at the
+            sweep's default MO-ASHA settings; each seed's hypervolume divided by the reference's
+            (random search, every trial to the end) with the same seed.
+schedule    random + MO-ASHA over a grid of grace periods and reduction factors. The setting is chosen
+            on seeds 0..S-1 and reported on seeds S..2S-1 (fresh random draws), so the reported
+            numbers are not the ones it was tuned on.
+warm        each instrument's search seeded with the front of the other instrument's search of the
+            same seed (``tonesweep sweep --warm-start``), against the same search cold, at equal
+            trial-steps.
+scale       the default on 2, 8, 32 and 128 workers over ``--scale-trials`` trials drawn from the pool
+            (each taking its recorded time plus ``--overhead-s``): wall time, worker utilisation and
+            hypervolume at equal trial-steps and at equal wall time.
 
-Hypervolume is measured where differences show: log10 bytes and quality are normalised over the
-union of every strategy's candidates, the reference point is that union's nadir plus 10 %. The
-winner is the selector's (tolerance 0.05). Records and results are cached under --cache.
+Hypervolume: log10 bytes and quality normalised over the pool's own candidates, reference point at the
+pool's nadir + 10 % (``replay.Scale``): the same box for every strategy and seed. The winner is the
+selector's (tolerance 0.05).
 """
 
 from __future__ import annotations
 
 import argparse
-import heapq
-import json
-import math
 import statistics
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STRATEGIES = {  # name -> (algorithm, scheduler, every trial to the end?)
-    "random-full": ("random", "none"),
-    "random+asha": ("random", "asha"),
-    "random+moasha": ("random", "moasha"),
-    "nsga2+moasha": ("nsga2", "moasha"),
-}
-TINY_INSTRUMENT = {"decoder": "gru", "gru_units": 256, "fc_layers": 0, "n_harmonics": 60, "n_noise_bands": 65,
-                   "frame_rate": 250, "feature": "loudness"}
-SOLO_INSTRUMENT = {"decoder": "gru", "gru_units": 512, "hidden": 512, "fc_layers": 3, "n_harmonics": 60,
-                   "n_noise_bands": 65, "frame_rate": 250, "feature": "loudness"}
-WORKERS = 2
+from bench.pool import Pool, read_pool  # noqa: E402
+from bench.replay import Scale, Strategy, at_budget, front_records, nearest_records, replay, winner  # noqa: E402
+
+REFERENCE = Strategy("random-full", "random", "none")
+STRATEGIES = [
+    REFERENCE,
+    Strategy("random+asha", "random", "asha"),
+    Strategy("random+moasha", "random", "moasha"),
+    Strategy("nsga2+moasha", "nsga2", "moasha"),
+    Strategy("nsga3+moasha", "nsga3", "moasha"),
+    Strategy("motpe+moasha", "motpe", "moasha"),
+]
+GRACES = (None, 25, 40, 55)      # steps; None: the sweep's default, two reports
+ETAS = (2.0, 2.75, 3.0, 4.0)
+WORKERS = (2, 8, 32, 128)
+MIN_RTF = 5.0  # the default sweep's speed bar, what the pools were recorded under
+GOAL_HV, GOAL_STEPS = 0.97, 1 / 3
 
 
-@dataclass
-class Record:
-    """One recorded trial: what a replay needs."""
-
-    config: dict
-    model_bytes: float
-    curve: dict[int, float]                 # step -> val_loss
-    candidates: list[tuple[float, float]]   # (bytes, quality) per precision
-    seconds_per_step: float
-    eval_s: float
+# ---------------------------------------------------------------------------- one replayed search
 
 
-@dataclass
-class Outcome:
-    """What one strategy produced."""
+class Run:
+    """One replay scored: hypervolume (normalised), trial-steps, winner, trajectory."""
 
-    candidates: list[tuple[float, float]] = field(default_factory=list)
-    trial_steps: int = 0
-
-
-# ---------------------------------------------------------------------------- recording (live)
-
-
-def live_sweep(dataset: str, root: Path, name: str, algorithm: str, scheduler: str, trials: int, steps: int,
-               seed: int) -> tuple[list[Record], Outcome, float]:
-    """Run a real sweep; returns its trials as records, its outcome and its wall time."""
-    from search.settings import SweepSettings
-    from search.sweep import run_sweep
-
-    settings = SweepSettings(datasets=[dataset], trials=trials, algorithm=algorithm, scheduler=scheduler,
-                             steps=steps, name=name, storage=str(root / "runs"), seed=seed,
-                             tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    start = time.perf_counter()
-    [result] = run_sweep(settings, say=lambda line: print(f"    {line}", flush=True) if "trial" not in line else None)
-    wall = time.perf_counter() - start
-    records, outcome = read_sweep(f"sqlite:///{root / 'mlflow.db'}", result)
-    return records, outcome, wall
+    def __init__(self, pool: Pool, scale: Scale, strategy: Strategy, seed: int, trials: int, workers: int = 2,
+                 overhead_s: float = 0.0, warm: list[int] = ()):
+        self.outcome = replay(pool.records, strategy, seed, trials, pool.steps, pool.report_every, workers,
+                              overhead_s, warm, MIN_RTF)
+        self.candidates = self.outcome.candidates(pool.records)
+        self.hv = scale.hypervolume(self.candidates)
+        self.steps = self.outcome.trial_steps
+        self.winner = winner(self.candidates)
+        self.trajectory = scale.trajectory(self.outcome, pool.records)
 
 
-def read_sweep(uri: str, result) -> tuple[list[Record], Outcome]:
-    from mlflow import MlflowClient
+def default_grace(pool: Pool) -> int:
+    """The sweep's default first rung at the pool's budget: two progress reports."""
+    from search.settings import SweepSettings, report_every
 
-    from common.constants import PRECISIONS
-    from results.layout import trial_metrics
-    from results.tracking import child_runs
+    from spaces import default_space
 
-    client = MlflowClient(uri)
-    records, outcome = [], Outcome()
-    for run in child_runs(client, result.experiment_id, result.parent_run_id):
-        metrics, status = trial_metrics(run.data.metrics), run.data.tags.get("tonesweep.status")
-        curve = {int(m.step): m.value for m in client.get_metric_history(run.info.run_id, "val_loss")}
-        outcome.trial_steps += max(curve, default=0) if status != "FINISHED" else int(metrics.get("steps", 0))
-        if status != "FINISHED":
-            continue
-        candidates = [(metrics[f"bytes_{p}"], metrics[f"quality_{p}"]) for p in PRECISIONS
-                      if math.isfinite(metrics.get(f"quality_{p}", math.nan))]
-        outcome.candidates.extend(candidates)
-        config = {k: _parse(v) for k, v in run.data.params.items()}
-        records.append(Record(config, metrics["model_bytes"], curve, candidates,
-                              metrics["train_time_s"] / max(1.0, metrics["steps"]), metrics.get("eval_time_s", 0.0)))
-    return records, outcome
+    return 2 * report_every(SweepSettings(datasets=[], trials=1, steps=pool.steps), default_space())
 
 
-def _parse(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"True": True, "False": False}.get(text, text)
+def defaulted(strategy: Strategy, pool: Pool) -> Strategy:
+    return strategy if strategy.grace else Strategy(strategy.name, strategy.sampler, strategy.scheduler,
+                                                    default_grace(pool), strategy.eta)
 
 
-# ---------------------------------------------------------------------------- replay
+def iqr(values: list[float]) -> tuple[float, float, float]:
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    return float(median), float(q1), float(q3)
 
 
-class PoolSampler:
-    """Random search over the recorded pool: distinct records in a seeded order."""
-
-    def __init__(self, records: list[Record], seed: int):
-        self.order = list(np.random.default_rng(seed).permutation(len(records)))
-
-    def next(self, trial_id: str) -> int:
-        return int(self.order.pop(0))
-
-    def tell(self, trial_id: str, result: dict) -> None:
-        pass
+def summarise(runs: dict[int, Run], refs: dict[int, Run], budget: int) -> dict:
+    ratio = [runs[s].hv / refs[s].hv for s in runs]
+    steps = [runs[s].steps / budget for s in runs]
+    wins = [runs[s].winner for s in runs if runs[s].winner]
+    return {"hv": iqr(ratio), "steps": iqr(steps), "hv_abs": iqr([r.hv for r in runs.values()]),
+            "winner_bytes": statistics.median(w[0] for w in wins) if wins else float("nan"),
+            "winner_quality": statistics.median(w[1] for w in wins) if wins else float("nan")}
 
 
-class OptunaPoolSampler:
-    """Our OptunaSearcher, its suggestions mapped to the nearest recorded configuration."""
-
-    def __init__(self, records: list[Record], seed: int, trials: int):
-        from search.algorithms.optuna_searcher import OptunaSearcher
-        from spaces import default_space
-
-        self.records, self.space = records, default_space()
-        self.searcher = OptunaSearcher(self.space, "nsga2", max_trials=trials, seed=seed, max_concurrent=WORKERS)
-
-    def next(self, trial_id: str) -> int:
-        config = self.searcher.suggest(trial_id)
-        return min(range(len(self.records)), key=lambda i: config_distance(config, self.records[i].config, self.space))
-
-    def tell(self, trial_id: str, result: dict) -> None:
-        self.searcher.on_trial_complete(trial_id, result)
+def row(name: str, s: dict, ref: dict) -> str:
+    hv, st = s["hv"], s["steps"]
+    goal = "yes" if hv[0] >= GOAL_HV and st[0] <= GOAL_STEPS and s["winner_bytes"] <= ref["winner_bytes"] and \
+        s["winner_quality"] <= 1.05 * ref["winner_quality"] else "no"
+    return (f"| {name} | {hv[0]:.3f} ({hv[1]:.3f}-{hv[2]:.3f}) | {st[0]:.2f} ({st[1]:.2f}-{st[2]:.2f}) | "
+            f"{s['winner_bytes']:,.0f} / {s['winner_quality']:.4f} | {goal} |")
 
 
-def config_distance(a: dict, b: dict, space) -> float:
-    """Distance over the space's hyperparameters: 1 per categorical mismatch or inactive-vs-active,
-    range-normalised difference (log scale where sampled so) for numbers."""
-    import keras_tuner as kt
-
-    total = 0.0
-    for hp in space.hyperparameters.space:
-        x, y = a.get(hp.name), b.get(hp.name)
-        if x is None or y is None:
-            total += float((x is None) != (y is None))
-        elif isinstance(hp, (kt.engine.hyperparameters.Int, kt.engine.hyperparameters.Float)):
-            f = math.log if hp.sampling == "log" else float
-            total += abs(f(x) - f(y)) / max(1e-12, f(hp.max_value) - f(hp.min_value))
-        else:
-            total += float(x != y)
-    return total
+HEADER = ("| strategy | hypervolume / reference's, median (IQR) | trial-steps / reference's, median (IQR) | "
+          "median winner bytes / quality | goal |\n|---|---|---|---|---|")
 
 
-def make_scheduler(name: str, steps: int, report_every: int):
-    from ray.tune.schedulers import ASHAScheduler
-
-    from search.algorithms.moasha import MOASHAScheduler
-    from search.tuner import REDUCTION_FACTOR
-
-    grace = min(steps, 2 * report_every)
-    if name == "asha":
-        scheduler = ASHAScheduler(time_attr="step", metric="val_loss", mode="min", max_t=steps, grace_period=grace,
-                                  reduction_factor=REDUCTION_FACTOR)
-        return lambda tid, r: scheduler.on_trial_result(None, SimpleNamespace(trial_id=tid), r), scheduler
-    if name == "moasha":
-        scheduler = MOASHAScheduler(max_t=steps, grace_period=grace, reduction_factor=REDUCTION_FACTOR)
-        return scheduler.decide, scheduler
-    return (lambda tid, r: "CONTINUE"), None
+# ---------------------------------------------------------------------------- studies
 
 
-def replay(records: list[Record], strategy: str, seed: int, trials: int, steps: int, report_every: int) -> Outcome:
-    """Two simulated workers run ``trials`` trials; events in time order, the real schedulers decide."""
-    algorithm, scheduler_name = STRATEGIES[strategy]
-    sampler = OptunaPoolSampler(records, seed, trials) if algorithm == "nsga2" else PoolSampler(records, seed)
-    decide, scheduler = make_scheduler(scheduler_name, steps, report_every)
-    outcome, events, started = Outcome(), [], 0
-
-    def start(now: float) -> None:
-        nonlocal started
-        trial_id = f"t{started}"
-        started += 1
-        index = sampler.next(trial_id)
-        if scheduler is not None and hasattr(scheduler, "on_trial_add"):
-            scheduler.on_trial_add(None, SimpleNamespace(trial_id=trial_id))
-        record = records[index]
-        for step in range(report_every, steps, report_every):  # the trainable holds back the last report
-            heapq.heappush(events, (now + step * record.seconds_per_step, trial_id, step, index))
-        heapq.heappush(events, (now + steps * record.seconds_per_step + record.eval_s, trial_id, steps, index))
-
-    for _ in range(min(WORKERS, trials)):
-        start(0.0)
-    stopped: set[str] = set()
-    while events:
-        now, trial_id, step, index = heapq.heappop(events)
-        if trial_id in stopped:
-            continue
-        record = records[index]
-        loss = _loss_at(record, step)
-        result = {"step": step, "val_loss": loss, "model_bytes": record.model_bytes}
-        if step < steps and decide(trial_id, result) != "STOP":
-            continue
-        stopped.add(trial_id)
-        outcome.trial_steps += step
-        if step == steps:
-            outcome.candidates.extend(record.candidates)
-        sampler.tell(trial_id, {**result, "status": "FINISHED" if step == steps else None})
-        if started < trials:
-            start(now)
-    return outcome
+def study_strategies(pools: list[Pool], scales: dict, args) -> dict:
+    print(f"\n## strategies: {args.seeds} seeds x {args.trials} trials, 2 workers, MO-ASHA at the sweep's defaults")
+    curves = {}
+    for pool in pools:
+        budget = args.trials * pool.steps
+        runs = {s.name: {seed: Run(pool, scales[pool.instrument], defaulted(s, pool), seed, args.trials)
+                         for seed in range(args.seeds)} for s in STRATEGIES}
+        ref = summarise(runs[REFERENCE.name], runs[REFERENCE.name], budget)
+        print(f"\n### {pool.instrument} ({len(pool.records)} recorded trials; grace {default_grace(pool)}, eta 3)\n")
+        print(HEADER)
+        for name, by_seed in runs.items():
+            print(row(name, summarise(by_seed, runs[REFERENCE.name], budget), ref))
+        curves[pool.instrument] = {name: [r.trajectory for r in by_seed.values()] for name, by_seed in runs.items()}
+        curves[pool.instrument]["_ref"] = {seed: r.hv for seed, r in runs[REFERENCE.name].items()}
+    return curves
 
 
-def _loss_at(record: Record, step: int) -> float:
-    steps = sorted(record.curve)
-    return record.curve[min(steps, key=lambda s: (abs(s - step), s))]
+def study_schedule(pools: list[Pool], scales: dict, args) -> Strategy:
+    """Grid over (grace, eta) for random + MO-ASHA: choose on the first seeds, report on fresh ones."""
+    print(f"\n## MO-ASHA settings: random + MO-ASHA, chosen on seeds 0-{args.seeds - 1}, reported on seeds "
+          f"{args.seeds}-{2 * args.seeds - 1}")
+    base = Strategy("random+moasha", "random", "moasha")
+    grid = [(g, e) for g in GRACES for e in ETAS]
+    scores: dict[tuple, list[float]] = {k: [] for k in grid}
+    table = {}
+    for pool in pools:
+        budget = args.trials * pool.steps
+        for half, seeds in (("choose", range(args.seeds)), ("report", range(args.seeds, 2 * args.seeds))):
+            refs = {seed: Run(pool, scales[pool.instrument], REFERENCE, seed, args.trials) for seed in seeds}
+            for grace, eta in grid:
+                strategy = defaulted(base.with_schedule(grace, eta), pool)
+                runs = {seed: Run(pool, scales[pool.instrument], strategy, seed, args.trials) for seed in seeds}
+                summary = summarise(runs, refs, budget)
+                table[(pool.instrument, half, grace, eta)] = (summary, summarise(refs, refs, budget))
+                if half == "choose":
+                    scores[(grace, eta)].append(summary["hv"][0] if summary["steps"][0] <= GOAL_STEPS else -1.0)
+    # the setting whose worst instrument does best among those within a third of the trial-steps
+    chosen = max(grid, key=lambda k: (min(scores[k]), sum(scores[k])))
+    for pool in pools:
+        print(f"\n### {pool.instrument}: the choosing seeds, then the chosen setting on the reporting seeds\n")
+        print("| grace (steps) | eta | hypervolume / reference's (choose) | trial-steps (choose) |\n|---|---|---|---|")
+        for grace, eta in grid:
+            s, _ = table[(pool.instrument, "choose", grace, eta)]
+            mark = " **chosen**" if (grace, eta) == chosen else ""
+            print(f"| {grace or f'{default_grace(pool)} (default)'} | {eta:g} | {s['hv'][0]:.3f} ({s['hv'][1]:.3f}-"
+                  f"{s['hv'][2]:.3f}) | {s['steps'][0]:.2f}{mark} |")
+        s, ref = table[(pool.instrument, "report", *chosen)]
+        print(f"\nreported (fresh seeds):\n\n{HEADER}")
+        print(row(f"random+moasha g{chosen[0] or default_grace(pool)} e{chosen[1]:g}", s, ref))
+        print(row("random-full (reference)", ref, ref))
+    return base.with_schedule(*chosen)
 
 
-# ---------------------------------------------------------------------------- scoring
+def study_warm(pools: list[Pool], scales: dict, strategy: Strategy, args) -> None:
+    if len(pools) < 2:
+        return
+    print(f"\n## warm starts: {strategy.name}, seeded with the other instrument's front (same seed), up to "
+          f"{args.trials // 4} configurations")
+    print("\n| instrument | seeded from | hypervolume warm / cold at the cold run's trial-steps, median (IQR) | "
+          "at half of them | cold / warm trial-steps |\n|---|---|---|---|---|")
+    for pool, other in ((pools[0], pools[1]), (pools[1], pools[0])):
+        s, o = defaulted(strategy, pool), defaulted(strategy, other)
+        full, half, steps = [], [], []
+        for seed in range(args.seeds):
+            source = Run(other, scales[other.instrument], o, seed, args.trials)
+            configs = [other.records[i].config for i in front_records(source.outcome, other.records)]
+            warm = nearest_records(configs, pool.records)[:args.trials // 4]
+            cold = Run(pool, scales[pool.instrument], s, seed, args.trials)
+            hot = Run(pool, scales[pool.instrument], s, seed, args.trials, warm=warm)
+            full.append(at_budget(hot.trajectory, cold.steps) / max(1e-12, cold.hv))
+            half.append(at_budget(hot.trajectory, cold.steps / 2) / max(1e-12, at_budget(cold.trajectory, cold.steps / 2)))
+            steps.append(f"{cold.steps}/{hot.steps}")
+        f, h = iqr(full), iqr(half)
+        print(f"| {pool.instrument} | {other.instrument} | {f[0]:.3f} ({f[1]:.3f}-{f[2]:.3f}) | "
+              f"{h[0]:.3f} ({h[1]:.3f}-{h[2]:.3f}) | {', '.join(steps[:4])}, ... |")
 
 
-def normalised_hypervolumes(outcomes: dict[str, Outcome]) -> dict[str, float]:
-    """Hypervolume of each outcome, objectives normalised over the union, reference = nadir + 10 %."""
-    from results.pareto import hypervolume_2d
+def study_scale(pools: list[Pool], scales: dict, strategy: Strategy, args) -> dict:
+    print(f"\n## scale: {strategy.name}, {args.scale_trials} trials drawn from the pool, {args.scale_seeds} seeds, "
+          f"{args.overhead_s:g} s overhead per trial (medians over seeds)")
+    print("\n| instrument | workers | wall (h) | utilisation | trial-steps | hv vs 2 workers at 25 % / 50 % / 100 % of "
+          "their trial-steps | hours to 95 % of 2 workers' final hv (speed-up) |\n|---|---|---|---|---|---|---|")
+    curves = {}
+    for pool in pools:
+        s = defaulted(strategy, pool)
+        runs = {w: [Run(pool, scales[pool.instrument], s, seed, args.scale_trials, w, args.overhead_s)
+                    for seed in range(args.scale_seeds)] for w in WORKERS}
+        base = runs[WORKERS[0]]
+        base_hours = statistics.median(_hours_to(b.trajectory, 0.95 * b.hv) for b in base)
+        for w, by_seed in runs.items():
+            equal = [statistics.median(at_budget(r.trajectory, frac * b.steps) /
+                                       max(1e-12, at_budget(b.trajectory, frac * b.steps))
+                                       for r, b in zip(by_seed, base)) for frac in (0.25, 0.5, 1.0)]
+            hours = statistics.median(_hours_to(r.trajectory, 0.95 * b.hv) for r, b in zip(by_seed, base))
+            print(f"| {pool.instrument} | {w} | {statistics.median(r.outcome.wall_s for r in by_seed) / 3600:.2f} | "
+                  f"{statistics.median(r.outcome.utilisation for r in by_seed):.3f} | "
+                  f"{statistics.median(r.steps for r in by_seed):,.0f} | {' / '.join(f'{f:.3f}' for f in equal)} | "
+                  f"{hours:.2f} ({base_hours / max(hours, 1e-9):.1f}x) |")
+        curves[pool.instrument] = {w: [r.trajectory for r in by_seed] for w, by_seed in runs.items()}
+    return curves
 
-    union = np.array([(math.log10(b), q) for o in outcomes.values() for b, q in o.candidates])
-    low, high = union.min(axis=0), union.max(axis=0)
-    span = np.where(high > low, high - low, 1.0)
-    out = {}
-    for name, outcome in outcomes.items():
-        points = (np.array([(math.log10(b), q) for b, q in outcome.candidates]).reshape(-1, 2) - low) / span
-        out[name] = hypervolume_2d(points[:, 0], points[:, 1], 1.1, 1.1) / (1.1 * 1.1)
-    return out
+
+def _hours_to(trajectory: list[tuple[int, float, float]], target: float) -> float:
+    """Wall hours until the hypervolume first reaches ``target`` (inf: never)."""
+    return next((t / 3600 for _, t, hv in trajectory if hv >= target), float("inf"))
 
 
-def winner(outcome: Outcome, tolerance: float = 0.05) -> tuple[float, float] | None:
-    """The selector's smallest acceptable candidate (bytes, quality)."""
-    from results.criteria import Criteria
-
-    if not outcome.candidates:
-        return None
-    best = min(q for _, q in outcome.candidates)
-    criteria = Criteria(tolerance)
-    return min(((b, q) for b, q in outcome.candidates if criteria.accepts(q, best)), key=lambda c: (c[0], c[1]))
+# ---------------------------------------------------------------------------- the plot
 
 
-def train_reference(dataset: str, config: dict, steps: int, root: Path) -> dict:
-    from trainers.training.train import train_trial
+def plot(path: Path, curves: dict, scale_curves: dict, trials: int, steps: int) -> None:
+    import matplotlib
 
-    metrics = train_trial(dataset, {**config, "steps": steps}, root / f"ref-{config['gru_units']}", report_every=steps)
-    return {"params": metrics["params"], "bytes": metrics["bytes_float32"], "quality": metrics["quality_float32"],
-            "train_time_s": metrics["train_time_s"]}
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = len(curves) + (1 if scale_curves else 0)
+    fig, axes = plt.subplots(1, columns, figsize=(5.2 * columns, 4.2), squeeze=False)
+    grid = np.linspace(0, 1, 101)
+    for ax, (instrument, by_strategy) in zip(axes[0], curves.items()):
+        refs = by_strategy["_ref"]
+        for name, trajectories in by_strategy.items():
+            if name == "_ref":
+                continue
+            ys = np.array([[at_budget(t, g * trials * steps) / refs[seed] for g in grid]
+                           for seed, t in enumerate(trajectories)])
+            q1, med, q3 = np.percentile(ys, [25, 50, 75], axis=0)
+            line, = ax.plot(grid, med, label=name, lw=1.6)
+            ax.fill_between(grid, q1, q3, color=line.get_color(), alpha=0.15)
+        ax.axhline(GOAL_HV, color="grey", ls=":", lw=1)
+        ax.axvline(GOAL_STEPS, color="grey", ls=":", lw=1)
+        ax.set(title=f"{instrument}: {len(trajectories)} seeds x {trials} trials", xlabel="trial-steps / reference's",
+               ylabel="hypervolume / reference's (median, IQR)", ylim=(0, 1.1))
+        ax.legend(fontsize=7, loc="lower right")
+    if scale_curves:
+        ax = axes[0][-1]
+        instrument, by_workers = next(iter(scale_curves.items()))
+        top = max(t[-1][0] for ts in by_workers.values() for t in ts)
+        xs = np.linspace(0, top, 101)
+        best = max(t[-1][2] for ts in by_workers.values() for t in ts)
+        for w, trajectories in by_workers.items():
+            ys = np.median([[at_budget(t, x) / best for x in xs] for t in trajectories], axis=0)
+            ax.plot(xs / 1000, ys, label=f"{w} workers")
+        ax.set(title=f"{instrument}: simulated workers", xlabel="trial-steps (thousands)",
+               ylabel="hypervolume / best reached (median)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"\nplot: {path}")
 
 
 # ---------------------------------------------------------------------------- main
@@ -283,104 +274,40 @@ def train_reference(dataset: str, config: dict, steps: int, root: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--pool", type=int, default=32, help="configurations recorded by the live random sweep")
-    parser.add_argument("--trials", type=int, default=16, help="trials each strategy gets")
-    parser.add_argument("--steps", type=int, default=150, help="training steps of a trial run to the end")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--live", action="store_true", help="also run seed 0 of every strategy for real")
-    parser.add_argument("--references", action="store_true", help="train ddsp's tiny/solo_instrument at --steps")
-    parser.add_argument("--cache", default=str(REPO / "bench" / ".cache"))
+    parser.add_argument("--pools", nargs="+", default=sorted(str(p) for p in (REPO / "bench" / "data").glob("pool-*.json.gz")))
+    parser.add_argument("--trials", type=int, default=30, help="trials per search")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--studies", default="strategies,schedule,warm,scale")
+    parser.add_argument("--scale-trials", type=int, default=1000)
+    parser.add_argument("--scale-seeds", type=int, default=5)
+    parser.add_argument("--overhead-s", type=float, default=1.1,
+                        help="Ray + MLflow per trial (bench/sweep_overhead.py at 150 steps: 3.6 %% of 2 x 487 s over 32 trials)")
+    parser.add_argument("--plot", default=str(REPO / "bench" / "figures" / "search-efficiency.png"))
     args = parser.parse_args()
+    if not args.pools:
+        raise SystemExit("no pools: record them with bench/record_pool.py (bench/README.md)")
 
-    from search.settings import SweepSettings
-    from search.settings import report_every as sweep_report_every
-    from trainers.data.dataset import read_manifest
+    import optuna
 
-    key = f"{read_manifest(args.dataset)['cache_key'][:12]}-p{args.pool}-s{args.steps}"
-    cache = Path(args.cache) / key
-    cache.mkdir(parents=True, exist_ok=True)
-    report_every = sweep_report_every(SweepSettings(datasets=[], trials=1, steps=args.steps), None)
-
-    recorded = cache / "records.json"
-    if not recorded.is_file():
-        print(f"recording {args.pool} trials x {args.steps} steps (random, every trial to the end) ...", flush=True)
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            records, outcome, wall = live_sweep(args.dataset, Path(tmp), "record", "random", "none",
-                                                args.pool, args.steps, seed=100)
-        recorded.write_text(json.dumps({"wall_s": wall, "records": [r.__dict__ for r in records]}))
-    data = json.loads(recorded.read_text())
-    records = [Record(**{**r, "curve": {int(k): v for k, v in r["curve"].items()},
-                         "candidates": [tuple(c) for c in r["candidates"]]}) for r in data["records"]]
-    print(f"{len(records)} recorded trials ({data['wall_s']:.0f} s live); {args.trials} trials per strategy, "
-          f"{args.steps} steps each, reports every {report_every}")
-
-    results: dict[str, dict[int, Outcome]] = {s: {} for s in STRATEGIES}
-    for seed in range(args.seeds):
-        for strategy in STRATEGIES:
-            results[strategy][seed] = replay(records, strategy, seed, args.trials, args.steps, report_every)
-
-    live: dict[str, Outcome] = {}
-    if args.live:
-        live_file = cache / f"live-t{args.trials}.json"
-        stored = json.loads(live_file.read_text()) if live_file.is_file() else {}
-        for strategy, (algorithm, scheduler) in STRATEGIES.items():
-            if strategy not in stored:
-                print(f"live {strategy} (seed 0) ...", flush=True)
-                with tempfile.TemporaryDirectory(dir=cache) as tmp:
-                    _, outcome, wall = live_sweep(args.dataset, Path(tmp), strategy.replace("+", "-"), algorithm,
-                                                  scheduler, args.trials, args.steps, seed=0)
-                stored[strategy] = {"candidates": outcome.candidates, "trial_steps": outcome.trial_steps, "wall_s": wall}
-                live_file.write_text(json.dumps(stored))
-            live[strategy] = Outcome([tuple(c) for c in stored[strategy]["candidates"]], stored[strategy]["trial_steps"])
-
-    everything = {f"{s}/{seed}": o for s, by_seed in results.items() for seed, o in by_seed.items()}
-    everything.update({f"{s}/live": o for s, o in live.items()})
-    volumes = normalised_hypervolumes(everything)
-
-    full = args.trials * args.steps
-    print("\n| strategy | seed | trial-steps used | of full budget | normalised hypervolume | of reference | winner bytes / quality |")
-    print("|---|---|---|---|---|---|---|")
-    summary = {}
-    for strategy, by_seed in results.items():
-        rows = []
-        for seed, outcome in by_seed.items():
-            ref = volumes[f"random-full/{seed}"]
-            rows.append((outcome.trial_steps / full, volumes[f"{strategy}/{seed}"], volumes[f"{strategy}/{seed}"] / ref))
-            w = winner(outcome)
-            print(f"| {strategy} | {seed} | {outcome.trial_steps:,} | {outcome.trial_steps / full:.2f} | "
-                  f"{volumes[f'{strategy}/{seed}']:.4f} | {rows[-1][2]:.3f} | {_w(w)} |")
-        medians = [statistics.median(col) for col in zip(*rows)]
-        summary[strategy] = medians
-        print(f"| **{strategy}** | median | | {medians[0]:.2f} | {medians[1]:.4f} | {medians[2]:.3f} | |")
-        if strategy in live:
-            o = live[strategy]
-            print(f"| {strategy} | live (seed 0) | {o.trial_steps:,} | {o.trial_steps / full:.2f} | "
-                  f"{volumes[f'{strategy}/live']:.4f} | {volumes[f'{strategy}/live'] / volumes['random-full/live']:.3f} "
-                  f"| {_w(winner(o))} |")
-
-    if args.references:
-        ref_file = cache / "references.json"
-        refs = json.loads(ref_file.read_text()) if ref_file.is_file() else {}
-        for name, config in (("tiny_instrument", TINY_INSTRUMENT), ("solo_instrument", SOLO_INSTRUMENT)):
-            if name not in refs:
-                print(f"training {name} for {args.steps} steps ...", flush=True)
-                with tempfile.TemporaryDirectory(dir=cache) as tmp:
-                    refs[name] = train_reference(args.dataset, config, args.steps, Path(tmp))
-                ref_file.write_text(json.dumps(refs))
-        best = winner(results["random+moasha"][0])
-        for name, ref in refs.items():
-            print(f"{name}: {ref['params']:,} params, {ref['bytes']:,} bytes, quality {ref['quality']:.4f}"
-                  + (f"; MO-ASHA winner (seed 0) is {ref['bytes'] / best[0]:.1f}x smaller, quality "
-                     f"{100 * (best[1] - ref['quality']) / ref['quality']:+.1f} %" if best else ""))
-    goal = summary["random+moasha"]
-    print(f"\ngoal: random+moasha >= 98% of the reference's normalised hypervolume with <= 1/3 of its trial-steps: "
-          f"{goal[2]:.1%} with {goal[0]:.1%} -> {'met' if goal[2] >= 0.98 and goal[0] <= 1 / 3 else 'missed'}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+    pools = [read_pool(Path(p)) for p in args.pools]
+    scales = {p.instrument: Scale(p.records) for p in pools}
+    for p in pools:
+        print(f"pool {p.instrument}: {len(p.records)} trials x {p.steps} steps, reports every {p.report_every}, "
+              f"recorded {p.meta.get('recorded')} ({p.meta.get('refused')} refused by --min-rtf {p.meta.get('min_rtf')})")
+    studies = set(args.studies.split(","))
+    curves = study_strategies(pools, scales, args) if "strategies" in studies else {}
+    default = Strategy("random+moasha", "random", "moasha")
+    if "schedule" in studies:
+        default = study_schedule(pools, scales, args)
+    if "warm" in studies:
+        study_warm(pools, scales, default, args)
+    scale_curves = study_scale(pools, scales, default, args) if "scale" in studies else {}
+    if curves:
+        plot(Path(args.plot), curves, scale_curves, args.trials, pools[0].steps)
+    print(f"\n{time.perf_counter() - started:.0f} s")
     return 0
-
-
-def _w(w) -> str:
-    return "-" if w is None else f"{int(w[0]):,} / {w[1]:.4f}"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,304 @@
+"""Replay a search on a recorded pool (bench/pool.py): simulated workers, the real schedulers and samplers.
+
+The tabular benchmark of HPO research (Syne Tune's simulator, LCBench): a strategy's sampler picks a
+recorded trial, a simulated worker "runs" it by replaying its learning curve at its recorded speed, and
+the real scheduler (Ray's ``ASHAScheduler``, our ``MOASHAScheduler``) decides at every report, in the
+order the reports would arrive on ``workers`` workers running asynchronously. A trial occupies its
+worker for ``overhead_s`` (Ray and MLflow per trial, measured by bench/sweep_overhead.py) plus its
+recorded start-up, its steps at its recorded seconds per step, and, when it runs to the end, its
+recorded evaluation. Samplers:
+
+* ``random``: distinct records in a seeded order (with replacement once the pool is used up), the
+  random search of the sweep over the space the pool was drawn from;
+* an Optuna algorithm of ``search.algorithms.optuna_searcher`` (the real ``OptunaSearcher``, the
+  sweep's own limits refusing and redrawing), its suggestion mapped to the nearest recorded
+  configuration (``config_distance``).
+
+Warm starts (``warm``): configurations tried first, as ``tonesweep sweep --warm-start`` does
+(``search.algorithms.base``), mapped to the nearest records as well.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+
+from bench.pool import Record
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    sampler: str            # "random" or an Optuna algorithm of the sweep (nsga2, motpe, nsga3)
+    scheduler: str          # "none", "asha", "moasha"
+    grace: int | None = None          # steps; None: two reports (the sweep's default)
+    eta: float = 3.0                  # reduction factor (the sweep's default)
+
+    def with_schedule(self, grace: int | None, eta: float) -> Strategy:
+        return Strategy(f"{self.name} g{grace or 'default'} e{eta:g}", self.sampler, self.scheduler, grace, eta)
+
+
+@dataclass
+class TrialEnd:
+    time: float
+    record: int
+    steps: int
+    finished: bool
+
+
+@dataclass
+class Outcome:
+    """What one replay produced: every trial's end in time order."""
+
+    ends: list[TrialEnd] = field(default_factory=list)
+    wall_s: float = 0.0
+    busy_s: float = 0.0
+    workers: int = 1
+
+    @property
+    def trial_steps(self) -> int:
+        return sum(e.steps for e in self.ends)
+
+    def finished(self) -> list[int]:
+        return [e.record for e in self.ends if e.finished]
+
+    def candidates(self, records: list[Record], upto: int | None = None) -> list[tuple[float, float]]:
+        """(bytes, quality) of every precision of the trials finished among the first ``upto`` ends."""
+        return [c for e in self.ends[:upto] if e.finished for c in records[e.record].candidates]
+
+    @property
+    def utilisation(self) -> float:
+        return self.busy_s / max(1e-9, self.workers * self.wall_s)
+
+
+# ---------------------------------------------------------------------------- samplers
+
+
+class RandomPool:
+    """Random search over the pool: warm records first, then distinct records in a seeded order."""
+
+    def __init__(self, records: list[Record], seed: int, warm: list[int] = ()):
+        self.rng = np.random.default_rng(seed)
+        first = list(dict.fromkeys(warm))
+        self.order = first + [int(i) for i in self.rng.permutation(len(records)) if int(i) not in first]
+        self.size = len(records)
+
+    def next(self, trial_id: str) -> int:
+        return self.order.pop(0) if self.order else int(self.rng.integers(self.size))
+
+    def tell(self, trial_id: str, result: dict) -> None:
+        pass
+
+
+class OptunaPool:
+    """The sweep's ``OptunaSearcher`` (limits and all), suggestions mapped to the nearest record."""
+
+    def __init__(self, records: list[Record], algorithm: str, seed: int, trials: int, workers: int,
+                 warm: list[dict] = (), min_rtf: float | None = None):
+        from search.algorithms.optuna_searcher import OptunaSearcher
+        from search.limits import Feasibility, Limits
+        from spaces import default_space
+        from trainers.model.size import size_report
+
+        self.records, self.space = records, default_space()
+        refuse = Feasibility(Limits(min_rtf=min_rtf), size_report) if min_rtf else None
+        self.searcher = OptunaSearcher(self.space, algorithm, max_trials=trials, seed=seed, max_concurrent=workers,
+                                       refuse=refuse, warm_start=[_values(c, self.space) for c in warm])
+        self._vectors = [_vector(r.config, self.space) for r in records]
+
+    def next(self, trial_id: str) -> int:
+        config = self.searcher.suggest(trial_id)
+        if not isinstance(config, dict):
+            raise RuntimeError(f"{self.searcher.algorithm} gave no suggestion ({config!r}); budget or redraws spent")
+        return nearest(_vector(config, self.space), self._vectors)
+
+    def tell(self, trial_id: str, result: dict) -> None:
+        self.searcher.on_trial_complete(trial_id, result)
+
+
+def make_sampler(strategy: Strategy, records: list[Record], seed: int, trials: int, workers: int,
+                 warm: list[int] = (), min_rtf: float | None = None):
+    if strategy.sampler == "random":
+        return RandomPool(records, seed, warm)
+    return OptunaPool(records, strategy.sampler, seed, trials, workers, [records[i].config for i in warm], min_rtf)
+
+
+# ---------------------------------------------------------------------------- configurations
+
+
+def _values(config: dict, space) -> dict:
+    """The space's tuned hyperparameter values of a configuration (what a searcher draws)."""
+    names = {hp.name for hp in space.hyperparameters.space}
+    return {k: v for k, v in config.items() if k in names}
+
+
+def _vector(config: dict, space) -> list:
+    """A configuration as a point for ``config_distance``: per hyperparameter, (kind, value, scale)."""
+    import keras_tuner as kt
+
+    point = []
+    for hp in space.hyperparameters.space:
+        x = config.get(hp.name)
+        if x is not None and isinstance(hp, (kt.engine.hyperparameters.Int, kt.engine.hyperparameters.Float)):
+            f = math.log if hp.sampling == "log" else float
+            point.append(("num", f(x), max(1e-12, f(hp.max_value) - f(hp.min_value))))
+        else:
+            point.append(("cat", x, 1.0))
+    return point
+
+
+def config_distance(a: list, b: list) -> float:
+    """1 per categorical mismatch or inactive-vs-active hyperparameter; range-normalised difference (log
+    scale where sampled so) for numbers."""
+    total = 0.0
+    for (kind, x, scale), (_, y, _) in zip(a, b):
+        if x is None or y is None:
+            total += float((x is None) != (y is None))
+        elif kind == "num":
+            total += abs(x - y) / scale
+        else:
+            total += float(x != y)
+    return total
+
+
+def nearest(point: list, vectors: list[list]) -> int:
+    return min(range(len(vectors)), key=lambda i: config_distance(point, vectors[i]))
+
+
+def nearest_records(configs: list[dict], records: list[Record]) -> list[int]:
+    """Each configuration's nearest record (warm starts from another pool)."""
+    from spaces import default_space
+
+    space = default_space()
+    vectors = [_vector(r.config, space) for r in records]
+    return list(dict.fromkeys(nearest(_vector(c, space), vectors) for c in configs))
+
+
+# ---------------------------------------------------------------------------- the event loop
+
+
+def make_scheduler(strategy: Strategy, steps: int, report_every: int):
+    """(decide(trial_id, result) -> "CONTINUE"/"STOP", on_add(trial_id))."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from search.algorithms.moasha import MOASHAScheduler
+
+    grace = min(steps, strategy.grace or 2 * report_every)
+    if strategy.scheduler == "asha":
+        asha = ASHAScheduler(time_attr="step", metric="val_loss", mode="min", max_t=steps, grace_period=grace,
+                             reduction_factor=strategy.eta)
+        return (lambda tid, r: asha.on_trial_result(None, SimpleNamespace(trial_id=tid), r),
+                lambda tid: asha.on_trial_add(None, SimpleNamespace(trial_id=tid)))
+    if strategy.scheduler == "moasha":
+        moasha = MOASHAScheduler(max_t=steps, grace_period=grace, reduction_factor=strategy.eta)
+        return moasha.decide, lambda tid: None
+    return (lambda tid, r: "CONTINUE"), (lambda tid: None)
+
+
+def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, steps: int, report_every: int,
+           workers: int = 2, overhead_s: float = 0.0, warm: list[int] = (), min_rtf: float | None = None) -> Outcome:
+    """``trials`` trials on ``workers`` simulated workers; reports in time order, the real scheduler decides."""
+    sampler = make_sampler(strategy, records, seed, trials, workers, warm, min_rtf)
+    decide, on_add = make_scheduler(strategy, steps, report_every)
+    outcome, events, started, begun = Outcome(workers=workers), [], 0, {}
+
+    def start(now: float) -> None:
+        nonlocal started
+        trial_id = f"t{started}"
+        started += 1
+        index = sampler.next(trial_id)
+        on_add(trial_id)
+        record = records[index]
+        begun[trial_id] = now
+        t0 = now + overhead_s + record.startup_s
+        for step in range(report_every, steps, report_every):  # the trainable holds back the last report
+            heapq.heappush(events, (t0 + step * record.seconds_per_step, trial_id, step, index))
+        heapq.heappush(events, (t0 + steps * record.seconds_per_step + record.eval_s, trial_id, steps, index))
+
+    for _ in range(min(workers, trials)):
+        start(0.0)
+    ended: set[str] = set()
+    while events:
+        now, trial_id, step, index = heapq.heappop(events)
+        if trial_id in ended:
+            continue
+        record = records[index]
+        result = {"step": step, "val_loss": record.loss_at(step), "model_bytes": record.model_bytes}
+        if step < steps and decide(trial_id, result) != "STOP":
+            continue
+        ended.add(trial_id)
+        outcome.ends.append(TrialEnd(now, index, step, step == steps))
+        outcome.busy_s += now - begun[trial_id]
+        outcome.wall_s = max(outcome.wall_s, now)
+        sampler.tell(trial_id, {**result, "status": "FINISHED" if step == steps else None})
+        if started < trials:
+            start(now)
+    return outcome
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+class Scale:
+    """Objectives normalised over a whole pool: log10 bytes and quality mapped to [0, 1] by the pool's
+    best and worst candidates; the reference point is the pool's nadir plus 10 %. Fixed per pool, so
+    every strategy and seed is scored on the same box (1 = a point at the ideal corner)."""
+
+    def __init__(self, records: list[Record]):
+        union = np.array([(math.log10(b), q) for r in records for b, q in r.candidates])
+        self.low, high = union.min(axis=0), union.max(axis=0)
+        self.span = np.where(high > self.low, high - self.low, 1.0)
+
+    def hypervolume(self, candidates: list[tuple[float, float]]) -> float:
+        from results.pareto import hypervolume_2d
+
+        if not candidates:
+            return 0.0
+        points = (np.array([(math.log10(b), q) for b, q in candidates]) - self.low) / self.span
+        return hypervolume_2d(points[:, 0], points[:, 1], 1.1, 1.1) / (1.1 * 1.1)
+
+    def trajectory(self, outcome: Outcome, records: list[Record]) -> list[tuple[int, float, float]]:
+        """(trial-steps used, wall seconds, hypervolume) after every trial's end."""
+        out, used, candidates = [], 0, []
+        for end in outcome.ends:
+            used += end.steps
+            if end.finished:
+                candidates.extend(records[end.record].candidates)
+            out.append((used, end.time, self.hypervolume(candidates)))
+        return out
+
+
+def at_budget(trajectory: list[tuple[int, float, float]], budget: float, axis: int = 0) -> float:
+    """The hypervolume reached once ``budget`` trial-steps (axis 0) or seconds (axis 1) were used."""
+    best = 0.0
+    for point in trajectory:
+        if point[axis] > budget:
+            break
+        best = point[2]
+    return best
+
+
+def winner(candidates: list[tuple[float, float]], tolerance: float = 0.05) -> tuple[float, float] | None:
+    """The selector's smallest acceptable candidate (bytes, quality)."""
+    from results.criteria import Criteria
+
+    if not candidates:
+        return None
+    best = min(q for _, q in candidates)
+    criteria = Criteria(tolerance)
+    return min(((b, q) for b, q in candidates if criteria.accepts(q, best)), key=lambda c: (c[0], c[1]))
+
+
+def front_records(outcome: Outcome, records: list[Record]) -> list[int]:
+    """The finished trials with a candidate on the outcome's front (what a warm start reuses)."""
+    from results.pareto import pareto_mask
+
+    rows = [(i, b, q) for i in dict.fromkeys(outcome.finished()) for b, q in records[i].candidates]
+    if not rows:
+        return []
+    mask = pareto_mask(np.array([r[1] for r in rows]), np.array([r[2] for r in rows]))
+    return list(dict.fromkeys(rows[k][0] for k in np.flatnonzero(mask)))

@@ -1,0 +1,70 @@
+"""The search benchmark's replay (bench/replay.py) on a hand-made pool: the pool file round-trips, the
+simulated workers account for time and trial-steps, the real schedulers stop trials, warm starts come
+first, and the hypervolume is scored on the pool's fixed box."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.pool import Pool, Record, read_pool, write_pool
+from bench.replay import Scale, Strategy, at_budget, front_records, replay, winner
+
+STEPS, EVERY = 40, 5
+
+
+def record(i: int, size: float, final_loss: float, seconds_per_step: float = 0.1) -> Record:
+    """A trial whose loss falls linearly from 10 to final_loss; its candidates are its loss at bytes."""
+    curve = {s: 10.0 + (final_loss - 10.0) * s / STEPS for s in range(EVERY, STEPS + 1, EVERY)}
+    return Record(config={"decoder": "cnn", "conv_channels": 8, "learning_rate": 1e-3 * (1 + i)}, model_bytes=size,
+                  curve=curve, candidates=[(size, final_loss), (0.5 * size, final_loss + 0.1)],
+                  seconds_per_step=seconds_per_step, eval_s=2.0, startup_s=1.0, rtf_wasm=10.0)
+
+
+@pytest.fixture
+def pool() -> Pool:
+    sizes = [1e4 * (1 + i) for i in range(12)]
+    losses = [8.0 - 0.4 * i for i in range(12)]  # larger models reach lower losses: every trial on the front
+    return Pool("oboe", STEPS, EVERY, [record(i, s, q) for i, (s, q) in enumerate(zip(sizes, losses))])
+
+
+def test_a_pool_round_trips_through_its_file(tmp_path, pool):
+    path = tmp_path / "pool-oboe.json.gz"
+    write_pool(path, Pool(pool.instrument, STEPS, EVERY, pool.records, {"recorded": "2026-12-06"}))
+    back = read_pool(path)
+    assert back.instrument == "oboe" and back.steps == STEPS and back.meta["recorded"] == "2026-12-06"
+    assert back.records == pool.records
+    assert back.records[0].loss_at(12) == back.records[0].curve[10]  # the nearest report, earlier on a tie
+
+
+def test_every_trial_to_the_end_costs_trials_times_steps_and_keeps_two_workers_busy(pool):
+    outcome = replay(pool.records, Strategy("full", "random", "none"), seed=0, trials=8, steps=STEPS,
+                     report_every=EVERY, workers=2, overhead_s=0.5)
+    assert outcome.trial_steps == 8 * STEPS and all(e.finished for e in outcome.ends)
+    assert len(set(outcome.finished())) == 8  # distinct records while the pool lasts
+    each = 0.5 + 1.0 + STEPS * 0.1 + 2.0  # overhead, start-up, training, evaluation
+    assert outcome.wall_s == pytest.approx(4 * each) and outcome.utilisation == pytest.approx(1.0)
+
+
+def test_moasha_stops_trials_at_its_rungs_and_more_workers_finish_sooner(pool):
+    strategy = Strategy("mo", "random", "moasha", grace=10, eta=3.0)
+    two = replay(pool.records, strategy, 0, 12, STEPS, EVERY, workers=2)
+    assert two.trial_steps < 12 * STEPS and any(not e.finished for e in two.ends)
+    assert {e.steps for e in two.ends if not e.finished} <= {10, 30}  # stopped at a rung (grace x eta^k)
+    eight = replay(pool.records, strategy, 0, 12, STEPS, EVERY, workers=8)
+    assert eight.wall_s < two.wall_s and 0 < eight.utilisation <= 1.0
+
+
+def test_warm_starts_run_first_and_scoring_uses_the_pools_box(pool):
+    outcome = replay(pool.records, Strategy("full", "random", "none"), 3, 4, STEPS, EVERY, workers=1, warm=[11, 5])
+    assert outcome.finished()[:2] == [11, 5]
+    scale = Scale(pool.records)
+    everything = [c for r in pool.records for c in r.candidates]
+    assert scale.hypervolume(everything) > scale.hypervolume(outcome.candidates(pool.records)) > 0
+    trajectory = scale.trajectory(outcome, pool.records)
+    assert [t[0] for t in trajectory] == [STEPS, 2 * STEPS, 3 * STEPS, 4 * STEPS]
+    assert at_budget(trajectory, STEPS) == trajectory[0][2] and at_budget(trajectory, 0) == 0.0
+    assert set(front_records(outcome, pool.records)) <= set(outcome.finished())
+    best = winner(outcome.candidates(pool.records))
+    assert best is not None and math.isfinite(best[1])
