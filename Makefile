@@ -58,10 +58,12 @@ $(STAMPS)/venv: pyproject.toml
 	  f0_features(0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000), FeatureParams(frame_rates=(50,)))"
 	@touch $@
 
-$(STAMPS)/npm: package.json
+$(STAMPS)/npm: package.json trainers/export/js/runtime.json trainers/export/js/build_runtime.mjs
 	@mkdir -p $(STAMPS)
 	@# (--ignore-scripts: the only install script in the tree is core-js's donation banner, which npm 11 warns about)
 	npm install --no-audit --no-fund --ignore-scripts
+	@# the page's TF.js: only the ops and kernels tonesweep's graphs use (trainers/export/js/runtime.json)
+	node trainers/export/js/build_runtime.mjs
 	@touch $@
 
 # $(call SIDE_BY_SIDE,NAME,COMMAND): COMMAND (which may use $$inst) for every demo instrument at once;

@@ -8,7 +8,9 @@ a free port), then bench/page_speed.mjs opens the page once per model, loads it 
 transfers the WAV --repeat times (features in JavaScript, then chunked rendering) and records
 every response the page received on its first load. Prints, per model, the median real-time factor
 of the rendering (seconds of audio / seconds of rendering; goal >= 20x on wasm) and the first-load
-bytes: page + TF.js runtime + model, raw and gzip -9.
+bytes: page + TF.js runtime + model, raw and gzip -9, and beside them the same first load with the stock
+TF.js files the page loaded before the custom runtime (tf.min.js + tf-backend-wasm.min.js, from npm, in
+place of tf-runtime.mjs; computed from the files, not loaded).
 """
 
 from __future__ import annotations
@@ -24,11 +26,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+STOCK = {"tf.min.js": "@tensorflow/tfjs/dist/tf.min.js",
+         "tf-backend-wasm.min.js": "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js"}
+
+
+def _sizes(path: Path) -> tuple[int, int]:
+    import gzip
+
+    data = path.read_bytes()
+    return len(data), len(gzip.compress(data, 9))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="demo/export", help="a folder of export bundles (default: demo/export)")
     parser.add_argument("--wav", default="demo/audio/voice/voice-0.wav", help="input recording (default: the demo voice)")
-    parser.add_argument("--backend", default="wasm", choices=["wasm", "webgl", "cpu"], help="TF.js backend (default: wasm)")
+    parser.add_argument("--backend", default="wasm", choices=["wasm"], help="TF.js backend (the page's runtime has wasm only)")
     parser.add_argument("--repeat", type=int, default=3, help="transfers per model; the median is reported (default: 3)")
     args = parser.parse_args()
 
@@ -54,6 +67,16 @@ def main() -> int:
         print(f"{name:<10} {r['seconds']:>7.1f} {statistics.median(r['render_ms']):>18.0f} "
               f"{statistics.median(r['rtf']):>11.1f}x {', '.join(f'{x:.1f}' for x in r['rtf']):>22} "
               f"{load['total_raw']:>15,} {load['total_gzip']:>10,} {load['model_raw']:>10,} {load['model_gzip']:>10,}")
+    stock = {name: _sizes(REPO / "node_modules" / path) for name, path in STOCK.items()}
+    print("\nwith the stock TF.js in place of tf-runtime.mjs (the page before; raw / gzip):")
+    for name, r in results.items():
+        files = r["first_load"]["files"]
+        custom = next((v for p, v in files.items() if p.endswith("tf-runtime.mjs")), {"raw": 0, "gzip": 0})
+        raw = r["first_load"]["total_raw"] - custom["raw"] + sum(v[0] for v in stock.values())
+        packed = r["first_load"]["total_gzip"] - custom["gzip"] + sum(v[1] for v in stock.values())
+        print(f"  {name:<10} {raw:>10,} / {packed:>9,}  (now {r['first_load']['total_raw']:,} / "
+              f"{r['first_load']['total_gzip']:,}: runtime {custom['raw']:,} / {custom['gzip']:,} instead of "
+              f"{sum(v[0] for v in stock.values()):,} / {sum(v[1] for v in stock.values()):,})")
     first = next(iter(results.values()))["first_load"]["files"]
     print("\nfirst-load files of the first model (raw / gzip bytes):")
     for path, size in sorted(first.items(), key=lambda item: -item[1]["raw"]):

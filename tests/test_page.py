@@ -241,7 +241,7 @@ def test_page_inside_a_bundle_folder_plays_from_a_static_server(page_run, models
     bundle = page_run[0]["bundle"]
     assert bundle["models"] == ["bansuri"] and bundle["value"]["backend"] == "wasm", bundle
     card = json.loads((models_dir / MODEL / "model-card.json").read_text())
-    assert {"play.html", "page/app.mjs", "page/vendor/tf.min.js", "page/vendor/pitchy.mjs"} <= set(card["files"])
+    assert {"play.html", "page/app.mjs", "page/render-worker.mjs", "page/vendor/tf-runtime.mjs", "page/vendor/pitchy.mjs"} <= set(card["files"])
 
 
 def test_serve_refuses_a_folder_without_bundles(tmp_path):

@@ -36,7 +36,7 @@ def fetch(server: PageServer, method: str, path: str, **headers) -> tuple[http.c
 
 
 def test_the_page_is_sent_compressed_to_a_browser_and_plain_to_others(server):
-    runtime = next(name for name in server.page if name.endswith("tf.min.js"))
+    runtime = next(name for name in server.page if name.endswith("tf-runtime.mjs"))
     plain, body = fetch(server, "GET", f"/{runtime}")
     assert plain.status == 200 and plain.getheader("Content-Encoding") is None and body == server.page[runtime]
     packed, packed_body = fetch(server, "GET", f"/{runtime}", **{"Accept-Encoding": "gzip, deflate, br"})

@@ -4,7 +4,8 @@ them into every bundle (so a bundle folder plays its model wherever it is hosted
 The page (web/page/) is the bundle format's browser runtime: it reads model-card.json and tfjs/ the
 way `tonesweep transfer` reads them and renders with the same chunked renderer as export's Node
 check (trainers/export/js/runner.mjs, copied in as page/runner.mjs). Its third-party JavaScript comes
-from npm (package.json, installed by `make install`), never from a CDN: TF.js and its wasm backend,
+from npm (package.json, installed by `make install`), never from a CDN: TF.js and its wasm backend (as one
+module with only the ops and kernels tonesweep's graphs use, built at install: trainers/export/runtime.py),
 and pitchy (MIT) for pitch with fft.js (MIT), pitchy's FFT. fft.js is a CommonJS module; browsers
 import only ES modules, so its file is wrapped in three lines that turn ``module.exports`` into a
 default export (the code itself is unchanged).
@@ -24,8 +25,7 @@ PAGE_SOURCES = ("app.mjs", "render-worker.mjs", "features.mjs", "wav.mjs")
 # beside the bundle, and export must never replace a file it did not write (docs/architecture.md §5).
 ENTRY = "play.html"
 VENDORED = {  # page/vendor/NAME -> node_modules path
-    "tf.min.js": "@tensorflow/tfjs/dist/tf.min.js",
-    "tf-backend-wasm.min.js": "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js",
+    "tf-runtime.mjs": ".tonesweep/tf-runtime.min.mjs",  # built by make install (trainers/export/js/build_runtime.mjs)
     "tfjs-backend-wasm.wasm": "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm",
     "tfjs-backend-wasm-simd.wasm": "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm",
     "tfjs-backend-wasm-threaded-simd.wasm": "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm",

@@ -38,6 +38,7 @@ from common.files import (
 )
 from common.paths import check_apart, check_name, check_output_folder, contained
 from common.trial import ResolvedTrial
+from trainers.export import runtime
 from trainers.export.card import CARD, CARD_FORMAT, FILE_DIGESTS, owned_files
 
 TF_PARITY_DB = 100.0  # export-safe graph vs training graph; TF.js vs TF (any precision)
@@ -107,6 +108,7 @@ def check_tfjs(tfjs_dir: Path, tf_outputs: dict[str, np.ndarray], inputs, repeat
         raise ExportParityError(str(err)) from None
     if set(js_outputs) != set(tf_outputs):  # the carries must reach a runtime under their names
         raise ExportParityError(f"TF.js model outputs {sorted(js_outputs)}, the SavedModel {sorted(tf_outputs)}")
+    runtime.check_kernels(info["kernels"])
     snr = graph.snr_db(tf_outputs["audio"], js_outputs["audio"])
     if not snr >= TF_PARITY_DB:
         raise ExportParityError(f"TF.js (Node, wasm) vs TF: {snr:.1f} dB < {TF_PARITY_DB} dB")
@@ -179,6 +181,7 @@ def _export_locked(source: ResolvedTrial, out_dir: Path, instrument: str, precis
     try:
         write_saved_model(module, staging / "float32_saved_model")  # what the converter quantizes
         sizes = tfjs.convert(staging / "float32_saved_model", staging / "tfjs", precision)
+        runtime.check_graph_ops(staging / "tfjs" / "model.json")  # the page's runtime can run it
         shutil.rmtree(staging / "float32_saved_model")
         quantize_module_weights(module, precision)  # the SavedModel ships what TF.js runs
         write_saved_model(module, staging / "saved_model")

@@ -163,13 +163,13 @@ def write_tensors(io_dir: Path, tensors: dict[str, "np.ndarray"]) -> None:
 
 
 def read_outputs(io_dir: Path) -> tuple[dict[str, "np.ndarray"], dict]:
-    """Outputs written by node_parity.mjs -> ({name: array}, {"backend", "timings_ms"})."""
+    """Outputs written by node_parity.mjs -> ({name: array}, {"backend", "timings_ms", "kernels"})."""
     import numpy as np  # noqa: PLC0415
 
     index = json.loads((io_dir / "outputs.json").read_text())
     arrays = {name: np.fromfile(io_dir / spec["file"], dtype="<f4").reshape(spec["shape"])
               for name, spec in index["outputs"].items()}
-    return arrays, {"backend": index["backend"], "timings_ms": index["timings_ms"]}
+    return arrays, {"backend": index["backend"], "timings_ms": index["timings_ms"], "kernels": index.get("kernels", [])}
 
 
 def run_node(tfjs_dir: str | Path, inputs: dict[str, "np.ndarray"], backend: str = "wasm",

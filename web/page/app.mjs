@@ -74,11 +74,10 @@ function ask(message, progress) {
 }
 
 async function loadModel(name, backend) {
+  if (typeof WebAssembly !== 'object') throw new Error(NO_WASM);
+  if (backend !== 'wasm') throw new Error(`the ${backend} backend is not in this page's runtime: it runs models on wasm`);
   const entry = state.models.find((m) => m.name === name);
   if (!entry) throw new Error(`no model named ${name}`);
-  if (backend === 'wasm' && typeof WebAssembly !== 'object') {
-    throw new Error('this browser has no WebAssembly, which the wasm backend needs: choose WebGL or cpu');
-  }
   const url = new URL(entry.path, document.baseURI).href;
   let card;
   let loaded;
@@ -228,7 +227,7 @@ async function transfer(audio, label) {
   }
   const out = rendered.audio;
   const seconds = out.length / SAMPLE_RATE;
-  if (!out.every(Number.isFinite)) throw new Error(`the ${card.instrument} model produced invalid samples on the ${rendered.backend} backend: try the wasm backend`);
+  if (!out.every(Number.isFinite)) throw new Error(`the ${card.instrument} model produced invalid samples on the ${rendered.backend} backend: re-export it with \`tonesweep export\``);
   state.last = { label, rendered: out, voice: audio, input: feats, fitted: fit, seconds, renderMs: rendered.renderMs,
     featureMs, rtf: (seconds * 1000) / rendered.renderMs, backend: rendered.backend, instrument: card.instrument,
     levelDb: levelGainDb(out) };
@@ -375,20 +374,19 @@ function cancelRender() {
 async function loadAndShow(name, backend) {
   const info = await loadModel(name, backend);
   $('instrument').value = name;
-  $('backend').value = backend;
   $('model-info').textContent = `${info.name}: ${info.decoder}, ${info.feature}, ${info.frameRate} Hz frames, `
     + `${info.precision} weights, on ${info.backend}`;
   setStatus('ready: record or pick a file');
   return info;
 }
 
-/** Another instrument or backend: stop what renders, load it, and play the last take as it. */
+/** Another instrument: stop what renders, load it, and play the last take as it. */
 function onChoose() {
   cancelRender();
   clearResult();
   setBusy(true); // at once: Record and the file stay off until the instrument is loaded
   const name = $('instrument').value;
-  const backend = $('backend').value;
+  const backend = 'wasm';
   setStatus(`loading ${name}`);
   return guarded(async () => {
     const info = await loadAndShow(name, backend);
@@ -411,23 +409,22 @@ function onFile() {
 
 const swallow = (promise) => promise.catch(() => {}); // shown in the page by guarded()
 
-const NO_WASM = 'this browser has no WebAssembly, which the fast wasm backend needs: using the cpu backend';
+const NO_WASM = 'this browser has no WebAssembly, which the page needs to run the instrument: '
+  + 'open it in a current Chrome, Edge, Firefox or Safari';
 
 async function start() {
-  const noWasm = typeof WebAssembly !== 'object';
-  if (noWasm) {
-    $('backend').value = 'cpu';
-    showError(NO_WASM);
-  }
   try {
     state.models = await listModels();
   } catch (err) {
     showError(err);
     return;
   }
+  if (typeof WebAssembly !== 'object') { // said at once; nothing can load
+    showError(NO_WASM);
+    return;
+  }
   $('instrument').replaceChildren(...state.models.map((m) => new Option(`${m.name} (${m.precision})`, m.name)));
   $('instrument').onchange = () => swallow(onChoose());
-  $('backend').onchange = () => swallow(onChoose());
   $('record').onclick = () => swallow(onRecord());
   $('file').onchange = () => swallow(onFile());
   $('cancel').onclick = cancelRender;
@@ -438,7 +435,6 @@ async function start() {
   };
   for (const id of ['ab-voice', 'ab-instrument']) $(id).onchange = playThrough;
   await swallow(onChoose()); // the first instrument, loaded without a Load button
-  if (noWasm && $('error').hidden) showError(NO_WASM); // still true after the load cleared the line
 }
 
 window.tonesweep = {

@@ -8,13 +8,10 @@
 //               {type: 'error', id, message, cancelled, stage ('backend' when the backend would not start)}
 
 import { renderSignal } from './runner.mjs';
+// TF.js holding only what tonesweep's graphs use, on its wasm backend (trainers/export/js/build_runtime.mjs)
+import * as tfRuntime from './vendor/tf-runtime.mjs';
 
-// TF.js ships UMD bundles; imported as modules they attach themselves to globalThis.tf.
-const runtime = (async () => {
-  await import('./vendor/tf.min.js');
-  await import('./vendor/tf-backend-wasm.min.js');
-  return globalThis.tf;
-})();
+const runtime = Promise.resolve(tfRuntime);
 
 let model = null;
 let backendName = null;
@@ -23,7 +20,7 @@ const cancelled = new Set();
 async function load({ id, url, backend }) {
   const tf = await runtime;
   if (backend !== backendName) {
-    if (backend === 'wasm') tf.wasm.setWasmPaths(new URL('./vendor/', import.meta.url).href);
+    if (backend === 'wasm') tf.setWasmPaths(new URL('./vendor/', import.meta.url).href);
     let ok = false;
     try { ok = await tf.setBackend(backend); } catch { ok = false; }
     if (!ok) {

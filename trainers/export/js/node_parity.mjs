@@ -5,7 +5,8 @@
 //       [--signal LAYOUT.json]
 //
 // IO_DIR/inputs.json: {"name": {"shape": [...], "file": "name.f32"}} (little-endian float32).
-// Writes IO_DIR/outputs.json (same layout, files out_<name>.f32) with "timings_ms" and "backend".
+// Writes IO_DIR/outputs.json (same layout, files out_<name>.f32) with "timings_ms", "backend" and
+// "kernels" (the TF.js kernels the first run called, from tf.profile: what the page's runtime must hold).
 // With --signal (the model card's "layout" as JSON), the inputs are a whole signal (f0_hz [T],
 // feature_db [T], noise [T*hop]) rendered chunk by chunk with renderSignal; the output is audio.
 // No tfjs-node: the model files are read with fs and handed to tf.loadGraphModel as an IOHandler.
@@ -68,7 +69,8 @@ async function main() {
   const inputs = readTensors(args.io);
   const timings = [];
   let result;
-  for (let i = 0; i < Math.max(1, args.repeat); i++) {
+  let kernels = [];
+  const once = async () => {
     if (args.signal) {
       const layout = JSON.parse(fs.readFileSync(args.signal, 'utf8'));
       const start = performance.now();
@@ -77,9 +79,13 @@ async function main() {
     } else {
       result = await render(tf, model, inputs);
     }
+  };
+  for (let i = 0; i < Math.max(1, args.repeat); i++) {
+    if (i === 0) kernels = (await tf.profile(once)).kernelNames; // the first (warm-up) run, profiled
+    else await once();
     timings.push(result.ms);
   }
-  const index = { backend: tf.getBackend(), timings_ms: timings, outputs: {} };
+  const index = { backend: tf.getBackend(), timings_ms: timings, kernels: [...new Set(kernels)].sort(), outputs: {} };
   for (const [name, t] of Object.entries(result.outputs)) {
     const file = `out_${name}.f32`;
     fs.writeFileSync(path.join(args.io, file), Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
