@@ -29,6 +29,7 @@ for being dominated at that rung, and its loss at that rung is what is known of 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
@@ -57,7 +58,9 @@ def make_sampler(algorithm: str, seed: int, max_trials: int) -> optuna.samplers.
     if algorithm == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=min(50, quarter), seed=seed)
     if algorithm == "nsga3":  # reference-point based NSGA (Deb & Jain 2014), same population rule
-        return optuna.samplers.NSGAIIISampler(population_size=min(50, quarter), seed=seed)
+        with warnings.catch_warnings():  # Optuna marks it experimental; a user's terminal gets no library warning
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.NSGAIIISampler(population_size=min(50, quarter), seed=seed)
     if algorithm == "motpe":
         return optuna.samplers.TPESampler(n_startup_trials=min(10, quarter), seed=seed, multivariate=True)
     raise ValueError(f"algorithm must be one of {OPTUNA_ALGORITHMS}, got {algorithm!r}")
