@@ -34,6 +34,7 @@ def read_records(uri: str, experiment_id: str, parent_run_id: str) -> list[Recor
     from common.constants import PRECISIONS
     from results.layout import trial_metrics
     from results.tracking import child_runs
+    from results.warm_start import parse_param
 
     client, records = MlflowClient(uri), []
     for run in child_runs(client, experiment_id, parent_run_id):
@@ -46,21 +47,12 @@ def read_records(uri: str, experiment_id: str, parent_run_id: str) -> list[Recor
                       for p in PRECISIONS if math.isfinite(metrics.get(f"quality_{p}", math.nan))}
         steps = max(1.0, metrics["steps"])
         records.append(Record(
-            config={k: _parse(v) for k, v in run.data.params.items()}, model_bytes=metrics["model_bytes"],
+            config={k: parse_param(v) for k, v in run.data.params.items()}, model_bytes=metrics["model_bytes"],
             curve=curve, candidates=[(c["bytes"], c["quality"]) for c in precisions.values()],
             seconds_per_step=metrics["train_time_s"] / steps,
             eval_s=metrics.get("eval_time_s", 0.0) + metrics.get("examples_time_s", 0.0),
             startup_s=metrics.get("startup_s", 0.0), rtf_wasm=metrics.get("rtf_wasm"), precisions=precisions))
     return records
-
-
-def _parse(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"True": True, "False": False}.get(text, text)
 
 
 def main() -> int:
