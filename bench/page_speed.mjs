@@ -2,7 +2,10 @@
 // a backend, transfer a WAV file `--repeat` times, and record every byte the page downloaded on its
 // first load (raw, and gzip -9 as a compressing web server would send it).
 //
-//   node bench/page_speed.mjs --url URL --wav FILE --models a,b,c [--backend wasm] [--repeat 3]
+//   node bench/page_speed.mjs --url URL --wav FILE --models a,b,c [--backend wasm] [--repeat 3] [--synth js|graph]
+//
+// --synth: where the page synthesizes (window.tonesweep.load's option): js (outside the graph, the default)
+// or graph (inside the TF.js graph, as before).
 //
 // Prints one JSON line: {"MODEL": {"rtf": [..], "render_ms": [..], "seconds", "first_load": {...}}}.
 
@@ -13,7 +16,7 @@ import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { HEADLESS_FLAGS } from '../tests/support/js/chromium.mjs';
 
-const args = { backend: 'wasm', repeat: '3', chromium: '/usr/bin/chromium' };
+const args = { backend: 'wasm', repeat: '3', chromium: '/usr/bin/chromium', synth: 'js' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, '')] = argv[i + 1];
 const FLAGS = HEADLESS_FLAGS;
@@ -30,7 +33,7 @@ async function measure(context, name, wav) {
   await page.goto(args.url);
   await page.waitForFunction(() => window.tonesweep !== undefined);
   await page.evaluate(() => window.tonesweep.ready);
-  await page.evaluate(([m, b]) => window.tonesweep.load(m, b), [name, args.backend]);
+  await page.evaluate(([m, b, s]) => window.tonesweep.load(m, b, { synth: s }), [name, args.backend, args.synth]);
   const runs = [];
   for (let i = 0; i < Number(args.repeat); i++) {
     runs.push(await page.evaluate(([bytes]) => window.tonesweep.transferFile(new Uint8Array(bytes).buffer, 'bench.wav'),
@@ -41,7 +44,7 @@ async function measure(context, name, wav) {
     .reduce((sum, [, f]) => sum + f[key], 0);
   const isModel = (p) => p.startsWith(`/models/${name}/`);
   return {
-    backend: runs[0].backend, seconds: runs[0].seconds, rtf: runs.map((r) => r.rtf), render_ms: runs.map((r) => r.renderMs),
+    backend: runs[0].backend, synth: runs[0].synth, seconds: runs[0].seconds, rtf: runs.map((r) => r.rtf), render_ms: runs.map((r) => r.renderMs),
     feature_ms: runs.map((r) => r.featureMs),
     first_load: { files, total_raw: total('raw'), total_gzip: total('gzip'),
       model_raw: total('raw', isModel), model_gzip: total('gzip', isModel) },

@@ -7,7 +7,8 @@ Serves the page and every bundle under --models exactly as `tonesweep serve` doe
 a free port), then bench/page_speed.mjs opens the page once per model, loads it on the backend,
 transfers the WAV --repeat times (features in JavaScript, then chunked rendering) and records
 every response the page received on its first load. Prints, per model, the median real-time factor
-of the rendering (seconds of audio / seconds of rendering; goal >= 20x on wasm) and the first-load
+of the rendering (seconds of audio / seconds of rendering; goal >= 50x on wasm), with the synthesis in
+the TF.js graph (the old path) and in JavaScript (the new one) in the same run, and the first-load
 bytes: page + TF.js runtime + model, raw and gzip -9, and beside them the same first load with the stock
 TF.js files the page loaded before the custom runtime (tf.min.js + tf-backend-wasm.min.js, from npm, in
 place of tf-runtime.mjs; computed from the files, not loaded).
@@ -49,17 +50,25 @@ def main() -> int:
 
     server = start_server(args.models, port=0)
     names = list(find_bundles(Path(args.models)))
+    paths = {}
     try:
-        proc = subprocess.run(["node", str(REPO / "bench" / "page_speed.mjs"), "--url", server.url, "--wav", args.wav,
-                               "--models", ",".join(names), "--backend", args.backend, "--repeat", str(args.repeat)],
-                              capture_output=True, text=True, timeout=1800, cwd=REPO)
+        for synth in ("graph", "js"):  # the old path and the new one, in the same run
+            proc = subprocess.run(["node", str(REPO / "bench" / "page_speed.mjs"), "--url", server.url, "--wav", args.wav,
+                                   "--models", ",".join(names), "--backend", args.backend, "--repeat", str(args.repeat),
+                                   "--synth", synth], capture_output=True, text=True, timeout=1800, cwd=REPO)
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                return 1
+            paths[synth] = json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
         server.shutdown()
         server.server_close()
-    if proc.returncode != 0:
-        print(proc.stderr[-3000:], file=sys.stderr)
-        return 1
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = paths["js"]
+    print("render speed, synthesis in the TF.js graph (before) vs in JavaScript (js/synth.mjs), median real-time factor:")
+    for name in names:
+        old, new = (statistics.median(paths[p][name]["rtf"]) for p in ("graph", "js"))
+        print(f"  {name:<10} graph {old:6.1f}x   js {new:6.1f}x ({paths['js'][name]['synth']})   {new / old:4.1f}x faster")
+    print()
     print(f"{'model':<10} {'audio s':>7} {'render ms (median)':>18} {'RTF (median)':>12} {'RTF runs':>22} "
           f"{'first load raw':>15} {'gzip':>10} {'model raw':>10} {'model gzip':>10}")
     for name, r in results.items():

@@ -88,7 +88,8 @@ def test_node_parity_recomputed_independently(float32_bundle):
     expected = {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
     got, info = tfjs.run_node(float32_bundle / "tfjs", inputs, backend="wasm")
     assert info["backend"] == "wasm"
-    assert set(got) == set(expected) == {"audio", "next_phase", "next_noise_tail", "next_state"}
+    assert set(got) == set(expected) == {"audio", "next_phase", "next_noise_tail", "next_state",
+                                         "amplitudes", "harmonic_distribution", "noise_magnitudes"}
     assert graph.snr_db(expected["audio"], got["audio"]) >= 100
     assert graph.snr_db(expected["next_state"], got["next_state"]) >= 100
 
@@ -106,7 +107,8 @@ def test_signature_keyed_by_tensor_names_is_mapped_back(float32_bundle, tmp_path
     (tmp_path / "model.json").write_text(json.dumps(model))
     restore_signature_keys(tmp_path / "model.json", float32_bundle / "saved_model")
     restored = json.loads((tmp_path / "model.json").read_text())["signature"]
-    assert sorted(restored["outputs"]) == outputs == ["audio", "next_noise_tail", "next_phase", "next_state"]
+    assert sorted(restored["outputs"]) == outputs == ["amplitudes", "audio", "harmonic_distribution", "next_noise_tail",
+                                                      "next_phase", "next_state", "noise_magnitudes"]
     assert restored["outputs"]["next_phase"] == json.loads((float32_bundle / "tfjs" / "model.json").read_text())[
         "signature"]["outputs"]["next_phase"]
     assert "f0_hz" in restored["inputs"]

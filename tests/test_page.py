@@ -166,6 +166,7 @@ def test_upload_renders_the_instrument_like_transfer(page_run, models_dir, tmp_p
     active_db = 10 * np.log10(np.mean(10 ** (active / 10)))
     peak_db = 20 * np.log10(np.abs(browser).max())
     assert abs(active_db + 18) <= 1.0 or abs(peak_db + 1) <= 0.5, (active_db, peak_db)
+    assert up["last"]["synth"] == "js"  # the synthesizer outside the graph (js/synth.mjs), the card says how
     print(f"upload: {up['last']['seconds']:.1f} s rendered at {up['last']['rtf']:.1f}x real time on {up['last']['backend']}")
 
 

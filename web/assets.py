@@ -20,6 +20,7 @@ from trainers.export.js import JS_DIR
 
 PAGE_DIR = Path(__file__).resolve().parent / "page"
 RUNNER = JS_DIR / "runner.mjs"  # the chunked renderer, shared with export's checks in Node
+SYNTH = JS_DIR / "synth.mjs"    # the synthesizer outside the graph, which the renderer imports
 PAGE_SOURCES = ("app.mjs", "render-worker.mjs", "features.mjs", "wav.mjs")
 # The page's entry in a bundle. Not index.html: a user hosting the folder may put their own index.html
 # beside the bundle, and export must never replace a file it did not write (docs/architecture.md §5).
@@ -38,7 +39,7 @@ COMMONJS = {"fft.mjs"}
 def page_files() -> dict[str, bytes]:
     """Relative path -> content of every file of the page: ENTRY and page/..."""
     files = {ENTRY: (PAGE_DIR / "index.html").read_bytes(),
-             "page/runner.mjs": RUNNER.read_bytes()}
+             "page/runner.mjs": RUNNER.read_bytes(), "page/synth.mjs": SYNTH.read_bytes()}
     for name in PAGE_SOURCES:
         files[f"page/{name}"] = (PAGE_DIR / name).read_bytes()
     for name, source in VENDORED.items():

@@ -32,6 +32,7 @@ def stage_check_site(site: Path, tfjs_dir: str | Path, inputs: dict, expected: d
     site.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(HARNESS / "browser.html", site / "index.html")
     shutil.copyfile(JS_DIR / "runner.mjs", site / "runner.mjs")
+    shutil.copyfile(JS_DIR / "synth.mjs", site / "synth.mjs")  # runner.mjs imports it
     for name, source in TFJS_FILES.items():
         (site / name).symlink_to(npm_path(source))
     (site / "model").symlink_to(Path(tfjs_dir).resolve(), target_is_directory=True)

@@ -244,6 +244,7 @@ def model_card(instrument, config, layout, source: ResolvedTrial, precision, met
     import tensorflow as tf  # noqa: PLC0415
 
     from trainers.export import tfjs  # noqa: PLC0415
+    from trainers.model import synth  # noqa: PLC0415
 
     stats = (manifest or {}).get("stats", {}).get(str(config["frame_rate"]), {})
     feature_key = f"{config['feature']}_db"
@@ -256,6 +257,8 @@ def model_card(instrument, config, layout, source: ResolvedTrial, precision, met
         "frame_rate": layout.frame_rate,
         "frames_per_call": layout.frames_per_call,
         "layout": layout.to_dict(),
+        # how a runtime synthesizes outside the graph from its control outputs (js/synth.mjs; graph.py)
+        "synth": {"noise_window": synth.NOISE_WINDOW_SIZE},
         "inputs": {
             "f0_hz": "fundamental frequency in Hz per frame, 0 when unvoiced",
             "feature_db": f"{config['feature']} in dB per frame (0 dB ref, floor -80 dB)",

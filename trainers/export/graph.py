@@ -12,7 +12,10 @@ chunk boundary, so a caller can render any length chunk after chunk without clic
     state       [1, U]         GRU state (gru decoders only)
     reverb_tail [1, Lr-1]      reverb of earlier chunks still ringing (reverb models only)
   outputs:
-    audio [1, F*H]; next_phase, next_noise_tail, next_state, next_reverb_tail: the carries.
+    audio [1, F*H]; next_phase, next_noise_tail, next_state, next_reverb_tail: the carries;
+    amplitudes [1, F+1, 1], harmonic_distribution [1, F+1, K], noise_magnitudes [1, F+La, N]: the
+    synthesizer's controls for the rendered frames (and those after them that the synth reads), so a
+    runtime can run the decoder alone and synthesize outside the graph (js/synth.mjs).
 
 Why lookahead frames (La): the harmonic amplitude/frequency envelopes interpolate from frame j
 to frame j+1, and each noise frame's FIR also spills (L-1)/2 samples before its start. The
@@ -259,7 +262,11 @@ class ExportedSynth(tf.Module):
         next_noise_tail = safe_ops.overlap_add(segments[:, :frames], hop)[:, end:end + lay.noise_tail]
 
         audio = harmonic + filtered
-        outputs = {"next_phase": next_phase, "next_noise_tail": next_noise_tail}
+        outputs = {"next_phase": next_phase, "next_noise_tail": next_noise_tail,
+                   # the controls, for a runtime that synthesizes outside the graph (trainers/export/js/synth.mjs):
+                   # fetching only these (and next_state) runs the decoder alone
+                   "amplitudes": amps[:, :frames + 1], "harmonic_distribution": dist[:, :frames + 1],
+                   "noise_magnitudes": magnitudes}
         if self.reverb_kernel is not None:
             wet = safe_ops.reverb_wet(audio, self.reverb_kernel)  # [1, F*H + Lr - 1]
             wet = wet + tf.pad(reverb_tail, [[0, 0], [0, lay.samples_per_call]])

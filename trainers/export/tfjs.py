@@ -173,8 +173,8 @@ def read_outputs(io_dir: Path) -> tuple[dict[str, "np.ndarray"], dict]:
 
 
 def run_node(tfjs_dir: str | Path, inputs: dict[str, "np.ndarray"], backend: str = "wasm",
-             repeat: int = 1, timeout_s: float = 600.0, signal_layout: dict | None = None
-             ) -> tuple[dict[str, "np.ndarray"], dict]:
+             repeat: int = 1, timeout_s: float = 600.0, signal_layout: dict | None = None,
+             synth: dict | None = None) -> tuple[dict[str, "np.ndarray"], dict]:
     """Run the converted model once (or `repeat` times, for timings) in Node with @tensorflow/tfjs.
 
     With `signal_layout` (a model card's "layout"), `inputs` is a whole signal {f0_hz [T],
@@ -194,6 +194,9 @@ def run_node(tfjs_dir: str | Path, inputs: dict[str, "np.ndarray"], backend: str
         if signal_layout is not None:
             (io_dir / "layout.json").write_text(json.dumps(signal_layout))
             extra = ["--signal", str(io_dir / "layout.json")]
+            if synth is not None:  # the decoder in TF.js, the synthesizer in JavaScript (js/synth.mjs)
+                (io_dir / "synth.json").write_text(json.dumps(synth))
+                extra += ["--synth", str(io_dir / "synth.json")]
         proc = subprocess.run(
             [node, str(JS_DIR / "node_parity.mjs"), "--model", str(Path(tfjs_dir).resolve()),
              "--io", str(io_dir), "--backend", backend, "--repeat", str(repeat), *extra],

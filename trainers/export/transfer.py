@@ -108,7 +108,7 @@ class BundleRenderer:
                                  noise[first * lay.hop:(first + lay.input_frames) * lay.hop], carries)
             pieces.append(outputs.pop("audio")[0])
             phase = carries["phase"]
-            carries = {name[len("next_"):]: value for name, value in outputs.items()}
+            carries = {name[len("next_"):]: value for name, value in outputs.items() if name.startswith("next_")}
             # The graph's next_phase carries its float32 error (~1e-3 rad per 4 s) into the next
             # call, and those errors add up over minutes; the phase advance is exact in float64.
             rendered = f0[first + lay.context_before:first + lay.context_before + lay.frames_per_call + 1]

@@ -10,7 +10,7 @@ import { encodeWav } from './wav.mjs';
 
 const $ = (id) => document.getElementById(id);
 const state = { models: [], entry: null, card: null, backend: null, recorder: null, take: null, last: null,
-  busy: false, queue: Promise.resolve(), rendering: null };
+  busy: false, queue: Promise.resolve(), rendering: null, synthPath: 'js' };
 
 function setStatus(text) { $('status').textContent = text; }
 
@@ -212,7 +212,8 @@ async function transfer(audio, label) {
   const total = (audio.length / SAMPLE_RATE).toFixed(1);
   setStatus(`rendering ${total} s as ${card.instrument}`);
   showProgress(0, 1);
-  const request = ask({ type: 'render', layout: card.layout, f0Hz: fit.f0Hz, featureDb: fit.featureDb, noise },
+  const synth = state.synthPath === 'graph' ? undefined : card.synth; // bundles before the control outputs: graph
+  const request = ask({ type: 'render', layout: card.layout, synth, f0Hz: fit.f0Hz, featureDb: fit.featureDb, noise },
     (done, calls) => {
       showProgress(done, calls);
       setStatus(`rendering ${total} s as ${card.instrument}: ${Math.round((100 * done) / calls)} %`);
@@ -229,7 +230,8 @@ async function transfer(audio, label) {
   const seconds = out.length / SAMPLE_RATE;
   if (!out.every(Number.isFinite)) throw new Error(`the ${card.instrument} model produced invalid samples on the ${rendered.backend} backend: re-export it with \`tonesweep export\``);
   state.last = { label, rendered: out, voice: audio, input: feats, fitted: fit, seconds, renderMs: rendered.renderMs,
-    featureMs, rtf: (seconds * 1000) / rendered.renderMs, backend: rendered.backend, instrument: card.instrument,
+    featureMs, rtf: (seconds * 1000) / rendered.renderMs, backend: rendered.backend, synth: rendered.synth,
+    instrument: card.instrument,
     levelDb: levelGainDb(out) };
   applyGain(state.last);
   show(state.last);
@@ -237,7 +239,7 @@ async function transfer(audio, label) {
 }
 
 function summary(last) {
-  return { instrument: last.instrument, backend: last.backend, seconds: last.seconds, renderMs: last.renderMs,
+  return { instrument: last.instrument, backend: last.backend, synth: last.synth, seconds: last.seconds, renderMs: last.renderMs,
     featureMs: last.featureMs, rtf: last.rtf, octaves: last.fitted.octaves, levelShiftDb: last.fitted.levelShiftDb,
     outputGainDb: last.outputGainDb };
 }
@@ -440,7 +442,10 @@ async function start() {
 window.tonesweep = {
   ready: start(),
   models: () => state.models,
-  load: (name, backend = 'wasm') => guarded(() => loadAndShow(name, backend)),
+  load: (name, backend = 'wasm', { synth = 'js' } = {}) => guarded(() => {
+    state.synthPath = synth; // 'graph': synthesize in the TF.js graph as bundles before 2026-12 did (benchmarks)
+    return loadAndShow(name, backend);
+  }),
   cancel: cancelRender,
   transferFile: (arrayBuffer, name) => guarded(() => transferFile(arrayBuffer, name)),
   record: (seconds) => guarded(() => record(seconds)),

@@ -2,12 +2,13 @@
 // so the page keeps drawing, shows progress and can cancel while a take renders.
 //
 // Messages in:  {type: 'load', id, url (the bundle folder), backend}
-//               {type: 'render', id, layout, f0Hz, featureDb, noise}     {type: 'cancel', id}
+//               {type: 'render', id, layout, synth, f0Hz, featureDb, noise}     {type: 'cancel', id}
+//               (synth: the card's "synth" to synthesize in JavaScript (js/synth.mjs), or none: in the graph)
 // Messages out: {type: 'loaded', id, backend}   {type: 'progress', id, done, total}
 //               {type: 'rendered', id, audio, renderMs, backend}
 //               {type: 'error', id, message, cancelled, stage ('backend' when the backend would not start)}
 
-import { renderSignal } from './runner.mjs';
+import { renderSignal, synthesizesOutside } from './runner.mjs';
 // TF.js holding only what tonesweep's graphs use, on its wasm backend (trainers/export/js/build_runtime.mjs)
 import * as tfRuntime from './vendor/tf-runtime.mjs';
 
@@ -38,7 +39,7 @@ async function load({ id, url, backend }) {
   return { backend: tf.getBackend() };
 }
 
-async function render({ id, layout, f0Hz, featureDb, noise }) {
+async function render({ id, layout, synth, f0Hz, featureDb, noise }) {
   const tf = await runtime;
   if (!model) throw new Error('no model loaded');
   const started = performance.now();
@@ -47,8 +48,9 @@ async function render({ id, layout, f0Hz, featureDb, noise }) {
     await new Promise((resolve) => setTimeout(resolve, 0)); // let a cancel message in
     return !cancelled.has(id);
   };
-  const audio = await renderSignal(tf, model, layout, f0Hz, featureDb, noise, { onChunk });
-  return { audio, renderMs: performance.now() - started, backend: tf.getBackend() };
+  const audio = await renderSignal(tf, model, layout, f0Hz, featureDb, noise, { onChunk, synth });
+  return { audio, renderMs: performance.now() - started, backend: tf.getBackend(),
+    synth: synthesizesOutside(model, layout, synth) ? 'js' : 'graph' };
 }
 
 onmessage = async ({ data }) => {

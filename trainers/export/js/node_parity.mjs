@@ -2,13 +2,14 @@
 // with inputs written by Python, write the outputs back for comparison.
 //
 //   node node_parity.mjs --model TFJS_DIR --io IO_DIR [--backend wasm|cpu] [--repeat N]
-//       [--signal LAYOUT.json]
+//       [--signal LAYOUT.json [--synth SYNTH.json]]
 //
 // IO_DIR/inputs.json: {"name": {"shape": [...], "file": "name.f32"}} (little-endian float32).
 // Writes IO_DIR/outputs.json (same layout, files out_<name>.f32) with "timings_ms", "backend" and
 // "kernels" (the TF.js kernels the first run called, from tf.profile: what the page's runtime must hold).
 // With --signal (the model card's "layout" as JSON), the inputs are a whole signal (f0_hz [T],
-// feature_db [T], noise [T*hop]) rendered chunk by chunk with renderSignal; the output is audio.
+// feature_db [T], noise [T*hop]) rendered chunk by chunk with renderSignal; the output is audio. With
+// --synth (the card's "synth" as JSON) the graph runs its decoder only and synth.mjs synthesizes.
 // No tfjs-node: the model files are read with fs and handed to tf.loadGraphModel as an IOHandler.
 
 import fs from 'node:fs';
@@ -19,7 +20,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { render, renderSignal } from './runner.mjs';
 
 function parseArgs(argv) {
-  const args = { backend: 'wasm', repeat: 1, signal: null };
+  const args = { backend: 'wasm', repeat: 1, signal: null, synth: null };
   for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, '')] = argv[i + 1];
   if (!args.model || !args.io) throw new Error('usage: --model TFJS_DIR --io IO_DIR [--backend wasm|cpu] [--repeat N] [--signal LAYOUT.json]');
   args.repeat = Number(args.repeat);
@@ -74,7 +75,8 @@ async function main() {
     if (args.signal) {
       const layout = JSON.parse(fs.readFileSync(args.signal, 'utf8'));
       const start = performance.now();
-      const audio = await renderSignal(tf, model, layout, inputs.f0_hz.data, inputs.feature_db.data, inputs.noise.data);
+      const audio = await renderSignal(tf, model, layout, inputs.f0_hz.data, inputs.feature_db.data, inputs.noise.data,
+        { synth: args.synth ? JSON.parse(fs.readFileSync(args.synth, 'utf8')) : undefined });
       result = { outputs: { audio: { shape: [audio.length], data: audio } }, ms: performance.now() - start };
     } else {
       result = await render(tf, model, inputs);

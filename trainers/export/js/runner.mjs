@@ -5,6 +5,8 @@
 // order, and returned under their signature keys (audio, next_phase, ...), because the
 // graph's Identity_k numbering follows sorted keys, not the order they were defined in.
 
+import { Synth } from './synth.mjs';
+
 /** Signature key -> graph node name, for inputs and outputs. */
 export function signatureNames(model) {
   const strip = (name) => name.replace(/:0$/, '');
@@ -15,16 +17,17 @@ export function signatureNames(model) {
 
 /**
  * One call. inputs: {name: {shape: number[], data: Float32Array}} keyed like the signature.
+ * only: the output keys to fetch (default: all); TF.js runs only the nodes they need.
  * Returns {outputs: {name: {shape, data}}, ms: wall time of executeAsync + download}.
  */
-export async function render(tf, model, inputs) {
+export async function render(tf, model, inputs, only = null) {
   const names = signatureNames(model);
   const feeds = {};
   for (const [key, node] of Object.entries(names.inputs)) {
     if (!(key in inputs)) throw new Error(`missing input ${key}`);
     feeds[node] = tf.tensor(inputs[key].data, inputs[key].shape, 'float32');
   }
-  const keys = Object.keys(names.outputs).sort();
+  const keys = (only ?? Object.keys(names.outputs)).slice().sort();
   const start = performance.now();
   // executeAsync: the GRU is a while loop, which execute() refuses.
   const tensors = await model.executeAsync(feeds, keys.map((k) => names.outputs[k]));
@@ -64,8 +67,10 @@ export function advancePhase(phase, f0Frames, hop, sampleRate) {
  * Context frames before the signal copy its first frame; frames after it copy its last frame.
  * onChunk(done, total), if given, is awaited after every call; when it returns false the render stops
  * with an Error('cancelled') (the page's worker reports progress and takes a cancel there).
+ * synth (a model card's "synth"), if given and the graph outputs its controls (bundles since they do) and
+ * has no reverb: the graph runs its decoder only and synth.mjs synthesizes (synthesizesOutside tells).
  */
-export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise, { onChunk } = {}) {
+export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise, { onChunk, synth } = {}) {
   const { hop, frames_per_call: F, context_before: P, input_frames: N } = layout;
   const T = f0Hz.length;
   const calls = Math.ceil(T / F);
@@ -84,6 +89,8 @@ export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise, { 
   if ('state' in names) carries.state = zeros(layout.state_size);
   if ('reverb_tail' in names) carries.reverb_tail = zeros(layout.reverb_tail);
   const audio = new Float32Array(calls * F * hop);
+  const outside = synthesizesOutside(model, layout, synth) ? new Synth(layout, synth) : null;
+  const fetched = outside ? CONTROLS.concat('state' in names ? ['next_state'] : []) : null;
   for (let c = 0; c < calls; c++) {
     const first = c * F;
     const inputs = {
@@ -92,7 +99,18 @@ export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise, { 
       noise: { shape: [1, N * hop], data: noisePadded.subarray(first * hop, (first + N) * hop) },
       ...carries,
     };
-    const { outputs } = await render(tf, model, inputs);
+    const { outputs } = await render(tf, model, inputs, fetched);
+    if (outside) {
+      const from = first + P;
+      audio.set(outside.render({
+        f0: f0.subarray(from, from + F + 1), amplitudes: outputs.amplitudes.data,
+        distribution: outputs.harmonic_distribution.data, magnitudes: outputs.noise_magnitudes.data,
+        noise: noisePadded.subarray(from * hop, (from + layout.frames_per_call + layout.lookahead) * hop),
+      }), first * hop);
+      if (outputs.next_state) carries.state = { shape: outputs.next_state.shape, data: outputs.next_state.data };
+      if (onChunk && (await onChunk(c + 1, calls)) === false) throw new Error('cancelled');
+      continue;
+    }
     audio.set(outputs.audio.data, first * hop);
     const next = {};
     for (const [key, t] of Object.entries(outputs)) {
@@ -105,4 +123,13 @@ export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise, { 
     if (onChunk && (await onChunk(c + 1, calls)) === false) throw new Error('cancelled');
   }
   return audio.subarray(0, T * hop);
+}
+
+const CONTROLS = ['amplitudes', 'harmonic_distribution', 'noise_magnitudes'];
+
+/** Whether renderSignal synthesizes in JavaScript for this model: the card says how (synth), the graph
+ * outputs the controls, and there is no reverb (its long FIR stays in the graph). */
+export function synthesizesOutside(model, layout, synth) {
+  const outputs = signatureNames(model).outputs;
+  return Boolean(synth?.noise_window) && CONTROLS.every((key) => key in outputs) && !layout.reverb_tail;
 }
