@@ -1,4 +1,4 @@
-"""Record the pool of trials the search benchmark replays (bench/pool.py says what a pool holds).
+"""Record the pool of trials the search benchmark replays (search/replay/pool.py says what a pool holds).
 
     .venv/bin/python bench/record_pool.py --dataset demo/datasets/bansuri --configs 150
         [--steps 150] [--report-every 5] [--min-rtf 5] [--seed 100] [--out bench/data/pool-bansuri.json.gz]
@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.pool import Pool, Record, write_pool
+from search.replay.pool import Pool, Record, write_pool
 
 
 def read_records(uri: str, experiment_id: str, parent_run_id: str) -> list[Record]:

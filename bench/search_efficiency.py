@@ -3,8 +3,8 @@
     .venv/bin/python bench/search_efficiency.py [--pools bench/data/pool-*.json.gz] [--trials 30] [--seeds 10]
         [--studies strategies,schedule,warm,scale] [--scale-trials 1000] [--plot bench/figures/search-efficiency.png]
 
-The pools (``bench/record_pool.py``, format in ``bench/pool.py``) hold hundreds of trials recorded to the
-end; every study replays them (``bench/replay.py``: simulated workers, the real schedulers and samplers
+The pools (``bench/record_pool.py``, format in ``search/replay/pool.py``) hold hundreds of trials recorded to the
+end; every study replays them (``search/replay/simulate.py``: simulated workers, the real schedulers and samplers
 deciding), so the whole benchmark runs in minutes without training. Studies:
 
 strategies  every strategy below, ``--seeds`` seeds of ``--trials`` trials each on 2 workers, at the
@@ -38,8 +38,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.pool import Pool, read_pool  # noqa: E402
-from bench.replay import Scale, Strategy, at_budget, front_records, nearest_records, replay, winner  # noqa: E402
+from search.replay.pool import Pool, read_pool  # noqa: E402
+from search.replay.simulate import Scale, Strategy, at_budget, front_records, nearest_records, replay, winner  # noqa: E402
 
 REFERENCE = Strategy("random-full", "random", "none")
 STRATEGIES = [

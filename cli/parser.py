@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "this sweep swept before it (up to a quarter of --trials)")
     p.add_argument("--warm-start-from", action="append", default=[], metavar="SWEEP",
                    help="... and those on the fronts of every instrument of the earlier sweep SWEEP in the same "
-                        "tracking store (repeat for several)")
+                        "tracking store (repeat for several; default: none)")
     p.add_argument("--xla-cache", default=None,
                    help="folder for XLA's compiled training steps, reused when the same configuration runs again "
                         "(a retried trial, a repeated sweep); 'off' for none (default: $TONESWEEP_XLA_CACHE, else off)")

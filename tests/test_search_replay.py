@@ -1,4 +1,4 @@
-"""The search benchmark's replay (bench/replay.py) on a hand-made pool: the pool file round-trips, the
+"""The search benchmark's replay (search/replay/simulate.py) on a hand-made pool: the pool file round-trips, the
 simulated workers account for time and trial-steps, the real schedulers stop trials, warm starts come
 first, and the hypervolume is scored on the pool's fixed box."""
 
@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from bench.pool import Pool, Record, read_pool, write_pool
-from bench.replay import Scale, Strategy, at_budget, front_records, replay, winner
+from search.replay.pool import Pool, Record, read_pool, write_pool
+from search.replay.simulate import Scale, Strategy, at_budget, front_records, replay, winner
 
 STEPS, EVERY = 40, 5
 

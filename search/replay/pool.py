@@ -18,6 +18,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common.errors import UserError
+
 VERSION = 1
 
 
@@ -66,8 +68,8 @@ def read_pool(path: Path) -> Pool:
     with gzip.open(path, "rt", encoding="utf-8") as src:
         body = json.load(src)
     if body.get("version") != VERSION:
-        raise SystemExit(f"{path}: pool version {body.get('version')!r}, this reader knows {VERSION}; record it again "
-                         f"with bench/record_pool.py")
+        raise UserError(f"{path}: pool version {body.get('version')!r}, this reader knows {VERSION}; record it again "
+                        f"with bench/record_pool.py")
     records = [Record(**{**r, "curve": {int(k): v for k, v in r["curve"].items()},
                          "candidates": [tuple(c) for c in r["candidates"]]}) for r in body.pop("records")]
     return Pool(body.pop("instrument"), body.pop("steps"), body.pop("report_every"), records, body)

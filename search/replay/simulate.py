@@ -1,4 +1,4 @@
-"""Replay a search on a recorded pool (bench/pool.py): simulated workers, the real schedulers and samplers.
+"""Replay a search on a recorded pool (search/replay/pool.py): simulated workers, the real schedulers and samplers.
 
 The tabular benchmark of HPO research (Syne Tune's simulator, LCBench): a strategy's sampler picks a
 recorded trial, a simulated worker "runs" it by replaying its learning curve at its recorded speed, and
@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from bench.pool import Record
+from search.replay.pool import Record
 
 
 @dataclass(frozen=True)
