@@ -233,7 +233,7 @@ def plot(path: Path, curves: dict, scale_curves: dict, trials: int, steps: int) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = len(curves) + (1 if scale_curves else 0)
+    columns = len(curves) + (2 if scale_curves else 0)
     fig, axes = plt.subplots(1, columns, figsize=(5.2 * columns, 4.2), squeeze=False)
     grid = np.linspace(0, 1, 101)
     for ax, (instrument, by_strategy) in zip(axes[0], curves.items()):
@@ -249,20 +249,23 @@ def plot(path: Path, curves: dict, scale_curves: dict, trials: int, steps: int) 
         ax.axhline(GOAL_HV, color="grey", ls=":", lw=1)
         ax.axvline(GOAL_STEPS, color="grey", ls=":", lw=1)
         ax.set(title=f"{instrument}: {len(trajectories)} seeds x {trials} trials", xlabel="trial-steps / reference's",
-               ylabel="hypervolume / reference's (median, IQR)", ylim=(0, 1.1))
+               ylabel="hypervolume / reference's (median, IQR)", ylim=(0.5, 1.05))
         ax.legend(fontsize=7, loc="lower right")
     if scale_curves:
-        ax = axes[0][-1]
         instrument, by_workers = next(iter(scale_curves.items()))
-        top = max(t[-1][0] for ts in by_workers.values() for t in ts)
-        xs = np.linspace(0, top, 101)
         best = max(t[-1][2] for ts in by_workers.values() for t in ts)
-        for w, trajectories in by_workers.items():
-            ys = np.median([[at_budget(t, x) / best for x in xs] for t in trajectories], axis=0)
-            ax.plot(xs / 1000, ys, label=f"{w} workers")
-        ax.set(title=f"{instrument}: simulated workers", xlabel="trial-steps (thousands)",
-               ylabel="hypervolume / best reached (median)")
-        ax.legend(fontsize=7, loc="lower right")
+        for ax, axis, scale, label in ((axes[0][-2], 0, 1000, "trial-steps (thousands)"),
+                                       (axes[0][-1], 1, 3600, "wall hours (log)")):
+            top = max(t[-1][axis] for ts in by_workers.values() for t in ts)
+            xs = np.geomspace(top / 1000, top, 200) if axis else np.linspace(0, top, 101)
+            for w, trajectories in by_workers.items():
+                ys = np.median([[at_budget(t, x, axis) / best for x in xs] for t in trajectories], axis=0)
+                ax.plot(xs / scale, ys, label=f"{w} workers")
+            ax.set(title=f"{instrument}: simulated workers", xlabel=label, ylabel="hypervolume / best reached (median)",
+                   ylim=(0.5, 1.05))
+            if axis:
+                ax.set_xscale("log")
+            ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -279,7 +282,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--studies", default="strategies,schedule,warm,scale")
     parser.add_argument("--scale-trials", type=int, default=1000)
-    parser.add_argument("--scale-seeds", type=int, default=5)
+    parser.add_argument("--scale-seeds", type=int, default=3)
     parser.add_argument("--overhead-s", type=float, default=1.1,
                         help="Ray + MLflow per trial (bench/sweep_overhead.py at 150 steps: 3.6 %% of 2 x 487 s over 32 trials)")
     parser.add_argument("--plot", default=str(REPO / "bench" / "figures" / "search-efficiency.png"))
