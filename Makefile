@@ -135,7 +135,8 @@ bench: install
 	$(PY) bench/prepare_speed.py --minutes 15
 	[ -f $(DEMO_DIR)/datasets/bansuri/manifest.json ] || $(MAKE) demo
 	$(PY) bench/many_trials.py --dataset $(DEMO_DIR)/datasets/bansuri --trials 200 --steps 30
-	$(PY) bench/search_efficiency.py --dataset $(DEMO_DIR)/datasets/bansuri --pool 14 --trials 10 --steps 60 --seeds 3 --live --references
+	@# the search default, replayed on the recorded pools in bench/data/ (bench/record_pool.py records them again)
+	$(PY) bench/search_efficiency.py --trials 30 --seeds 10 --scale-trials 1000
 
 clean-demo:
 	rm -rf $(DEMO_DIR) mlflow.db mlruns runs
