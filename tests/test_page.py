@@ -54,8 +54,11 @@ def models_dir(trained_trial, tmp_path_factory) -> Path:
 
 def start_serve(models: Path) -> tuple[subprocess.Popen, str]:
     """`tonesweep serve --port 0` as its own process; returns it and the page's URL."""
+    # As from a terminal: Ctrl-C reaches it even when these tests run in a background job, whose shell
+    # starts children with SIGINT ignored (then `serve` could not be stopped the way a user stops it).
     process = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--models", str(models), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = process.stdout.readline()
     found = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
     if not found:
