@@ -91,6 +91,7 @@ def test_a_real_export_is_lean(tmp_path):
     weights = model["weightsManifest"][0]["weights"]
     assert len({(w["dtype"], tuple(w["shape"])) for w in weights if not is_trained_weight(w["name"])}) >= 1
     assert card["parity"]["tfjs_node_wasm"]["snr_db"] >= 100  # what TF.js runs is the lean file
+    assert card["parity"]["tfjs_node_wasm"]["js_synth_call_start_db"] >= 45  # and what the page synthesizes from it
     assert card["bytes"]["total"] < 48_000 and card["bytes"]["total_gzip"] < card["bytes"]["total"]
     assert card["speed"]["rtf_wasm"] > 1
     # one size everywhere: what the table, the selector and the search use before training is what ships

@@ -42,6 +42,16 @@ from trainers.export import runtime
 from trainers.export.card import CARD, CARD_FORMAT, FILE_DIGESTS, owned_files
 
 TF_PARITY_DB = 100.0  # export-safe graph vs training graph; TF.js vs TF (any precision)
+# synth.mjs vs the graph's own synthesis over the first 20 ms of a call: a guard against a broken synthesizer
+# (a wrong partial or noise frame costs tens of dB); how close it is, is tests/test_js_synth.py's
+JS_SYNTH_DB = 45.0
+
+
+def synth_spec() -> dict[str, Any]:
+    """The card's "synth": what js/synth.mjs needs beyond the layout to synthesize from the graph's controls."""
+    from trainers.model import synth  # noqa: PLC0415
+
+    return {"noise_window": synth.NOISE_WINDOW_SIZE}
 
 
 class ExportParityError(RuntimeError):
@@ -120,6 +130,30 @@ def check_tfjs(tfjs_dir: Path, tf_outputs: dict[str, np.ndarray], inputs, repeat
             "ms_per_call": round(float(np.median(info["timings_ms"][1:] or info["timings_ms"])), 1)}
 
 
+def check_js_synth(tfjs_dir: Path, layout, inputs) -> float:
+    """Render two calls in Node with the synthesis in the graph and in synth.mjs; raises when they part where
+    a call starts (the phase is handed over exactly there; within a call the graph's float32 phase drifts,
+    docs/architecture.md "Synthesis outside the graph"). Returns the lowest of those SNRs (dB)."""
+    from trainers.export import graph, tfjs  # noqa: PLC0415
+
+    frames = np.tile(inputs["f0_hz"][0, :, 0], 3)[:2 * layout.frames_per_call]
+    level = np.tile(inputs["feature_db"][0, :, 0], 3)[:len(frames)]
+    signal = {"f0_hz": frames.astype(np.float32), "feature_db": level.astype(np.float32),
+              "noise": np.random.default_rng(0).uniform(-1, 1, len(frames) * layout.hop).astype(np.float32)}
+    try:
+        in_graph, _ = tfjs.run_node(tfjs_dir, signal, signal_layout=layout.to_dict())
+        outside, _ = tfjs.run_node(tfjs_dir, signal, signal_layout=layout.to_dict(), synth=synth_spec())
+    except RuntimeError as err:
+        raise ExportParityError(str(err)) from None
+    head = layout.samples_per_call // 50  # the first 20 ms of each call
+    starts = [graph.snr_db(in_graph["audio"][c:c + head], outside["audio"][c:c + head])
+              for c in range(0, len(frames) * layout.hop, layout.samples_per_call)]
+    if not min(starts) >= JS_SYNTH_DB:
+        raise ExportParityError(f"synth.mjs vs the graph's synthesis where a call starts: {min(starts):.1f} dB "
+                                f"< {JS_SYNTH_DB} dB")
+    return round(min(starts), 2)
+
+
 def _carry_snr_db(name: str, reference: np.ndarray, estimate: np.ndarray) -> float:
     """SNR of a carry; phases compare on the circle (6.2831 and 0.0001 rad are the same phase)."""
     from trainers.export import graph  # noqa: PLC0415
@@ -187,6 +221,8 @@ def _export_locked(source: ResolvedTrial, out_dir: Path, instrument: str, precis
         write_saved_model(module, staging / "saved_model")
         tf_outputs = _run_saved_model(staging / "saved_model", inputs)
         js = check_tfjs(staging / "tfjs", tf_outputs, inputs) if js_parity else None
+        if js_parity and not module.layout.reverb_tail:  # what the page runs: the decoder in TF.js, synth.mjs
+            js["js_synth_call_start_db"] = check_js_synth(staging / "tfjs", module.layout, inputs)
         card = model_card(instrument, config, module.layout, source, precision, metrics, manifest, sizes,
                           {"tf_vs_training_db": round(tf_vs_training, 2), "tfjs_node_wasm": js,
                            "tf_ms_per_call": _tf_ms_per_call(staging / "saved_model", inputs)})
@@ -244,7 +280,6 @@ def model_card(instrument, config, layout, source: ResolvedTrial, precision, met
     import tensorflow as tf  # noqa: PLC0415
 
     from trainers.export import tfjs  # noqa: PLC0415
-    from trainers.model import synth  # noqa: PLC0415
 
     stats = (manifest or {}).get("stats", {}).get(str(config["frame_rate"]), {})
     feature_key = f"{config['feature']}_db"
@@ -258,7 +293,7 @@ def model_card(instrument, config, layout, source: ResolvedTrial, precision, met
         "frames_per_call": layout.frames_per_call,
         "layout": layout.to_dict(),
         # how a runtime synthesizes outside the graph from its control outputs (js/synth.mjs; graph.py)
-        "synth": {"noise_window": synth.NOISE_WINDOW_SIZE},
+        "synth": synth_spec(),
         "inputs": {
             "f0_hz": "fundamental frequency in Hz per frame, 0 when unvoiced",
             "feature_db": f"{config['feature']} in dB per frame (0 dB ref, floor -80 dB)",
