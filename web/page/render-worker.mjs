@@ -10,16 +10,13 @@
 
 import { renderSignal, synthesizesOutside } from './runner.mjs';
 // TF.js holding only what tonesweep's graphs use, on its wasm backend (trainers/export/js/build_runtime.mjs)
-import * as tfRuntime from './vendor/tf-runtime.mjs';
-
-const runtime = Promise.resolve(tfRuntime);
+import * as tf from './vendor/tf-runtime.mjs';
 
 let model = null;
 let backendName = null;
 const cancelled = new Set();
 
 async function load({ id, url, backend }) {
-  const tf = await runtime;
   if (backend !== backendName) {
     if (backend === 'wasm') tf.setWasmPaths(new URL('./vendor/', import.meta.url).href);
     let ok = false;
@@ -40,7 +37,6 @@ async function load({ id, url, backend }) {
 }
 
 async function render({ id, layout, synth, f0Hz, featureDb, noise }) {
-  const tf = await runtime;
   if (!model) throw new Error('no model loaded');
   const started = performance.now();
   const onChunk = async (done, total) => {
