@@ -232,7 +232,7 @@ async function transfer(audio, label) {
   state.last = { label, rendered: out, voice: audio, input: feats, fitted: fit, seconds, renderMs: rendered.renderMs,
     featureMs, rtf: (seconds * 1000) / rendered.renderMs, backend: rendered.backend, synth: rendered.synth,
     instrument: card.instrument,
-    levelDb: levelGainDb(out) };
+    levelDb: levelGainDb(out), peakDb: peakDb(out) };
   applyGain(state.last);
   show(state.last);
   return summary(state.last);
@@ -247,7 +247,7 @@ function summary(last) {
 /** What is heard and downloaded: the model's output brought to one level for every instrument
  * (levelGainDb), then the listener's own level (the slider). */
 function applyGain(last) {
-  const gainDb = Math.min(last.levelDb + Number($('gain').value), -1 - peakDb(last.rendered));
+  const gainDb = Math.min(last.levelDb + Number($('gain').value), -1 - last.peakDb); // the slider never clips
   const gain = 10 ** (gainDb / 20);
   last.outputGainDb = Math.round(gainDb * 100) / 100;
   last.audio = last.rendered.map((x) => x * gain);

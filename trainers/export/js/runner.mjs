@@ -100,25 +100,18 @@ export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise, { 
       ...carries,
     };
     const { outputs } = await render(tf, model, inputs, fetched);
-    if (outside) {
-      const from = first + P;
-      audio.set(outside.render({
-        f0: f0.subarray(from, from + F + 1), amplitudes: outputs.amplitudes.data,
-        distribution: outputs.harmonic_distribution.data, magnitudes: outputs.noise_magnitudes.data,
-        noise: noisePadded.subarray(from * hop, (from + layout.frames_per_call + layout.lookahead) * hop),
-      }), first * hop);
-      if (outputs.next_state) carries.state = { shape: outputs.next_state.shape, data: outputs.next_state.data };
-      if (onChunk && (await onChunk(c + 1, calls)) === false) throw new Error('cancelled');
-      continue;
-    }
-    audio.set(outputs.audio.data, first * hop);
-    const next = {};
+    const from = first + P;
+    audio.set(outside ? outside.render({
+      f0: f0.subarray(from, from + F + 1), amplitudes: outputs.amplitudes.data,
+      distribution: outputs.harmonic_distribution.data, magnitudes: outputs.noise_magnitudes.data,
+      noise: noisePadded.subarray(from * hop, (from + F + layout.lookahead) * hop),
+    }) : outputs.audio.data, first * hop);
+    const next = { ...carries }; // the carries the graph returned replace those it was given (JS synthesis: the state only)
     for (const [key, t] of Object.entries(outputs)) {
       if (key.startsWith('next_')) next[key.slice(5)] = { shape: t.shape, data: t.data };
     }
-    const rendered = f0.subarray(first + P, first + P + F + 1);
     next.phase = { shape: [1, layout.n_harmonics],
-      data: advancePhase(carries.phase.data, rendered, hop, layout.sample_rate) };
+      data: advancePhase(carries.phase.data, f0.subarray(from, from + F + 1), hop, layout.sample_rate) };
     carries = next;
     if (onChunk && (await onChunk(c + 1, calls)) === false) throw new Error('cancelled');
   }
