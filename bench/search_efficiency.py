@@ -216,7 +216,29 @@ def study_scale(pools: list[Pool], scales: dict, strategy: Strategy, args) -> di
                   f"{statistics.median(r.steps for r in by_seed):,.0f} | {' / '.join(f'{f:.3f}' for f in equal)} | "
                   f"{hours:.2f} ({base_hours / max(hours, 1e-9):.1f}x) |")
         curves[pool.instrument] = {w: [r.trajectory for r in by_seed] for w, by_seed in runs.items()}
+    study_idle(pools, scales, strategy, args)
     return curves
+
+
+def study_idle(pools: list[Pool], scales: dict, strategy: Strategy, args) -> None:
+    """Where the most workers' idle time falls: before or after the last trial starts (the drain), and how
+    the drain compares with a full trial, at ``--scale-trials`` and four times as many."""
+    workers = WORKERS[-1]
+    print(f"\n### where {workers} workers idle (median over seeds)\n\n| instrument | trials | wall (h) | busy before the last "
+          "start / after it | drain after the last start (s) | drain in median full trials | longest full trial (s) |"
+          "\n|---|---|---|---|---|---|---|")
+    for pool in pools:
+        s = defaulted(strategy, pool)
+        full = [r.seconds(pool.steps) + r.eval_s + args.overhead_s for r in pool.records]
+        for trials in (args.scale_trials, 4 * args.scale_trials):
+            outs = [Run(pool, scales[pool.instrument], s, seed, trials, workers, args.overhead_s).outcome
+                    for seed in range(args.scale_seeds)]
+            drains = [o.wall_s - o.last_start_s for o in outs]
+            before = statistics.median(o.utilisation_between(0.0, o.last_start_s) for o in outs)
+            after = statistics.median(o.utilisation_between(o.last_start_s, o.wall_s) for o in outs)
+            print(f"| {pool.instrument} | {trials:,} | {statistics.median(o.wall_s for o in outs) / 3600:.3f} | "
+                  f"{before:.3f} / {after:.3f} | {statistics.median(drains):.0f} | "
+                  f"{statistics.median(drains) / statistics.median(full):.1f} | {max(full):.0f} |")
 
 
 def _hours_to(trajectory: list[tuple[int, float, float]], target: float) -> float:

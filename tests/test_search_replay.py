@@ -56,6 +56,17 @@ def test_moasha_stops_trials_at_its_rungs_and_more_workers_finish_sooner(pool):
     assert eight.wall_s < two.wall_s and 0 < eight.utilisation <= 1.0
 
 
+def test_idle_worker_time_falls_after_the_last_trial_starts(pool):
+    """Three equal trials on two workers: the third starts when the first two end, and one worker idles
+    while it runs, so the whole sweep is 3/4 busy, fully busy before the last start, half busy after it."""
+    outcome = replay(pool.records, Strategy("full", "random", "none"), 0, 3, STEPS, EVERY, workers=2)
+    each = 1.0 + STEPS * 0.1 + 2.0
+    assert outcome.last_start_s == pytest.approx(each) and outcome.wall_s == pytest.approx(2 * each)
+    assert outcome.utilisation == pytest.approx(0.75)
+    assert outcome.utilisation_between(0.0, outcome.last_start_s) == pytest.approx(1.0)
+    assert outcome.utilisation_between(outcome.last_start_s, outcome.wall_s) == pytest.approx(0.5)
+
+
 def test_warm_starts_run_first_and_scoring_uses_the_pools_box(pool):
     outcome = replay(pool.records, Strategy("full", "random", "none"), 3, 4, STEPS, EVERY, workers=1, warm=[11, 5])
     assert outcome.finished()[:2] == [11, 5]

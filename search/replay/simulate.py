@@ -48,6 +48,7 @@ class TrialEnd:
     record: int
     steps: int
     finished: bool
+    started: float = 0.0
 
 
 @dataclass
@@ -73,6 +74,16 @@ class Outcome:
     @property
     def utilisation(self) -> float:
         return self.busy_s / max(1e-9, self.workers * self.wall_s)
+
+    @property
+    def last_start_s(self) -> float:
+        """When the last trial started: from then on, a worker whose trial ends has nothing to start."""
+        return max((e.started for e in self.ends), default=0.0)
+
+    def utilisation_between(self, begin: float, end: float) -> float:
+        """Busy worker-time in [begin, end] over the workers' time there (where the idle time falls)."""
+        busy = sum(max(0.0, min(e.time, end) - max(e.started, begin)) for e in self.ends)
+        return busy / max(1e-9, self.workers * (end - begin))
 
 
 # ---------------------------------------------------------------------------- samplers
@@ -231,7 +242,7 @@ def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, st
         if step < steps and decide(trial_id, result) != "STOP":
             continue
         ended.add(trial_id)
-        outcome.ends.append(TrialEnd(now, index, step, step == steps))
+        outcome.ends.append(TrialEnd(now, index, step, step == steps, begun[trial_id]))
         outcome.busy_s += now - begun[trial_id]
         outcome.wall_s = max(outcome.wall_s, now)
         sampler.tell(trial_id, {**result, "status": "FINISHED" if step == steps else None})
