@@ -49,6 +49,8 @@ STRATEGIES = [
     Strategy("nsga2+moasha", "nsga2", "moasha"),
     Strategy("nsga3+moasha", "nsga3", "moasha"),
     Strategy("motpe+moasha", "motpe", "moasha"),
+    # MO-ASHA that also keeps each rung's front beyond the quota (search.algorithms.moasha.promote)
+    Strategy("random+moasha-keep-front", "random", "moasha", keep_front=True),
 ]
 GRACES = (None, 25, 40, 55)      # steps; None: the sweep's default, two reports
 ETAS = (2.0, 2.75, 3.0, 4.0)
@@ -85,7 +87,7 @@ def default_grace(pool: Pool) -> int:
 
 def defaulted(strategy: Strategy, pool: Pool) -> Strategy:
     return strategy if strategy.grace else Strategy(strategy.name, strategy.sampler, strategy.scheduler,
-                                                    default_grace(pool), strategy.eta)
+                                                    default_grace(pool), strategy.eta, strategy.keep_front)
 
 
 def iqr(values: list[float]) -> tuple[float, float, float]:

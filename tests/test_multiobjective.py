@@ -172,6 +172,17 @@ def test_ties_go_by_crowding_then_arrival():
     assert order.tolist() == [0, 1, 2]
 
 
+def test_keep_front_lets_a_second_front_member_through_a_quota_of_one():
+    """Two trials on a rung, both on its front: the quota (ceil(2/3) = 1) stops the later one; with
+    ``keep_front`` it goes on, while a dominated trial still stops."""
+    arrivals = [("big", 1e6, 1.0), ("small", 1e4, 3.0), ("dominated", 2e6, 2.0)]
+    plain = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3)
+    keeping = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3, keep_front=True)
+    for scheduler, expected in ((plain, [CONTINUE, STOP, STOP]), (keeping, [CONTINUE, CONTINUE, STOP])):
+        verdicts = [scheduler.decide(t, {"step": 20, "model_bytes": s, "val_loss": v}) for t, s, v in arrivals]
+        assert verdicts == expected
+
+
 def test_failed_trials_never_block_a_rung_and_state_survives_a_restart(tmp_path):
     path = tmp_path / "state.json"
     first = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3, state_path=str(path))

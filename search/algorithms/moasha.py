@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from results.pareto import preference_order
+from results.pareto import pareto_mask, preference_order
 from common.files import write_json_atomic
 from common.values import finite
 
@@ -50,16 +50,27 @@ def rung_milestones(grace_period: int, max_t: int, reduction_factor: float) -> l
     return milestones
 
 
-def promote(recorded: dict[str, tuple[float, float]], trial_id: str, reduction_factor: float) -> bool:
-    """Whether ``trial_id`` (already in ``recorded``: id -> (bytes, loss), in arrival order) survives."""
+def promote(recorded: dict[str, tuple[float, float]], trial_id: str, reduction_factor: float,
+            keep_front: bool = False) -> bool:
+    """Whether ``trial_id`` (already in ``recorded``: id -> (bytes, loss), in arrival order) survives.
+
+    ``keep_front``: a trial on the rung's front so far (nothing recorded there is both smaller and
+    better) survives even outside the quota. While few trials have reached a rung the quota is one
+    (``ceil(n / eta)``), so a second front member loses the arrival-order tie and stops: often the
+    small, slow-learning model that a size-quality search is after (bench/README.md, "Which search
+    decides the default": the replay's evidence; not the default yet).
+    """
     ids = list(recorded)
     if len(ids) == 1:
         return True
     sizes = np.array([recorded[i][0] for i in ids], dtype=float)
     losses = np.array([recorded[i][1] for i in ids], dtype=float)
+    position = ids.index(trial_id)
+    if keep_front and pareto_mask(sizes, losses)[position]:
+        return True
     order = preference_order(sizes, losses)
     quota = math.ceil(len(ids) / reduction_factor)
-    return ids.index(trial_id) in set(order[:quota].tolist())
+    return position in set(order[:quota].tolist())
 
 
 class MOASHAScheduler(FIFOScheduler):
@@ -67,14 +78,14 @@ class MOASHAScheduler(FIFOScheduler):
 
     def __init__(self, time_attr: str = "step", metric: str = "val_loss", size_metric: str = "model_bytes",
                  max_t: int = 100, grace_period: int = 1, reduction_factor: float = 3,
-                 state_path: str | None = None):
+                 state_path: str | None = None, keep_front: bool = False):
         if not (0 < grace_period <= max_t and reduction_factor > 1):
             raise ValueError("need 0 < grace_period <= max_t and reduction_factor > 1")
         super().__init__()
         self._metric, self._mode = metric, "min"  # what Ray reads off a scheduler
         self.time_attr, self.objective, self.size_metric = time_attr, metric, size_metric
         self.max_t, self.grace_period, self.reduction_factor = int(max_t), int(grace_period), float(reduction_factor)
-        self.state_path = state_path
+        self.state_path, self.keep_front = state_path, keep_front
         self.milestones = rung_milestones(self.grace_period, self.max_t, self.reduction_factor)
         self.rungs: dict[int, dict[str, tuple[float, float]]] = {m: {} for m in self.milestones}
         self.decisions: dict[str, dict[int, str]] = {}  # trial id -> {milestone: CONTINUE | STOP}
@@ -115,7 +126,7 @@ class MOASHAScheduler(FIFOScheduler):
         for milestone in reached:  # normally one; several if a resumed trial skipped a report
             recorded = self.rungs[milestone]
             recorded[trial_id] = (size, loss)
-            verdict = TrialScheduler.CONTINUE if promote(recorded, trial_id, self.reduction_factor) else TrialScheduler.STOP
+            verdict = TrialScheduler.CONTINUE if promote(recorded, trial_id, self.reduction_factor, self.keep_front) else TrialScheduler.STOP
             self.decisions.setdefault(trial_id, {})[milestone] = verdict
             if verdict == TrialScheduler.STOP:
                 action = TrialScheduler.STOP

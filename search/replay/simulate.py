@@ -37,9 +37,11 @@ class Strategy:
     scheduler: str          # "none", "asha", "moasha"
     grace: int | None = None          # steps; None: two reports (the sweep's default)
     eta: float = 3.0                  # reduction factor (the sweep's default)
+    keep_front: bool = False          # MO-ASHA keeps a rung's front beyond its quota (search.algorithms.moasha.promote)
 
     def with_schedule(self, grace: int | None, eta: float) -> Strategy:
-        return Strategy(f"{self.name} g{grace or 'default'} e{eta:g}", self.sampler, self.scheduler, grace, eta)
+        return Strategy(f"{self.name} g{grace or 'default'} e{eta:g}", self.sampler, self.scheduler, grace, eta,
+                        self.keep_front)
 
 
 @dataclass
@@ -205,7 +207,8 @@ def make_scheduler(strategy: Strategy, steps: int, report_every: int):
         return (lambda tid, r: asha.on_trial_result(None, SimpleNamespace(trial_id=tid), r),
                 lambda tid: asha.on_trial_add(None, SimpleNamespace(trial_id=tid)))
     if strategy.scheduler == "moasha":
-        moasha = MOASHAScheduler(max_t=steps, grace_period=grace, reduction_factor=strategy.eta)
+        moasha = MOASHAScheduler(max_t=steps, grace_period=grace, reduction_factor=strategy.eta,
+                                 keep_front=strategy.keep_front)
         return moasha.decide, lambda tid: None
     return (lambda tid, r: "CONTINUE"), (lambda tid: None)
 
