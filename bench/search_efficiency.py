@@ -223,8 +223,8 @@ def study_scale(pools: list[Pool], scales: dict, strategy: Strategy, args) -> di
 
 
 def study_idle(pools: list[Pool], scales: dict, strategy: Strategy, args) -> None:
-    """Where the most workers' idle time falls: before or after the last trial starts (the drain), and how
-    the drain compares with a full trial, at ``--scale-trials`` and four times as many."""
+    """Where the idle time of the most workers (``WORKERS[-1]``) falls: before or after the last trial starts
+    (the drain), and how the drain compares with a full trial, at ``--scale-trials`` and four times as many."""
     workers = WORKERS[-1]
     print(f"\n### where {workers} workers idle (median over seeds)\n\n| instrument | trials | wall (h) | busy before the last "
           "start / after it | drain after the last start (s) | drain in median full trials | longest full trial (s) |"

@@ -16,7 +16,8 @@ position is within the first ``ceil(n / eta)`` of the ``n`` recorded, or when it
 arrive. So the smallest model of a rung is always on its front (nothing smaller dominates it), and a
 dominated model stops whenever the front alone fills the promotion quota. The tie-break inside the
 last admitted rank is crowding distance: the extremes of the front (smallest, lowest loss) always
-survive, then the most isolated points, which keeps the front spread across sizes.
+survive, then the most isolated points, which keeps the front spread across sizes. With ``keep_front``
+(off by default), a trial on the rung's front so far continues even outside the quota (``promote``).
 
 A trial without finite objectives (failed, rejected: no ``val_loss``) is never recorded, so it never
 blocks a rung. Ray Tune does not save a scheduler's state with its experiment, so this scheduler
@@ -126,7 +127,8 @@ class MOASHAScheduler(FIFOScheduler):
         for milestone in reached:  # normally one; several if a resumed trial skipped a report
             recorded = self.rungs[milestone]
             recorded[trial_id] = (size, loss)
-            verdict = TrialScheduler.CONTINUE if promote(recorded, trial_id, self.reduction_factor, self.keep_front) else TrialScheduler.STOP
+            survives = promote(recorded, trial_id, self.reduction_factor, self.keep_front)
+            verdict = TrialScheduler.CONTINUE if survives else TrialScheduler.STOP
             self.decisions.setdefault(trial_id, {})[milestone] = verdict
             if verdict == TrialScheduler.STOP:
                 action = TrialScheduler.STOP

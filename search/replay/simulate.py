@@ -59,7 +59,6 @@ class Outcome:
 
     ends: list[TrialEnd] = field(default_factory=list)
     wall_s: float = 0.0
-    busy_s: float = 0.0
     workers: int = 1
 
     @property
@@ -75,7 +74,7 @@ class Outcome:
 
     @property
     def utilisation(self) -> float:
-        return self.busy_s / max(1e-9, self.workers * self.wall_s)
+        return self.utilisation_between(0.0, self.wall_s)
 
     @property
     def last_start_s(self) -> float:
@@ -246,7 +245,6 @@ def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, st
             continue
         ended.add(trial_id)
         outcome.ends.append(TrialEnd(now, index, step, step == steps, begun[trial_id]))
-        outcome.busy_s += now - begun[trial_id]
         outcome.wall_s = max(outcome.wall_s, now)
         sampler.tell(trial_id, {**result, "status": "FINISHED" if step == steps else None})
         if started < trials:
