@@ -110,11 +110,33 @@ def report(args, root: Path, uri: str, wall: float, samples: list[tuple[float, i
     print(f"driver peak RSS: {max(rss for _, rss in samples) / mib:.0f} MiB; peak per quarter of the sweep: "
           + ", ".join(f"{q / mib:.0f}" for q in quarters) + " MiB")
     print(f"progress output: {len(lines)} lines, the longest {longest} characters")
+    print_worker_memory(client, parent)
     print(f"parent run {parent.info.run_id} ({parent.data.tags.get(SWEEP_TAG)}): hypervolume "
           f"{metrics.get('hypervolume', float('nan')):.2f}, trial_steps_used {metrics.get('trial_steps_used', 0):.0f} "
           f"of {args.trials * args.steps} (every trial to the end)")
     print(f"tonesweep pareto: exit {pareto.returncode}; its last lines:")
     print("\n".join(f"    {line}" for line in (pareto.stdout + pareto.stderr).strip().splitlines()[-4:]))
+
+def print_worker_memory(client, parent) -> None:
+    """The trial workers' memory across the sweep, from the trials' own metrics (``cost/peak_rss_mib``: a
+    worker's peak while the trial ran; ``cost/rss_at_start_mib``: what the worker held when it began), in
+    quarters of the trials in start order, and how many workers the sweep recycled (``--worker-memory-mib``)."""
+    runs = client.search_runs([parent.info.experiment_id], max_results=5000,
+                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    runs = sorted(runs, key=lambda r: r.info.start_time)
+
+    def metric(run, name: str) -> float | None:
+        return run.data.metrics.get(f"cost/{name}", run.data.metrics.get(name))
+
+    def quarter(name: str, q: int) -> str:
+        values = [v for r in runs[q * len(runs) // 4:(q + 1) * len(runs) // 4] if (v := metric(r, name)) is not None]
+        return f"{max(values):,.0f}" if values else "-"
+
+    for name, label in (("peak_rss_mib", "peak while a trial ran"), ("rss_at_start_mib", "held at a trial's start")):
+        print(f"trial workers' RSS, {label}, max per quarter of the trials: "
+              + ", ".join(quarter(name, q) for q in range(4)) + " MiB")
+    print(f"trial workers recycled: {parent.data.metrics.get('workers_recycled', 0):.0f}")
+
 
 if __name__ == "__main__":
     sys.exit(main())
