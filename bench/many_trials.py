@@ -117,19 +117,19 @@ def report(args, root: Path, uri: str, wall: float, samples: list[tuple[float, i
     print(f"tonesweep pareto: exit {pareto.returncode}; its last lines:")
     print("\n".join(f"    {line}" for line in (pareto.stdout + pareto.stderr).strip().splitlines()[-4:]))
 
-def print_worker_memory(client, parent) -> None:
-    """The trial workers' memory across the sweep, from the trials' own metrics (``cost/peak_rss_mib``: a
-    worker's peak while the trial ran; ``cost/rss_at_start_mib``: what the worker held when it began), in
-    quarters of the trials in start order, and how many workers the sweep recycled (``--worker-memory-mib``)."""
-    runs = client.search_runs([parent.info.experiment_id], max_results=5000,
-                              filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    runs = sorted(runs, key=lambda r: r.info.start_time)
 
-    def metric(run, name: str) -> float | None:
-        return run.data.metrics.get(f"cost/{name}", run.data.metrics.get(name))
+def print_worker_memory(client, parent) -> None:
+    """The trial workers' memory across the sweep, from the trials' own metrics (``peak_rss_mib``: a worker's
+    peak while the trial ran; ``rss_at_start_mib``: what the worker held when it began), in quarters of the
+    trials in start order, and how many workers the sweep recycled (``--worker-memory-mib``)."""
+    from results.layout import trial_metrics
+    from results.tracking import child_runs
+
+    runs = sorted(child_runs(client, parent.info.experiment_id, parent.info.run_id), key=lambda r: r.info.start_time)
+    logged = [trial_metrics(r.data.metrics) for r in runs]
 
     def quarter(name: str, q: int) -> str:
-        values = [v for r in runs[q * len(runs) // 4:(q + 1) * len(runs) // 4] if (v := metric(r, name)) is not None]
+        values = [m[name] for m in logged[q * len(logged) // 4:(q + 1) * len(logged) // 4] if name in m]
         return f"{max(values):,.0f}" if values else "-"
 
     for name, label in (("peak_rss_mib", "peak while a trial ran"), ("rss_at_start_mib", "held at a trial's start")):

@@ -101,8 +101,9 @@ export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise, { 
     };
     const { outputs } = await render(tf, model, inputs, fetched);
     const from = first + P;
+    const rendered = f0.subarray(from, from + F + 1); // this call's frames and the next call's first
     audio.set(outside ? outside.render({
-      f0: f0.subarray(from, from + F + 1), amplitudes: outputs.amplitudes.data,
+      f0: rendered, amplitudes: outputs.amplitudes.data,
       distribution: outputs.harmonic_distribution.data, magnitudes: outputs.noise_magnitudes.data,
       noise: noisePadded.subarray(from * hop, (from + F + layout.lookahead) * hop),
     }) : outputs.audio.data, first * hop);
@@ -111,7 +112,7 @@ export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise, { 
       if (key.startsWith('next_')) next[key.slice(5)] = { shape: t.shape, data: t.data };
     }
     next.phase = { shape: [1, layout.n_harmonics],
-      data: advancePhase(carries.phase.data, f0.subarray(from, from + F + 1), hop, layout.sample_rate) };
+      data: advancePhase(carries.phase.data, rendered, hop, layout.sample_rate) };
     carries = next;
     if (onChunk && (await onChunk(c + 1, calls)) === false) throw new Error('cancelled');
   }
