@@ -22,10 +22,10 @@ DEMO_MINUTES ?= 3
 DEMO_TRIALS ?= 24
 DEMO_STEPS ?= 150
 DEMO_SCHEDULER ?= moasha
-# One MO-ASHA rung, at step 55 (55 x 2.75 >= 150): about 1 in 2.75 trials, those on the size-quality front
-# first, trains all 150 steps, so a sweep of 24 draws a front to choose from (fresh demos on 2026-12-06
-# finished 7 / 7 / 5-6 of 24, fronts of 5-6; README). (A rung at 50 with 1 in 3 finished 5-10 of 24 in two
-# fresh demos.)
+# One MO-ASHA rung, at step 55 (55 x 2.75 >= 150): about 1 in 2.75 trials, and every trial on the rung's
+# size-quality front so far (the sweep's default --keep-front), trains all 150 steps, so a sweep of 24 draws
+# a front to choose from (README has the fresh demos' figures). (A rung at 50 with 1 in 3 finished 5-10 of
+# 24 in two fresh demos.)
 DEMO_GRACE ?= 55
 DEMO_ETA ?= 2.75
 # What ships must play in real time on a phone: configurations estimated below this wasm real-time

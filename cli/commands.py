@@ -99,7 +99,8 @@ def sweep_settings(args):
         name=args.name or args.generated_name,  # --resume without --name: refused by the checks
         resume=args.resume, cpus_per_trial=args.cpus_per_trial, steps=args.steps,
         max_params=args.max_params, max_bytes=args.max_bytes, min_rtf=args.min_rtf, storage=args.storage,
-        seed=args.seed, worker_memory_mib=args.worker_memory_mib, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+        seed=args.seed, worker_memory_mib=args.worker_memory_mib, grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor, keep_front=args.keep_front,
         warm_start=args.warm_start, warm_start_from=list(args.warm_start_from),
         **({"xla_cache": args.xla_cache} if args.xla_cache else {}),
     )

@@ -17,7 +17,7 @@ from results.criteria import DEFAULT_MIN_RTF, DEFAULT_TOLERANCE
 from results.layout import DEFAULT_TRACKING_URI
 from search.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_SCHEDULER, SCHEDULERS
 from search.recycling import DEFAULT_WORKER_MEMORY_MIB
-from search.settings import DEFAULT_STORAGE
+from search.settings import DEFAULT_KEEP_FRONT, DEFAULT_REDUCTION_FACTOR, DEFAULT_STORAGE
 
 TRACKING_HELP = f"MLflow store (default: $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI})"
 
@@ -92,11 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="early stopping: multi-objective ASHA over (model bytes, val_loss), ASHA on val_loss, "
                         f"or none (default: {DEFAULT_SCHEDULER})")
     p.add_argument("--grace-period", type=COUNT.argument(), default=None, metavar="STEPS",
-                   help="(MO-)ASHA: the first rung, in training steps (default: two progress reports, about 1/10 "
+                   help="(MO-)ASHA: the first rung, in training steps (default: one progress report, about 1/20 "
                         "of --steps)")
-    p.add_argument("--reduction-factor", type=ABOVE_ONE.argument(), default=3.0, metavar="ETA",
+    p.add_argument("--reduction-factor", type=ABOVE_ONE.argument(), default=DEFAULT_REDUCTION_FACTOR, metavar="ETA",
                    help="(MO-)ASHA: 1 in ETA trials goes on at each rung; rungs at grace x ETA^k below --steps "
-                        "(default: 3)")
+                        f"(default: {DEFAULT_REDUCTION_FACTOR:g})")
+    p.add_argument("--keep-front", action=argparse.BooleanOptionalAction, default=DEFAULT_KEEP_FRONT,
+                   help="MO-ASHA: a trial on its rung's size-quality front so far goes on even beyond the 1 in ETA "
+                        "(default: on; --no-keep-front: the quota alone)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start Ray on this machine)")
     p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument("--name", default=None, help="sweep name (default: generated)")

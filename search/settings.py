@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 # XLA's persistent compilation cache for trial workers: off unless asked for (docs/architecture.md, section 3).
 XLA_CACHE_ENV = "TONESWEEP_XLA_CACHE"
 DEFAULT_STORAGE = "runs"
+# (MO-)ASHA's defaults, chosen by replaying recorded pools (bench/README.md, "MO-ASHA's settings"): the first
+# rung at the first progress report, 1 in 4 goes on at a rung, and MO-ASHA keeps each rung's front so far.
+DEFAULT_GRACE_REPORTS = 1
+DEFAULT_REDUCTION_FACTOR = 4.0
+DEFAULT_KEEP_FRONT = True
 
 
 def default_xla_cache() -> str:
@@ -59,8 +64,9 @@ class SweepSettings:
     storage: str | None = None        # None: DEFAULT_STORAGE
     seed: int = 0
     report_every: int | None = None   # None: about 20 reports per trial (at most every 50 steps)
-    grace_period: int | None = None   # (MO-)ASHA's first rung in steps; None: two reports
-    reduction_factor: float = 3.0     # (MO-)ASHA's eta: 1 in eta trials goes on at a rung
+    grace_period: int | None = None   # (MO-)ASHA's first rung in steps; None: DEFAULT_GRACE_REPORTS reports
+    reduction_factor: float = DEFAULT_REDUCTION_FACTOR  # (MO-)ASHA's eta: 1 in eta trials goes on at a rung
+    keep_front: bool = DEFAULT_KEEP_FRONT  # MO-ASHA: a trial on its rung's front so far goes on beyond the quota
     train_fn: str | Callable = "trainers.training.train:train_trial"
     size_fn: str | Callable = "trainers.model.size:size_report"
     reference_fn: str | Callable = "trainers.training.reference:reference_point"  # hypervolume box, per dataset
@@ -232,17 +238,16 @@ def report_every(settings: SweepSettings, space) -> int:
     """Steps between progress reports: ~20 per trial, at most every 50 steps (the trainer's default).
 
     Each report costs the trainer a small validation pass, and gives the scheduler a point to decide
-    on. With the grace period of 2 reports, (MO-)ASHA's rungs fall at 1/10, 3/10 and 9/10 of a
-    trial's steps, so a search that stops most trials at the first rung spends about a quarter of
-    the full budget (10 reports per trial put the first rung at 1/5 and cost about 0.38). With
-    ``--grace-period``, reports fall on it (150 steps, grace 50: every 10 steps, not 7).
+    on. With the default grace period of one report and eta 4, (MO-)ASHA's rungs fall at 1/20, 1/5
+    and 4/5 of a trial's steps. With ``--grace-period``, reports fall on it (150 steps, grace 50:
+    every 10 steps, not 7).
     """
     if settings.report_every:
         return settings.report_every
     every = max(1, min(50, trial_steps(settings, space) // 20))
     grace = settings.grace_period
-    if grace and grace % every:  # a rung on a report, not at the next one: the next divisor of --grace-period
-        every = next(d for d in range(every, grace + 1) if grace % d == 0)
+    if grace and grace % every:  # a rung on a report, not at the next one: the next divisor of --grace-period,
+        every = next((d for d in range(every, grace + 1) if grace % d == 0), grace)  # or itself when shorter
     return every
 
 
@@ -252,7 +257,8 @@ def sweep_params(settings: SweepSettings, space) -> dict:
               "space": space.source, "cpus_per_trial": settings.cpus_per_trial, "seed": settings.seed,
               "steps": settings.steps, "max_params": settings.max_params, "max_bytes": settings.max_bytes,
               "min_rtf": settings.min_rtf, "grace_period": settings.grace_period,
-              "reduction_factor": settings.reduction_factor if settings.scheduler != "none" else None}
+              "reduction_factor": settings.reduction_factor if settings.scheduler != "none" else None,
+              "keep_front": settings.keep_front if settings.scheduler == "moasha" else None}
     params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
     return {k: v for k, v in params.items() if v is not None}
 
@@ -263,7 +269,9 @@ def sweep_record(settings: SweepSettings, name: str, instruments: list[tuple[str
     return {"name": name, "instruments": dict(instruments), "trials": settings.trials,
             "algorithm": settings.algorithm, "scheduler": settings.scheduler, "space": settings.space,
             "space_sha256": space_digest(settings.space), "steps": settings.steps, "seed": settings.seed,
-            "warm_start": settings.warm_start, "warm_start_from": list(settings.warm_start_from)}
+            "warm_start": settings.warm_start, "warm_start_from": list(settings.warm_start_from),
+            "grace_period": settings.grace_period, "reduction_factor": settings.reduction_factor,
+            "keep_front": settings.keep_front}
 
 
 def space_digest(space: str | None) -> str | None:
@@ -282,7 +290,8 @@ def space_digest(space: str | None) -> str | None:
 # sweep file lacks is not compared.
 RESUME_MUST_MATCH = (("space", "--space"), ("space_sha256", "--space (its content)"), ("algorithm", "--algorithm"),
                      ("scheduler", "--scheduler"), ("trials", "--trials"), ("steps", "--steps"), ("seed", "--seed"),
-                     ("instruments", "--dataset"))
+                     ("instruments", "--dataset"), ("grace_period", "--grace-period"),
+                     ("reduction_factor", "--reduction-factor"), ("keep_front", "--keep-front"))
 
 
 def check_resume_matches(recorded: dict, settings: SweepSettings, name: str,
@@ -313,5 +322,7 @@ def _shown(key: str, value) -> str:
     if key == "space_sha256" and value:
         return value[:12] + "..."
     if value is None:
-        return "the built-in space" if key.startswith("space") else "none"
-    return str(value)
+        return "the built-in space" if key.startswith("space") else "the default"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -62,6 +62,11 @@ def world(tmp_path_factory, make_tone_module, small_bundle):
     (root / "runs-recorded" / "old" / "sweep.json").write_text(json.dumps(
         {"name": "old", "instruments": {"bansuri": "elsewhere"}, "trials": 2, "algorithm": "random",
          "scheduler": "moasha", "space": None, "space_sha256": None, "steps": None, "seed": 0}))
+    (root / "runs-recorded" / "recent").mkdir(parents=True)  # ... and one that also recorded its MO-ASHA settings
+    (root / "runs-recorded" / "recent" / "sweep.json").write_text(json.dumps(
+        {"name": "recent", "instruments": {"bansuri": "elsewhere"}, "trials": 2, "algorithm": "random",
+         "scheduler": "moasha", "space": None, "space_sha256": None, "steps": None, "seed": 0,
+         "grace_period": None, "reduction_factor": 4.0, "keep_front": True}))
     (root / "loop").symlink_to(root / "loop")  # a symbolic link to itself
     sf.write(str(root / "noise.wav"), np.random.default_rng(0).uniform(-0.5, 0.5, 16000 * 4), 16000)
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -197,6 +202,8 @@ CASES = [
     ("sweep-space-with-one-configuration", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs", "--tracking-uri", u, "--space", space_file(r, '[hyperparameters.decoder]\ntype = "choice"\nvalues = ["cnn"]\n')], 2, "1 distinct configuration"),
     ("sweep-resume-with-another-space", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs-recorded", "--name", "old", "--resume", "--tracking-uri", u, "--space", space_file(r, SPACE)], 2, "--space"),
     ("sweep-resume-with-other-trials", lambda r, u: ["sweep", "--trials", "5", "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs-recorded", "--name", "old", "--resume", "--tracking-uri", u], 2, "--trials 2"),
+    ("sweep-resume-without-keep-front", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs-recorded", "--name", "recent", "--resume", "--tracking-uri", u, "--no-keep-front"], 2, "--keep-front on, not off"),
+    ("sweep-resume-with-another-eta", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", f"{r}/runs-recorded", "--name", "recent", "--resume", "--tracking-uri", u, "--reduction-factor", "3"], 2, "--reduction-factor 4, not 3"),
     ("sweep-storage-bucket-double-dot", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", "s3://my..bucket/x", "--tracking-uri", u], 2, "not a bucket name"),
     ("sweep-storage-bucket-ip", lambda r, u: [*SWEEP, "--dataset", f"{r}/datasets/bansuri", "--storage", "s3://192.168.1.10/x", "--tracking-uri", u], 2, "IP address"),
     ("tracking-server-artifact-root-bad-bucket", lambda r, u: ["tracking-server", "--backend-store-uri", u, "--artifact-root", "s3://xn--bucket/a"], 2, "--artifact-root"),

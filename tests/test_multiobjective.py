@@ -115,23 +115,29 @@ def test_rungs_are_ashas():
 
 
 def test_the_rungs_follow_grace_period_and_reduction_factor(tmp_path):
-    """--grace-period and --reduction-factor reach the scheduler; the default grace is two reports."""
+    """--grace-period, --reduction-factor and --keep-front reach the scheduler; the defaults are a first
+    rung at one report, eta 4 and the rung's front kept (bench/README.md, "MO-ASHA's settings")."""
     from search.settings import SweepSettings, check_settings
     from search.tuner import make_scheduler
     from spaces import default_space
 
     space = default_space()
     chosen = make_scheduler(SweepSettings(datasets=[], trials=24, steps=150, grace_period=50), space, tmp_path)
-    assert chosen.milestones == [50]  # 150 = 50 x 3 is the trials' end, not a rung: 1 in 3 trains to the end
+    assert chosen.milestones == [50]  # 50 x 4 is past the trials' end: one rung, then the end
     halving = SweepSettings(datasets=[], trials=24, steps=150, grace_period=38, reduction_factor=2)
     assert make_scheduler(halving, space, tmp_path).milestones == [38, 76]
-    assert make_scheduler(SweepSettings(datasets=[], trials=8, steps=150), space, tmp_path).milestones == [14, 42, 126]
+    default = make_scheduler(SweepSettings(datasets=[], trials=8, steps=150), space, tmp_path)
+    assert (default.milestones, default.keep_front) == ([7, 28, 112], True)
+    plain = SweepSettings(datasets=[], trials=8, steps=150, keep_front=False)
+    assert make_scheduler(plain, space, tmp_path).keep_front is False
     from search.settings import report_every
 
     # reports fall on the rung: every 10 steps for a rung at 50, not every 7 (a decision at step 56)
     assert report_every(SweepSettings(datasets=[], trials=1, steps=150), space) == 7
     assert report_every(SweepSettings(datasets=[], trials=1, steps=150, grace_period=50), space) == 10
     assert report_every(SweepSettings(datasets=[], trials=1, steps=150, grace_period=37), space) == 37
+    # a rung before the first report: reports every grace steps (this once raised StopIteration)
+    assert report_every(SweepSettings(datasets=[], trials=1, steps=150, grace_period=5), space) == 5
     for bad, field in ((dict(reduction_factor=1.0), "--reduction-factor"), (dict(grace_period=0), "--grace-period")):
         with pytest.raises(UserError, match=field):
             check_settings(SweepSettings(datasets=["x"], trials=2, **bad))
@@ -181,6 +187,12 @@ def test_keep_front_lets_a_second_front_member_through_a_quota_of_one():
     for scheduler, expected in ((plain, [CONTINUE, STOP, STOP]), (keeping, [CONTINUE, CONTINUE, STOP])):
         verdicts = [scheduler.decide(t, {"step": 20, "model_bytes": s, "val_loss": v}) for t, s, v in arrivals]
         assert verdicts == expected
+    assert pickle.loads(pickle.dumps(keeping)).keep_front is True  # a resumed sweep keeps its rule
+    older = plain.__getstate__()  # a sweep pickled before keep_front existed: 7 arguments, the quota alone
+    older["args"] = older["args"][:7]
+    revived = MOASHAScheduler.__new__(MOASHAScheduler)
+    revived.__setstate__(older)
+    assert revived.keep_front is False
 
 
 def test_failed_trials_never_block_a_rung_and_state_survives_a_restart(tmp_path):

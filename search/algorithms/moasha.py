@@ -164,10 +164,10 @@ class MOASHAScheduler(FIFOScheduler):
 
     def __getstate__(self) -> dict:
         return {"args": (self.time_attr, self.objective, self.size_metric, self.max_t, self.grace_period,
-                         self.reduction_factor, self.state_path), "state": self.get_state()}
+                         self.reduction_factor, self.state_path, self.keep_front), "state": self.get_state()}
 
     def __setstate__(self, pickled: dict) -> None:
-        self.__init__(*pickled["args"])  # reloads state_path when it exists (a resumed sweep) ...
+        self.__init__(*pickled["args"])  # (a sweep pickled before keep_front: 7 args, off) reloads state_path when it exists (a resumed sweep) ...
         if not (self.state_path and Path(self.state_path).is_file()):
             self.set_state(pickled["state"])  # ... else what was pickled
 
