@@ -2,12 +2,14 @@
 // a backend, transfer a WAV file `--repeat` times, and record every byte the page downloaded on its
 // first load (raw, and gzip -9 as a compressing web server would send it).
 //
-//   node bench/page_speed.mjs --url URL --wav FILE --models a,b,c [--backend wasm] [--repeat 3] [--synth js|graph]
+//   node bench/page_speed.mjs --url URL --wav FILE --models a,b,c [--backend NAME] [--repeat 3] [--synth js|graph]
+//        [--live SECONDS]
 //
 // --synth: where the page synthesizes (window.tonesweep.load's option): js (outside the graph, the default)
-// or graph (inside the TF.js graph, as before).
+// or graph (inside the TF.js graph, as before). --live: also play each model live for SECONDS on a fake
+// microphone that plays the WAV (window.tonesweep.live).
 //
-// Prints one JSON line: {"MODEL": {"rtf": [..], "render_ms": [..], "seconds", "first_load": {...}}}.
+// Prints one JSON line: {"MODEL": {"rtf": [..], "render_ms": [..], "seconds", "first_load": {...}, "live"}}.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,10 +18,11 @@ import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { HEADLESS_FLAGS } from '../tests/support/js/chromium.mjs';
 
-const args = { backend: 'wasm', repeat: '3', chromium: '/usr/bin/chromium', synth: 'js' };
+const args = { backend: '', repeat: '3', chromium: '/usr/bin/chromium', synth: 'js', live: '0' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, '')] = argv[i + 1];
-const FLAGS = HEADLESS_FLAGS;
+const FLAGS = [...HEADLESS_FLAGS, '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${args.wav}`,
+  '--autoplay-policy=no-user-gesture-required'];
 
 async function measure(context, name, wav) {
   const page = await context.newPage();
@@ -33,19 +36,21 @@ async function measure(context, name, wav) {
   await page.goto(args.url);
   await page.waitForFunction(() => window.tonesweep !== undefined);
   await page.evaluate(() => window.tonesweep.ready);
-  await page.evaluate(([m, b, s]) => window.tonesweep.load(m, b, { synth: s }), [name, args.backend, args.synth]);
+  const loaded = await page.evaluate(([m, b, s]) => window.tonesweep.load(m, b || null, { synth: s }),
+    [name, args.backend, args.synth]);
   const runs = [];
   for (let i = 0; i < Number(args.repeat); i++) {
     runs.push(await page.evaluate(([bytes]) => window.tonesweep.transferFile(new Uint8Array(bytes).buffer, 'bench.wav'),
       [wav]));
   }
+  const live = Number(args.live) > 0 ? await page.evaluate((s) => window.tonesweep.live(s), Number(args.live)) : null;
   await page.close();
   const total = (key, filter = () => true) => Object.entries(files).filter(([p]) => filter(p))
     .reduce((sum, [, f]) => sum + f[key], 0);
   const isModel = (p) => p.startsWith(`/models/${name}/`);
   return {
-    backend: runs[0].backend, synth: runs[0].synth, seconds: runs[0].seconds, rtf: runs.map((r) => r.rtf), render_ms: runs.map((r) => r.renderMs),
-    feature_ms: runs.map((r) => r.featureMs),
+    backend: runs[0].backend, synth: runs[0].synth, frame_rate: loaded.frameRate, seconds: runs[0].seconds, rtf: runs.map((r) => r.rtf), render_ms: runs.map((r) => r.renderMs),
+    feature_ms: runs.map((r) => r.featureMs), live: live && { ...live.live, rtf: live.rtf, seconds: live.seconds },
     first_load: { files, total_raw: total('raw'), total_gzip: total('gzip'),
       model_raw: total('raw', isModel), model_gzip: total('gzip', isModel) },
   };
@@ -55,6 +60,7 @@ async function main() {
   const wav = [...fs.readFileSync(args.wav)];
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tonesweep-bench-'));
   const context = await chromium.launchPersistentContext(profile, { executablePath: args.chromium, headless: true, args: FLAGS });
+  await context.grantPermissions(['microphone'], { origin: new URL(args.url).origin });
   const out = {};
   try {
     for (const name of args.models.split(',')) out[name] = await measure(context, name, wav);

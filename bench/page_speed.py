@@ -1,7 +1,7 @@
 """The tone-transfer page in headless Chromium: real-time factor per exported model, first-load bytes.
 
     .venv/bin/python bench/page_speed.py --models demo/export --wav demo/audio/voice/voice-0.wav
-        [--backend wasm] [--repeat 3]
+        [--backend wasm] [--repeat 3] [--live 20]
 
 Serves the page and every bundle under --models exactly as `tonesweep serve` does (on 127.0.0.1,
 a free port), then bench/page_speed.mjs opens the page once per model, loads it on the backend,
@@ -11,7 +11,10 @@ of the rendering (seconds of audio / seconds of rendering; goal >= 50x on wasm),
 the TF.js graph (the old path) and in JavaScript (the new one) in the same run, and the first-load
 bytes: page + TF.js runtime + model, raw and gzip -9, and beside them the same first load with the stock
 TF.js files the page loaded before the custom runtime (tf.min.js + tf-backend-wasm.min.js, from npm, in
-place of tf-runtime.mjs; computed from the files, not loaded).
+place of tf-runtime.mjs; computed from the files, not loaded). With --live, each model also plays live for
+that many seconds on a fake microphone playing the WAV (the page's live mode): the delay from the voice to
+the instrument inside the page, what the browser reports for its audio buffers, the blocks that arrived
+late, and the render's headroom (before live mode, a take was heard after it ended and rendered).
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="demo/export", help="a folder of export bundles (default: demo/export)")
     parser.add_argument("--wav", default="demo/audio/voice/voice-0.wav", help="input recording (default: the demo voice)")
-    parser.add_argument("--backend", default="wasm", choices=["wasm"], help="TF.js backend (the page's runtime has wasm only)")
+    parser.add_argument("--backend", default="", help="TF.js backend (default: the page's runtime's own)")
     parser.add_argument("--repeat", type=int, default=3, help="transfers per model; the median is reported (default: 3)")
+    parser.add_argument("--live", type=float, default=20, help="seconds of live mode per model (0: none; default: 20)")
     args = parser.parse_args()
 
     from web.server import find_bundles, start_server
@@ -55,7 +59,8 @@ def main() -> int:
         for synth in ("graph", "js"):  # the old path and the new one, in the same run
             proc = subprocess.run(["node", str(REPO / "bench" / "page_speed.mjs"), "--url", server.url, "--wav", args.wav,
                                    "--models", ",".join(names), "--backend", args.backend, "--repeat", str(args.repeat),
-                                   "--synth", synth], capture_output=True, text=True, timeout=1800, cwd=REPO)
+                                   "--synth", synth, "--live", str(args.live if synth == "js" else 0)],
+                                  capture_output=True, text=True, timeout=1800, cwd=REPO)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 return 1
@@ -90,9 +95,25 @@ def main() -> int:
     print("\nfirst-load files of the first model (raw / gzip bytes):")
     for path, size in sorted(first.items(), key=lambda item: -item[1]["raw"]):
         print(f"  {path:<60} {size['raw']:>10,} {size['gzip']:>10,}")
-    print(f"\nbackend {args.backend}; features (pitch, loudness) in JS took "
+    if args.live:
+        print_live(results)
+    print(f"\nbackend {next(iter(results.values()))['backend']}; features (pitch, loudness) in JS took "
           + ", ".join(f"{name} {statistics.median(r['feature_ms']):.0f} ms" for name, r in results.items()))
     return 0
+
+
+def print_live(results: dict) -> None:
+    print(f"\nlive mode ({next(iter(results.values()))['live']['seconds']:.0f} s on a fake microphone per model):")
+    print(f"  {'model':<10} {'block':>12} {'voice to instrument in the page':>32} {'+ browser audio':>15} "
+          f"{'late blocks':>12} {'least slack':>11} {'render ms per block (median / p95)':>35} {'headroom':>9}")
+    for name, r in results.items():
+        live = r["live"]
+        ms = sorted(live["blockMs"])
+        p95 = ms[min(len(ms) - 1, int(0.95 * len(ms)))]
+        block_ms = 1000 * live["block"] / r["frame_rate"] if r.get("frame_rate") else float("nan")
+        print(f"  {name:<10} {live['block']:>3} ({block_ms:4.0f} ms) {live['delayMs']:>29.1f} ms {live['deviceMs']:>12.1f} ms "
+              f"{live['late']:>5} / {live['blocks']:<5} {live['minSlackMs']:>8.1f} ms {statistics.median(ms):>22.2f} / {p95:5.2f} "
+              f"{live['rtf']:>8.1f}x")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,11 @@ def snr_db(reference, estimate):
     return 10 * np.log10(np.sum(reference**2) / max(np.sum((reference - estimate) ** 2), 1e-300))
 
 
-@pytest.mark.parametrize("hop, harmonics, bands, per_call", [(64, 60, 65, 250), (320, 32, 32, 50), (320, 16, 100, 50)])
-def test_js_synth_equals_a_float64_reference_of_ddsp(tmp_path, hop, harmonics, bands, per_call):
+@pytest.mark.parametrize("hop, harmonics, bands, per_call, block", [
+    (64, 60, 65, 250, None), (320, 32, 32, 50, None), (320, 16, 100, 50, None),
+    # the page's live mode: a few frames per call (fewer samples than the noise filter spills, at hop 64)
+    (64, 60, 65, 250, 3), (320, 32, 32, 50, 2)])
+def test_js_synth_equals_a_float64_reference_of_ddsp(tmp_path, hop, harmonics, bands, per_call, block):
     rng = np.random.default_rng(hop + bands)
     frames = 3 * per_call + per_call // 2  # three whole calls and a part
     lookahead = max(1, -(-noise_fir_delay(bands, 257) // hop))
@@ -60,7 +63,8 @@ def test_js_synth_equals_a_float64_reference_of_ddsp(tmp_path, hop, harmonics, b
     noise = rng.uniform(-1, 1, total * hop)
     layout = {"hop": hop, "frames_per_call": per_call, "lookahead": lookahead, "n_harmonics": harmonics,
               "n_noise_bands": bands, "sample_rate": SR, "noise_tail": fir_len - 1 - noise_fir_delay(bands, 257)}
-    (tmp_path / "spec.json").write_text(json.dumps({"layout": layout, "synth": {"noise_window": 257}, "frames": frames}))
+    (tmp_path / "spec.json").write_text(json.dumps({"layout": layout, "synth": {"noise_window": 257}, "frames": frames,
+                                                    "block": block}))
     for name, array in (("f0", f0), ("amplitudes", amplitudes), ("distribution", distribution),
                         ("magnitudes", magnitudes), ("noise", noise)):
         np.asarray(array, "<f8").tofile(tmp_path / f"{name}.f64")
@@ -108,3 +112,29 @@ def test_an_exported_bundle_sounds_the_same_synthesized_in_javascript_as_in_its_
     voiced = (f0 > 0) & (pitch_graph > 0) & (pitch_js > 0)
     cents = 1200 * np.abs(np.log2(pitch_js[voiced] / pitch_graph[voiced]))
     assert voiced.sum() > frames // 3 and np.median(cents) <= 5, np.median(cents)
+
+
+def test_live_blocks_sound_like_whole_calls(small_bundle, rendered_audio):
+    """The page's live mode (js/live.mjs) decodes each block of 2 frames on the window whose outputs end with
+    it: a CNN's controls depend on its receptive field alone, so with the same features and noise the blocks
+    equal renderSignal's second-long calls (the float32 graph on other windows; float64 synthesis alike)."""
+    from trainers.data.audio import load_audio
+    from trainers.export import tfjs
+    from trainers.export.transfer import extract_features, fit_to_instrument
+
+    card = json.loads((small_bundle / "model-card.json").read_text())
+    voice = load_audio(rendered_audio / "voice" / "voice-0.wav", SR)[:SR * 4]
+    feats = extract_features(voice, card["frame_rate"], card["feature"], card.get("features"))
+    f0, level, _ = fit_to_instrument(feats["f0_hz"], feats["feature_db"], feats["voiced"], card)
+    noise = np.random.default_rng(0).uniform(-1, 1, len(f0) * card["layout"]["hop"]).astype(np.float32)
+    inputs = {"f0_hz": f0, "feature_db": level, "noise": noise}
+    whole, _ = tfjs.run_node(small_bundle / "tfjs", inputs, signal_layout=card["layout"], synth=card["synth"])
+    live, _ = tfjs.run_node(small_bundle / "tfjs", inputs, signal_layout=card["layout"], synth=card["synth"], live_block=2)
+    lay = card["layout"]
+    ahead = lay["lookahead"] + lay["context_after"]
+    assert len(live["block_ms"]) == (len(f0) - ahead) // 2  # every block whose features had all arrived
+    n = len(live["audio"])
+    assert n == 2 * lay["hop"] * len(live["block_ms"])
+    reference, blocks = whole["audio"][:n].astype(np.float64), live["audio"].astype(np.float64)
+    print(f"live blocks vs whole calls: {snr_db(reference, blocks):.1f} dB over {n / SR:.2f} s")
+    assert snr_db(reference, blocks) >= 100  # identical here (the same float32 kernels over the same frames)

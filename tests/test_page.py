@@ -28,6 +28,7 @@ from support.browser import CHROMIUM, HARNESS, StaticServer
 DRIVER = HARNESS / "page_driver.mjs"
 OTHER = "sarangi"
 MODEL = "bansuri"
+LIVE_CALL = 5  # frames per call of the page's bundle (models_dir)
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (make install)")]
@@ -35,13 +36,15 @@ pytestmark = [pytest.mark.system,
 
 @pytest.fixture(scope="module")
 def models_dir(trained_trial, tmp_path_factory) -> Path:
-    """models/bansuri: the trained GRU's bundle; models/broken: a copy whose model.json is cut short;
+    """models/bansuri: the trained GRU's bundle, rendering 5 frames (20 ms) per call, so that live mode runs
+    it call by call with its state carried (at its 250 frames a second, a GRU decoding a second-long window
+    per 20-ms block would not keep up; js/live.mjs); models/broken: a copy whose model.json is cut short;
     models/sarangi: a copy whose card names another instrument (a second instrument to switch to)."""
     from trainers.export.bundle import export_bundle, local_trial
     from web.assets import page_files
 
     root = tmp_path_factory.mktemp("page") / "models"
-    export_bundle(local_trial(trained_trial), root / MODEL, MODEL, "float32", js_parity=False,
+    export_bundle(local_trial(trained_trial), root / MODEL, MODEL, "float32", js_parity=False, frames_per_call=LIVE_CALL,
                   extra_files=page_files())
     shutil.copytree(root / MODEL, root / "broken")
     model_json = root / "broken" / "tfjs" / "model.json"
@@ -224,6 +227,35 @@ def test_fake_microphone_is_transferred(page_run):
     both = voiced_out[:n] & (np.array(last["voiced"][:n]) > 0)
     assert both.sum() > 100 and np.median(cents(f0_out[:n][both], target[both])) <= 50
     assert last["rtf"] > 1.0, last["rtf"]  # faster than real time on wasm
+
+
+def test_live_mode_plays_the_voice_as_the_instrument_while_it_sings(page_run, models_dir):
+    """Live mode on the fake microphone: the instrument follows the voice's pitch, octave-shifted as
+    `transfer` shifts the whole take, within 50 cents on >= 95 % of the frames voiced in both; no block
+    arrives late, and rendering keeps up. (The delay and the headroom are measured by bench/page_speed.py.)"""
+    from trainers.export.transfer import fit_to_instrument
+
+    results, out, voice = page_run
+    live = results["live"]
+    assert "error" not in live and not live["pageErrors"], live
+    last = live["last"]
+    timing = last["live"]
+    print(f"live: {timing['delayMs']:.1f} ms in the page + {timing['deviceMs']:.1f} ms device, blocks of "
+          f"{timing['block']} frames, {timing['late']} of {timing['blocks']} late (at {timing['lateAtS']} s), least slack "
+          f"{timing['minSlackMs']:.1f} ms, {last['rtf']:.1f}x real time")
+    assert timing["blocks"] >= 100 and timing["late"] == 0, timing
+    assert last["rtf"] > 1, last["rtf"]
+    card = json.loads((models_dir / MODEL / "model-card.json").read_text())
+    audio = np.array(last["audio"], np.float32)
+    assert last["seconds"] >= 4 and np.isfinite(audio).all()
+    f0_in, voiced_in = np.array(last["f0Hz"]), np.array(last["voiced"]) > 0
+    _, _, whole = fit_to_instrument(f0_in, np.array(last["featureDb"]), voiced_in, card)  # transfer's octave, whole take
+    f0_out, voiced_out = rendered_pitch(audio, {"frame_rate": card["frame_rate"], "feature": "loudness"})
+    n = min(len(f0_out), len(f0_in))
+    both = voiced_in[:n] & voiced_out[:n]
+    within = cents(f0_out[:n][both], f0_in[:n][both] * 2.0 ** whole["octaves"]) <= 50
+    print(f"live pitch: {within.mean():.3f} of {both.sum()} frames voiced in both within 50 cents")
+    assert both.sum() > 100 and within.mean() >= 0.95
 
 
 @pytest.mark.parametrize("scenario, expected", [

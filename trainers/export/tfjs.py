@@ -174,11 +174,12 @@ def read_outputs(io_dir: Path) -> tuple[dict[str, "np.ndarray"], dict]:
 
 def run_node(tfjs_dir: str | Path, inputs: dict[str, "np.ndarray"], backend: str = "wasm",
              repeat: int = 1, timeout_s: float = 600.0, signal_layout: dict | None = None,
-             synth: dict | None = None) -> tuple[dict[str, "np.ndarray"], dict]:
+             synth: dict | None = None, live_block: int | None = None) -> tuple[dict[str, "np.ndarray"], dict]:
     """Run the converted model once (or `repeat` times, for timings) in Node with @tensorflow/tfjs.
 
     With `signal_layout` (a model card's "layout"), `inputs` is a whole signal {f0_hz [T],
-    feature_db [T], noise [T*hop]} rendered call by call by runner.mjs's renderSignal.
+    feature_db [T], noise [T*hop]} rendered call by call by runner.mjs's renderSignal (with `synth` and
+    `live_block`: block by block by live.mjs, as the page's live mode; then also {"block_ms"}).
     Returns the outputs keyed by signature name ({"audio"} for a signal) and
     {"backend", "timings_ms"}. Raises RuntimeError with Node's first error line on failure.
     """
@@ -197,6 +198,8 @@ def run_node(tfjs_dir: str | Path, inputs: dict[str, "np.ndarray"], backend: str
             if synth is not None:  # the decoder in TF.js, the synthesizer in JavaScript (js/synth.mjs)
                 (io_dir / "synth.json").write_text(json.dumps(synth))
                 extra += ["--synth", str(io_dir / "synth.json")]
+                if live_block:  # as the page's live mode renders: live_block frames at a time (js/live.mjs)
+                    extra += ["--live", str(live_block)]
         proc = subprocess.run(
             [node, str(JS_DIR / "node_parity.mjs"), "--model", str(Path(tfjs_dir).resolve()),
              "--io", str(io_dir), "--backend", backend, "--repeat", str(repeat), *extra],

@@ -1,15 +1,17 @@
 // The tone-transfer page: pick an exported instrument, sing (microphone) or pick a file, hear it
 // played by the model. Same steps as `tonesweep transfer`: features (features.mjs), fit to the
 // instrument's register and level, render chunk by chunk carrying phase and state (runner.mjs, run
-// by render-worker.mjs off the main thread, with progress and cancel). The last take is kept, so
+// by render-worker.mjs off the main thread, with progress and cancel). Live mode (live-session.mjs)
+// plays the microphone as the instrument while the singer sings. The last take is kept, so
 // choosing another instrument plays it again as that one. Actions run one after another.
 // window.tonesweep exposes the same actions to scripts (the end-to-end test drives them).
 
 import { features, fitToInstrument, levelGainDb, peakDb, SAMPLE_RATE, SILENCE_DB } from './features.mjs';
+import { startLive } from './live-session.mjs';
 import { encodeWav } from './wav.mjs';
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], entry: null, card: null, backend: null, recorder: null, take: null, last: null,
+const state = { models: [], entry: null, card: null, backend: null, recorder: null, live: null, take: null, last: null,
   busy: false, queue: Promise.resolve(), rendering: null, synthPath: 'js' };
 
 function setStatus(text) { $('status').textContent = text; }
@@ -49,6 +51,7 @@ function renderWorker() {
   if (worker) return worker;
   worker = new Worker(new URL('./render-worker.mjs', import.meta.url), { type: 'module' });
   worker.onmessage = ({ data }) => {
+    if (data.type === 'live-error') { swallow(guarded(async () => { await stopLive(); throw new Error(data.message); })); return; }
     const waiting = pending.get(data.id);
     if (!waiting) return;
     if (data.type === 'progress') { waiting.progress?.(data.done, data.total); return; }
@@ -65,17 +68,17 @@ function renderWorker() {
   return worker;
 }
 
-/** Send a message to the worker; returns {id, answer: Promise of its reply}. */
-function ask(message, progress) {
+/** Send a message to the worker (transferring `transfer`); returns {id, answer: Promise of its reply}. */
+function ask(message, progress = null, transfer = []) {
   const id = ++lastId;
   const answer = new Promise((resolve, reject) => { pending.set(id, { resolve, reject, progress }); });
-  renderWorker().postMessage({ ...message, id });
+  renderWorker().postMessage({ ...message, id }, transfer);
   return { id, answer };
 }
 
+/** backend: null for the page's runtime's own (what a user gets), or one named by a script. */
 async function loadModel(name, backend) {
   if (typeof WebAssembly !== 'object') throw new Error(NO_WASM);
-  if (backend !== 'wasm') throw new Error(`the ${backend} backend is not in this page's runtime: it runs models on wasm`);
   const entry = state.models.find((m) => m.name === name);
   if (!entry) throw new Error(`no model named ${name}`);
   const url = new URL(entry.path, document.baseURI).href;
@@ -187,6 +190,70 @@ async function record(seconds) {
   return stopRecording();
 }
 
+// ---------------------------------------------------------------------------- live
+
+async function startLiveMode() {
+  if (!state.card) throw new Error('load a model first');
+  const stream = await openMicrophone();
+  let session;
+  try {
+    session = await startLive({ stream, card: state.card, ask, octaves: $('octave').value, gainDb: Number($('gain').value),
+      onStats: (stats) => {
+        $('meter').value = Math.max(-60, stats.level);
+        setStatus(`live: ${state.card.instrument} ${Math.round(session?.delayMs ?? 0)} ms after your voice`
+          + `${stats.late ? `; ${stats.late} block(s) late` : ''}. Press Stop live to keep the take`);
+      } });
+  } catch (err) {
+    stream.getTracks().forEach((track) => track.stop());
+    throw err;
+  }
+  state.live = { session, stream };
+  setLive(true);
+  setStatus(`live: sing; ${state.card.instrument} plays ${Math.round(session.delayMs)} ms after your voice`);
+  return { block: session.block, delayMs: session.delayMs, deviceMs: session.deviceMs };
+}
+
+/** Stop live mode; what was sung and played becomes the take and the result, like a recording. */
+async function stopLive() {
+  const live = state.live;
+  if (!live) return null;
+  state.live = null;
+  let take;
+  try {
+    take = await live.session.stop();
+  } finally {
+    live.stream.getTracks().forEach((track) => track.stop());
+    $('meter').value = -60;
+    setLive(false);
+  }
+  const seconds = take.audio.length / SAMPLE_RATE;
+  const busyMs = take.featureMs + take.blockMs.reduce((sum, ms) => sum + ms, 0);
+  state.take = { audio: take.voice, label: 'the live take' };
+  state.last = { label: 'live take', rendered: take.audio, voice: take.voice,
+    input: { f0Hz: take.f0Hz, voiced: take.voiced, featureDb: take.featureDb },
+    fitted: { f0Hz: take.fittedF0Hz, octaves: take.octaves, levelShiftDb: null },
+    seconds, renderMs: busyMs, featureMs: take.featureMs, rtf: (seconds * 1000) / busyMs, backend: take.backend,
+    synth: 'js', instrument: state.card.instrument, levelDb: levelGainDb(take.audio), peakDb: peakDb(take.audio),
+    live: { block: live.session.block, delayMs: live.session.delayMs, deviceMs: live.session.deviceMs,
+      bufferMs: live.session.bufferMs, late: take.late,
+      blocks: take.blocks, minSlackMs: take.minSlackMs, lateAtS: take.lateAtS, blockMs: take.blockMs, gainDb: take.gainDb } };
+  applyGain(state.last);
+  show(state.last);
+  return summary(state.last);
+}
+
+function setLive(on) {
+  $('live').textContent = on ? 'Stop live' : 'Live';
+  $('live').classList.toggle('on', on);
+  setBusy(state.busy);
+}
+
+async function playLive(seconds) {
+  await startLiveMode();
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  return stopLive();
+}
+
 async function transferFile(arrayBuffer, name) {
   if (!state.card) throw new Error('load a model first');
   return transfer(await decode(arrayBuffer, name), name);
@@ -241,7 +308,7 @@ async function transfer(audio, label) {
 function summary(last) {
   return { instrument: last.instrument, backend: last.backend, synth: last.synth, seconds: last.seconds, renderMs: last.renderMs,
     featureMs: last.featureMs, rtf: last.rtf, octaves: last.fitted.octaves, levelShiftDb: last.fitted.levelShiftDb,
-    outputGainDb: last.outputGainDb };
+    outputGainDb: last.outputGainDb, ...(last.live ? { live: last.live } : {}) };
 }
 
 /** What is heard and downloaded: the model's output brought to one level for every instrument
@@ -294,9 +361,14 @@ function show(last) {
   $('download').hidden = false;
   drawPitch($('pitch'), last.input, last.fitted);
   drawWave($('wave'), last.audio);
-  $('stats').textContent = `${last.seconds.toFixed(1)} s rendered in ${(last.renderMs / 1000).toFixed(2)} s on ${last.backend} `
-    + `(${last.rtf.toFixed(1)}x real time); shifted ${last.fitted.octaves} octave(s), input level ${last.fitted.levelShiftDb} dB, `
-    + `output ${last.outputGainDb >= 0 ? '+' : ''}${last.outputGainDb} dB`;
+  const output = `output ${last.outputGainDb >= 0 ? '+' : ''}${last.outputGainDb} dB`;
+  $('stats').textContent = last.live
+    ? `${last.seconds.toFixed(1)} s played live on ${last.backend}, ${Math.round(last.live.delayMs)} ms after the voice `
+      + `(+${Math.round(last.live.deviceMs)} ms in the browser's audio), ${last.live.late} of ${last.live.blocks} blocks late, `
+      + `rendering ${last.rtf.toFixed(1)}x faster than real time; shifted ${last.fitted.octaves} octave(s), ${output}`
+    : `${last.seconds.toFixed(1)} s rendered in ${(last.renderMs / 1000).toFixed(2)} s on ${last.backend} `
+      + `(${last.rtf.toFixed(1)}x real time); shifted ${last.fitted.octaves} octave(s), input level ${last.fitted.levelShiftDb} dB, `
+      + output;
   setStatus('done: press play, or download the WAV');
 }
 
@@ -361,11 +433,12 @@ function guarded(action) {
   return run;
 }
 
-/** While an action runs, only Stop (a recording) and Cancel (a render) make sense. */
+/** While an action runs, only Stop (a recording), Stop live and Cancel (a render) make sense. */
 function setBusy(busy) {
   state.busy = busy;
-  const ready = Boolean(state.card) && !busy;
+  const ready = Boolean(state.card) && !busy && !state.live && !state.recorder;
   $('record').disabled = !(ready || state.recorder);
+  $('live').disabled = !(ready || state.live);
   $('file').disabled = !ready;
 }
 
@@ -388,9 +461,10 @@ function onChoose() {
   clearResult();
   setBusy(true); // at once: Record and the file stay off until the instrument is loaded
   const name = $('instrument').value;
-  const backend = 'wasm';
+  const backend = null; // the runtime's own
   setStatus(`loading ${name}`);
   return guarded(async () => {
+    await stopLive();
     const info = await loadAndShow(name, backend);
     if (state.take) await transfer(state.take.audio, state.take.label);
     return info;
@@ -399,6 +473,10 @@ function onChoose() {
 
 function onRecord() {
   return state.recorder ? guarded(stopRecording) : guarded(startRecording);
+}
+
+function onLive() {
+  return state.live ? guarded(stopLive) : guarded(startLiveMode);
 }
 
 function onFile() {
@@ -411,6 +489,7 @@ function onFile() {
 
 const swallow = (promise) => promise.catch(() => {}); // shown in the page by guarded()
 
+// The page's TF.js runtime runs on wasm (trainers/export/js/runtime.json): without WebAssembly nothing can load.
 const NO_WASM = 'this browser has no WebAssembly, which the page needs to run the instrument: '
   + 'open it in a current Chrome, Edge, Firefox or Safari';
 
@@ -428,12 +507,17 @@ async function start() {
   $('instrument').replaceChildren(...state.models.map((m) => new Option(`${m.name} (${m.precision})`, m.name)));
   $('instrument').onchange = () => swallow(onChoose());
   $('record').onclick = () => swallow(onRecord());
+  $('live').onclick = () => swallow(onLive());
   $('file').onchange = () => swallow(onFile());
   $('cancel').onclick = cancelRender;
-  $('octave').onchange = () => state.take && swallow(guarded(() => transfer(state.take.audio, state.take.label)));
+  $('octave').onchange = () => {
+    if (state.live) renderWorker().postMessage({ type: 'live-octave', octaves: $('octave').value });
+    else if (state.take) swallow(guarded(() => transfer(state.take.audio, state.take.label)));
+  };
   $('gain').oninput = () => {
     $('gain-value').textContent = `${$('gain').value > 0 ? '+' : ''}${$('gain').value} dB`;
     if (state.last) { applyGain(state.last); show(state.last); }
+    if (state.live) renderWorker().postMessage({ type: 'live-gain', gainDb: Number($('gain').value) });
   };
   for (const id of ['ab-voice', 'ab-instrument']) $(id).onchange = playThrough;
   await swallow(onChoose()); // the first instrument, loaded without a Load button
@@ -442,13 +526,14 @@ async function start() {
 window.tonesweep = {
   ready: start(),
   models: () => state.models,
-  load: (name, backend = 'wasm', { synth = 'js' } = {}) => guarded(() => {
+  load: (name, backend = null, { synth = 'js' } = {}) => guarded(() => {
     state.synthPath = synth; // 'graph': synthesize in the TF.js graph as bundles before 2026-12 did (benchmarks)
     return loadAndShow(name, backend);
   }),
   cancel: cancelRender,
   transferFile: (arrayBuffer, name) => guarded(() => transferFile(arrayBuffer, name)),
   record: (seconds) => guarded(() => record(seconds)),
+  live: (seconds) => guarded(() => playLive(seconds)),
   last: () => state.last && { ...summary(state.last), audio: Array.from(state.last.audio),
     f0Hz: Array.from(state.last.input.f0Hz), voiced: Array.from(state.last.input.voiced),
     featureDb: Array.from(state.last.input.featureDb) },

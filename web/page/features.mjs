@@ -37,23 +37,34 @@ function centredWindow(audio, centre, size, out) {
   return out;
 }
 
+export const DEFAULT_F0_RANGE = { f0MinHz: 65.4, f0MaxHz: 2093.0 };
+
+/** A pitch tracker for one frame at a time: (audio, centre) -> {pitch (Hz), clarity, voiced (0/1)} of the
+ * PITCH_WINDOW samples centred on sample `centre` (zeros outside audio). The whole-take tracker and the
+ * page's live mode both use it. */
+export function framePitch({ f0MinHz = DEFAULT_F0_RANGE.f0MinHz, f0MaxHz = DEFAULT_F0_RANGE.f0MaxHz } = {}) {
+  const detector = PitchDetector.forFloat32Array(PITCH_WINDOW);
+  const window = new Float32Array(PITCH_WINDOW);
+  return (audio, centre) => {
+    const [pitch, clarity] = detector.findPitch(centredWindow(audio, centre, PITCH_WINDOW, window), SAMPLE_RATE);
+    return { pitch, clarity, voiced: clarity >= VOICED_CLARITY && pitch >= f0MinHz && pitch <= f0MaxHz ? 1 : 0 };
+  };
+}
+
 /**
  * Pitch per frame. Returns {f0Hz: Float32Array [T] (interpolated over unvoiced frames),
  * voiced: Uint8Array [T], clarity: Float32Array [T]}.
  */
-export function trackPitch(audio, frameRate, { f0MinHz = 65.4, f0MaxHz = 2093.0 } = {}) {
+export function trackPitch(audio, frameRate, range = {}) {
   const hop = SAMPLE_RATE / frameRate;
   const T = frameCount(audio.length, frameRate);
-  const detector = PitchDetector.forFloat32Array(PITCH_WINDOW);
-  const window = new Float32Array(PITCH_WINDOW);
+  const track = framePitch(range);
   const raw = new Float32Array(T);
   const voiced = new Uint8Array(T);
   const clarity = new Float32Array(T);
   for (let t = 0; t < T; t++) {
-    const [pitch, c] = detector.findPitch(centredWindow(audio, t * hop, PITCH_WINDOW, window), SAMPLE_RATE);
-    clarity[t] = c;
-    raw[t] = pitch;
-    voiced[t] = c >= VOICED_CLARITY && pitch >= f0MinHz && pitch <= f0MaxHz ? 1 : 0;
+    const frame = track(audio, t * hop);
+    [raw[t], clarity[t], voiced[t]] = [frame.pitch, frame.clarity, frame.voiced];
   }
   return { f0Hz: fillUnvoiced(raw, voiced), voiced, clarity };
 }
@@ -99,20 +110,17 @@ function powerToDb(power) {
   return Math.max(10 * Math.log10(Math.max(floor, power)), -DB_RANGE);
 }
 
-/** ddsp's A-weighted loudness in dB per frame: Float32Array [T]. */
-export function loudnessDb(audio, frameRate) {
+/** ddsp's A-weighted loudness of one frame: (audio, centre) -> dB of the LEVEL_WINDOW samples centred there. */
+export function frameLoudness() {
   const n = LEVEL_WINDOW;
-  const hop = SAMPLE_RATE / frameRate;
-  const T = frameCount(audio.length, frameRate);
   const fft = new FFT(n);
   const hann = new Float64Array(n).map((_, i) => 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / n)); // periodic
   const weight = aWeightingPower(n);
   const frame = new Float32Array(n);
   const input = new Float64Array(n);
   const spectrum = fft.createComplexArray();
-  const out = new Float32Array(T);
-  for (let t = 0; t < T; t++) {
-    centredWindow(audio, t * hop, n, frame);
+  return (audio, centre) => {
+    centredWindow(audio, centre, n, frame);
     for (let i = 0; i < n; i++) input[i] = frame[i] * hann[i];
     fft.realTransform(spectrum, input);
     let sum = 0;
@@ -121,40 +129,37 @@ export function loudnessDb(audio, frameRate) {
       const im = spectrum[2 * k + 1];
       sum += (re * re + im * im) * weight[k];
     }
-    out[t] = powerToDb(sum / (n / 2 + 1));
-  }
-  return out;
+    return powerToDb(sum / (n / 2 + 1));
+  };
 }
 
-/** ddsp's RMS energy in dB per frame: Float32Array [T]. */
-export function rmsDb(audio, frameRate) {
+/** ddsp's RMS energy of one frame: (audio, centre) -> dB of the LEVEL_WINDOW samples centred there. */
+export function frameRms() {
   const n = LEVEL_WINDOW;
-  const hop = SAMPLE_RATE / frameRate;
-  const T = frameCount(audio.length, frameRate);
   const frame = new Float32Array(n);
-  const out = new Float32Array(T);
-  for (let t = 0; t < T; t++) {
-    centredWindow(audio, t * hop, n, frame);
+  return (audio, centre) => {
+    centredWindow(audio, centre, n, frame);
     let sum = 0;
     for (let i = 0; i < n; i++) sum += frame[i] * frame[i];
-    out[t] = powerToDb(sum / n);
-  }
+    return powerToDb(sum / n);
+  };
+}
+
+/** The level feature a model card names ('loudness' or 'rms'), one frame at a time. */
+export function frameLevel(card) {
+  return card.feature === 'rms' ? frameRms() : frameLoudness();
+}
+
+function perFrame(measure, audio, frameRate) {
+  const hop = SAMPLE_RATE / frameRate;
+  const out = new Float32Array(frameCount(audio.length, frameRate));
+  for (let t = 0; t < out.length; t++) out[t] = measure(audio, t * hop);
   return out;
 }
 
-function median(values) {
-  const s = Float64Array.from(values).sort();
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** numpy's default (linear) percentile. */
+/** numpy's default (linear) percentile; the 50th is the median. */
 function percentile(values, q) {
-  const s = Float64Array.from(values).sort();
-  const pos = ((s.length - 1) * q) / 100;
-  const lo = Math.floor(pos);
-  const hi = Math.min(lo + 1, s.length - 1);
-  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+  return sortedPercentile(Float64Array.from(values).sort(), q);
 }
 
 /**
@@ -165,7 +170,6 @@ function percentile(values, q) {
 /** `octaves`: a whole number of octaves to shift by, or 'auto' (the instrument's median note, as
  * `tonesweep transfer` does). */
 export function fitToInstrument(f0Hz, featureDb, voiced, card, { octaves: chosen = 'auto' } = {}) {
-  const scaling = card.input_scaling || {};
   const midi = [];
   const levels = [];
   for (let t = 0; t < f0Hz.length; t++) {
@@ -175,29 +179,109 @@ export function fitToInstrument(f0Hz, featureDb, voiced, card, { octaves: chosen
     }
   }
   if (!midi.length) throw new Error('no pitched (voiced) sound found: sing or play a melody, or pick another file');
-  const targetMidi = scaling.f0_midi?.p50;
-  const auto = Number.isFinite(targetMidi) ? Math.round((targetMidi - median(midi)) / 12) : 0;
-  const octaves = Number.isInteger(Number(chosen)) && chosen !== 'auto' && chosen !== '' ? Number(chosen) : auto;
-  const targetP95 = scaling.feature_db?.p95;
-  const shift = Number.isFinite(targetP95) ? targetP95 - percentile(levels, 95) : 0;
+  const octaves = octaveShift(card, percentile(midi, 50), chosen);
+  const shift = levelShift(card, percentile(levels, 95));
   const f0Out = new Float32Array(f0Hz.length);
   const levelOut = new Float32Array(f0Hz.length);
   for (let t = 0; t < f0Hz.length; t++) {
     f0Out[t] = f0Hz[t] * 2 ** octaves;
-    const value = featureDb[t] + shift - (voiced[t] ? 0 : UNVOICED_ATTENUATION_DB);
-    levelOut[t] = Math.min(0, Math.max(-80, value));
+    levelOut[t] = fittedLevel(featureDb[t], shift, voiced[t]);
   }
   return { f0Hz: f0Out, featureDb: levelOut, octaves, levelShiftDb: Math.round(shift * 100) / 100 };
 }
 
-/** Everything the model needs from 16 kHz audio, for a model card. */
-export function features(audio, card) {
+/** Octaves to shift by: the chosen whole number, or ('auto') the one bringing the input's median note
+ * nearest the instrument's (the card's f0_midi p50). */
+function octaveShift(card, medianMidi, chosen) {
+  if (Number.isInteger(Number(chosen)) && chosen !== 'auto' && chosen !== '') return Number(chosen);
+  const targetMidi = card.input_scaling?.f0_midi?.p50;
+  return Number.isFinite(targetMidi) && Number.isFinite(medianMidi) ? Math.round((targetMidi - medianMidi) / 12) : 0;
+}
+
+/** dB to add to the level feature: the instrument's 95th percentile minus the input's. */
+function levelShift(card, inputP95) {
+  const targetP95 = card.input_scaling?.feature_db?.p95;
+  return Number.isFinite(targetP95) && Number.isFinite(inputP95) ? targetP95 - inputP95 : 0;
+}
+
+function fittedLevel(db, shift, voiced) {
+  return Math.min(0, Math.max(-DB_RANGE, db + shift - (voiced ? 0 : UNVOICED_ATTENUATION_DB)));
+}
+
+/**
+ * The features of a stream, frame by frame as its samples arrive (the page's live mode), fitted to the
+ * instrument as fitToInstrument fits a take, but from what has been heard so far: the octave ('auto')
+ * from the median voiced note so far, the level from the 95th percentile so far. A frame is complete
+ * once the pitch window centred on it is (PITCH_WINDOW / 2 samples after it); unvoiced frames keep the
+ * last voiced pitch (a take's are interpolated to the next one, which a stream has not heard yet).
+ */
+export class LiveFeatures {
+  constructor(card, { octaves = 'auto' } = {}) {
+    Object.assign(this, { card, chosen: octaves, hop: SAMPLE_RATE / card.frame_rate, pitch: framePitch(f0Range(card)),
+      level: frameLevel(card), buffer: new Float32Array(0), offset: 0, received: 0, frames: 0,
+      midi: [], levels: [], heldHz: NaN });
+    const target = card.input_scaling?.f0_midi?.p50;
+    this.restingHz = Number.isFinite(target) ? 440 * 2 ** ((target - 69) / 12) : 220; // before any voiced frame
+  }
+
+  /** Append samples; returns the frames they complete: [{f0Hz, voiced, featureDb, fittedF0Hz, fittedDb, octaves}]. */
+  push(samples) {
+    const keep = Math.min(this.buffer.length, PITCH_WINDOW + this.hop);
+    const joined = new Float32Array(keep + samples.length);
+    joined.set(this.buffer.subarray(this.buffer.length - keep));
+    joined.set(samples, keep);
+    this.offset += this.buffer.length - keep;
+    this.buffer = joined;
+    this.received += samples.length;
+    const out = [];
+    while (this.frames * this.hop + PITCH_WINDOW / 2 <= this.received) out.push(this.frame(this.frames++));
+    return out;
+  }
+
+  frame(t) {
+    const centre = t * this.hop - this.offset; // samples before the stream are zeros, as prepare's padding
+    const { pitch, voiced } = this.pitch(this.buffer, centre);
+    const db = this.level(this.buffer, centre);
+    if (voiced) {
+      this.heldHz = pitch;
+      insertSorted(this.midi, 69 + 12 * Math.log2(pitch / 440));
+      insertSorted(this.levels, db);
+    }
+    const octaves = octaveShift(this.card, this.midi.length ? sortedPercentile(this.midi, 50) : NaN, this.chosen);
+    const shift = levelShift(this.card, this.levels.length ? sortedPercentile(this.levels, 95) : NaN);
+    const f0Hz = voiced ? pitch : this.heldHz;
+    return { f0Hz, voiced, featureDb: db, octaves,
+      fittedF0Hz: Number.isFinite(f0Hz) ? f0Hz * 2 ** octaves : this.restingHz, fittedDb: fittedLevel(db, shift, voiced) };
+  }
+}
+
+function insertSorted(values, x) {
+  let lo = 0;
+  let hi = values.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (values[mid] < x) lo = mid + 1; else hi = mid; }
+  values.splice(lo, 0, x);
+}
+
+/** numpy's linear percentile of an already sorted array. */
+function sortedPercentile(sorted, q) {
+  const pos = ((sorted.length - 1) * q) / 100;
+  const lo = Math.floor(pos);
+  const hi = Math.min(lo + 1, sorted.length - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+/** The f0 range a model card's features were tracked in (prepare's --f0-min/--f0-max). */
+export function f0Range(card) {
   const range = {};
   if (card.features?.f0_min_hz) range.f0MinHz = card.features.f0_min_hz;
   if (card.features?.f0_max_hz) range.f0MaxHz = card.features.f0_max_hz;
-  const pitch = trackPitch(audio, card.frame_rate, range);
-  const level = card.feature === 'rms' ? rmsDb(audio, card.frame_rate) : loudnessDb(audio, card.frame_rate);
-  return { ...pitch, featureDb: level };
+  return range;
+}
+
+/** Everything the model needs from 16 kHz audio, for a model card. */
+export function features(audio, card) {
+  const pitch = trackPitch(audio, card.frame_rate, f0Range(card));
+  return { ...pitch, featureDb: perFrame(frameLevel(card), audio, card.frame_rate) };
 }
 
 /** Peak level in dBFS (-Infinity for all zeros). */
@@ -205,6 +289,41 @@ export function peakDb(audio) {
   let peak = 0;
   for (let i = 0; i < audio.length; i++) peak = Math.max(peak, Math.abs(audio[i]));
   return 20 * Math.log10(peak);
+}
+
+/**
+ * levelGainDb for a stream (live mode): each block brought toward targetDb over the active level heard so
+ * far (blocks within 30 dB of the loudest, their power averaged over about two seconds), plus the
+ * listener's extraDb, never past -1 dBFS; the gain glides across a block, so it never steps.
+ */
+export class LiveLevel {
+  constructor(extraDb = 0, targetDb = -18) {
+    Object.assign(this, { extraDb, targetDb, loudestDb: -Infinity, activePower: 0, weight: 0, gain: 1, gainDb: 0 });
+  }
+
+  apply(audio) {
+    let sum = 0;
+    for (let i = 0; i < audio.length; i++) sum += audio[i] * audio[i];
+    const db = 10 * Math.log10(sum / Math.max(1, audio.length) + 1e-12);
+    this.loudestDb = Math.max(this.loudestDb, db);
+    if (db > this.loudestDb - 30) {
+      const keep = Math.exp(-audio.length / (2 * SAMPLE_RATE)); // about two seconds of memory
+      this.activePower = keep * this.activePower + (1 - keep) * 10 ** (db / 10);
+      this.weight = keep * this.weight + (1 - keep);
+    }
+    const activeDb = this.weight ? 10 * Math.log10(this.activePower / this.weight + 1e-12) : db;
+    let peak = 0;
+    for (let i = 0; i < audio.length; i++) peak = Math.max(peak, Math.abs(audio[i]));
+    const limit = 10 ** (-1 / 20) / (peak + 1e-12);
+    const target = Math.min(10 ** ((this.targetDb - activeDb + this.extraDb) / 20), limit);
+    const out = new Float32Array(audio.length);
+    for (let i = 0; i < audio.length; i++) {
+      out[i] = audio[i] * Math.min(limit, this.gain + ((target - this.gain) * (i + 1)) / audio.length);
+    }
+    this.gain = target;
+    this.gainDb = Math.round(200 * Math.log10(target)) / 10;
+    return out;
+  }
 }
 
 /** The gain (dB) that brings audio's active level (RMS over its loudest half-second blocks, those within

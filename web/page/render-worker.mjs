@@ -1,23 +1,40 @@
 // The render worker: TF.js, the model and the chunked renderer live here, off the page's main thread,
 // so the page keeps drawing, shows progress and can cancel while a take renders.
 //
-// Messages in:  {type: 'load', id, url (the bundle folder), backend}
+// Live mode runs here too: the audio thread (live-worklet.mjs) sends the microphone's samples through a
+// MessagePort; their features (features.mjs LiveFeatures) feed live.mjs's LiveRenderer, whose blocks go
+// back through the port to be played.
+//
+// Messages in:  {type: 'load', id, url (the bundle folder), backend (null: the runtime's own)}
 //               {type: 'render', id, layout, synth, f0Hz, featureDb, noise}     {type: 'cancel', id}
 //               (synth: the card's "synth" to synthesize in JavaScript (js/synth.mjs), or none: in the graph)
+//               {type: 'live', id, port, card, octaves, block, gainDb}   {type: 'live-gain', gainDb}
+//               {type: 'live-octave', octaves}
+//               {type: 'live-stop', id}
 // Messages out: {type: 'loaded', id, backend}   {type: 'progress', id, done, total}
 //               {type: 'rendered', id, audio, renderMs, backend}
+//               {type: 'live-started', id}   {type: 'live-stopped', id, ...the take (liveTake)}   {type: 'live-error', message}
 //               {type: 'error', id, message, cancelled, stage ('backend' when the backend would not start)}
 
+import { LiveFeatures, LiveLevel } from './features.mjs';
+import { LiveRenderer } from './live.mjs';
 import { renderSignal, synthesizesOutside } from './runner.mjs';
-// TF.js holding only what tonesweep's graphs use, on its wasm backend (trainers/export/js/build_runtime.mjs)
+// TF.js holding only what tonesweep's graphs use, on the backend(s) it was built with (trainers/export/js/
+// build_runtime.mjs, trainers/export/js/runtime.json)
 import * as tf from './vendor/tf-runtime.mjs';
 
 let model = null;
 let backendName = null;
 const cancelled = new Set();
 
-async function load({ id, url, backend }) {
+/** backend: one the runtime holds, or null: the runtime's own (the first it was built with). */
+async function load({ id, url, backend: asked }) {
+  const backend = asked ?? tf.engine().backendNames()[0];
   if (backend !== backendName) {
+    if (!tf.engine().backendNames().includes(backend)) {
+      throw Object.assign(new Error(`the ${backend} backend is not in this page's runtime: it runs models on `
+        + `${tf.engine().backendNames().join(', ')}`), { stage: 'backend' });
+    }
     if (backend === 'wasm') tf.setWasmPaths(new URL('./vendor/', import.meta.url).href);
     let ok = false;
     try { ok = await tf.setBackend(backend); } catch { ok = false; }
@@ -49,14 +66,106 @@ async function render({ id, layout, synth, f0Hz, featureDb, noise }) {
     synth: synthesizesOutside(model, layout, synth) ? 'js' : 'graph' };
 }
 
+// ---------------------------------------------------------------------------- live mode
+
+let live = null;
+
+/** A quarter second of a tone through features and a renderer of their own: the first calls of the
+ * graph (TF.js allocates then) and of the JavaScript (compiled as it runs) are the slowest, and a live
+ * block has a fixed time to arrive (every late block in a test was among the stream's first 0.15 s). */
+async function warmUp(card, block) {
+  const features = new LiveFeatures(card);
+  const warm = new LiveRenderer(tf, model, card.layout, card.synth, block);
+  const level = new LiveLevel();
+  const tone = Float32Array.from({ length: 128 }, (_, i) => 0.1 * Math.sin((2 * Math.PI * 220 * i) / 16000));
+  for (let quantum = 0; quantum < 32; quantum++) {
+    for (const frame of features.push(tone)) warm.addFrame(frame.fittedF0Hz, frame.fittedDb);
+    while (warm.ready()) level.apply((await warm.renderBlock()).audio);
+  }
+}
+
+async function startLive({ id, port, card, octaves, block, gainDb }) {
+  if (!model) throw new Error('no model loaded');
+  await warmUp(card, block);
+  // origin: the audio thread's sample at which this stream began (it may have run before the port connected)
+  const session = { id, port, card, origin: null, busy: false, failed: null, voice: [], blocks: [], frames: [], blockMs: [],
+    featureMs: 0, renderer: new LiveRenderer(tf, model, card.layout, card.synth, block),
+    features: new LiveFeatures(card, { octaves }), level: new LiveLevel(gainDb) };
+  port.onmessage = ({ data }) => {
+    if (live !== session) return;
+    const started = performance.now();
+    session.origin ??= data.at;
+    session.voice.push(data.samples);
+    for (const frame of session.features.push(data.samples)) {
+      session.frames.push(frame);
+      session.renderer.addFrame(frame.fittedF0Hz, frame.fittedDb);
+    }
+    session.featureMs += performance.now() - started;
+    pump(session);
+  };
+  live = session;
+}
+
+/** Render every block whose features have arrived, one at a time, and send each to the audio thread. */
+async function pump(session) {
+  if (session.busy || session.failed) return;
+  session.busy = true;
+  try {
+    while (live === session && session.renderer.ready()) {
+      const started = performance.now();
+      const { frame, audio } = await session.renderer.renderBlock();
+      const heard = session.level.apply(audio);
+      session.blockMs.push(performance.now() - started);
+      session.blocks.push(heard.slice());
+      session.port.postMessage({ start: session.origin + frame * session.card.layout.hop, audio: heard }, [heard.buffer]);
+    }
+  } catch (err) {
+    session.failed = String(err?.message ?? err);
+    postMessage({ type: 'live-error', message: `live rendering stopped: ${session.failed}` }); // its request was answered
+  } finally {
+    session.busy = false;
+  }
+}
+
+/** What a live session heard and played: the voice, the instrument (from frame 0), the frames' features. */
+function liveTake(session) {
+  const join = (parts) => {
+    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => { out.set(p, at); return at + p.length; }, 0);
+    return out;
+  };
+  const { frames } = session;
+  return { voice: join(session.voice), audio: join(session.blocks), blockMs: session.blockMs,
+    featureMs: session.featureMs, f0Hz: Float32Array.from(frames, (f) => f.f0Hz || 0),
+    voiced: Uint8Array.from(frames, (f) => f.voiced), featureDb: Float32Array.from(frames, (f) => f.featureDb),
+    fittedF0Hz: Float32Array.from(frames, (f) => f.fittedF0Hz), octaves: frames.at(-1)?.octaves ?? 0,
+    gainDb: session.level.gainDb, backend: tf.getBackend() };
+}
+
+function stopLive() {
+  const session = live;
+  live = null;
+  if (!session) throw new Error('live mode is not running');
+  session.port.close();
+  return liveTake(session);
+}
+
 onmessage = async ({ data }) => {
   if (data.type === 'cancel') { cancelled.add(data.id); return; }
+  if (data.type === 'live-gain') { if (live) live.level.extraDb = data.gainDb; return; }
+  if (data.type === 'live-octave') { if (live) live.features.chosen = data.octaves; return; }
   try {
     if (data.type === 'load') {
       postMessage({ type: 'loaded', id: data.id, ...(await load(data)) });
     } else if (data.type === 'render') {
       const out = await render(data);
       postMessage({ type: 'rendered', id: data.id, ...out }, [out.audio.buffer]);
+    } else if (data.type === 'live') {
+      await startLive(data);
+      postMessage({ type: 'live-started', id: data.id });
+    } else if (data.type === 'live-stop') {
+      const take = stopLive();
+      postMessage({ type: 'live-stopped', id: data.id, ...take }, [take.voice.buffer, take.audio.buffer]);
     }
   } catch (err) {
     const stopped = cancelled.has(data.id);

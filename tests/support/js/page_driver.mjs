@@ -7,7 +7,7 @@
 // Scenarios: upload (file input, download of the result, screenshot), switch (one take heard as the
 // --other instrument too, progress, cancel, the controls while loading), phone (390 px wide, octave,
 // level, A/B; screenshot phone.png), mic (a fake microphone that
-// plays VOICE.wav), denied (microphone permission refused), not-audio, silence, broken model,
+// plays VOICE.wav), live (live mode on that microphone; screenshot live.png), denied (microphone permission refused), not-audio, silence, broken model,
 // no-webassembly, and bundle (the page inside a bundle folder served by a plain static server).
 
 import fs from 'node:fs';
@@ -152,6 +152,19 @@ async function micScenario(context) {
   return { ...result, last, pageErrors };
 }
 
+/** Live mode on the fake microphone for --seconds: the instrument played while the voice comes in, then
+ * kept as the take (what was played, block by block, and the features it was rendered from). */
+async function liveScenario(context) {
+  await context.grantPermissions(['microphone'], { origin });
+  const { page, pageErrors } = await openPage(context);
+  await page.evaluate((name) => window.tonesweep.load(name), args.model);
+  const result = await attempt(page, (s) => window.tonesweep.live(s), Number(args.seconds));
+  const last = result.error ? null : await page.evaluate(() => window.tonesweep.last());
+  await page.screenshot({ path: path.join(args.out, 'live.png'), fullPage: true });
+  await page.close();
+  return { ...result, last, pageErrors };
+}
+
 async function errorScenario(context, setup, action, arg, init = null) {
   const { page } = await openPage(context, args.url, init);
   const startError = await page.evaluate(() => window.tonesweep.error());
@@ -171,6 +184,7 @@ async function main() {
   try {
     out.upload = await uploadScenario(context);
     out.mic = await micScenario(context);
+    out.live = await liveScenario(context);
     if (args.other) out.switch = await switchScenario(context);
     out.phone = await phoneScenario(context);
     await context.clearPermissions();

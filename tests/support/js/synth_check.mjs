@@ -1,6 +1,7 @@
 // Run trainers/export/js/synth.mjs over a whole signal, call by call, from controls written by Python.
 //
-//   node synth_check.mjs DIR     DIR/spec.json: {layout, synth, frames}; DIR/<name>.f64 little-endian float64:
+//   node synth_check.mjs DIR     DIR/spec.json: {layout, synth, frames, block (frames per call; default the
+//                                layout's)}; DIR/<name>.f64 little-endian float64:
 //                                f0 [T+1], amplitudes [T+1], distribution [(T+1)*K], magnitudes [(T+La)*N],
 //                                noise [(T+La)*hop]. Writes DIR/audio.f64 [T*hop].
 import fs from 'node:fs';
@@ -16,14 +17,15 @@ const read = (name) => {
 const [f0, amplitudes, distribution, magnitudes, noise] = ['f0', 'amplitudes', 'distribution', 'magnitudes', 'noise'].map(read);
 const { hop, frames_per_call: F, lookahead: La, n_harmonics: K, n_noise_bands: N } = spec.layout;
 const synth = new Synth(spec.layout, spec.synth);
+const B = spec.block ?? F;
 const audio = new Float64Array(spec.frames * hop);
-for (let first = 0; first < spec.frames; first += F) {
+for (let first = 0; first < spec.frames; first += B) {
   const out = synth.render({
-    f0: f0.subarray(first, first + F + 1), amplitudes: amplitudes.subarray(first, first + F + 1),
-    distribution: distribution.subarray(first * K, (first + F + 1) * K),
-    magnitudes: magnitudes.subarray(first * N, (first + F + La) * N),
-    noise: noise.subarray(first * hop, (first + F + La) * hop),
-  });
-  audio.set(out.subarray(0, Math.min(F, spec.frames - first) * hop), first * hop);
+    f0: f0.subarray(first, first + B + 1), amplitudes: amplitudes.subarray(first, first + B + 1),
+    distribution: distribution.subarray(first * K, (first + B + 1) * K),
+    magnitudes: magnitudes.subarray(first * N, (first + B + La) * N),
+    noise: noise.subarray(first * hop, (first + B + La) * hop),
+  }, B);
+  audio.set(out.subarray(0, Math.min(B, spec.frames - first) * hop), first * hop);
 }
 fs.writeFileSync(path.join(dir, 'audio.f64'), Buffer.from(audio.buffer));

@@ -2,14 +2,15 @@
 // with inputs written by Python, write the outputs back for comparison.
 //
 //   node node_parity.mjs --model TFJS_DIR --io IO_DIR [--backend wasm|cpu] [--repeat N]
-//       [--signal LAYOUT.json [--synth SYNTH.json]]
+//       [--signal LAYOUT.json [--synth SYNTH.json [--live FRAMES]]]
 //
 // IO_DIR/inputs.json: {"name": {"shape": [...], "file": "name.f32"}} (little-endian float32).
 // Writes IO_DIR/outputs.json (same layout, files out_<name>.f32) with "timings_ms", "backend" and
 // "kernels" (the TF.js kernels the first run called, from tf.profile: what the page's runtime must hold).
 // With --signal (the model card's "layout" as JSON), the inputs are a whole signal (f0_hz [T],
 // feature_db [T], noise [T*hop]) rendered chunk by chunk with renderSignal; the output is audio. With
-// --synth (the card's "synth" as JSON) the graph runs its decoder only and synth.mjs synthesizes.
+// --synth (the card's "synth" as JSON) the graph runs its decoder only and synth.mjs synthesizes; with
+// --live, FRAMES at a time as the page's live mode renders (live.mjs; outputs audio and block_ms).
 // No tfjs-node: the model files are read with fs and handed to tf.loadGraphModel as an IOHandler.
 
 import fs from 'node:fs';
@@ -17,10 +18,11 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { renderLiveSignal } from './live.mjs';
 import { render, renderSignal } from './runner.mjs';
 
 function parseArgs(argv) {
-  const args = { backend: 'wasm', repeat: 1, signal: null, synth: null };
+  const args = { backend: 'wasm', repeat: 1, signal: null, synth: null, live: null };
   for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, '')] = argv[i + 1];
   if (!args.model || !args.io) throw new Error('usage: --model TFJS_DIR --io IO_DIR [--backend wasm|cpu] [--repeat N] [--signal LAYOUT.json]');
   args.repeat = Number(args.repeat);
@@ -72,7 +74,15 @@ async function main() {
   let result;
   let kernels = [];
   const once = async () => {
-    if (args.signal) {
+    if (args.signal && args.live) {
+      const layout = JSON.parse(fs.readFileSync(args.signal, 'utf8'));
+      const synth = JSON.parse(fs.readFileSync(args.synth, 'utf8'));
+      const start = performance.now();
+      const { audio, blockMs } = await renderLiveSignal(tf, model, layout, synth, inputs.f0_hz.data, inputs.feature_db.data,
+        inputs.noise.data, Number(args.live));
+      result = { outputs: { audio: { shape: [audio.length], data: audio },
+        block_ms: { shape: [blockMs.length], data: Float32Array.from(blockMs) } }, ms: performance.now() - start };
+    } else if (args.signal) {
       const layout = JSON.parse(fs.readFileSync(args.signal, 'utf8'));
       const start = performance.now();
       const audio = await renderSignal(tf, model, layout, inputs.f0_hz.data, inputs.feature_db.data, inputs.noise.data,

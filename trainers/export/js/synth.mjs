@@ -11,14 +11,15 @@
 //     frame's noise convolved with it in full, overlap-added, the filter's delay trimmed; what frames of
 //     this call spill past its end is carried into the next call (the lookahead frames spill again there).
 //
-// One Synth renders one signal, call after call, holding the carries.
+// One Synth renders one signal, call after call, holding the carries. A call renders the layout's frames per
+// call, or fewer (the page's live mode renders a few frames at a time from the same controls).
 
 export class Synth {
   /** layout: the model card's "layout"; spec: its "synth" ({noise_window}). */
   constructor(layout, spec) {
     const { hop, n_harmonics: K, n_noise_bands: N, sample_rate: sr, frames_per_call: F, lookahead } = layout;
     const { rowScale, index, gain, size } = noiseFilterDesign(N, spec.noise_window);
-    Object.assign(this, { hop, K, N, sr, F, frames: F + lookahead, tailLength: layout.noise_tail,
+    Object.assign(this, { hop, K, N, sr, F, lookahead, tailLength: layout.noise_tail,
       delay: Math.floor((index.length - 1) / 2) - 1 });
     this.fall = new Float64Array(hop);
     this.rise = new Float64Array(hop);
@@ -38,18 +39,19 @@ export class Synth {
   }
 
   /**
-   * One call: F*hop samples. f0 [F+1] Hz (the rendered frames and the next), amplitudes [F+1],
-   * distribution [(F+1)*K], magnitudes [(F+La)*N], noise [(F+La)*hop] (this call's frames' noise).
+   * One call of F frames (default: the layout's frames per call): F*hop samples. f0 [F+1] Hz (the rendered
+   * frames and the next), amplitudes [F+1], distribution [(F+1)*K], magnitudes [(F+La)*N], noise [(F+La)*hop]
+   * (this call's frames' noise).
    */
-  render({ f0, amplitudes, distribution, magnitudes, noise }) {
-    const out = new Float32Array(this.F * this.hop);
-    this.harmonic(out, f0, amplitudes, distribution);
-    this.filteredNoise(out, magnitudes, noise);
+  render({ f0, amplitudes, distribution, magnitudes, noise }, F = this.F) {
+    const out = new Float32Array(F * this.hop);
+    this.harmonic(out, F, f0, amplitudes, distribution);
+    this.filteredNoise(out, F, magnitudes, noise);
     return out;
   }
 
-  harmonic(out, f0, amplitudes, distribution) {
-    const { hop, K, sr, F, fall, rise } = this;
+  harmonic(out, F, f0, amplitudes, distribution) {
+    const { hop, K, sr, fall, rise } = this;
     const nyquist = sr / 2;
     const envelope = new Float64Array(K);
     const next = new Float64Array(K);
@@ -79,8 +81,9 @@ export class Synth {
     }
   }
 
-  filteredNoise(out, magnitudes, noise) {
-    const { hop, N, F, frames, taps, design, delay, tailLength } = this;
+  filteredNoise(out, F, magnitudes, noise) {
+    const { hop, N, taps, design, delay, tailLength } = this;
+    const frames = F + this.lookahead;
     const span = (frames + Math.ceil((hop + taps - 1) / hop)) * hop;
     const own = new Float64Array(span);   // this call's frames
     const ahead = new Float64Array(span); // the lookahead frames (rendered again, in full, by the next call)
@@ -101,9 +104,11 @@ export class Synth {
         for (let j = 0; j < taps; j++) target[base - j] += x * fir[j];
       }
     }
-    const end = delay + F * hop;
-    for (let n = 0; n < F * hop; n++) out[n] += own[delay + n] + ahead[delay + n] + (n < tailLength ? this.tail[n] : 0);
-    for (let n = 0; n < tailLength; n++) this.tail[n] = own[end + n];
+    const length = F * hop;
+    const end = delay + length;
+    for (let n = 0; n < length; n++) out[n] += own[delay + n] + ahead[delay + n] + (n < tailLength ? this.tail[n] : 0);
+    // the spill past this call's end; a call shorter than the spill passes the rest of the earlier spill on
+    for (let n = 0; n < tailLength; n++) this.tail[n] = own[end + n] + (n + length < tailLength ? this.tail[n + length] : 0);
   }
 }
 
