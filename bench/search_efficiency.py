@@ -8,11 +8,12 @@ end; every study replays them (``search/replay/simulate.py``: simulated workers,
 deciding), so the whole benchmark runs in minutes without training. Studies:
 
 strategies  every strategy below, ``--seeds`` seeds of ``--trials`` trials each on 2 workers, at the
-            sweep's default MO-ASHA settings; each seed's hypervolume divided by the reference's
-            (random search, every trial to the end) with the same seed.
-schedule    random + MO-ASHA over a grid of grace periods and reduction factors. The setting is chosen
-            on seeds 0..S-1 and reported on seeds S..2S-1 (fresh random draws), so the reported
-            numbers are not the ones it was tuned on.
+            sweep's default MO-ASHA settings (first rung at one of the pool's reports, eta 4, the rung's
+            front kept; ``search.settings``); each seed's hypervolume divided by the reference's (random
+            search, every trial to the end) with the same seed.
+schedule    random + MO-ASHA (keeping the front) over a grid of grace periods and reduction factors. The
+            setting is chosen on seeds 0..S-1 and reported on seeds S..2S-1 (fresh random draws), so the
+            reported numbers are not the ones it was tuned on.
 warm        each instrument's search seeded with the front of the other instrument's search of the
             same seed (``tonesweep sweep --warm-start``), against the same search cold, at equal
             trial-steps.
@@ -40,20 +41,21 @@ sys.path.insert(0, str(REPO))
 
 from search.replay.pool import Pool, read_pool  # noqa: E402
 from search.replay.simulate import Scale, Strategy, at_budget, front_records, nearest_records, replay, winner  # noqa: E402
+from search.settings import DEFAULT_REDUCTION_FACTOR  # noqa: E402
 
 REFERENCE = Strategy("random-full", "random", "none")
 STRATEGIES = [
     REFERENCE,
     Strategy("random+asha", "random", "asha"),
-    Strategy("random+moasha", "random", "moasha"),
+    Strategy("random+moasha", "random", "moasha"),  # the sweep's default
+    # MO-ASHA by its quota alone (`sweep --no-keep-front`; the default before 2026-12-07, then at two reports, eta 3)
+    Strategy("random+moasha-quota", "random", "moasha", keep_front=False),
     Strategy("nsga2+moasha", "nsga2", "moasha"),
     Strategy("nsga3+moasha", "nsga3", "moasha"),
     Strategy("motpe+moasha", "motpe", "moasha"),
-    # MO-ASHA that also keeps each rung's front beyond the quota (search.algorithms.moasha.promote)
-    Strategy("random+moasha-keep-front", "random", "moasha", keep_front=True),
 ]
-GRACES = (None, 25, 40, 55)      # steps; None: the sweep's default, two reports
-ETAS = (2.0, 2.75, 3.0, 4.0)
+GRACES = (None, 10, 15, 25)      # steps; None: the sweep's default, one report
+ETAS = (3.0, 4.0, 6.0, 8.0)
 WORKERS = (2, 8, 32, 128)
 MIN_RTF = 5.0  # the default sweep's speed bar, what the pools were recorded under
 GOAL_HV, GOAL_STEPS = 0.97, 1 / 3
@@ -77,12 +79,11 @@ class Run:
 
 
 def default_grace(pool: Pool) -> int:
-    """The sweep's default first rung at the pool's budget: two progress reports."""
-    from search.settings import SweepSettings, report_every
+    """The sweep's default first rung on the pool: its first report(s). (The pools report every 5 of 150
+    steps; a sweep of 150 steps reports every 7, between the pool's first two reports: bench/README.md.)"""
+    from search.settings import DEFAULT_GRACE_REPORTS
 
-    from spaces import default_space
-
-    return 2 * report_every(SweepSettings(datasets=[], trials=1, steps=pool.steps), default_space())
+    return DEFAULT_GRACE_REPORTS * pool.report_every
 
 
 def defaulted(strategy: Strategy, pool: Pool) -> Strategy:
@@ -127,7 +128,8 @@ def study_strategies(pools: list[Pool], scales: dict, args) -> dict:
         runs = {s.name: {seed: Run(pool, scales[pool.instrument], defaulted(s, pool), seed, args.trials)
                          for seed in range(args.seeds)} for s in STRATEGIES}
         ref = summarise(runs[REFERENCE.name], runs[REFERENCE.name], budget)
-        print(f"\n### {pool.instrument} ({len(pool.records)} recorded trials; grace {default_grace(pool)}, eta 3)\n")
+        print(f"\n### {pool.instrument} ({len(pool.records)} recorded trials; grace {default_grace(pool)}, "
+              f"eta {DEFAULT_REDUCTION_FACTOR:g}, front kept)\n")
         print(HEADER)
         for name, by_seed in runs.items():
             print(row(name, summarise(by_seed, runs[REFERENCE.name], budget), ref))
@@ -138,7 +140,7 @@ def study_strategies(pools: list[Pool], scales: dict, args) -> dict:
 
 def study_schedule(pools: list[Pool], scales: dict, args) -> Strategy:
     """Grid over (grace, eta) for random + MO-ASHA: choose on the first seeds, report on fresh ones."""
-    print(f"\n## MO-ASHA settings: random + MO-ASHA, chosen on seeds 0-{args.seeds - 1}, reported on seeds "
+    print(f"\n## MO-ASHA settings: random + MO-ASHA keeping the front, chosen on seeds 0-{args.seeds - 1}, reported on seeds "
           f"{args.seeds}-{2 * args.seeds - 1}")
     base = Strategy("random+moasha", "random", "moasha")
     grid = [(g, e) for g in GRACES for e in ETAS]
@@ -325,7 +327,7 @@ def main() -> int:
               f"recorded {p.meta.get('recorded')} ({p.meta.get('refused')} refused by --min-rtf {p.meta.get('min_rtf')})")
     studies = set(args.studies.split(","))
     curves = study_strategies(pools, scales, args) if "strategies" in studies else {}
-    default = Strategy("random+moasha", "random", "moasha")
+    default = Strategy("random+moasha", "random", "moasha")  # the sweep's defaults
     if "schedule" in studies:
         default = study_schedule(pools, scales, args)
     if "warm" in studies:

@@ -28,6 +28,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from search.replay.pool import Record
+from search.settings import DEFAULT_GRACE_REPORTS, DEFAULT_KEEP_FRONT, DEFAULT_REDUCTION_FACTOR
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,9 @@ class Strategy:
     name: str
     sampler: str            # "random" or an Optuna algorithm of the sweep (nsga2, motpe, nsga3)
     scheduler: str          # "none", "asha", "moasha"
-    grace: int | None = None          # steps; None: two reports (the sweep's default)
-    eta: float = 3.0                  # reduction factor (the sweep's default)
-    keep_front: bool = False          # MO-ASHA keeps a rung's front beyond its quota (search.algorithms.moasha.promote)
+    grace: int | None = None          # steps; None: the sweep's default number of the pool's reports
+    eta: float = DEFAULT_REDUCTION_FACTOR  # reduction factor (the sweep's default)
+    keep_front: bool = DEFAULT_KEEP_FRONT  # MO-ASHA keeps a rung's front beyond its quota (moasha.promote)
 
     def with_schedule(self, grace: int | None, eta: float) -> Strategy:
         return Strategy(f"{self.name} g{grace or 'default'} e{eta:g}", self.sampler, self.scheduler, grace, eta,
@@ -199,7 +200,7 @@ def make_scheduler(strategy: Strategy, steps: int, report_every: int):
 
     from search.algorithms.moasha import MOASHAScheduler
 
-    grace = min(steps, strategy.grace or 2 * report_every)
+    grace = min(steps, strategy.grace or DEFAULT_GRACE_REPORTS * report_every)
     if strategy.scheduler == "asha":
         asha = ASHAScheduler(time_attr="step", metric="val_loss", mode="min", max_t=steps, grace_period=grace,
                              reduction_factor=strategy.eta)
