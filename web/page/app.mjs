@@ -447,7 +447,7 @@ function cancelRender() {
 }
 
 async function loadAndShow(name, backend) {
-  const info = await loadModel(name, backend);
+  const info = await loadModel(name, backend).finally(() => showProgress(null)); // the loading bar goes with the load
   $('instrument').value = name;
   $('model-info').textContent = `${info.name}: ${info.decoder}, ${info.feature}, ${info.frameRate} Hz frames, `
     + `${info.precision} weights, on ${info.backend}`;
