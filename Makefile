@@ -104,7 +104,7 @@ demo: install
 	@echo "Pareto plots:                   $$(ls $(DEMO_DIR)/pareto-*.png | tr '\n' ' ')"
 	@echo "TF.js bundles:                  $(foreach i,$(DEMO_INSTRUMENTS),$(DEMO_DIR)/export/$(i))"
 	@echo "The demo voice as each instrument: $(DEMO_VOICE) -> $$(ls $(DEMO_DIR)/transfer/*.wav | tr '\n' ' ')"
-	@echo "Sing it in a browser:           $(TONESWEEP) serve --models $(DEMO_DIR)/export   (then open http://127.0.0.1:8000/)"
+	@echo "Sing it in a browser:           $(TONESWEEP) serve --models $(DEMO_DIR)/export   (then open http://127.0.0.1:8000/; Live plays it while you sing)"
 	@echo "A team's tracking server:       $(TONESWEEP) tracking-server   (MLflow on its own PostgreSQL, 127.0.0.1:5000; README: Team mode)"
 	@echo "On a Ray cluster:               docs/recipes/ (cluster launcher, KubeRay RayJob; README: Running on a Ray cluster)"
 	@echo "Shared storage:                 $(TONESWEEP) sweep ... --storage s3://BUCKET/PREFIX   (any S3-compatible store; README: Shared storage)"
