@@ -211,15 +211,18 @@ function fittedLevel(db, shift, voiced) {
 /**
  * The features of a stream, frame by frame as its samples arrive (the page's live mode), fitted to the
  * instrument as fitToInstrument fits a take, but from what has been heard so far: the octave ('auto')
- * from the median voiced note so far, the level from the 95th percentile so far. A frame is complete
+ * from the median voiced note so far, the level from the 95th percentile so far (of the last
+ * LIVE_MEMORY_S seconds of voiced frames, so a long session costs no more per frame). A frame is complete
  * once the pitch window centred on it is (PITCH_WINDOW / 2 samples after it); unvoiced frames keep the
  * last voiced pitch (a take's are interpolated to the next one, which a stream has not heard yet).
  */
+export const LIVE_MEMORY_S = 30;
+
 export class LiveFeatures {
   constructor(card, { octaves = 'auto' } = {}) {
     Object.assign(this, { card, chosen: octaves, hop: SAMPLE_RATE / card.frame_rate, pitch: framePitch(f0Range(card)),
       level: frameLevel(card), buffer: new Float32Array(0), offset: 0, received: 0, frames: 0,
-      midi: [], levels: [], heldHz: NaN });
+      midi: [], levels: [], heard: [], heldHz: NaN }); // midi, levels: sorted; heard: the same, in arrival order
     const target = card.input_scaling?.f0_midi?.p50;
     this.restingHz = Number.isFinite(target) ? 440 * 2 ** ((target - 69) / 12) : 220; // before any voiced frame
   }
@@ -244,8 +247,7 @@ export class LiveFeatures {
     const db = this.level(this.buffer, centre);
     if (voiced) {
       this.heldHz = pitch;
-      insertSorted(this.midi, 69 + 12 * Math.log2(pitch / 440));
-      insertSorted(this.levels, db);
+      this.remember(69 + 12 * Math.log2(pitch / 440), db);
     }
     const octaves = octaveShift(this.card, this.midi.length ? sortedPercentile(this.midi, 50) : NaN, this.chosen);
     const shift = levelShift(this.card, this.levels.length ? sortedPercentile(this.levels, 95) : NaN);
@@ -253,13 +255,30 @@ export class LiveFeatures {
     return { f0Hz, voiced, featureDb: db, octaves,
       fittedF0Hz: Number.isFinite(f0Hz) ? f0Hz * 2 ** octaves : this.restingHz, fittedDb: fittedLevel(db, shift, voiced) };
   }
+
+  /** A voiced frame's note and level into the running statistics, the oldest out past LIVE_MEMORY_S. */
+  remember(midi, db) {
+    insertSorted(this.midi, midi);
+    insertSorted(this.levels, db);
+    this.heard.push([midi, db]);
+    if (this.heard.length > LIVE_MEMORY_S * this.card.frame_rate) {
+      const [oldMidi, oldDb] = this.heard.shift();
+      this.midi.splice(sortedIndex(this.midi, oldMidi), 1);
+      this.levels.splice(sortedIndex(this.levels, oldDb), 1);
+    }
+  }
 }
 
-function insertSorted(values, x) {
+/** The first index of a sorted array whose value is not below x. */
+function sortedIndex(values, x) {
   let lo = 0;
   let hi = values.length;
   while (lo < hi) { const mid = (lo + hi) >> 1; if (values[mid] < x) lo = mid + 1; else hi = mid; }
-  values.splice(lo, 0, x);
+  return lo;
+}
+
+function insertSorted(values, x) {
+  values.splice(sortedIndex(values, x), 0, x);
 }
 
 /** numpy's linear percentile of an already sorted array. */
