@@ -167,7 +167,8 @@ class MOASHAScheduler(FIFOScheduler):
                          self.reduction_factor, self.state_path, self.keep_front), "state": self.get_state()}
 
     def __setstate__(self, pickled: dict) -> None:
-        self.__init__(*pickled["args"])  # (a sweep pickled before keep_front: 7 args, off) reloads state_path when it exists (a resumed sweep) ...
+        # a sweep pickled before keep_front has 7 args: the quota alone; reloads state_path when it exists
+        self.__init__(*pickled["args"])  # (a resumed sweep) ...
         if not (self.state_path and Path(self.state_path).is_file()):
             self.set_state(pickled["state"])  # ... else what was pickled
 
