@@ -18,7 +18,7 @@
 
 import { LiveFeatures, LiveLevel } from './features.mjs';
 import { LiveRenderer } from './live.mjs';
-import { renderSignal, synthesizesOutside } from './runner.mjs';
+import { concatenate, renderSignal, synthesizesOutside } from './runner.mjs';
 // TF.js holding only what tonesweep's graphs use, on the backend(s) it was built with (trainers/export/js/
 // build_runtime.mjs, trainers/export/js/runtime.json)
 import * as tf from './vendor/tf-runtime.mjs';
@@ -129,13 +129,8 @@ async function pump(session) {
 
 /** What a live session heard and played: the voice, the instrument (from frame 0), the frames' features. */
 function liveTake(session) {
-  const join = (parts) => {
-    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-    parts.reduce((at, p) => { out.set(p, at); return at + p.length; }, 0);
-    return out;
-  };
   const { frames } = session;
-  return { voice: join(session.voice), audio: join(session.blocks), blockMs: session.blockMs,
+  return { voice: concatenate(session.voice), audio: concatenate(session.blocks), blockMs: session.blockMs,
     featureMs: session.featureMs, f0Hz: Float32Array.from(frames, (f) => f.f0Hz || 0),
     voiced: Uint8Array.from(frames, (f) => f.voiced), featureDb: Float32Array.from(frames, (f) => f.featureDb),
     fittedF0Hz: Float32Array.from(frames, (f) => f.fittedF0Hz), octaves: frames.at(-1)?.octaves ?? 0,

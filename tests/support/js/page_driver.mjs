@@ -142,25 +142,15 @@ async function phoneScenario(context) {
     quieter, voicePlaying, instrumentPlaying, layout, pageErrors };
 }
 
-async function micScenario(context) {
+/** The fake microphone for --seconds through `action` (record: a take rendered after it ends; live: the
+ * instrument played while the voice comes in, kept as the take), then what the page kept. */
+async function micScenario(context, action, screenshot = null) {
   await context.grantPermissions(['microphone'], { origin });
   const { page, pageErrors } = await openPage(context);
   await page.evaluate((name) => window.tonesweep.load(name), args.model);
-  const result = await attempt(page, (s) => window.tonesweep.record(s), Number(args.seconds));
+  const result = await attempt(page, action, Number(args.seconds));
   const last = result.error ? null : await page.evaluate(() => window.tonesweep.last());
-  await page.close();
-  return { ...result, last, pageErrors };
-}
-
-/** Live mode on the fake microphone for --seconds: the instrument played while the voice comes in, then
- * kept as the take (what was played, block by block, and the features it was rendered from). */
-async function liveScenario(context) {
-  await context.grantPermissions(['microphone'], { origin });
-  const { page, pageErrors } = await openPage(context);
-  await page.evaluate((name) => window.tonesweep.load(name), args.model);
-  const result = await attempt(page, (s) => window.tonesweep.live(s), Number(args.seconds));
-  const last = result.error ? null : await page.evaluate(() => window.tonesweep.last());
-  await page.screenshot({ path: path.join(args.out, 'live.png'), fullPage: true });
+  if (screenshot) await page.screenshot({ path: path.join(args.out, screenshot), fullPage: true });
   await page.close();
   return { ...result, last, pageErrors };
 }
@@ -183,8 +173,8 @@ async function main() {
   const out = {};
   try {
     out.upload = await uploadScenario(context);
-    out.mic = await micScenario(context);
-    out.live = await liveScenario(context);
+    out.mic = await micScenario(context, (s) => window.tonesweep.record(s));
+    out.live = await micScenario(context, (s) => window.tonesweep.live(s), 'live.png');
     if (args.other) out.switch = await switchScenario(context);
     out.phone = await phoneScenario(context);
     await context.clearPermissions();

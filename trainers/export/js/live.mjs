@@ -12,10 +12,8 @@
 // A block of frames [s, s + B) can render once the features of frames up to s + B - 1 + La + R are known:
 // that wait, times the hop, is the model's share of the live delay (framesAhead).
 
-import { render, signatureNames, synthesizesOutside } from './runner.mjs';
+import { concatenate, CONTROLS, render, signatureNames, synthesizesOutside } from './runner.mjs';
 import { Synth } from './synth.mjs';
-
-const CONTROLS = ['amplitudes', 'harmonic_distribution', 'noise_magnitudes'];
 
 /** Frames after a block's last frame whose features a block needs: the synth's lookahead and the decoder's
  * right context (a non-causal CNN). */
@@ -154,7 +152,5 @@ export async function renderLiveSignal(tf, model, layout, synth, f0Hz, featureDb
       blockMs.push(performance.now() - started);
     }
   }
-  const audio = new Float32Array(blocks.reduce((n, b) => n + b.length, 0));
-  blocks.reduce((at, b) => { audio.set(b, at); return at + b.length; }, 0);
-  return { audio, blockMs };
+  return { audio: concatenate(blocks), blockMs };
 }

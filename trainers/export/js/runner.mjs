@@ -119,11 +119,19 @@ export async function renderSignal(tf, model, layout, f0Hz, featureDb, noise, { 
   return audio.subarray(0, T * hop);
 }
 
-const CONTROLS = ['amplitudes', 'harmonic_distribution', 'noise_magnitudes'];
+/** The graph's control outputs, what synth.mjs synthesizes from (live.mjs fetches them too). */
+export const CONTROLS = ['amplitudes', 'harmonic_distribution', 'noise_magnitudes'];
 
 /** Whether renderSignal synthesizes in JavaScript for this model: the card says how (synth), the graph
  * outputs the controls, and there is no reverb (its long FIR stays in the graph). */
 export function synthesizesOutside(model, layout, synth) {
   const outputs = signatureNames(model).outputs;
   return Boolean(synth?.noise_window) && CONTROLS.every((key) => key in outputs) && !layout.reverb_tail;
+}
+
+/** Float32Arrays one after another, as one. */
+export function concatenate(parts) {
+  const out = new Float32Array(parts.reduce((n, part) => n + part.length, 0));
+  parts.reduce((at, part) => { out.set(part, at); return at + part.length; }, 0);
+  return out;
 }
