@@ -64,7 +64,7 @@ def test_only_attributes_tfjs_reads_are_kept():
     assert set(by_op["Placeholder"]["attr"]) == {"dtype", "shape"}
 
 
-def test_identical_constants_are_stored_once_and_weights_never_merged():
+def test_identical_constants_are_stored_once():
     model, data = small_model()
     lean, weights = rewrite(model, OP_ATTRS, data)
     manifest = lean["weightsManifest"][0]["weights"]
@@ -76,6 +76,29 @@ def test_identical_constants_are_stored_once_and_weights_never_merged():
     kept = slice_node["input"][1].split(":")[0]
     assert kept in consts and add_node["input"][2] == "^" + kept  # both users point at the one kept
     assert model["modelTopology"]["node"][2]["name"].startswith("StatefulPartitionedCall")  # input not changed
+
+
+def test_a_weight_stored_twice_is_kept_once_unless_quantized_otherwise():
+    """An unrolled GRU reads its recurrent kernel once per step, and the converter stores each read: the same
+    bytes under the same quantization are one weight; under other quantization parameters they are not."""
+    model, data = small_model()
+    weights = model["weightsManifest"][0]["weights"]
+    reads = {"second": weights[0]["quantization"], "rescaled": {**weights[0]["quantization"], "scale": 0.02}}
+    for name, quantization in reads.items():
+        node = f"StatefulPartitionedCall/{name}/ReadVariableOp"
+        model["modelTopology"]["node"].insert(2, {"name": node, "op": "Const"})
+        model["modelTopology"]["node"].append({"name": f"use_{name}", "op": "AddV2",
+                                               "input": ["f0_hz", f"StatefulPartitionedCall/{name}/ReadVariableOp"]})
+        weights.insert(1, {"name": f"StatefulPartitionedCall/{name}/ReadVariableOp", "shape": [2], "dtype": "float32",
+                           "quantization": quantization})
+    data = bytes([7, 9, 7, 9, 7, 9]) + data[2:]  # the first weight's bytes, then the rescaled one's, the second's
+    lean, packed = rewrite(model, OP_ATTRS, data)
+    trained = [w for w in lean["weightsManifest"][0]["weights"] if is_trained_weight(w["name"])]
+    assert len(trained) == 2 and {w["quantization"]["scale"] for w in trained} == {0.01, 0.02}
+    assert packed[:4] == bytes([7, 9, 7, 9]) and len(packed) == 4 + 8
+    first = next(w["name"] for w in trained if w["quantization"]["scale"] == 0.01)
+    uses = [n["input"][1] for n in lean["modelTopology"]["node"] if n["op"] == "AddV2"]
+    assert uses.count(first) == 2  # the second read points at the first
 
 
 def test_a_real_export_is_lean(tmp_path):

@@ -99,6 +99,13 @@ def test_gru_matches_keras_gru_with_same_weights():
     _, state_100 = safe_ops.gru_sequence(tf.constant(x), kernel, recurrent, bias, tf.constant(h0), keep_state_at=100)
     _, prefix_state = layer(x[:, :100], initial_state=h0)
     assert snr_db(prefix_state, state_100) >= 100
+    # a live graph's few steps, unrolled (no while loop), the state kept before the lookahead step
+    short = x[:, :safe_ops.UNROLL_STEPS]
+    expected_short, _ = layer(short, initial_state=h0)
+    _, expected_kept = layer(short[:, :-1], initial_state=h0)
+    got_short, kept = safe_ops.gru_sequence(tf.constant(short), kernel, recurrent, bias, tf.constant(h0),
+                                            keep_state_at=safe_ops.UNROLL_STEPS - 1)
+    assert snr_db(expected_short, got_short) >= 100 and snr_db(expected_kept, kept) >= 100
 
 
 def test_noise_fir_matrix_is_ddsp_filter_design():

@@ -21,8 +21,9 @@ weights). ``rewrite`` makes it lean, without changing what the graph computes:
   constants keep their attributes (there they hold the values) and other attributes are pruned;
 - constants with the same dtype, shape and bytes are stored once (the converter writes one per use:
   a demo model had 117 duplicates among its 217 constants, mostly slice bounds), their users pointed
-  at the one kept. Trained (quantized) weights and the function library's constants (which the
-  converter also stores as weights, under their function's names) are never merged or renamed.
+  at the one kept; trained weights too, where the same weight is stored twice (an unrolled GRU's recurrent
+  kernel, once per step). The function library's constants (which the converter also stores as weights,
+  under their function's names) are never merged or renamed.
 
 Export's parity checks run on the rewritten file, so a rewrite TF.js could not run never ships.
 """
@@ -138,7 +139,7 @@ def rewrite_file(tfjs_dir: str | Path) -> None:
 
 
 def _merge_duplicate_constants(model: dict, weights: bytes) -> bytes:
-    """Keep one of each identical unquantized constant; point users of the others at it."""
+    """Keep one of each identical constant (trained weights included); point users of the others at it."""
     entries = [w for group in model["weightsManifest"] for w in group["weights"]]
     spans, offset = [], 0
     for entry in entries:
@@ -153,8 +154,10 @@ def _merge_duplicate_constants(model: dict, weights: bytes) -> bytes:
     kept_entries, kept_bytes = [], []
     for entry, (start, end) in zip(entries, spans):
         blob = weights[start:end]
-        key = (entry["dtype"], tuple(entry["shape"]), blob)
-        mergeable = "quantization" not in entry and entry["name"] in top_level  # never a function's constant
+        # the same stored bytes under the same quantization are the same values (an unrolled GRU reads its
+        # recurrent kernel once per step, and the converter stores it once per read)
+        key = (entry["dtype"], tuple(entry["shape"]), blob, json.dumps(entry.get("quantization"), sort_keys=True))
+        mergeable = entry["name"] in top_level  # never a function's constant
         if mergeable and key in first:
             alias[entry["name"]] = first[key]
             continue

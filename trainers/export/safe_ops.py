@@ -308,6 +308,40 @@ def reverb_wet(audio: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
 
 # ---------------------------------------------------------------- GRU
 
+# A GRU over this few steps (a live graph's window: js/live.mjs) is unrolled: TF.js runs a while loop in
+# executeAsync, step by step, at several times the cost of the same steps as a plain graph (execute()).
+UNROLL_STEPS = 8
+
+
+def _gru_cell(x, h, recurrent_kernel, recurrent_bias, units):
+    """One Keras GRU step (reset_after): x [..., 3U] the input's projection plus its bias, h [..., U]."""
+    inner = tf.matmul(h, recurrent_kernel) + recurrent_bias
+    z = tf.sigmoid(x[..., :units] + inner[..., :units])
+    r = tf.sigmoid(x[..., units:2 * units] + inner[..., units:2 * units])
+    candidate = tf.tanh(x[..., 2 * units:] + r * inner[..., 2 * units:])
+    return z * h + (1.0 - z) * candidate
+
+
+def _gru_unrolled(inputs, kernel, recurrent_kernel, bias, initial_state, keep):
+    """gru_sequence as straight-line ops, on [1,1,.] tensors: a 2-D matmul plus a bias becomes the
+    converter's _FusedMatMul, which TF.js fails to run with a computed bias. The two bias rows are taken
+    by a matmul with [1, 0] and [0, 1] made from the state (exact: one product by 1, one by 0), not by
+    slicing: grappler would fold a slice of a weight into a new constant that weight quantization misses."""
+    units = int(recurrent_kernel.shape[0])
+    h = initial_state[tf.newaxis]  # [1,1,U]
+    zero = h[..., :1] * 0.0  # [1,1,1], not a constant
+    input_bias = tf.matmul(tf.concat([zero + 1.0, zero], axis=-1), bias)  # [1,1,3U] = bias[0]
+    recurrent_bias = tf.matmul(tf.concat([zero, zero + 1.0], axis=-1), bias)  # bias[1]
+    projected = tf.matmul(inputs, kernel)  # [1,T,3U]
+    kept, outputs = h, []
+    for t in range(int(inputs.shape[1])):
+        h = _gru_cell(projected[:, t:t + 1] + input_bias, h, recurrent_kernel, recurrent_bias, units)
+        outputs.append(h)
+        if t + 1 == keep:
+            kept = h
+    return tf.concat(outputs, axis=1), kept[0]
+
+
 def gru_sequence(inputs: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor,
                  bias: tf.Tensor, initial_state: tf.Tensor, keep_state_at: int | None = None
                  ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -325,6 +359,8 @@ def gru_sequence(inputs: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tens
     n_steps = int(inputs.shape[1])
     units = int(recurrent_kernel.shape[0])
     keep = n_steps if keep_state_at is None else keep_state_at
+    if n_steps <= UNROLL_STEPS:
+        return _gru_unrolled(inputs, kernel, recurrent_kernel, bias, initial_state, keep)
     projected = tf.matmul(inputs[0], kernel)  # [T,3U]: inputs through all gates at once
     # Buffer for the outputs. Derived from an input (times zero) so grappler cannot fold it into
     # a [T,U] constant in the weights.
@@ -334,12 +370,7 @@ def gru_sequence(inputs: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tens
     # names ("unknown_9") and slices of a weight are folded into new constants, and either way
     # the converter's '*ReadVariableOp*' quantization pattern would miss them.
     def step(t, h, kept, outputs, recurrent_kernel, bias):
-        x = projected[t][tf.newaxis, :] + bias[0]  # [1,3U]
-        inner = tf.matmul(h, recurrent_kernel) + bias[1]
-        z = tf.sigmoid(x[:, :units] + inner[:, :units])
-        r = tf.sigmoid(x[:, units:2 * units] + inner[:, units:2 * units])
-        candidate = tf.tanh(x[:, 2 * units:] + r * inner[:, 2 * units:])
-        h_new = z * h + (1.0 - z) * candidate
+        h_new = _gru_cell(projected[t][tf.newaxis, :] + bias[0], h, recurrent_kernel, bias[1], units)
         outputs = tf.tensor_scatter_nd_update(outputs, tf.reshape(t, [1, 1]), h_new)
         kept = tf.where(tf.equal(t + 1, keep), h_new, kept)
         return t + 1, h_new, kept, outputs, recurrent_kernel, bias

@@ -18,7 +18,7 @@ export function signatureNames(model) {
 /**
  * One call. inputs: {name: {shape: number[], data: Float32Array}} keyed like the signature.
  * only: the output keys to fetch (default: all); TF.js runs only the nodes they need.
- * Returns {outputs: {name: {shape, data}}, ms: wall time of executeAsync + download}.
+ * Returns {outputs: {name: {shape, data}}, ms: wall time of the execution + download}.
  */
 export async function render(tf, model, inputs, only = null) {
   const names = signatureNames(model);
@@ -29,16 +29,31 @@ export async function render(tf, model, inputs, only = null) {
   }
   const keys = (only ?? Object.keys(names.outputs)).slice().sort();
   const start = performance.now();
-  // executeAsync: the GRU is a while loop, which execute() refuses.
-  const tensors = await model.executeAsync(feeds, keys.map((k) => names.outputs[k]));
+  const tensors = await execute(model, feeds, keys.map((k) => names.outputs[k]));
   const list = Array.isArray(tensors) ? tensors : [tensors];
   const outputs = {};
   for (let i = 0; i < keys.length; i++) {
-    outputs[keys[i]] = { shape: list[i].shape, data: await list[i].data() };
+    outputs[keys[i]] = { shape: list[i].shape, data: list[i].dataSync() };
   }
   const ms = performance.now() - start;
   tf.dispose([...Object.values(feeds), ...list]);
   return { outputs, ms };
+}
+
+const DYNAMIC = new WeakSet(); // models whose graph has control flow (the GRU's while loop)
+
+/** model.execute, or executeAsync for a graph that execute() refuses (control flow: the GRU's while loop).
+ * execute() costs about half as much per call, which a live block of a few milliseconds feels. */
+async function execute(model, feeds, outputs) {
+  if (!DYNAMIC.has(model)) {
+    try {
+      return model.execute(feeds, outputs);
+    } catch (err) {
+      if (!/dynamic op/.test(String(err?.message))) throw err;
+      DYNAMIC.add(model);
+    }
+  }
+  return model.executeAsync(feeds, outputs);
 }
 
 /**
