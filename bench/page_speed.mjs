@@ -3,11 +3,12 @@
 // first load (raw, and gzip -9 as a compressing web server would send it).
 //
 //   node bench/page_speed.mjs --url URL --wav FILE --models a,b,c [--backend NAME] [--repeat 3] [--synth js|graph]
-//        [--live SECONDS]
+//        [--live SECONDS [--live-graph 0|1]]
 //
 // --synth: where the page synthesizes (window.tonesweep.load's option): js (outside the graph, the default)
 // or graph (inside the TF.js graph, as before). --live: also play each model live for SECONDS on a fake
-// microphone that plays the WAV (window.tonesweep.live).
+// microphone that plays the WAV (window.tonesweep.live); --live-graph 0: live mode slides the bundle's graph
+// a block at a time instead of running its live graph (as before bundles had one).
 //
 // Prints one JSON line: {"MODEL": {"rtf": [..], "render_ms": [..], "seconds", "first_load": {...}, "live"}}.
 
@@ -18,7 +19,7 @@ import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { HEADLESS_FLAGS } from '../tests/support/js/chromium.mjs';
 
-const args = { backend: '', repeat: '3', chromium: '/usr/bin/chromium', synth: 'js', live: '0' };
+const args = { backend: '', repeat: '3', chromium: '/usr/bin/chromium', synth: 'js', live: '0', 'live-graph': '1' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, '')] = argv[i + 1];
 const FLAGS = [...HEADLESS_FLAGS, '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${args.wav}`,
@@ -36,8 +37,8 @@ async function measure(context, name, wav) {
   await page.goto(args.url);
   await page.waitForFunction(() => window.tonesweep !== undefined);
   await page.evaluate(() => window.tonesweep.ready);
-  const loaded = await page.evaluate(([m, b, s]) => window.tonesweep.load(m, b || null, { synth: s }),
-    [name, args.backend, args.synth]);
+  const loaded = await page.evaluate(([m, b, s, g]) => window.tonesweep.load(m, b || null, { synth: s, liveGraph: g }),
+    [name, args.backend, args.synth, args['live-graph'] !== '0']);
   const runs = [];
   for (let i = 0; i < Number(args.repeat); i++) {
     runs.push(await page.evaluate(([bytes]) => window.tonesweep.transferFile(new Uint8Array(bytes).buffer, 'bench.wav'),

@@ -14,7 +14,8 @@ TF.js files the page loaded before the custom runtime (tf.min.js + tf-backend-wa
 place of tf-runtime.mjs; computed from the files, not loaded). With --live, each model also plays live for
 that many seconds on a fake microphone playing the WAV (the page's live mode): the delay from the voice to
 the instrument inside the page, what the browser reports for its audio buffers, the blocks that arrived
-late, and the render's headroom (before live mode, a take was heard after it ended and rendered).
+late, and the render's headroom, with the bundle's live graph (now) and with its graph slid a block at a time
+(before bundles had a live graph) in the same run.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def main() -> int:
         for synth in ("graph", "js"):  # the old path and the new one, in the same run
             proc = subprocess.run(["node", str(REPO / "bench" / "page_speed.mjs"), "--url", server.url, "--wav", args.wav,
                                    "--models", ",".join(names), "--backend", args.backend, "--repeat", str(args.repeat),
-                                   "--synth", synth, "--live", str(args.live if synth == "js" else 0)],
+                                   "--synth", synth, "--live", str(args.live),
+                                   # live mode before bundles had a live graph: their graph slid a block at a time
+                                   "--live-graph", "1" if synth == "js" else "0"],
                                   capture_output=True, text=True, timeout=1800, cwd=REPO)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
@@ -96,14 +99,16 @@ def main() -> int:
     for path, size in sorted(first.items(), key=lambda item: -item[1]["raw"]):
         print(f"  {path:<60} {size['raw']:>10,} {size['gzip']:>10,}")
     if args.live:
-        print_live(results)
+        print_live(paths["graph"], "before: the bundle's graph slid a block at a time")
+        print_live(results, "now: the bundle's live graph, a block per call")
     print(f"\nbackend {next(iter(results.values()))['backend']}; features (pitch, loudness) in JS took "
           + ", ".join(f"{name} {statistics.median(r['feature_ms']):.0f} ms" for name, r in results.items()))
     return 0
 
 
-def print_live(results: dict) -> None:
-    print(f"\nlive mode ({next(iter(results.values()))['live']['seconds']:.0f} s on a fake microphone per model):")
+def print_live(results: dict, how: str) -> None:
+    seconds = next(iter(results.values()))["live"]["seconds"]
+    print(f"\nlive mode, {how} ({seconds:.0f} s on a fake microphone per model):")
     print(f"  {'model':<10} {'block':>12} {'voice to instrument in the page':>32} {'+ browser audio':>15} "
           f"{'late blocks':>12} {'least slack':>11} {'render ms per block (median / p95)':>35} {'headroom':>9}")
     for name, r in results.items():

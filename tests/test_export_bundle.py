@@ -61,6 +61,24 @@ def test_parity_bars_met_and_graph_is_lean(float32_bundle):
     assert_no_large_constants(float32_bundle / "tfjs", card["layout"])
 
 
+def test_the_live_graph_renders_a_block_per_call_as_whole_calls_render(float32_bundle):
+    """The page's live mode renders with the bundle's live graph (tfjs/live/, 10 ms per call: 3 frames of the GRU
+    at 250 Hz, unrolled, its state carried); export checked it against the bundle's graph in Node, and its
+    weights are the same ones, stored once per weight."""
+    from trainers.export.bundle import LIVE_DIR, LIVE_PARITY_DB, live_frames
+
+    card = json.loads((float32_bundle / "model-card.json").read_text())
+    live = card["live"]
+    assert live["frames_per_call"] == live["layout"]["frames_per_call"] == live_frames(card["frame_rate"]) == 3
+    assert live["model"] == f"{LIVE_DIR}/model.json" and f"{LIVE_DIR}/model.json" in card["files"]
+    assert live["live_vs_whole_db"] >= LIVE_PARITY_DB
+    model = json.loads((float32_bundle / LIVE_DIR / "model.json").read_text())
+    ops = {node["op"] for node in model["modelTopology"]["node"]}
+    assert "StatelessWhile" not in ops  # unrolled: TF.js runs it in execute(), not step by step
+    # the recurrent kernel, read once per unrolled step, is stored once (per read, the shards would be larger)
+    assert abs(live["bytes"]["shards"] - card["bytes"]["shards"]) < 0.05 * card["bytes"]["shards"]
+
+
 def assert_no_large_constants(tfjs_dir: Path, layout: dict) -> None:
     """Besides the weights (``*ReadVariableOp*``), only vector-sized DSP constants: none larger
     than a hop, a FIR (2(N-1)) or the harmonics. The noise filter's DFT matrix [N, 2(N-1)] is

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import struct
 
+import pytest
+
 from trainers.export.lean import is_trained_weight, rewrite
 
 OP_ATTRS = {"AddV2": (), "Conv2D": ("strides", "padding", "dilations"), "StridedSlice": ("begin_mask",)}
@@ -117,6 +119,10 @@ def test_a_real_export_is_lean(tmp_path):
     assert card["parity"]["tfjs_node_wasm"]["js_synth_call_start_db"] >= 45  # and what the page synthesizes from it
     assert card["bytes"]["total"] < 48_000 and card["bytes"]["total_gzip"] < card["bytes"]["total"]
     assert card["speed"]["rtf_wasm"] > 1
+    # its live graph renders what whole calls render (identical here, recorded as a number a browser parses)
+    assert card["live"]["live_vs_whole_db"] >= 100
+    text = (tmp_path / "b" / "model-card.json").read_text()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in model-card.json: a browser refuses it"))
     # one size everywhere: what the table, the selector and the search use before training is what ships
     from trainers.model.size import size_report
 

@@ -115,9 +115,10 @@ def test_an_exported_bundle_sounds_the_same_synthesized_in_javascript_as_in_its_
 
 
 def test_live_blocks_sound_like_whole_calls(small_bundle, rendered_audio):
-    """The page's live mode (js/live.mjs) decodes each block of 2 frames on the window whose outputs end with
-    it: a CNN's controls depend on its receptive field alone, so with the same features and noise the blocks
-    equal renderSignal's second-long calls (the float32 graph on other windows; float64 synthesis alike)."""
+    """The page's live mode (js/live.mjs) on a bundle without a live graph decodes each block of 2 frames on the
+    window whose outputs end with it: a CNN's controls depend on its receptive field alone, so with the same
+    features and noise the blocks equal renderSignal's second-long calls (the float32 graph on other windows;
+    float64 synthesis alike). The bundle's live graph, a block per call, renders the same."""
     from trainers.data.audio import load_audio
     from trainers.export import tfjs
     from trainers.export.transfer import extract_features, fit_to_instrument
@@ -138,3 +139,11 @@ def test_live_blocks_sound_like_whole_calls(small_bundle, rendered_audio):
     reference, blocks = whole["audio"][:n].astype(np.float64), live["audio"].astype(np.float64)
     print(f"live blocks vs whole calls: {snr_db(reference, blocks):.1f} dB over {n / SR:.2f} s")
     assert snr_db(reference, blocks) >= 100  # identical here (the same float32 kernels over the same frames)
+    # the bundle's live graph (what the page runs now: a block per call, here one frame of 20 ms)
+    graph = card["live"]
+    native, _ = tfjs.run_node(small_bundle / "tfjs" / "live", inputs, signal_layout=graph["layout"],
+                              synth=card["synth"], live_block=graph["frames_per_call"])
+    n = len(native["audio"])
+    assert n == graph["frames_per_call"] * lay["hop"] * len(native["block_ms"]) >= 0.9 * len(whole["audio"])
+    print(f"live graph vs whole calls: {snr_db(whole['audio'][:n], native['audio']):.1f} dB over {n / SR:.2f} s")
+    assert snr_db(whole["audio"][:n], native["audio"]) >= 100

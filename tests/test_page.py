@@ -28,7 +28,6 @@ from support.browser import CHROMIUM, HARNESS, StaticServer
 DRIVER = HARNESS / "page_driver.mjs"
 OTHER = "sarangi"
 MODEL = "bansuri"
-LIVE_CALL = 5  # frames per call of the page's bundle (models_dir)
 
 pytestmark = [pytest.mark.system,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (make install)")]
@@ -36,16 +35,15 @@ pytestmark = [pytest.mark.system,
 
 @pytest.fixture(scope="module")
 def models_dir(trained_trial, tmp_path_factory) -> Path:
-    """models/bansuri: the trained GRU's bundle, rendering 5 frames (20 ms) per call, so that live mode runs
-    it call by call with its state carried (at its 250 frames a second, a GRU decoding a second-long window
-    per 20-ms block would not keep up; js/live.mjs); models/broken: a copy whose model.json is cut short;
+    """models/bansuri: the trained GRU's bundle (a second per call; its live graph, 3 frames per call, which
+    live mode runs call by call with the GRU's state carried: js/live.mjs); models/broken: a copy whose
+    model.json is cut short;
     models/sarangi: a copy whose card names another instrument (a second instrument to switch to)."""
     from trainers.export.bundle import export_bundle, local_trial
     from web.assets import page_files
 
     root = tmp_path_factory.mktemp("page") / "models"
-    export_bundle(local_trial(trained_trial), root / MODEL, MODEL, "float32", js_parity=False, frames_per_call=LIVE_CALL,
-                  extra_files=page_files())
+    export_bundle(local_trial(trained_trial), root / MODEL, MODEL, "float32", js_parity=False, extra_files=page_files())
     shutil.copytree(root / MODEL, root / "broken")
     model_json = root / "broken" / "tfjs" / "model.json"
     model_json.write_text(model_json.read_text()[:200])
@@ -264,6 +262,7 @@ def test_live_mode_plays_the_voice_as_the_instrument_while_it_sings(page_run, mo
     ("silence", "silence.wav: silent"),
     ("broken", "the broken model failed to load"),
     ("noWasm", "no WebAssembly"),
+    ("noWorklet", "no AudioWorklet, which live mode needs"),
 ])
 def test_in_page_errors_are_one_clear_line(page_run, scenario, expected):
     result = page_run[0][scenario]

@@ -2,6 +2,7 @@
 
     DIR/saved_model/     TF SavedModel of ExportedSynth (weights as shipped: quantized+dequantized)
     DIR/tfjs/            model.json + weight shards (real tensorflowjs converter, weights quantized)
+    DIR/tfjs/live/       the same model at a live block per call (the page's live mode; no reverb models)
     DIR/model-card.json  what a runtime needs (layout, scaling stats) and what was verified
 
 The chain is explicit: ResolvedTrial -> load_trained -> ExportedSynth -> check vs training graph
@@ -34,6 +35,7 @@ from common.files import (
     private_tempdir,
     remove_stale_tempdirs,
     replace_owned,
+    scratch_dir,
     write_json_atomic,
 )
 from common.paths import check_apart, check_name, check_output_folder, contained
@@ -130,16 +132,22 @@ def check_tfjs(tfjs_dir: Path, tf_outputs: dict[str, np.ndarray], inputs, repeat
             "ms_per_call": round(float(np.median(info["timings_ms"][1:] or info["timings_ms"])), 1)}
 
 
+def parity_signal(inputs, layout) -> dict[str, np.ndarray]:
+    """Two calls' worth of frames from the parity inputs (repeated), as a signal for runner.mjs, with noise."""
+    frames = np.tile(inputs["f0_hz"][0, :, 0], 3)[:2 * layout.frames_per_call]
+    level = np.tile(inputs["feature_db"][0, :, 0], 3)[:len(frames)]
+    return {"f0_hz": frames.astype(np.float32), "feature_db": level.astype(np.float32),
+            "noise": np.random.default_rng(0).uniform(-1, 1, len(frames) * layout.hop).astype(np.float32)}
+
+
 def check_js_synth(tfjs_dir: Path, layout, inputs) -> float:
     """Render two calls in Node with the synthesis in the graph and in synth.mjs; raises when they part where
     a call starts (the phase is handed over exactly there; within a call the graph's float32 phase drifts,
     docs/architecture.md "Synthesis outside the graph"). Returns the lowest of those SNRs (dB)."""
     from trainers.export import graph, tfjs  # noqa: PLC0415
 
-    frames = np.tile(inputs["f0_hz"][0, :, 0], 3)[:2 * layout.frames_per_call]
-    level = np.tile(inputs["feature_db"][0, :, 0], 3)[:len(frames)]
-    signal = {"f0_hz": frames.astype(np.float32), "feature_db": level.astype(np.float32),
-              "noise": np.random.default_rng(0).uniform(-1, 1, len(frames) * layout.hop).astype(np.float32)}
+    signal = parity_signal(inputs, layout)
+    frames = signal["f0_hz"]
     try:
         in_graph, _ = tfjs.run_node(tfjs_dir, signal, signal_layout=layout.to_dict())
         outside, _ = tfjs.run_node(tfjs_dir, signal, signal_layout=layout.to_dict(), synth=synth_spec())
@@ -152,6 +160,63 @@ def check_js_synth(tfjs_dir: Path, layout, inputs) -> float:
         raise ExportParityError(f"synth.mjs vs the graph's synthesis where a call starts: {min(starts):.1f} dB "
                                 f"< {JS_SYNTH_DB} dB")
     return round(min(starts), 2)
+
+
+# ---------------------------------------------------------------------- the live graph
+
+LIVE_DIR = "tfjs/live"  # the live graph's model.json and shard, beside the whole-second graph
+LIVE_BLOCK_SECONDS = 0.01  # the page's live block: what a block adds to the delay (twice: waiting and margin)
+# Live blocks against whole calls, both with the synthesis in JavaScript: the same graph ops on windows of
+# other lengths (the wasm kernels may tile them differently), so agreement to float32 rounding is expected
+LIVE_PARITY_DB = 100.0
+IDENTICAL_DB = 300.0  # what the card records for identical samples (an infinite SNR; JSON has no infinity)
+
+
+def live_frames(frame_rate: int) -> int:
+    """Frames per call of the live graph: LIVE_BLOCK_SECONDS, at least one frame."""
+    return max(1, int(LIVE_BLOCK_SECONDS * frame_rate + 0.5))
+
+
+def export_live_graph(config, model, manifest, precision: str, staging: Path, whole, inputs, js_parity: bool
+                      ) -> dict[str, Any]:
+    """staging/tfjs/live/: the same decoder and weights exported at a live block per call, which the page's
+    live mode renders natively (docs/architecture.md §6 "Live mode"): a one-second graph would decode its
+    whole window for every block. Returns the card's "live": its layout, bytes and, with ``js_parity``, how
+    closely its blocks render what whole calls of the bundle's graph render (Node, synthesis in JavaScript)."""
+    from trainers.export import graph, tfjs  # noqa: PLC0415
+
+    module = graph.ExportedSynth(config, model, live_frames(config["frame_rate"]))
+    check_against_training(module, model, parity_inputs(module, manifest, config["feature"]))
+    with scratch_dir("tonesweep-live-graph-") as scratch:
+        write_saved_model(module, scratch / "saved_model")
+        sizes = tfjs.convert(scratch / "saved_model", staging / LIVE_DIR, precision)
+    runtime.check_graph_ops(staging / LIVE_DIR / "model.json")
+    record = {"frames_per_call": module.layout.frames_per_call, "layout": module.layout.to_dict(),
+              "model": f"{LIVE_DIR}/model.json", "bytes": sizes}
+    if js_parity:
+        record["live_vs_whole_db"] = check_live_graph(staging, module.layout, whole, inputs)
+    return record
+
+
+def check_live_graph(staging: Path, live, whole, inputs) -> float:
+    """SNR (dB) of the live graph's blocks against whole calls of the bundle's graph, both in Node with the
+    synthesis in JavaScript, over two whole calls of the parity inputs; raises below LIVE_PARITY_DB."""
+    from trainers.export import graph, tfjs  # noqa: PLC0415
+
+    signal = parity_signal(inputs, whole)
+    try:
+        reference, _ = tfjs.run_node(staging / "tfjs", signal, signal_layout=whole.to_dict(), synth=synth_spec())
+        blocks, info = tfjs.run_node(staging / LIVE_DIR, signal, signal_layout=live.to_dict(), synth=synth_spec(),
+                                     live_block=live.frames_per_call)
+    except RuntimeError as err:
+        raise ExportParityError(str(err)) from None
+    runtime.check_kernels(info["kernels"])
+    n = len(blocks["audio"])  # the last frames wait for features past the signal's end
+    snr = graph.snr_db(reference["audio"][:n], blocks["audio"])
+    if not snr >= LIVE_PARITY_DB:
+        raise ExportParityError(f"the live graph's blocks vs whole calls (Node, wasm): {snr:.1f} dB "
+                                f"< {LIVE_PARITY_DB} dB")
+    return round(min(snr, IDENTICAL_DB), 2)
 
 
 def _carry_snr_db(name: str, reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -223,12 +288,17 @@ def _export_locked(source: ResolvedTrial, out_dir: Path, instrument: str, precis
         js = check_tfjs(staging / "tfjs", tf_outputs, inputs) if js_parity else None
         if js_parity and not module.layout.reverb_tail:  # what the page runs: the decoder in TF.js, synth.mjs
             js["js_synth_call_start_db"] = check_js_synth(staging / "tfjs", module.layout, inputs)
+        live = None if module.layout.reverb_tail else export_live_graph(
+            config, model, manifest, precision, staging, module.layout, inputs, js_parity)
         card = model_card(instrument, config, module.layout, source, precision, metrics, manifest, sizes,
                           {"tf_vs_training_db": round(tf_vs_training, 2), "tfjs_node_wasm": js,
                            "tf_ms_per_call": _tf_ms_per_call(staging / "saved_model", inputs)})
+        if live:
+            card["live"] = live
         _write_files(staging, extra_files or {})
         card["files"] = sorted(listed_files(staging) + [CARD])  # what a later export may replace
         card[FILE_DIGESTS] = file_digests(staging, listed_files(staging))  # what readers check (card.check_bundle_files)
+        json.dumps(card, allow_nan=False)  # raises on an infinity or NaN, which a browser's JSON.parse refuses
         write_json_atomic(staging / CARD, card)
         give_umask_modes(staging)
         replace_owned(staging, out_dir, owned, CARD)

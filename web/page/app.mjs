@@ -194,10 +194,15 @@ async function record(seconds) {
 
 async function startLiveMode() {
   if (!state.card) throw new Error('load a model first');
+  if (typeof AudioWorkletNode !== 'function') { // (Safari before 14.1, or a page not on https or localhost)
+    throw new Error('this browser has no AudioWorklet, which live mode needs (https or localhost, a current browser): '
+      + 'record a take or pick a file instead');
+  }
   const stream = await openMicrophone();
   let session;
   try {
-    session = await startLive({ stream, card: state.card, ask, octaves: $('octave').value, gainDb: Number($('gain').value),
+    const card = state.liveGraph === false ? { ...state.card, live: undefined } : state.card;
+    session = await startLive({ stream, card, ask, octaves: $('octave').value, gainDb: Number($('gain').value),
       onStats: (stats) => {
         $('meter').value = Math.max(-60, stats.level);
         setStatus(`live: ${state.card.instrument} ${Math.round(session?.delayMs ?? 0)} ms after your voice`
@@ -526,8 +531,9 @@ async function start() {
 window.tonesweep = {
   ready: start(),
   models: () => state.models,
-  load: (name, backend = null, { synth = 'js' } = {}) => guarded(() => {
+  load: (name, backend = null, { synth = 'js', liveGraph = true } = {}) => guarded(() => {
     state.synthPath = synth; // 'graph': synthesize in the TF.js graph as bundles before 2026-12 did (benchmarks)
+    state.liveGraph = liveGraph; // false: live mode slides the bundle's graph, as before its live graph (benchmarks)
     return loadAndShow(name, backend);
   }),
   cancel: cancelRender,

@@ -17,6 +17,9 @@ import { PitchDetector } from 'pitchy';
 export const SAMPLE_RATE = 16000;
 export const DB_RANGE = 80;
 export const PITCH_WINDOW = 1024;
+// Live mode's pitch window: a frame's pitch is known half a window after it, so the window is part of the
+// live delay (js/live.mjs liveTiming); 32 ms still holds two periods of 65 Hz, the lowest note tracked
+export const LIVE_PITCH_WINDOW = 512;
 export const LEVEL_WINDOW = 512;
 export const VOICED_CLARITY = 0.9;
 export const UNVOICED_ATTENUATION_DB = 20;
@@ -40,13 +43,14 @@ function centredWindow(audio, centre, size, out) {
 export const DEFAULT_F0_RANGE = { f0MinHz: 65.4, f0MaxHz: 2093.0 };
 
 /** A pitch tracker for one frame at a time: (audio, centre) -> {pitch (Hz), clarity, voiced (0/1)} of the
- * PITCH_WINDOW samples centred on sample `centre` (zeros outside audio). The whole-take tracker and the
- * page's live mode both use it. */
-export function framePitch({ f0MinHz = DEFAULT_F0_RANGE.f0MinHz, f0MaxHz = DEFAULT_F0_RANGE.f0MaxHz } = {}) {
-  const detector = PitchDetector.forFloat32Array(PITCH_WINDOW);
-  const window = new Float32Array(PITCH_WINDOW);
+ * `size` samples centred on sample `centre` (zeros outside audio). The whole-take tracker and the
+ * page's live mode both use it (live with LIVE_PITCH_WINDOW). */
+export function framePitch({ f0MinHz = DEFAULT_F0_RANGE.f0MinHz, f0MaxHz = DEFAULT_F0_RANGE.f0MaxHz } = {},
+  size = PITCH_WINDOW) {
+  const detector = PitchDetector.forFloat32Array(size);
+  const window = new Float32Array(size);
   return (audio, centre) => {
-    const [pitch, clarity] = detector.findPitch(centredWindow(audio, centre, PITCH_WINDOW, window), SAMPLE_RATE);
+    const [pitch, clarity] = detector.findPitch(centredWindow(audio, centre, size, window), SAMPLE_RATE);
     return { pitch, clarity, voiced: clarity >= VOICED_CLARITY && pitch >= f0MinHz && pitch <= f0MaxHz ? 1 : 0 };
   };
 }
@@ -213,23 +217,25 @@ function fittedLevel(db, shift, voiced) {
  * instrument as fitToInstrument fits a take, but from what has been heard so far: the octave ('auto')
  * from the median voiced note so far, the level from the 95th percentile so far (of the last
  * LIVE_MEMORY_S seconds of voiced frames, so a long session costs no more per frame). A frame is complete
- * once the pitch window centred on it is (PITCH_WINDOW / 2 samples after it); unvoiced frames keep the
- * last voiced pitch (a take's are interpolated to the next one, which a stream has not heard yet).
+ * once the windows centred on it are (LIVE_REACH samples after it: the pitch window is LIVE_PITCH_WINDOW,
+ * half a take's, to shorten the delay); unvoiced frames keep the last voiced pitch (a take's are
+ * interpolated to the next one, which a stream has not heard yet).
  */
 export const LIVE_MEMORY_S = 30;
+export const LIVE_REACH = Math.max(LIVE_PITCH_WINDOW, LEVEL_WINDOW) / 2;
 
 export class LiveFeatures {
   constructor(card, { octaves = 'auto' } = {}) {
-    Object.assign(this, { card, chosen: octaves, hop: SAMPLE_RATE / card.frame_rate, pitch: framePitch(f0Range(card)),
-      level: frameLevel(card), buffer: new Float32Array(0), offset: 0, received: 0, frames: 0,
-      midi: [], levels: [], heard: [], heldHz: NaN }); // midi, levels: sorted; heard: the same, in arrival order
+    Object.assign(this, { card, chosen: octaves, hop: SAMPLE_RATE / card.frame_rate,
+      pitch: framePitch(f0Range(card), LIVE_PITCH_WINDOW), level: frameLevel(card), buffer: new Float32Array(0),
+      offset: 0, received: 0, frames: 0, midi: [], levels: [], heard: [], heldHz: NaN }); // midi, levels: sorted; heard: the same, in arrival order
     const target = card.input_scaling?.f0_midi?.p50;
     this.restingHz = Number.isFinite(target) ? 440 * 2 ** ((target - 69) / 12) : 220; // before any voiced frame
   }
 
   /** Append samples; returns the frames they complete: [{f0Hz, voiced, featureDb, fittedF0Hz, fittedDb, octaves}]. */
   push(samples) {
-    const keep = Math.min(this.buffer.length, PITCH_WINDOW + this.hop);
+    const keep = Math.min(this.buffer.length, 2 * LIVE_REACH + this.hop);
     const joined = new Float32Array(keep + samples.length);
     joined.set(this.buffer.subarray(this.buffer.length - keep));
     joined.set(samples, keep);
@@ -237,7 +243,7 @@ export class LiveFeatures {
     this.buffer = joined;
     this.received += samples.length;
     const out = [];
-    while (this.frames * this.hop + PITCH_WINDOW / 2 <= this.received) out.push(this.frame(this.frames++));
+    while (this.frames * this.hop + LIVE_REACH <= this.received) out.push(this.frame(this.frames++));
     return out;
   }
 

@@ -2,7 +2,7 @@
 // samples to the render worker and plays the blocks it renders (live.mjs) a fixed delay after the voice.
 // The delay comes from the model's layout (liveTiming); the worklet counts blocks that arrive late.
 
-import { PITCH_WINDOW, SAMPLE_RATE } from './features.mjs';
+import { LIVE_REACH, SAMPLE_RATE } from './features.mjs';
 import { liveTiming } from './live.mjs';
 
 /**
@@ -12,7 +12,9 @@ import { liveTiming } from './live.mjs';
  */
 export async function startLive({ stream, card, ask, octaves, gainDb, onStats }) {
   const context = new AudioContext({ sampleRate: SAMPLE_RATE, latencyHint: 'interactive' });
-  const { block, delay } = liveTiming(card.layout, PITCH_WINDOW / 2, (context.baseLatency || 0) * SAMPLE_RATE);
+  // a bundle's live graph (card.live, since 2026-12) renders a block per call; older bundles slide their graph's window
+  const layout = card.live?.layout ?? card.layout;
+  const { block, delay } = liveTiming(layout, LIVE_REACH, (context.baseLatency || 0) * SAMPLE_RATE);
   try {
     await context.audioWorklet.addModule(new URL('./live-worklet.mjs', import.meta.url));
     const node = new AudioWorkletNode(context, 'tonesweep-live', { numberOfInputs: 1, numberOfOutputs: 1,

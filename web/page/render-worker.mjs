@@ -24,6 +24,8 @@ import { concatenate, renderSignal, synthesizesOutside } from './runner.mjs';
 import * as tf from './vendor/tf-runtime.mjs';
 
 let model = null;
+let modelUrl = null;  // the loaded bundle's folder
+let liveModel = null; // its live graph (card.live), loaded when live mode first starts
 let backendName = null;
 const cancelled = new Set();
 
@@ -49,7 +51,8 @@ async function load({ id, url, backend: asked }) {
     onProgress: (fraction) => postMessage({ type: 'progress', id, done: fraction, total: 1 }),
   });
   if (model) model.dispose();
-  model = next;
+  liveModel?.dispose();
+  [model, modelUrl, liveModel] = [next, url, null];
   return { backend: tf.getBackend() };
 }
 
@@ -73,9 +76,9 @@ let live = null;
 /** A quarter second of a tone through features and a renderer of their own: the first calls of the
  * graph (TF.js allocates then) and of the JavaScript (compiled as it runs) are the slowest, and a live
  * block has a fixed time to arrive (every late block in a test was among the stream's first 0.15 s). */
-async function warmUp(card, block) {
+async function warmUp(card, graph, block) {
   const features = new LiveFeatures(card);
-  const warm = new LiveRenderer(tf, model, card.layout, card.synth, block);
+  const warm = new LiveRenderer(tf, graph.model, graph.layout, card.synth, block);
   const level = new LiveLevel();
   const tone = Float32Array.from({ length: 128 }, (_, i) => 0.1 * Math.sin((2 * Math.PI * 220 * i) / 16000));
   for (let quantum = 0; quantum < 32; quantum++) {
@@ -84,12 +87,21 @@ async function warmUp(card, block) {
   }
 }
 
+/** The graph live mode renders with and its layout: the bundle's live graph, a block per call (card.live), or
+ * for a bundle exported before it had one, the bundle's graph, its window slid a block at a time. */
+async function liveGraph(card) {
+  if (!card.live) return { model, layout: card.layout };
+  liveModel ??= await tf.loadGraphModel(new URL(card.live.model, modelUrl).href);
+  return { model: liveModel, layout: card.live.layout };
+}
+
 async function startLive({ id, port, card, octaves, block, gainDb }) {
   if (!model) throw new Error('no model loaded');
-  await warmUp(card, block);
+  const graph = await liveGraph(card);
+  await warmUp(card, graph, block);
   // origin: the audio thread's sample at which this stream began (it may have run before the port connected)
   const session = { id, port, card, origin: null, busy: false, failed: null, voice: [], blocks: [], frames: [], blockMs: [],
-    featureMs: 0, renderer: new LiveRenderer(tf, model, card.layout, card.synth, block),
+    featureMs: 0, renderer: new LiveRenderer(tf, graph.model, graph.layout, card.synth, block),
     features: new LiveFeatures(card, { octaves }), level: new LiveLevel(gainDb) };
   port.onmessage = ({ data }) => {
     if (live !== session) return;

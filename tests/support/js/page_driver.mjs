@@ -8,7 +8,7 @@
 // --other instrument too, progress, cancel, the controls while loading), phone (390 px wide, octave,
 // level, A/B; screenshot phone.png), mic (a fake microphone that
 // plays VOICE.wav), live (live mode on that microphone; screenshot live.png), denied (microphone permission refused), not-audio, silence, broken model,
-// no-webassembly, and bundle (the page inside a bundle folder served by a plain static server).
+// no-webassembly, no AudioWorklet (live mode), and bundle (the page inside a bundle folder served by a plain static server).
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -191,6 +191,10 @@ async function main() {
     out.broken = await errorScenario(context, null, (m) => window.tonesweep.load(m), args.broken);
     out.noWasm = await errorScenario(context, null, (m) => window.tonesweep.load(m, 'wasm'), args.model,
       () => { delete window.WebAssembly; });
+    out.noWorklet = await errorScenario(context, null, async ([m]) => {
+      await window.tonesweep.load(m);
+      return window.tonesweep.live(2);
+    }, [args.model], () => { delete window.AudioWorkletNode; });
     if (args['bundle-url']) {
       const { page } = await openPage(context, args['bundle-url']);
       const models = await page.evaluate(() => window.tonesweep.models().map((m) => m.name));
