@@ -26,7 +26,8 @@ PAGE_DIR = Path(__file__).resolve().parent / "page"
 RUNNER = JS_DIR / "runner.mjs"  # the chunked renderer, shared with export's checks in Node
 SYNTH = JS_DIR / "synth.mjs"    # the synthesizer outside the graph, which the renderer imports
 LIVE = JS_DIR / "live.mjs"      # the block-by-block renderer of the page's live mode
-PAGE_SOURCES = ("app.mjs", "render-worker.mjs", "features.mjs", "wav.mjs", "live-session.mjs", "live-worklet.mjs")
+PAGE_SOURCES = ("app.mjs", "worker-client.mjs", "audio-in.mjs", "draw.mjs", "render-worker.mjs", "features.mjs", "wav.mjs",
+                "live-session.mjs", "live-worklet.mjs")
 # The page's entry in a bundle. Not index.html: a user hosting the folder may put their own index.html
 # beside the bundle, and export must never replace a file it did not write (docs/architecture.md §5).
 ENTRY = "play.html"

@@ -6,9 +6,12 @@
 // choosing another instrument plays it again as that one. Actions run one after another.
 // window.tonesweep exposes the same actions to scripts (the end-to-end test drives them).
 
+import { decode, inputMeter, openMicrophone } from './audio-in.mjs';
+import { drawPitch, drawWave } from './draw.mjs';
 import { features, fitToInstrument, levelGainDb, peakDb, SAMPLE_RATE, SILENCE_DB } from './features.mjs';
 import { startLive } from './live-session.mjs';
 import { encodeWav } from './wav.mjs';
+import { RenderWorker } from './worker-client.mjs';
 
 const $ = (id) => document.getElementById(id);
 const state = { models: [], entry: null, card: null, backend: null, recorder: null, live: null, take: null, last: null,
@@ -43,38 +46,10 @@ async function listModels() {
 
 // ---------------------------------------------------------------------------- the render worker
 
-let worker = null;
-let lastId = 0;
-const pending = new Map(); // message id -> {resolve, reject, progress}
-
-function renderWorker() {
-  if (worker) return worker;
-  worker = new Worker(new URL('./render-worker.mjs', import.meta.url), { type: 'module' });
-  worker.onmessage = ({ data }) => {
-    if (data.type === 'live-error') { swallow(guarded(async () => { await stopLive(); throw new Error(data.message); })); return; }
-    const waiting = pending.get(data.id);
-    if (!waiting) return;
-    if (data.type === 'progress') { waiting.progress?.(data.done, data.total); return; }
-    pending.delete(data.id);
-    if (data.type === 'error') waiting.reject(Object.assign(new Error(data.message), { cancelled: data.cancelled, stage: data.stage }));
-    else waiting.resolve(data);
-  };
-  worker.onerror = (event) => {
-    event.preventDefault();
-    for (const waiting of pending.values()) waiting.reject(new Error(`the renderer stopped (${event.message || 'script error'}): reload the page`));
-    pending.clear();
-    worker = null;
-  };
-  return worker;
-}
-
-/** Send a message to the worker (transferring `transfer`); returns {id, answer: Promise of its reply}. */
-function ask(message, progress = null, transfer = []) {
-  const id = ++lastId;
-  const answer = new Promise((resolve, reject) => { pending.set(id, { resolve, reject, progress }); });
-  renderWorker().postMessage({ ...message, id }, transfer);
-  return { id, answer };
-}
+const worker = new RenderWorker({
+  onLiveError: (message) => swallow(guarded(async () => { await stopLive(); throw new Error(message); })),
+});
+const ask = (message, progress = null, transfer = []) => worker.ask(message, progress, transfer);
 
 /** backend: null for the page's runtime's own (what a user gets), or one named by a script. */
 async function loadModel(name, backend) {
@@ -101,38 +76,7 @@ async function loadModel(name, backend) {
     decoder: card.decoder, feature: card.feature };
 }
 
-// ---------------------------------------------------------------------------- audio in
-
-/** Any audio the browser decodes -> mono Float32Array at 16 kHz (the browser resamples). */
-async function decode(arrayBuffer, label) {
-  const context = new OfflineAudioContext(1, 1, SAMPLE_RATE);
-  let decoded;
-  try {
-    decoded = await context.decodeAudioData(arrayBuffer.slice(0));
-  } catch {
-    throw new Error(`${label}: not an audio file this browser can decode; pick a WAV, MP3, OGG or FLAC file`);
-  }
-  const mono = new Float32Array(decoded.length);
-  for (let c = 0; c < decoded.numberOfChannels; c++) {
-    const channel = decoded.getChannelData(c);
-    for (let i = 0; i < mono.length; i++) mono[i] += channel[i] / decoded.numberOfChannels;
-  }
-  return mono;
-}
-
-async function openMicrophone() {
-  if (!navigator.mediaDevices?.getUserMedia) throw new Error('this browser gives pages no microphone here (it needs https or localhost): pick a file instead');
-  try {
-    return await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
-  } catch (err) {
-    if (err.name === 'NotAllowedError' || err.name === 'SecurityError') {
-      throw new Error('microphone permission denied: allow the microphone for this page (address bar), or pick a file instead');
-    }
-    if (err.name === 'NotFoundError') throw new Error('no microphone found: connect one, or pick a file instead');
-    throw new Error(`the microphone did not open (${err.name}): pick a file instead`);
-  }
-}
+// ---------------------------------------------------------------------------- recording
 
 async function startRecording() {
   if (!state.card) throw new Error('load a model first');
@@ -142,27 +86,9 @@ async function startRecording() {
   recorder.ondataavailable = (event) => chunks.push(event.data);
   const stopped = new Promise((resolve) => { recorder.onstop = resolve; });
   recorder.start();
-  state.recorder = { recorder, stream, chunks, stopped, meter: inputMeter(stream) };
+  const meter = inputMeter(stream, (db) => { $('meter').value = Math.max(-60, db); });
+  state.recorder = { recorder, stream, chunks, stopped, meter: () => { meter(); $('meter').value = -60; } };
   setRecording(true);
-}
-
-/** The input level meter while recording: RMS of the microphone, in dBFS, drawn every frame. */
-function inputMeter(stream) {
-  const context = new AudioContext();
-  const analyser = context.createAnalyser();
-  analyser.fftSize = 1024;
-  context.createMediaStreamSource(stream).connect(analyser);
-  const samples = new Float32Array(analyser.fftSize);
-  let frame = 0;
-  const draw = () => {
-    analyser.getFloatTimeDomainData(samples);
-    let sum = 0;
-    for (const x of samples) sum += x * x;
-    $('meter').value = Math.max(-60, 10 * Math.log10(sum / samples.length + 1e-12));
-    frame = requestAnimationFrame(draw);
-  };
-  draw();
-  return () => { cancelAnimationFrame(frame); context.close(); $('meter').value = -60; };
 }
 
 function setRecording(on) {
@@ -377,46 +303,6 @@ function show(last) {
   setStatus('done: press play, or download the WAV');
 }
 
-function drawPitch(canvas, input, fitted) {
-  const g = canvas.getContext('2d');
-  const T = input.f0Hz.length;
-  const midi = (hz) => 69 + 12 * Math.log2(hz / 440);
-  const all = [];
-  for (let t = 0; t < T; t++) if (input.voiced[t]) all.push(midi(input.f0Hz[t]), midi(fitted.f0Hz[t]));
-  g.clearRect(0, 0, canvas.width, canvas.height);
-  if (!all.length) return;
-  const lo = Math.min(...all) - 2;
-  const hi = Math.max(...all) + 2;
-  const y = (m) => canvas.height * (1 - (m - lo) / (hi - lo));
-  const x = (t) => (t / T) * canvas.width;
-  g.fillStyle = '#888';
-  for (let t = 0; t < T; t++) if (input.voiced[t]) g.fillRect(x(t), y(midi(input.f0Hz[t])), 2, 2);
-  g.strokeStyle = '#c50';
-  g.beginPath();
-  for (let t = 0; t < T; t++) g[t ? 'lineTo' : 'moveTo'](x(t), y(midi(fitted.f0Hz[t])));
-  g.stroke();
-}
-
-function drawWave(canvas, audio) {
-  const g = canvas.getContext('2d');
-  const mid = canvas.height / 2;
-  const per = Math.max(1, Math.floor(audio.length / canvas.width));
-  let peak = 1e-9;
-  for (let i = 0; i < audio.length; i++) peak = Math.max(peak, Math.abs(audio[i]));
-  const scale = mid / peak; // drawn to the full height; the WAV keeps the model's level
-  g.clearRect(0, 0, canvas.width, canvas.height);
-  g.fillStyle = '#258';
-  for (let px = 0; px < canvas.width; px++) {
-    let lo = 0;
-    let hi = 0;
-    for (let i = px * per; i < Math.min(audio.length, (px + 1) * per); i++) {
-      lo = Math.min(lo, audio[i]);
-      hi = Math.max(hi, audio[i]);
-    }
-    g.fillRect(px, mid - hi * scale, 1, Math.max(1, (hi - lo) * scale));
-  }
-}
-
 // ---------------------------------------------------------------------------- wiring
 
 /** Run actions one after another (a click during a load waits for it); errors are shown in the page. */
@@ -448,7 +334,7 @@ function setBusy(busy) {
 }
 
 function cancelRender() {
-  if (state.rendering !== null) renderWorker().postMessage({ type: 'cancel', id: state.rendering });
+  if (state.rendering !== null) worker.post({ type: 'cancel', id: state.rendering });
 }
 
 async function loadAndShow(name, backend) {
@@ -516,13 +402,13 @@ async function start() {
   $('file').onchange = () => swallow(onFile());
   $('cancel').onclick = cancelRender;
   $('octave').onchange = () => {
-    if (state.live) renderWorker().postMessage({ type: 'live-octave', octaves: $('octave').value });
+    if (state.live) worker.post({ type: 'live-octave', octaves: $('octave').value });
     else if (state.take) swallow(guarded(() => transfer(state.take.audio, state.take.label)));
   };
   $('gain').oninput = () => {
     $('gain-value').textContent = `${$('gain').value > 0 ? '+' : ''}${$('gain').value} dB`;
     if (state.last) { applyGain(state.last); show(state.last); }
-    if (state.live) renderWorker().postMessage({ type: 'live-gain', gainDb: Number($('gain').value) });
+    if (state.live) worker.post({ type: 'live-gain', gainDb: Number($('gain').value) });
   };
   for (const id of ['ab-voice', 'ab-instrument']) $(id).onchange = playThrough;
   await swallow(onChoose()); // the first instrument, loaded without a Load button
