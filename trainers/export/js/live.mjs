@@ -21,7 +21,9 @@ export function framesAhead(layout) {
   return layout.lookahead + (layout.context_after ?? 0);
 }
 
-export const LIVE_BLOCK_SECONDS = 0.02;
+// A bundle without a live graph (exported before it had one) slides its graph's window this much per block;
+// a live graph's own call is the block (trainers/export/bundle.py LIVE_BLOCK_SECONDS)
+export const SLIDING_BLOCK_SECONDS = 0.02;
 const QUANTUM = 128; // samples of an AudioWorklet's render quantum: the input arrives in these
 
 /**
@@ -35,7 +37,7 @@ const QUANTUM = 128; // samples of an AudioWorklet's render quantum: the input a
  */
 export function liveTiming(layout, reach, buffer = 0) {
   const { hop, frames_per_call: F, sample_rate: rate } = layout;
-  let block = Math.max(1, Math.round((LIVE_BLOCK_SECONDS * rate) / hop));
+  let block = Math.max(1, Math.round((SLIDING_BLOCK_SECONDS * rate) / hop));
   if (F <= 2 * block) block = F;
   const waiting = (block - 1 + framesAhead(layout)) * hop + reach + QUANTUM;
   return { block, delay: waiting + QUANTUM + Math.max(block * hop, Math.ceil(buffer)) };
