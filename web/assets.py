@@ -26,8 +26,8 @@ PAGE_DIR = Path(__file__).resolve().parent / "page"
 RUNNER = JS_DIR / "runner.mjs"  # the chunked renderer, shared with export's checks in Node
 SYNTH = JS_DIR / "synth.mjs"    # the synthesizer outside the graph, which the renderer imports
 LIVE = JS_DIR / "live.mjs"      # the block-by-block renderer of the page's live mode
-PAGE_SOURCES = ("app.mjs", "worker-client.mjs", "audio-in.mjs", "draw.mjs", "render-worker.mjs", "features.mjs", "wav.mjs",
-                "live-session.mjs", "live-worklet.mjs")
+PAGE_SOURCES = ("app.mjs", "worker-client.mjs", "audio-in.mjs", "draw.mjs", "render-worker.mjs", "features.mjs",
+                "wav.mjs", "live-session.mjs", "live-worklet.mjs")
 # The page's entry in a bundle. Not index.html: a user hosting the folder may put their own index.html
 # beside the bundle, and export must never replace a file it did not write (docs/architecture.md §5).
 ENTRY = "play.html"
@@ -57,8 +57,9 @@ def page_files() -> dict[str, bytes]:
         files[f"page/vendor/{name}"] = _as_es_module(data) if name in COMMONJS else data
     for name, imports in BARE_IMPORTS.items():
         files[f"page/{name}"] = _name_files(files[f"page/{name}"], imports, name)
-    return {**files, **_minified({name: data for name, data in files.items() if name.endswith(".mjs")
-                                  and name != "page/vendor/tf-runtime.mjs"})}  # (minified when built)
+    built = "page/vendor/tf-runtime.mjs"  # minified by build_runtime.mjs already
+    modules = {name: data for name, data in files.items() if name.endswith(".mjs") and name != built}
+    return {**files, **_minified(modules)}
 
 
 def _minified(modules: dict[str, bytes]) -> dict[str, bytes]:

@@ -29,7 +29,8 @@ export async function openMicrophone() {
       audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
   } catch (err) {
     if (err.name === 'NotAllowedError' || err.name === 'SecurityError') {
-      throw new Error('microphone permission denied: allow the microphone for this page (address bar), or pick a file instead');
+      throw new Error('microphone permission denied: allow the microphone for this page (address bar), '
+        + 'or pick a file instead');
     }
     if (err.name === 'NotFoundError') throw new Error('no microphone found: connect one, or pick a file instead');
     throw new Error(`the microphone did not open (${err.name}): pick a file instead`);

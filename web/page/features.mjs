@@ -226,9 +226,10 @@ export const LIVE_REACH = Math.max(LIVE_PITCH_WINDOW, LEVEL_WINDOW) / 2;
 
 export class LiveFeatures {
   constructor(card, { octaves = 'auto' } = {}) {
+    // midi, levels: sorted; heard: the same, in arrival order
     Object.assign(this, { card, chosen: octaves, hop: SAMPLE_RATE / card.frame_rate,
       pitch: framePitch(f0Range(card), LIVE_PITCH_WINDOW), level: frameLevel(card), buffer: new Float32Array(0),
-      offset: 0, received: 0, frames: 0, midi: [], levels: [], heard: [], heldHz: NaN }); // midi, levels: sorted; heard: the same, in arrival order
+      offset: 0, received: 0, frames: 0, midi: [], levels: [], heard: [], heldHz: NaN });
     const target = card.input_scaling?.f0_midi?.p50;
     this.restingHz = Number.isFinite(target) ? 440 * 2 ** ((target - 69) / 12) : 220; // before any voiced frame
   }

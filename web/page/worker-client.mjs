@@ -4,7 +4,10 @@
 export class RenderWorker {
   /** onLiveError(message): live rendering stopped in the worker (its request was answered long before). */
   constructor({ onLiveError }) {
-    Object.assign(this, { onLiveError, worker: null, lastId: 0, pending: new Map() }); // id -> {resolve, reject, progress}
+    this.onLiveError = onLiveError;
+    this.worker = null;
+    this.lastId = 0;
+    this.pending = new Map(); // message id -> {resolve, reject, progress}
   }
 
   /** Send a request (transferring `transfer`); returns {id, answer: Promise of its reply}. progress(done, total)

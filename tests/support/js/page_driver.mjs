@@ -6,9 +6,10 @@
 //
 // Scenarios: upload (file input, download of the result, screenshot), switch (one take heard as the
 // --other instrument too, progress, cancel, the controls while loading), phone (390 px wide, octave,
-// level, A/B; screenshot phone.png), mic (a fake microphone that
-// plays VOICE.wav), live (live mode on that microphone; screenshot live.png), denied (microphone permission refused), not-audio, silence, broken model,
-// no-webassembly, no AudioWorklet (live mode), and bundle (the page inside a bundle folder served by a plain static server).
+// level, A/B; screenshot phone.png), mic (a fake microphone that plays VOICE.wav), live (live mode on that
+// microphone; screenshot live.png), denied (microphone permission refused), not-audio, silence, broken model,
+// no-webassembly, no AudioWorklet (live mode), and bundle (the page inside a bundle folder served by a plain
+// static server).
 
 import fs from 'node:fs';
 import os from 'node:os';

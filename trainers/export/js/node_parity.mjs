@@ -62,8 +62,8 @@ function readTensors(dir) {
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   if (args.backend === 'wasm') {
-    // the wasm binaries the page ships (build_runtime.mjs: only tonesweep's kernels), so that a kernel it
-    // lacks fails here, at export, not in a user's browser; the npm package's before `make install` built them
+    // the wasm binaries the page ships (build_runtime.mjs: only tonesweep's kernels), so that a kernel they
+    // lack fails here, at export, not in a user's browser; the npm package's own until `make install` built them
     const require = createRequire(import.meta.url);
     const shipped = path.join(path.dirname(require.resolve('@tensorflow/tfjs/package.json')), '../../.tonesweep');
     const dist = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
