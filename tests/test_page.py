@@ -263,6 +263,7 @@ def test_live_mode_plays_the_voice_as_the_instrument_while_it_sings(page_run, mo
     ("broken", "the broken model failed to load"),
     ("noWasm", "no WebAssembly"),
     ("noWorklet", "no AudioWorklet, which live mode needs"),
+    ("noLiveGraph", "the live graph tfjs/live/model.json did not load"),
 ])
 def test_in_page_errors_are_one_clear_line(page_run, scenario, expected):
     result = page_run[0][scenario]

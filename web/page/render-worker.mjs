@@ -91,7 +91,12 @@ async function warmUp(card, graph, block) {
  * for a bundle exported before it had one, the bundle's graph, its window slid a block at a time. */
 async function liveGraph(card) {
   if (!card.live) return { model, layout: card.layout };
-  liveModel ??= await tf.loadGraphModel(new URL(card.live.model, modelUrl).href);
+  try {
+    liveModel ??= await tf.loadGraphModel(new URL(card.live.model, modelUrl).href);
+  } catch (err) {
+    throw new Error(`the live graph ${card.live.model} did not load (${err?.message ?? err}): re-export the bundle with `
+      + '`tonesweep export`, or record a take instead');
+  }
   return { model: liveModel, layout: card.live.layout };
 }
 

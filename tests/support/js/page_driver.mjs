@@ -8,8 +8,8 @@
 // --other instrument too, progress, cancel, the controls while loading), phone (390 px wide, octave,
 // level, A/B; screenshot phone.png), mic (a fake microphone that plays VOICE.wav), live (live mode on that
 // microphone; screenshot live.png), denied (microphone permission refused), not-audio, silence, broken model,
-// no-webassembly, no AudioWorklet (live mode), and bundle (the page inside a bundle folder served by a plain
-// static server).
+// no-webassembly, no AudioWorklet (live mode), a live graph that does not load, and bundle (the page inside a
+// bundle folder served by a plain static server).
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -165,6 +165,18 @@ async function errorScenario(context, setup, action, arg, init = null) {
   return { startError, ...result };
 }
 
+/** Live on a bundle whose live graph does not load (a folder copied without tfjs/live/): said in one line. */
+async function missingLiveGraphScenario(context) {
+  const { page } = await openPage(context);
+  await page.route('**/tfjs/live/model.json', (route) => route.fulfill({ status: 404, body: 'not found' }));
+  const result = await attempt(page, async ([m]) => {
+    await window.tonesweep.load(m);
+    return window.tonesweep.live(2);
+  }, [args.model]);
+  await page.close();
+  return result;
+}
+
 async function main() {
   fs.mkdirSync(args.out, { recursive: true });
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tonesweep-page-'));
@@ -178,6 +190,7 @@ async function main() {
     out.live = await micScenario(context, (s) => window.tonesweep.live(s), 'live.png');
     if (args.other) out.switch = await switchScenario(context);
     out.phone = await phoneScenario(context);
+    out.noLiveGraph = await missingLiveGraphScenario(context); // (the microphone still allowed)
     await context.clearPermissions();
     out.denied = await errorScenario(context, (m) => window.tonesweep.load(m), (s) => window.tonesweep.record(s), args.model);
     const file = (p) => [...fs.readFileSync(p)];
