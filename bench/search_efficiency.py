@@ -29,6 +29,7 @@ selector's (tolerance 0.05).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -38,6 +39,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from cli.main import CLI_ENVIRONMENT  # noqa: E402
+
+for _key, _value in CLI_ENVIRONMENT.items():  # as `tonesweep` runs: the Optuna strategies load TensorFlow, whose
+    os.environ.setdefault(_key, _value)       # C++ start-up notices would otherwise fill the terminal
 
 from search.replay.pool import Pool, read_pool  # noqa: E402
 from search.replay.simulate import Scale, Strategy, at_budget, front_records, nearest_records, replay, winner  # noqa: E402
