@@ -40,11 +40,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cli.main import CLI_ENVIRONMENT  # noqa: E402
-
-for _key, _value in CLI_ENVIRONMENT.items():  # as `tonesweep` runs: the Optuna strategies load TensorFlow, whose
-    os.environ.setdefault(_key, _value)       # C++ start-up notices would otherwise fill the terminal
-
 from search.replay.pool import Pool, read_pool  # noqa: E402
 from search.replay.simulate import Scale, Strategy, at_budget, front_records, nearest_records, replay, winner  # noqa: E402
 from search.settings import DEFAULT_REDUCTION_FACTOR  # noqa: E402
@@ -324,7 +319,13 @@ def main() -> int:
 
     import optuna
 
+    from cli.main import CLI_ENVIRONMENT
+    from trainers.runtime import import_tensorflow_quietly
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for key, value in CLI_ENVIRONMENT.items():  # as `tonesweep` runs
+        os.environ.setdefault(key, value)
+    import_tensorflow_quietly()  # the Optuna strategies load it; its C++ start-up notices filtered, as the CLI does
     started = time.perf_counter()
     pools = [read_pool(Path(p)) for p in args.pools]
     scales = {p.instrument: Scale(p.records) for p in pools}
