@@ -6,7 +6,8 @@
 //
 // IO_DIR/inputs.json: {"name": {"shape": [...], "file": "name.f32"}} (little-endian float32).
 // Writes IO_DIR/outputs.json (same layout, files out_<name>.f32) with "timings_ms", "backend" and
-// "kernels" (the TF.js kernels the first run called, from tf.profile: what the page's runtime must hold).
+// "kernels" (the TF.js kernels the first run called, or for a signal one call of every output, from
+// tf.profile: what the page's runtime must hold).
 // With --signal (the model card's "layout" as JSON), the inputs are a whole signal (f0_hz [T],
 // feature_db [T], noise [T*hop]) rendered chunk by chunk with renderSignal; the output is audio. With
 // --synth (the card's "synth" as JSON) the graph runs its decoder only and synth.mjs synthesizes; with
@@ -59,6 +60,14 @@ function readTensors(dir) {
   return out;
 }
 
+/** Zeros for every input of the graph's signature, keyed as runner.mjs's render takes them. */
+function zeroInputs(model) {
+  return Object.fromEntries(Object.entries(model.signature.inputs).map(([key, spec]) => {
+    const shape = spec.tensorShape.dim.map((d) => Number(d.size));
+    return [key.replace(/:0$/, ''), { shape, data: new Float32Array(shape.reduce((n, d) => n * d, 1)) }];
+  }));
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   if (args.backend === 'wasm') {
@@ -95,8 +104,11 @@ async function main() {
       result = await render(tf, model, inputs);
     }
   };
+  // The kernels the graph runs, from a profile: of one call on zeros for a signal (profiling every call of a
+  // long one lists each kernel call, and tf.profile's summary overflows the stack past ~100,000), else of the run
+  if (args.signal) kernels = (await tf.profile(() => render(tf, model, zeroInputs(model)))).kernelNames;
   for (let i = 0; i < Math.max(1, args.repeat); i++) {
-    if (i === 0) kernels = (await tf.profile(once)).kernelNames; // the first (warm-up) run, profiled
+    if (i === 0 && !args.signal) kernels = (await tf.profile(once)).kernelNames; // the first (warm-up) run
     else await once();
     timings.push(result.ms);
   }
