@@ -264,6 +264,7 @@ def test_live_mode_plays_the_voice_as_the_instrument_while_it_sings(page_run, mo
     ("noWasm", "no WebAssembly"),
     ("noWorklet", "no AudioWorklet, which live mode needs"),
     ("noLiveGraph", "the live graph tfjs/live/model.json did not load"),
+    ("tooSlowLive", "too slow to play live (this bundle has no live graph: re-export it"),
 ])
 def test_in_page_errors_are_one_clear_line(page_run, scenario, expected):
     result = page_run[0][scenario]

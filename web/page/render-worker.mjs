@@ -81,10 +81,27 @@ async function warmUp(card, graph, block) {
   const warm = new LiveRenderer(tf, graph.model, graph.layout, card.synth, block);
   const level = new LiveLevel();
   const tone = Float32Array.from({ length: 128 }, (_, i) => 0.1 * Math.sin((2 * Math.PI * 220 * i) / 16000));
+  const blockMs = [];
   for (let quantum = 0; quantum < 32; quantum++) {
     for (const frame of features.push(tone)) warm.addFrame(frame.fittedF0Hz, frame.fittedDb);
-    while (warm.ready()) level.apply((await warm.renderBlock()).audio);
+    while (warm.ready()) {
+      const started = performance.now();
+      level.apply((await warm.renderBlock()).audio);
+      blockMs.push(performance.now() - started);
+    }
   }
+  const blockDurationMs = (1000 * warm.B * graph.layout.hop) / graph.layout.sample_rate;
+  refuseIfTooSlow(card, blockDurationMs, blockMs.slice(blockMs.length >> 1)); // (the first calls allocate, compile)
+}
+
+/** A model that renders a warmed-up block slower than the block plays would make every block late: said in words
+ * instead (e.g. a GRU bundle exported before live graphs, whose second-long graph would decode per block). */
+function refuseIfTooSlow(card, blockDurationMs, warmBlockMs) {
+  const ms = warmBlockMs.slice().sort((a, b) => a - b)[warmBlockMs.length >> 1];
+  if (!(ms > blockDurationMs)) return;
+  const why = card.live ? '' : ' (this bundle has no live graph: re-export it with `tonesweep export`)';
+  throw new Error(`${card.instrument} renders a ${Math.round(blockDurationMs)}-ms live block in ${Math.round(ms)} ms, `
+    + `too slow to play live${why}; record a take instead`);
 }
 
 /** The graph live mode renders with and its layout: the bundle's live graph, a block per call (card.live), or

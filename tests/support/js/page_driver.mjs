@@ -8,8 +8,8 @@
 // --other instrument too, progress, cancel, the controls while loading), phone (390 px wide, octave,
 // level, A/B; screenshot phone.png), mic (a fake microphone that plays VOICE.wav), live (live mode on that
 // microphone; screenshot live.png), denied (microphone permission refused), not-audio, silence, broken model,
-// no-webassembly, no AudioWorklet (live mode), a live graph that does not load, and bundle (the page inside a
-// bundle folder served by a plain static server).
+// no-webassembly, no AudioWorklet (live mode), a live graph that does not load, a model too slow to play live,
+// and bundle (the page inside a bundle folder served by a plain static server).
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -165,14 +165,17 @@ async function errorScenario(context, setup, action, arg, init = null) {
   return { startError, ...result };
 }
 
-/** Live on a bundle whose live graph does not load (a folder copied without tfjs/live/): said in one line. */
-async function missingLiveGraphScenario(context) {
+/** Live mode that cannot start, said in one line: the bundle's live graph does not load (a folder copied without
+ * tfjs/live/: its requests answered 404), or `liveGraph` false makes the test's GRU slide its second-long graph,
+ * too slow to play live (a bundle exported before live graphs). */
+async function liveErrorScenario(context, { missingLiveGraph = false, liveGraph = true }) {
   const { page } = await openPage(context);
-  await page.route('**/tfjs/live/model.json', (route) => route.fulfill({ status: 404, body: 'not found' }));
-  const result = await attempt(page, async ([m]) => {
-    await window.tonesweep.load(m);
+  const notFound = (route) => route.fulfill({ status: 404, body: 'not found' });
+  if (missingLiveGraph) await page.route('**/tfjs/live/model.json', notFound);
+  const result = await attempt(page, async ([m, g]) => {
+    await window.tonesweep.load(m, null, { liveGraph: g });
     return window.tonesweep.live(2);
-  }, [args.model]);
+  }, [args.model, liveGraph]);
   await page.close();
   return result;
 }
@@ -190,7 +193,8 @@ async function main() {
     out.live = await micScenario(context, (s) => window.tonesweep.live(s), 'live.png');
     if (args.other) out.switch = await switchScenario(context);
     out.phone = await phoneScenario(context);
-    out.noLiveGraph = await missingLiveGraphScenario(context); // (the microphone still allowed)
+    out.noLiveGraph = await liveErrorScenario(context, { missingLiveGraph: true }); // (the microphone still allowed)
+    out.tooSlowLive = await liveErrorScenario(context, { liveGraph: false });
     await context.clearPermissions();
     out.denied = await errorScenario(context, (m) => window.tonesweep.load(m), (s) => window.tonesweep.record(s), args.model);
     const file = (p) => [...fs.readFileSync(p)];
