@@ -140,13 +140,13 @@ def parity_signal(inputs, layout) -> dict[str, np.ndarray]:
             "noise": np.random.default_rng(0).uniform(-1, 1, len(frames) * layout.hop).astype(np.float32)}
 
 
-def check_js_synth(tfjs_dir: Path, layout, inputs) -> float:
-    """Render two calls in Node with the synthesis in the graph and in synth.mjs; raises when they part where
-    a call starts (the phase is handed over exactly there; within a call the graph's float32 phase drifts,
-    docs/architecture.md "Synthesis outside the graph"). Returns the lowest of those SNRs (dB)."""
+def check_js_synth(tfjs_dir: Path, layout, signal) -> tuple[float, np.ndarray]:
+    """Render a signal (``parity_signal``) in Node with the synthesis in the graph and in synth.mjs; raises when
+    they part where a call starts (the phase is handed over exactly there; within a call the graph's float32
+    phase drifts, docs/architecture.md "Synthesis outside the graph"). Returns the lowest of those SNRs (dB) and
+    the audio synth.mjs rendered (what the page renders offline; the live graph's check compares with it)."""
     from trainers.export import graph, tfjs  # noqa: PLC0415
 
-    signal = parity_signal(inputs, layout)
     frames = signal["f0_hz"]
     try:
         in_graph, _ = tfjs.run_node(tfjs_dir, signal, signal_layout=layout.to_dict())
@@ -159,7 +159,7 @@ def check_js_synth(tfjs_dir: Path, layout, inputs) -> float:
     if not min(starts) >= JS_SYNTH_DB:
         raise ExportParityError(f"synth.mjs vs the graph's synthesis where a call starts: {min(starts):.1f} dB "
                                 f"< {JS_SYNTH_DB} dB")
-    return round(min(starts), 2)
+    return round(min(starts), 2), outside["audio"]
 
 
 # ---------------------------------------------------------------------- the live graph
@@ -177,12 +177,12 @@ def live_frames(frame_rate: int) -> int:
     return max(1, int(LIVE_BLOCK_SECONDS * frame_rate + 0.5))
 
 
-def export_live_graph(config, model, manifest, precision: str, staging: Path, whole, inputs, js_parity: bool
-                      ) -> dict[str, Any]:
+def export_live_graph(config, model, manifest, precision: str, staging: Path, signal, whole_audio) -> dict[str, Any]:
     """staging/tfjs/live/: the same decoder and weights exported at a live block per call, which the page's
     live mode renders natively (docs/architecture.md §6 "Live mode"): a one-second graph would decode its
-    whole window for every block. Returns the card's "live": its layout, bytes and, with ``js_parity``, how
-    closely its blocks render what whole calls of the bundle's graph render (Node, synthesis in JavaScript)."""
+    whole window for every block. Returns the card's "live": its layout, bytes and, given ``whole_audio`` (what
+    whole calls of the bundle's graph render from ``signal`` in Node, synthesis in JavaScript), how closely
+    its blocks render the same."""
     from trainers.export import graph, tfjs  # noqa: PLC0415
 
     module = graph.ExportedSynth(config, model, live_frames(config["frame_rate"]))
@@ -193,26 +193,24 @@ def export_live_graph(config, model, manifest, precision: str, staging: Path, wh
     runtime.check_graph_ops(staging / LIVE_DIR / "model.json")
     record = {"frames_per_call": module.layout.frames_per_call, "layout": module.layout.to_dict(),
               "model": f"{LIVE_DIR}/model.json", "bytes": sizes}
-    if js_parity:
-        record["live_vs_whole_db"] = check_live_graph(staging, module.layout, whole, inputs)
+    if whole_audio is not None:
+        record["live_vs_whole_db"] = check_live_graph(staging, module.layout, signal, whole_audio)
     return record
 
 
-def check_live_graph(staging: Path, live, whole, inputs) -> float:
-    """SNR (dB) of the live graph's blocks against whole calls of the bundle's graph, both in Node with the
-    synthesis in JavaScript, over two whole calls of the parity inputs; raises below LIVE_PARITY_DB."""
+def check_live_graph(staging: Path, live, signal, whole_audio: np.ndarray) -> float:
+    """SNR (dB) of the live graph's blocks against whole calls of the bundle's graph (``whole_audio``), both in
+    Node with the synthesis in JavaScript, over the parity signal; raises below LIVE_PARITY_DB."""
     from trainers.export import graph, tfjs  # noqa: PLC0415
 
-    signal = parity_signal(inputs, whole)
     try:
-        reference, _ = tfjs.run_node(staging / "tfjs", signal, signal_layout=whole.to_dict(), synth=synth_spec())
         blocks, info = tfjs.run_node(staging / LIVE_DIR, signal, signal_layout=live.to_dict(), synth=synth_spec(),
                                      live_block=live.frames_per_call)
     except RuntimeError as err:
         raise ExportParityError(str(err)) from None
     runtime.check_kernels(info["kernels"])
     n = len(blocks["audio"])  # the last frames wait for features past the signal's end
-    snr = graph.snr_db(reference["audio"][:n], blocks["audio"])
+    snr = graph.snr_db(whole_audio[:n], blocks["audio"])
     if not snr >= LIVE_PARITY_DB:
         raise ExportParityError(f"the live graph's blocks vs whole calls (Node, wasm): {snr:.1f} dB "
                                 f"< {LIVE_PARITY_DB} dB")
@@ -286,10 +284,11 @@ def _export_locked(source: ResolvedTrial, out_dir: Path, instrument: str, precis
         write_saved_model(module, staging / "saved_model")
         tf_outputs = _run_saved_model(staging / "saved_model", inputs)
         js = check_tfjs(staging / "tfjs", tf_outputs, inputs) if js_parity else None
+        signal, whole_audio = parity_signal(inputs, module.layout), None
         if js_parity and not module.layout.reverb_tail:  # what the page runs: the decoder in TF.js, synth.mjs
-            js["js_synth_call_start_db"] = check_js_synth(staging / "tfjs", module.layout, inputs)
+            js["js_synth_call_start_db"], whole_audio = check_js_synth(staging / "tfjs", module.layout, signal)
         live = None if module.layout.reverb_tail else export_live_graph(
-            config, model, manifest, precision, staging, module.layout, inputs, js_parity)
+            config, model, manifest, precision, staging, signal, whole_audio)
         card = model_card(instrument, config, module.layout, source, precision, metrics, manifest, sizes,
                           {"tf_vs_training_db": round(tf_vs_training, 2), "tfjs_node_wasm": js,
                            "tf_ms_per_call": _tf_ms_per_call(staging / "saved_model", inputs)})
