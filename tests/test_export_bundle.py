@@ -180,6 +180,7 @@ def test_export_champion_from_registry_at_selected_precision(trained_cnn_trial, 
     assert card["run_id"] == run_id and card["precision"] == "uint8" and card["parity"]["tfjs_node_wasm"] is None
     printed = capsys.readouterr()
     assert "bundle bytes" in printed.out
+    assert "live mode: no live graph (a reverb model" in printed.out  # a reverb model's graph synthesizes
     assert "Downloading artifacts" not in printed.err  # MLflow's progress bars stay off the terminal
 
 

@@ -440,5 +440,17 @@ def summary_text(out_dir, card: dict[str, Any]) -> str:
         f"{card.get('speed', {}).get('rtf_wasm_estimate')})",
         f"  parity: TF vs training graph {parity['tf_vs_training_db']} dB; {js_text}",
         f"  quality ({card['precision']}): {card['quality']['value']}",
+        *_live_line(card),
         f"  play it in a browser: tonesweep serve --models {out_dir} (or host the folder as it is: play.html)",
     ])
+
+
+def _live_line(card: dict[str, Any]) -> list[str]:
+    live = card.get("live")
+    if not live:
+        return ["  live mode: no live graph (a reverb model: its graph synthesizes; record a take instead)"]
+    lay, db = live["layout"], live.get("live_vs_whole_db")
+    checked = ("not checked in Node" if db is None else "its blocks identical to whole calls" if db >= IDENTICAL_DB
+               else f"its blocks vs whole calls {db:g} dB")
+    block_ms = 1000 * lay["samples_per_call"] / lay["sample_rate"]
+    return [f"  live graph: {lay['frames_per_call']} frame(s), {block_ms:g} ms per call; {checked}"]
