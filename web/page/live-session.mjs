@@ -3,7 +3,7 @@
 // The delay comes from the model's layout (liveTiming); the worklet counts blocks that arrive late.
 
 import { LIVE_REACH, SAMPLE_RATE } from './features.mjs';
-import { liveTiming } from './live.mjs';
+import { liveLayout, liveTiming } from './live.mjs';
 
 /**
  * Start playing the microphone (`stream`) as the loaded model (`card`). ask(message, progress, transfer)
@@ -12,9 +12,7 @@ import { liveTiming } from './live.mjs';
  */
 export async function startLive({ stream, card, ask, octaves, gainDb, onStats }) {
   const context = new AudioContext({ sampleRate: SAMPLE_RATE, latencyHint: 'interactive' });
-  // a bundle's live graph (card.live, since 2026-12) renders a block per call; older bundles slide their graph's window
-  const layout = card.live?.layout ?? card.layout;
-  const { block, delay } = liveTiming(layout, LIVE_REACH, (context.baseLatency || 0) * SAMPLE_RATE);
+  const { block, delay } = liveTiming(liveLayout(card), LIVE_REACH, (context.baseLatency || 0) * SAMPLE_RATE);
   try {
     await context.audioWorklet.addModule(new URL('./live-worklet.mjs', import.meta.url));
     const node = new AudioWorkletNode(context, 'tonesweep-live', { numberOfInputs: 1, numberOfOutputs: 1,

@@ -17,7 +17,7 @@
 //               {type: 'error', id, message, cancelled, stage ('backend' when the backend would not start)}
 
 import { LiveFeatures, LiveLevel } from './features.mjs';
-import { LiveRenderer } from './live.mjs';
+import { liveLayout, LiveRenderer } from './live.mjs';
 import { concatenate, renderSignal, synthesizesOutside } from './runner.mjs';
 // TF.js holding only what tonesweep's graphs use, on the backend(s) it was built with (trainers/export/js/
 // build_runtime.mjs, trainers/export/js/runtime.json)
@@ -107,14 +107,14 @@ function refuseIfTooSlow(card, blockDurationMs, warmBlockMs) {
 /** The graph live mode renders with and its layout: the bundle's live graph, a block per call (card.live), or
  * for a bundle exported before it had one, the bundle's graph, its window slid a block at a time. */
 async function liveGraph(card) {
-  if (!card.live) return { model, layout: card.layout };
+  if (!card.live) return { model, layout: liveLayout(card) };
   try {
     liveModel ??= await tf.loadGraphModel(new URL(card.live.model, modelUrl).href);
   } catch (err) {
     throw new Error(`the live graph ${card.live.model} did not load (${err?.message ?? err}): re-export the bundle with `
       + '`tonesweep export`, or record a take instead');
   }
-  return { model: liveModel, layout: card.live.layout };
+  return { model: liveModel, layout: liveLayout(card) };
 }
 
 async function startLive({ id, port, card, octaves, block, gainDb }) {

@@ -1,19 +1,26 @@
 // Live rendering: an exported bundle played a few frames at a time while the features arrive (the page's
 // live mode), instead of a second per call.
 //
-// The graph keeps its shape (input_frames = P + F + La + R frames in, controls for F (+La) frames out), so a
-// block of B new frames is decoded by the graph on the window whose output frames end with them: input
-// frames from s + B - F - P to s + B - 1 + La + R, for the block's first frame s. A convolutional decoder's
-// output depends only on its receptive field (P before, R after), so every control equals the one a
-// second-per-call render computes; a GRU's state is not carried between windows (each starts from zeros and
-// its window's second of frames), unless the bundle renders B frames per call itself (then it is carried as
-// in renderSignal). synth.mjs then synthesizes the B frames, carrying phase and noise spill.
+// A bundle's live graph (the card's "live", trainers/export/bundle.py) renders a block per call: it is run call
+// by call, a GRU's state carried as in renderSignal. A bundle exported before it had one slides its graph: the
+// graph keeps its shape (input_frames = P + F + La + R frames in, controls for F (+La) frames out), so a block of
+// B new frames is decoded on the window whose output frames end with them: input frames from s + B - F - P to
+// s + B - 1 + La + R, for the block's first frame s. A convolutional decoder's output depends only on its
+// receptive field (P before, R after), so every control equals the one a second-per-call render computes; a
+// GRU's state is not carried between windows (each starts from zeros and its window's second of frames).
+// synth.mjs then synthesizes the B frames, carrying phase and noise spill.
 //
 // A block of frames [s, s + B) can render once the features of frames up to s + B - 1 + La + R are known:
 // that wait, times the hop, is the model's share of the live delay (framesAhead).
 
 import { concatenate, CONTROLS, render, signatureNames, synthesizesOutside } from './runner.mjs';
 import { Synth } from './synth.mjs';
+
+/** The layout live mode renders with: the live graph's, or for a bundle without one, the bundle graph's. The
+ * page's audio thread (its delay) and its render worker (the graph it loads) both take it from here. */
+export function liveLayout(card) {
+  return card.live?.layout ?? card.layout;
+}
 
 /** Frames after a block's last frame whose features a block needs: the synth's lookahead and the decoder's
  * right context (a non-causal CNN). */
