@@ -101,7 +101,8 @@ class TrainedModel(keras.Model):
             noise = synth.white_noise(batch, n_samples, (noise_seed, 0))
         if fast_harmonics not in self._compiled_synthesize:  # graph mode: ~10x faster than eager for the ddsp synth
             self._compiled_synthesize[fast_harmonics] = tf.function(  # ddsp needs static shapes: no relaxing
-                lambda f0, feature, noise_: self.synthesize(f0, feature, noise_, fast_harmonics=fast_harmonics))
+                lambda f0, feature, noise_: self.synthesize(f0, feature, noise_, fast_harmonics=fast_harmonics),
+                autograph=False)
         synthesize = self._compiled_synthesize[fast_harmonics]
         return synthesize(tf.constant(f0_hz), tf.constant(feature_db), noise).numpy()
 

@@ -155,7 +155,7 @@ def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float | 
     """
     variables = model.trainable_variables
 
-    @tf.function(jit_compile=jit_compile)
+    @tf.function(jit_compile=jit_compile, autograph=False)
     def step(f0_hz, feature_db, audio, noise):
         with tf.GradientTape() as tape:
             loss = loss_fn(audio, model.synthesize(f0_hz, feature_db, noise, fast_harmonics=fast_harmonics))
@@ -179,7 +179,7 @@ def make_eval_loss(model: TrainedModel, loss_fn, jit_compile: bool = False, fast
     compiling (~4 s CPU) costs more than it saves.
     """
 
-    @tf.function(jit_compile=jit_compile)
+    @tf.function(jit_compile=jit_compile, autograph=False)
     def evaluate(f0_hz, feature_db, audio, noise):
         rendered = model.synthesize(f0_hz, feature_db, noise, fast_harmonics=fast_harmonics)
         return loss_fn(audio, rendered), rendered[0]
