@@ -152,6 +152,13 @@ def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float | 
     (fixed shapes). `fast_harmonics` uses the reorganized oscillator bank (synth.harmonic_synthesis_fast),
     the main speed-up (bench/train_throughput.py). The noise is an input, generated outside, so the
     step's output does not depend on XLA's RNG when `jit_compile` is on.
+
+    Traced without AutoGraph, as are the validation loss and ``TrainedModel.render``: nothing in them
+    branches or loops on a tensor in Python, so AutoGraph's source conversion (of ddsp's and Keras's
+    functions too) only cost time, half of the trace (a demo CNN's first call 4.1 -> 2.5 s), and left its
+    generated sources in the temp folder wherever the process ends without atexit handlers, as Ray's
+    workers do (80 files from one 24-trial sweep); the graph, and so every number, is the same. A Python
+    ``if`` on a tensor added later fails at trace time instead of being converted.
     """
     variables = model.trainable_variables
 
