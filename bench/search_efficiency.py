@@ -13,7 +13,8 @@ strategies  every strategy below, ``--seeds`` seeds of ``--trials`` trials each 
             search, every trial to the end) with the same seed.
 schedule    random + MO-ASHA (keeping the front) over a grid of grace periods and reduction factors. The
             setting is chosen on seeds 0..S-1 and reported on seeds S..2S-1 (fresh random draws), so the
-            reported numbers are not the ones it was tuned on.
+            reported numbers are not the ones it was tuned on. The pick is printed; warm and scale study
+            the sweep's defaults (``search.settings``), what a user gets.
 warm        each instrument's search seeded with the front of the other instrument's search of the
             same seed (``tonesweep sweep --warm-start``), against the same search cold, at equal
             trial-steps.
@@ -29,6 +30,7 @@ selector's (tolerance 0.05).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -51,6 +53,8 @@ STRATEGIES = [
     Strategy("random+moasha", "random", "moasha"),  # the sweep's default
     # MO-ASHA by its quota alone (`sweep --no-keep-front`; the default before 2026-12-07, then at two reports, eta 3)
     Strategy("random+moasha-quota", "random", "moasha", keep_front=False),
+    # MO-ASHA judging float32 bytes (`model_bytes`, the sweep's size objective until 2026-12-07)
+    Strategy("random+moasha-float32-size", "random", "moasha", size_metric="model_bytes"),
     Strategy("nsga2+moasha", "nsga2", "moasha"),
     Strategy("nsga3+moasha", "nsga3", "moasha"),
     Strategy("motpe+moasha", "motpe", "moasha"),
@@ -88,8 +92,7 @@ def default_grace(pool: Pool) -> int:
 
 
 def defaulted(strategy: Strategy, pool: Pool) -> Strategy:
-    return strategy if strategy.grace else Strategy(strategy.name, strategy.sampler, strategy.scheduler,
-                                                    default_grace(pool), strategy.eta, strategy.keep_front)
+    return strategy if strategy.grace else dataclasses.replace(strategy, grace=default_grace(pool))
 
 
 def iqr(values: list[float]) -> tuple[float, float, float]:
@@ -101,21 +104,26 @@ def summarise(runs: dict[int, Run], refs: dict[int, Run], budget: int) -> dict:
     ratio = [runs[s].hv / refs[s].hv for s in runs]
     steps = [runs[s].steps / budget for s in runs]
     wins = [runs[s].winner for s in runs if runs[s].winner]
+    paired = [(runs[s].winner[0] > refs[s].winner[0]) - (runs[s].winner[0] < refs[s].winner[0])
+              for s in runs if runs[s].winner and refs[s].winner]  # per seed: +1 larger, -1 smaller, 0 the same bytes
     return {"hv": iqr(ratio), "steps": iqr(steps), "hv_abs": iqr([r.hv for r in runs.values()]),
             "winner_bytes": statistics.median(w[0] for w in wins) if wins else float("nan"),
-            "winner_quality": statistics.median(w[1] for w in wins) if wins else float("nan")}
+            "winner_quality": statistics.median(w[1] for w in wins) if wins else float("nan"),
+            "winner_vs_seed": (paired.count(0), paired.count(1), paired.count(-1))}
 
 
 def row(name: str, s: dict, ref: dict) -> str:
     hv, st = s["hv"], s["steps"]
     goal = "yes" if hv[0] >= GOAL_HV and st[0] <= GOAL_STEPS and s["winner_bytes"] <= ref["winner_bytes"] and \
         s["winner_quality"] <= 1.05 * ref["winner_quality"] else "no"
+    same, larger, smaller = s["winner_vs_seed"]
     return (f"| {name} | {hv[0]:.3f} ({hv[1]:.3f}-{hv[2]:.3f}) | {st[0]:.2f} ({st[1]:.2f}-{st[2]:.2f}) | "
-            f"{s['winner_bytes']:,.0f} / {s['winner_quality']:.4f} | {goal} |")
+            f"{s['winner_bytes']:,.0f} / {s['winner_quality']:.4f} | {same} / {larger} / {smaller} | {goal} |")
 
 
 HEADER = ("| strategy | hypervolume / reference's, median (IQR) | trial-steps / reference's, median (IQR) | "
-          "median winner bytes / quality | goal |\n|---|---|---|---|---|")
+          "median winner bytes / quality | winner's bytes vs the same seed's reference: same / larger / smaller | "
+          "goal |\n|---|---|---|---|---|---|")
 
 
 # ---------------------------------------------------------------------------- studies
@@ -334,9 +342,11 @@ def main() -> int:
               f"recorded {p.meta.get('recorded')} ({p.meta.get('refused')} refused by --min-rtf {p.meta.get('min_rtf')})")
     studies = set(args.studies.split(","))
     curves = study_strategies(pools, scales, args) if "strategies" in studies else {}
-    default = Strategy("random+moasha", "random", "moasha")  # the sweep's defaults
+    # warm starts and scale are studied for what a sweep does by default (search.settings), not for the
+    # schedule study's pick, which is a recommendation to weigh (bench/README.md says what was decided)
+    default = Strategy("random+moasha", "random", "moasha")
     if "schedule" in studies:
-        default = study_schedule(pools, scales, args)
+        study_schedule(pools, scales, args)
     if "warm" in studies:
         study_warm(pools, scales, default, args)
     scale_curves = study_scale(pools, scales, default, args) if "scale" in studies else {}

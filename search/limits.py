@@ -18,10 +18,18 @@ from typing import Any, Callable, Mapping
 
 from common.files import write_json_atomic
 from common.values import finite
+from search.algorithms import OBJECTIVE_SIZE
 from search.algorithms.refusal import Refusal
 
 REFUSALS = "refusals.json"
-SIZE_METRIC, SIZE_KEY = "model_bytes", "bytes_float32"   # the search's size objective and the size-report key behind it
+SIZE_METRIC, SIZE_KEY = "model_bytes", "bytes_float32"   # a trial's size as shown, and what --max-bytes limits
+
+
+def size_metrics(sizes: Mapping[str, Any]) -> dict[str, float]:
+    """What every result of a trial reports of its size (known before training): ``SIZE_METRIC`` and
+    ``OBJECTIVE_SIZE``, those the size report has."""
+    named = {SIZE_METRIC: sizes.get(SIZE_KEY), OBJECTIVE_SIZE: sizes.get(OBJECTIVE_SIZE)}
+    return {name: float(value) for name, value in named.items() if finite(value) is not None}
 
 
 @dataclass(frozen=True)
@@ -32,7 +40,7 @@ class Limits:
 
     def refusal(self, sizes: Mapping[str, Any]) -> Refusal | None:
         """Why a configuration of these sizes may not train, or None when it fits."""
-        objectives = {SIZE_METRIC: float(sizes[SIZE_KEY])} if finite(sizes.get(SIZE_KEY)) is not None else {}
+        objectives = size_metrics(sizes)
         params, size, rtf = sizes.get("params", 0), sizes.get(SIZE_KEY, 0), finite(sizes.get("rtf_wasm"))
         if self.max_params is not None and params > self.max_params:
             return Refusal(f"too large: {params} parameters > --max-params {self.max_params}",

@@ -30,11 +30,11 @@ from typing import Any, Callable
 from results.layout import NODE_KEY
 from common.constants import FAILED, FINISHED, REJECTED
 from common.values import finite
-from search.limits import SIZE_KEY, SIZE_METRIC, Limits
+from search.limits import Limits, size_metrics
 from search.recycling import RSS_KEY
 
-# The size objective of the search (MO-ASHA, multi-objective samplers) is reported with every result
-# under SIZE_METRIC, from the size report's SIZE_KEY (known before training, so equal at every report).
+# A trial's sizes (search.limits.size_metrics: the shown size and the search's size objective, which MO-ASHA and
+# the multi-objective samplers read) are reported with every result (known before training, so equal at every report).
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
         # deciding on it could stop the trial between training and evaluation, losing the
         # evaluation of a model that had already finished training.
         if int(metrics.get("step", 0)) < total_steps:
-            report({**metrics, SIZE_METRIC: sizes.get(SIZE_KEY), **resources(metrics)})
+            report({**metrics, **size_metrics(sizes), **resources(metrics)})
 
     with memory:
         try:
@@ -141,7 +141,7 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
         "step": int(metrics.get("steps") or last.get("step") or 0),
         "val_loss": float(last.get("val_loss", math.nan)),
         "out_dir": str(out_dir),
-        SIZE_METRIC: sizes.get(SIZE_KEY, metrics.get(SIZE_KEY)),
+        **size_metrics({**metrics, **sizes}),
     }
 
 

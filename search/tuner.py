@@ -16,7 +16,7 @@ from typing import Any
 
 from search.algorithms import OPTUNA_ALGORITHMS
 from search.algorithms.ledger import LEDGER
-from search.limits import REFUSALS, SIZE_METRIC, Feasibility, Limits
+from search.limits import OBJECTIVE_SIZE, REFUSALS, Feasibility, Limits
 from search.settings import DEFAULT_GRACE_REPORTS, SweepSettings, report_every, trial_steps
 from search.trainable import resolve
 
@@ -113,7 +113,7 @@ def instrument_seed(seed: int, instrument: str) -> int:
 def make_searcher(settings: SweepSettings, space, instrument: str, driver_folder: Path,
                   warm_start: list[dict] | None = None):
     """The searcher of ``--algorithm``: a KerasTuner oracle on val_loss or an Optuna sampler over
-    (model bytes, val_loss), with the sweep's budget, seed, overrides and concurrency; it refuses and
+    (uint8 bundle bytes, val_loss), with the sweep's budget, seed, overrides and concurrency; it refuses and
     redraws configurations outside the sweep's limits (``search.limits``)."""
     overrides = {"seed": settings.seed}
     if settings.steps is not None:
@@ -126,7 +126,7 @@ def make_searcher(settings: SweepSettings, space, instrument: str, driver_folder
     if settings.algorithm in OPTUNA_ALGORITHMS:
         from search.algorithms.optuna_searcher import OptunaSearcher
 
-        return OptunaSearcher(space, settings.algorithm, objectives=(SIZE_METRIC, METRIC), **common)
+        return OptunaSearcher(space, settings.algorithm, objectives=(OBJECTIVE_SIZE, METRIC), **common)
     from search.algorithms.kerastuner_searcher import KerasTunerSearcher
 
     return KerasTunerSearcher(space, settings.algorithm, metric=METRIC, mode=MODE, **common)
@@ -150,7 +150,7 @@ def make_scheduler(settings: SweepSettings, space, driver_folder: Path):
     if settings.scheduler == "moasha":
         from search.algorithms.moasha import MOASHAScheduler
 
-        return MOASHAScheduler(time_attr="step", metric=METRIC, size_metric=SIZE_METRIC, max_t=steps,
+        return MOASHAScheduler(time_attr="step", metric=METRIC, size_metric=OBJECTIVE_SIZE, max_t=steps,
                                grace_period=grace, reduction_factor=eta, keep_front=settings.keep_front,
                                state_path=str(driver_folder / MOASHA_STATE))
     if settings.scheduler == "asha":

@@ -17,6 +17,7 @@ from optuna.trial import FixedTrial
 from ray.tune.schedulers import TrialScheduler
 
 from results.pareto import crowding_distance, hypervolume, nondominated_ranks, preference_order, ReferencePoint
+from search.algorithms import OBJECTIVE_SIZE as SIZE
 from search.algorithms.moasha import MOASHAScheduler, promote, rung_milestones
 from search.algorithms.optuna_searcher import OptunaSearcher
 from search.tuner import instrument_seed
@@ -128,6 +129,7 @@ def test_the_rungs_follow_grace_period_and_reduction_factor(tmp_path):
     assert make_scheduler(halving, space, tmp_path).milestones == [38, 76]
     default = make_scheduler(SweepSettings(datasets=[], trials=8, steps=150), space, tmp_path)
     assert (default.milestones, default.keep_front) == ([7, 28, 112], True)
+    assert default.size_metric == SIZE == "bytes_uint8"  # rungs judge the smallest bundle's bytes
     plain = SweepSettings(datasets=[], trials=8, steps=150, keep_front=False)
     assert make_scheduler(plain, space, tmp_path).keep_front is False
     from search.settings import report_every
@@ -146,8 +148,8 @@ def test_the_rungs_follow_grace_period_and_reduction_factor(tmp_path):
 def test_a_small_model_with_worse_loss_survives_large_ones():
     scheduler = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3)
     for i, (size, loss) in enumerate([(2e6, 1.0), (3e6, 1.1), (4e6, 1.2), (5e6, 1.3), (6e6, 1.4)]):
-        scheduler.decide(f"big{i}", {"step": 20, "model_bytes": size, "val_loss": loss})
-    assert scheduler.decide("small", {"step": 20, "model_bytes": 1e4, "val_loss": 5.0}) == CONTINUE
+        scheduler.decide(f"big{i}", {"step": 20, SIZE: size, "val_loss": loss})
+    assert scheduler.decide("small", {"step": 20, SIZE: 1e4, "val_loss": 5.0}) == CONTINUE
     # loss alone (ASHA's view) would stop it: it is the worst of six
     recorded = {t: (1.0, v[1]) for t, v in scheduler.rungs[20].items()}
     assert not promote(recorded, "small", 3)
@@ -156,12 +158,12 @@ def test_a_small_model_with_worse_loss_survives_large_ones():
 def test_dominated_trials_stop_and_decisions_are_final():
     scheduler = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3)
     seen = [(1e4, 3.0), (1e5, 2.0), (1e6, 1.0), (2e5, 2.5), (3e6, 1.5), (5e4, 3.5)]
-    verdicts = [scheduler.decide(f"f{i}", {"step": 20, "model_bytes": s, "val_loss": v}) for i, (s, v) in enumerate(seen)]
+    verdicts = [scheduler.decide(f"f{i}", {"step": 20, SIZE: s, "val_loss": v}) for i, (s, v) in enumerate(seen)]
     assert verdicts[0] == CONTINUE  # the first to arrive goes on
     assert verdicts[3] == STOP and verdicts[5] == STOP  # each dominated when it arrived (by f1; by f0)
-    assert scheduler.decide("dominated", {"step": 20, "model_bytes": 2e6, "val_loss": 4.0}) == STOP
+    assert scheduler.decide("dominated", {"step": 20, SIZE: 2e6, "val_loss": 4.0}) == STOP
     # a later report of a recorded trial is not judged again at that rung
-    assert scheduler.decide("f3", {"step": 40, "model_bytes": 2e5, "val_loss": 0.1}) == CONTINUE
+    assert scheduler.decide("f3", {"step": 40, SIZE: 2e5, "val_loss": 0.1}) == CONTINUE
     assert scheduler.decisions["dominated"] == {20: STOP} and scheduler.decisions["f3"] == {20: STOP}
     # on a full rung, the front's extremes always win the crowding tie-break
     recorded = {f"f{i}": point for i, point in enumerate(seen)}
@@ -171,7 +173,7 @@ def test_dominated_trials_stop_and_decisions_are_final():
 
 def test_ties_go_by_crowding_then_arrival():
     scheduler = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3)
-    verdicts = [scheduler.decide(f"t{i}", {"step": 20, "model_bytes": 1e5, "val_loss": 2.0}) for i in range(4)]
+    verdicts = [scheduler.decide(f"t{i}", {"step": 20, SIZE: 1e5, "val_loss": 2.0}) for i in range(4)]
     # identical points: same rank, same crowding, so arrival decides; quota ceil(n/3) = 1, 1, 1, 2 -> t0 (and t1)
     assert verdicts == [CONTINUE, STOP, STOP, STOP]
     order = preference_order([1e5] * 3, [2.0] * 3)
@@ -185,7 +187,7 @@ def test_keep_front_lets_a_second_front_member_through_a_quota_of_one():
     plain = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3)
     keeping = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3, keep_front=True)
     for scheduler, expected in ((plain, [CONTINUE, STOP, STOP]), (keeping, [CONTINUE, CONTINUE, STOP])):
-        verdicts = [scheduler.decide(t, {"step": 20, "model_bytes": s, "val_loss": v}) for t, s, v in arrivals]
+        verdicts = [scheduler.decide(t, {"step": 20, SIZE: s, "val_loss": v}) for t, s, v in arrivals]
         assert verdicts == expected
     assert pickle.loads(pickle.dumps(keeping)).keep_front is True  # a resumed sweep keeps its rule
     older = plain.__getstate__()  # a sweep pickled before keep_front existed: 7 arguments, the quota alone
@@ -198,13 +200,13 @@ def test_keep_front_lets_a_second_front_member_through_a_quota_of_one():
 def test_failed_trials_never_block_a_rung_and_state_survives_a_restart(tmp_path):
     path = tmp_path / "state.json"
     first = MOASHAScheduler(max_t=200, grace_period=20, reduction_factor=3, state_path=str(path))
-    assert first.decide("failed", {"step": 20, "model_bytes": 1e5, "val_loss": math.nan}) == CONTINUE
-    assert first.decide("rejected", {"status": "REJECTED", "model_bytes": 1e9}) == CONTINUE
+    assert first.decide("failed", {"step": 20, SIZE: 1e5, "val_loss": math.nan}) == CONTINUE
+    assert first.decide("rejected", {"status": "REJECTED", SIZE: 1e9}) == CONTINUE
     assert first.rungs[20] == {}
-    first.decide("a", {"step": 20, "model_bytes": 1e5, "val_loss": 2.0})
+    first.decide("a", {"step": 20, SIZE: 1e5, "val_loss": 2.0})
     second = pickle.loads(pickle.dumps(first))  # what Tuner.restore does with the pickled TuneConfig
     assert second.rungs[20] == {"a": (1e5, 2.0)} and second.decisions == {"a": {20: CONTINUE}}
-    assert second.decide("a", {"step": 20, "model_bytes": 1e5, "val_loss": 0.1}) == CONTINUE
+    assert second.decide("a", {"step": 20, SIZE: 1e5, "val_loss": 0.1}) == CONTINUE
     assert second.rungs[20]["a"] == (1e5, 2.0)  # not re-judged
 
 
@@ -222,7 +224,7 @@ def small_space():
 
 def finish(searcher, trial_id, config, status="FINISHED"):
     size = 1000 * (config.get("gru_units") or config.get("conv_channels"))
-    searcher.on_trial_complete(trial_id, {"status": status, "model_bytes": size,
+    searcher.on_trial_complete(trial_id, {"status": status, SIZE: size,
                                           "val_loss": 1.0 + 100 * config["learning_rate"]})
 
 
@@ -339,7 +341,7 @@ def refuse_gru(config):
     from search.algorithms.refusal import Refusal
 
     if config["decoder"] == "gru":
-        return Refusal("too large: a GRU", violation=0.5, objectives={"model_bytes": 4000.0 * config["gru_units"]})
+        return Refusal("too large: a GRU", violation=0.5, objectives={SIZE: 4000.0 * config["gru_units"]})
     return None
 
 

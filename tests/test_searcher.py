@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest
 from ray.tune.search import Searcher
 
+from search.algorithms import OBJECTIVE_SIZE as SIZE
 from search.algorithms.kerastuner_searcher import KerasTunerSearcher
 from spaces.toml_space import parse_space
 
@@ -178,7 +179,7 @@ def test_searchers_and_schedulers_pickled_under_their_old_module_names_still_loa
     searcher = make()
     searcher.suggest("a")
     scheduler = MOASHAScheduler(max_t=100, grace_period=10)
-    scheduler.decide("a", {"step": 10, "model_bytes": 1e4, "val_loss": 1.0})
+    scheduler.decide("a", {"step": 10, SIZE: 1e4, "val_loss": 1.0})
     old = pickle.dumps([searcher, scheduler], protocol=0)  # protocol 0 names a class on one text line
     for before, after in (("search.algorithms.kerastuner_searcher", "search.searcher"),
                           ("search.algorithms.moasha", "search.moasha")):
@@ -234,7 +235,7 @@ def test_warm_start_values_come_first_then_the_engine_draws(algorithm):
     assert {k: second[k] for k in WARM[1]} == WARM[1] and first["steps"] == second["steps"] == 30
     assert {k: third.get(k) for k in WARM[0]} not in WARM  # then the engine's own draws
     for trial_id, loss in (("a", 0.5), ("b", 0.7), ("c", 0.9)):
-        searcher.on_trial_complete(trial_id, {"step": 30, "val_loss": loss, "model_bytes": 1e4, "status": "FINISHED"})
+        searcher.on_trial_complete(trial_id, {"step": 30, "val_loss": loss, SIZE: 1e4, "status": "FINISHED"})
     assert isinstance(searcher.suggest("d"), dict)  # the engine took the warm trials as its own
 
 

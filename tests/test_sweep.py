@@ -57,8 +57,10 @@ def test_execute_trial_turns_a_crash_into_a_failed_result(tmp_path):
     final = execute_trial({"steps": 10}, spec, tmp_path / "t2", report=seen.append)
     assert final["status"] == "FAILED" and final["failure_reason"] == "ValueError: loss is NaN at step 7"
     assert final["val_loss"] == 3.0 and final["step"] == 5 and final["params"] == 800
-    reported = [{k: r[k] for k in ("step", "train_loss", "val_loss", "model_bytes")} for r in seen]
-    assert reported == [{"step": 5, "train_loss": 2.0, "val_loss": 3.0, "model_bytes": 3200}]  # size with every report
+    reported = [{k: r[k] for k in ("step", "train_loss", "val_loss", "model_bytes", "bytes_uint8")} for r in seen]
+    # both sizes with every report: the shown one (float32) and the search's objective (uint8)
+    assert reported == [{"step": 5, "train_loss": 2.0, "val_loss": 3.0, "model_bytes": 3200, "bytes_uint8": 800}]
+    assert final["model_bytes"] == 3200 and final["bytes_uint8"] == 800
     assert seen[0]["peak_rss_mib"] >= seen[0]["rss_at_start_mib"] > 0  # and the worker's memory
     assert "startup_s" not in seen[0]  # the stand-in reports no first step
 
@@ -128,7 +130,7 @@ def test_refused_draws_show_on_the_progress_line(tmp_path):
     assert check({"hidden": 8}) is None  # 800 parameters fit
     refusal = check({"hidden": 64})
     assert refusal.reason == "too large: 6400 parameters > --max-params 1000" and refusal.violation == pytest.approx(5.4)
-    assert refusal.objectives == {"model_bytes": 25600.0}
+    assert refusal.objectives == {"model_bytes": 25600.0, "bytes_uint8": 6400.0}  # both sizes, the objective among them
     check({"hidden": 32})
     assert read_refusals(tmp_path / "refusals.json") == {"refused": 2, "reasons": {"too large": 2}}
     tally = InstrumentTally("bansuri", total=4, refusals_path=str(tmp_path / "refusals.json"))

@@ -5,8 +5,8 @@ trials recorded at that rung. On ``val_loss`` alone that stops exactly the small
 quality search wants: they learn slower and sit low at every rung. Multi-objective ASHA (Schmucker
 et al. 2021; Salinas et al. 2021; Syne Tune's ``MOASHA`` is the reference implementation) ranks a
 rung by non-dominated sorting over several objectives instead. Here the objectives are the model's
-size (``model_bytes``, reported by the trainable, known exactly before training, so the same at
-every rung) and ``val_loss`` at that rung, both minimised.
+size (``OBJECTIVE_SIZE``, the bundle's bytes at uint8, reported by the trainable, known exactly before
+training, so the same at every rung) and ``val_loss`` at that rung, both minimised.
 
 Rule at a rung (once per trial, when it first reaches the rung's milestone; decisions are final, a
 promoted trial is never re-judged): the trial's results at the rung are recorded; all recorded
@@ -36,6 +36,7 @@ import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from results.pareto import pareto_mask, preference_order
+from search.algorithms import OBJECTIVE_SIZE
 from common.files import write_json_atomic
 from common.values import finite
 
@@ -77,7 +78,7 @@ def promote(recorded: dict[str, tuple[float, float]], trial_id: str, reduction_f
 class MOASHAScheduler(FIFOScheduler):
     """Ray Tune scheduler: multi-objective ASHA over (``size_metric``, ``metric``), both minimised."""
 
-    def __init__(self, time_attr: str = "step", metric: str = "val_loss", size_metric: str = "model_bytes",
+    def __init__(self, time_attr: str = "step", metric: str = "val_loss", size_metric: str = OBJECTIVE_SIZE,
                  max_t: int = 100, grace_period: int = 1, reduction_factor: float = 3,
                  state_path: str | None = None, keep_front: bool = False):
         if not (0 < grace_period <= max_t and reduction_factor > 1):

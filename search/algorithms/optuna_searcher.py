@@ -1,6 +1,6 @@
 """A Ray Tune searcher that takes multi-objective suggestions from an Optuna sampler (``nsga2``, ``nsga3``, ``motpe``).
 
-Objectives: ``model_bytes`` (the trainable reports it, known before training) and ``val_loss``,
+Objectives: ``OBJECTIVE_SIZE`` (``bytes_uint8``: the trainable reports it, known before training) and ``val_loss``,
 both minimised. Samplers: NSGA-II (``nsga2``, Optuna's ``NSGAIISampler``), NSGA-III (``nsga3``,
 ``NSGAIIISampler``) and multi-objective TPE (``motpe``, ``TPESampler`` given two objectives). Optuna's
 GP sampler is not offered: it needs PyTorch, which nothing else here does. The bookkeeping every searcher shares is
@@ -38,12 +38,12 @@ from optuna.trial import TrialState, create_trial
 
 from common.constants import FAILED, REJECTED
 from common.values import finite
-from search.algorithms import OPTUNA_ALGORITHMS
+from search.algorithms import OBJECTIVE_SIZE, OPTUNA_ALGORITHMS
 from search.algorithms.base import TrialSearcher, jsonable
 from spaces.optuna_space import sample, to_optuna
 from spaces.translate import SearchSpace
 
-OBJECTIVES = ("model_bytes", "val_loss")
+OBJECTIVES = (OBJECTIVE_SIZE, "val_loss")
 
 
 LIMITS = "limits"        # Optuna constraint of every told trial: how far past the sweep's limits (> 0: refused)
@@ -67,7 +67,7 @@ def make_sampler(algorithm: str, seed: int, max_trials: int) -> optuna.samplers.
 
 
 class OptunaSearcher(TrialSearcher):
-    """Ray Tune searcher backed by an Optuna study over ``objectives`` (``model_bytes``, ``val_loss``)."""
+    """Ray Tune searcher backed by an Optuna study over ``objectives`` (the search's size objective, ``val_loss``)."""
 
     STATE_FORMAT = "tonesweep-optuna-searcher/1"
     ALGORITHMS = OPTUNA_ALGORITHMS

@@ -16,7 +16,7 @@ MAX_REDRAWS = 200
 @dataclass(frozen=True)
 class Refusal:
     """Why a configuration is refused, how far it is past a limit (relative, > 0: Optuna's constraint
-    value), and the objectives known of it before training (``model_bytes``)."""
+    value), and the objectives known of it before training (``search.limits.size_metrics``)."""
 
     reason: str
     violation: float

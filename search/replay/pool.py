@@ -37,6 +37,11 @@ class Record:
     rtf_wasm: float | None = None           # the cost model's estimate, what --min-rtf filters on
     precisions: dict[str, dict] = field(default_factory=dict)  # precision -> {bytes, quality, pitch_error_cents}
 
+    @property
+    def smallest_bytes(self) -> float:
+        """Bytes of its smallest bundle, at uint8: the search's size objective (``search.algorithms.OBJECTIVE_SIZE``)."""
+        return float(self.precisions.get("uint8", {}).get("bytes") or min(b for b, _ in self.candidates))
+
     def loss_at(self, step: int) -> float:
         """val_loss at the recorded report nearest ``step`` (the earlier one on a tie)."""
         steps = sorted(self.curve)

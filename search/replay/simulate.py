@@ -20,6 +20,7 @@ Warm starts (``warm``): configurations tried first, as ``tonesweep sweep --warm-
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from search.algorithms import OBJECTIVE_SIZE
 from search.replay.pool import Record
 from search.settings import DEFAULT_GRACE_REPORTS, DEFAULT_KEEP_FRONT, DEFAULT_REDUCTION_FACTOR
 
@@ -39,10 +41,10 @@ class Strategy:
     grace: int | None = None          # steps; None: the sweep's default number of the pool's reports
     eta: float = DEFAULT_REDUCTION_FACTOR  # reduction factor (the sweep's default)
     keep_front: bool = DEFAULT_KEEP_FRONT  # MO-ASHA keeps a rung's front beyond its quota (moasha.promote)
+    size_metric: str = OBJECTIVE_SIZE      # the size MO-ASHA judges: uint8 bytes, or "model_bytes" (float32)
 
     def with_schedule(self, grace: int | None, eta: float) -> Strategy:
-        return Strategy(f"{self.name} g{grace or 'default'} e{eta:g}", self.sampler, self.scheduler, grace, eta,
-                        self.keep_front)
+        return dataclasses.replace(self, name=f"{self.name} g{grace or 'default'} e{eta:g}", grace=grace, eta=eta)
 
 
 @dataclass
@@ -208,7 +210,7 @@ def make_scheduler(strategy: Strategy, steps: int, report_every: int):
                 lambda tid: asha.on_trial_add(None, SimpleNamespace(trial_id=tid)))
     if strategy.scheduler == "moasha":
         moasha = MOASHAScheduler(max_t=steps, grace_period=grace, reduction_factor=strategy.eta,
-                                 keep_front=strategy.keep_front)
+                                 keep_front=strategy.keep_front, size_metric=strategy.size_metric)
         return moasha.decide, lambda tid: None
     return (lambda tid, r: "CONTINUE"), (lambda tid: None)
 
@@ -241,7 +243,8 @@ def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, st
         if trial_id in ended:
             continue
         record = records[index]
-        result = {"step": step, "val_loss": record.loss_at(step), "model_bytes": record.model_bytes}
+        result = {"step": step, "val_loss": record.loss_at(step), "model_bytes": record.model_bytes,
+                  OBJECTIVE_SIZE: record.smallest_bytes}
         if step < steps and decide(trial_id, result) != "STOP":
             continue
         ended.add(trial_id)
