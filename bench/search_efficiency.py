@@ -1,6 +1,6 @@
 """Which search decides the default: hypervolume bought per trial-step, replayed on recorded pools.
 
-    .venv/bin/python bench/search_efficiency.py [--pools bench/data/pool-*.json.gz] [--trials 30] [--seeds 10]
+    .venv/bin/python bench/search_efficiency.py [--pools bench/data/pool-*.json.gz] [--trials 30] [--seeds 10] [--first-seed 0]
         [--studies strategies,schedule,warm,scale] [--scale-trials 1000] [--plot bench/figures/search-efficiency.png]
 
 The pools (``bench/record_pool.py``, format in ``search/replay/pool.py``) hold hundreds of trials recorded to the
@@ -130,12 +130,13 @@ HEADER = ("| strategy | hypervolume / reference's, median (IQR) | trial-steps / 
 
 
 def study_strategies(pools: list[Pool], scales: dict, args) -> dict:
-    print(f"\n## strategies: {args.seeds} seeds x {args.trials} trials, 2 workers, MO-ASHA at the sweep's defaults")
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    print(f"\n## strategies: seeds {seeds[0]}-{seeds[-1]} x {args.trials} trials, 2 workers, MO-ASHA at the sweep's defaults")
     curves = {}
     for pool in pools:
         budget = args.trials * pool.steps
         runs = {s.name: {seed: Run(pool, scales[pool.instrument], defaulted(s, pool), seed, args.trials)
-                         for seed in range(args.seeds)} for s in STRATEGIES}
+                         for seed in seeds} for s in STRATEGIES}
         ref = summarise(runs[REFERENCE.name], runs[REFERENCE.name], budget)
         print(f"\n### {pool.instrument} ({len(pool.records)} recorded trials; grace {default_grace(pool)}, "
               f"eta {DEFAULT_REDUCTION_FACTOR:g}, front kept)\n")
@@ -315,6 +316,8 @@ def main() -> int:
     parser.add_argument("--pools", nargs="+", default=sorted(str(p) for p in (REPO / "bench" / "data").glob("pool-*.json.gz")))
     parser.add_argument("--trials", type=int, default=30, help="trials per search")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the strategies study's first seed (the others' seeds start at 0: their choosing seeds)")
     parser.add_argument("--studies", default="strategies,schedule,warm,scale")
     parser.add_argument("--scale-trials", type=int, default=1000)
     parser.add_argument("--scale-seeds", type=int, default=3)
