@@ -14,9 +14,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from search.algorithms import OPTUNA_ALGORITHMS
+from search.algorithms import OBJECTIVE_SIZE, OPTUNA_ALGORITHMS
 from search.algorithms.ledger import LEDGER
-from search.limits import OBJECTIVE_SIZE, REFUSALS, Feasibility, Limits
+from search.limits import REFUSALS, Feasibility, Limits
 from search.settings import DEFAULT_GRACE_REPORTS, SweepSettings, report_every, trial_steps
 from search.trainable import resolve
 

@@ -17,7 +17,8 @@ arrive. So the smallest model of a rung is always on its front (nothing smaller 
 dominated model stops whenever the front alone fills the promotion quota. The tie-break inside the
 last admitted rank is crowding distance: the extremes of the front (smallest, lowest loss) always
 survive, then the most isolated points, which keeps the front spread across sizes. With ``keep_front``
-(off by default), a trial on the rung's front so far continues even outside the quota (``promote``).
+(off by default here; the sweep's default turns it on, ``search.settings``), a trial on the rung's front so
+far continues even outside the quota (``promote``).
 
 A trial without finite objectives (failed, rejected: no ``val_loss``) is never recorded, so it never
 blocks a rung. Ray Tune does not save a scheduler's state with its experiment, so this scheduler
@@ -60,7 +61,7 @@ def promote(recorded: dict[str, tuple[float, float]], trial_id: str, reduction_f
     better) survives even outside the quota. While few trials have reached a rung the quota is one
     (``ceil(n / eta)``), so a second front member loses the arrival-order tie and stops: often the
     small, slow-learning model that a size-quality search is after (bench/README.md, "Which search
-    decides the default": the replay's evidence; not the default yet).
+    decides the default": the replay's evidence).
     """
     ids = list(recorded)
     if len(ids) == 1:
