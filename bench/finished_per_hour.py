@@ -79,7 +79,9 @@ def main() -> int:
     slots = os.cpu_count() or 1
     print(f"the demo's sweep of one instrument: {args.trials} trials x {args.steps} steps, {slots} trial slots")
     results = {}
-    with tempfile.TemporaryDirectory(prefix="tonesweep-bench-") as tmp:
+    from cli.main import quiet_libraries
+
+    with quiet_libraries("sweep"), tempfile.TemporaryDirectory(prefix="tonesweep-bench-") as tmp:  # as the CLI: no chatter
         for label, window in (("whole examples", 0.0), ("1-second windows", 1.0)):
             folder = Path(tmp) / f"w{window:g}"
             folder.mkdir()

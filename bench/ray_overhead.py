@@ -64,7 +64,9 @@ def main() -> int:
     from search.settings import SweepSettings
     from search.sweep import run_sweep
 
-    with tempfile.TemporaryDirectory(prefix="tonesweep-bench-") as tmp:
+    from cli.main import quiet_libraries
+
+    with quiet_libraries("sweep"), tempfile.TemporaryDirectory(prefix="tonesweep-bench-") as tmp:  # as the CLI: no chatter
         dataset = Path(tmp) / "bench"
         dataset.mkdir()
         (dataset / "manifest.json").write_text(json.dumps({"format": "tonesweep-dataset/1", "instrument": "bench",

@@ -80,8 +80,11 @@ def main() -> int:
                              steps=args.steps, report_every=args.report_every, min_rtf=args.min_rtf,
                              seed=args.seed, name="pool", storage=str(folder / "runs"), tracking_uri=uri,
                              evaluation_in_proportion=False, resume=(folder / "runs" / "pool" / "sweep.json").is_file())
+    from cli.main import quiet_libraries
+
     start = time.perf_counter()
-    [result] = run_sweep(settings, say=lambda line: print(f"  {line}", flush=True))
+    with quiet_libraries("sweep"):  # as the CLI: no library chatter
+        [result] = run_sweep(settings, say=lambda line: print(f"  {line}", flush=True))
     wall = time.perf_counter() - start
     records = read_records(uri, result.experiment_id, result.parent_run_id)
     from mlflow import MlflowClient

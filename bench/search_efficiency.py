@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import statistics
 import sys
 import time
@@ -330,13 +329,14 @@ def main() -> int:
 
     import optuna
 
-    from cli.main import CLI_ENVIRONMENT
-    from trainers.runtime import import_tensorflow_quietly
+    from cli.main import quiet_libraries
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for key, value in CLI_ENVIRONMENT.items():  # as `tonesweep` runs
-        os.environ.setdefault(key, value)
-    import_tensorflow_quietly()  # the Optuna strategies load it; its C++ start-up notices filtered, as the CLI does
+    with quiet_libraries("sweep"):  # as `tonesweep sweep` runs: the Optuna strategies load TensorFlow
+        return run_studies(args)
+
+
+def run_studies(args) -> int:
     started = time.perf_counter()
     pools = [read_pool(Path(p)) for p in args.pools]
     scales = {p.instrument: Scale(p.records) for p in pools}

@@ -144,7 +144,9 @@ def main() -> int:
     slots = os.cpu_count() or 1
     print(f"{args.trials} trials x {args.steps} steps, small CNNs (8 architectures), {slots} trial slots")
     sweeps = {}
-    with tempfile.TemporaryDirectory(prefix="tonesweep-bench-") as tmp:
+    from cli.main import quiet_libraries
+
+    with quiet_libraries("sweep"), tempfile.TemporaryDirectory(prefix="tonesweep-bench-") as tmp:  # as the CLI: no chatter
         for label, cache in (("xla-cache off", "off"), ("xla-cache on (cold at start)", f"{tmp}/xla")):
             folder = Path(tmp) / label.split()[1]
             folder.mkdir()

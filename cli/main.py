@@ -42,13 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(commands, args.command.replace("-", "_"))
     try:
         commands.check_early(args)  # paths and names, before the heavy imports below
-        if args.command in USES_TENSORFLOW:
-            from trainers.runtime import import_tensorflow_quietly
-
-            import_tensorflow_quietly()
-        for library in LOGGING_LIBRARIES.get(args.command, ()):
-            importlib.import_module(library)
-        with libraries_logging_to(library_log_path(args.command)):  # their INFO lines and tracebacks: a file
+        with quiet_libraries(args.command):
             return int(handler(args) or 0)
     except UserError as err:
         print(f"tonesweep: error: {err}", file=sys.stderr)
@@ -65,6 +59,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tonesweep: error: {line}", file=sys.stderr)
         return 2
+
+
+def quiet_libraries(command: str):
+    """What a command's code needs around it so that a terminal shows tonesweep's lines only: the
+    environment above, TensorFlow imported with its start-up notices filtered (commands that load it),
+    the libraries that set up their own logging imported first, then their loggers writing to the
+    command's library log (a context manager). Scripts that run a command's library code (bench/) use it too."""
+    for key, value in CLI_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    if command in USES_TENSORFLOW:
+        from trainers.runtime import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+    for library in LOGGING_LIBRARIES.get(command, ()):
+        importlib.import_module(library)
+    return libraries_logging_to(library_log_path(command))  # their INFO lines and tracebacks: a file
 
 
 SYMLINK_LOOP = "Symlink loop from"
