@@ -4,7 +4,7 @@
 
 Runs the demo's sweep of one instrument twice in one run (``search.sweep.run_sweep``: local Ray,
 the real trainer, MLflow on a temporary SQLite store; random search, MO-ASHA with one rung at
-``--grace-period`` 55 and ``--reduction-factor`` 2.75 (the Makefile's DEMO_GRACE, DEMO_ETA),
+``--grace-period`` 60 and ``--reduction-factor`` 2.5 (the Makefile's DEMO_GRACE, DEMO_ETA; 55 and 2.75 until 2026-12-07),
 ``--min-rtf`` 5, one CPU per trial, as many
 trials at once as the machine has cores), the same seed, so the same suggestions:
 
@@ -73,8 +73,8 @@ def main() -> int:
     parser.add_argument("--dataset", default="demo/datasets/bansuri", help="a prepared dataset (default: the demo's bansuri)")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--grace-period", type=int, default=55)
-    parser.add_argument("--reduction-factor", type=float, default=2.75)
+    parser.add_argument("--grace-period", type=int, default=60)
+    parser.add_argument("--reduction-factor", type=float, default=2.5)
     args = parser.parse_args()
     slots = os.cpu_count() or 1
     print(f"the demo's sweep of one instrument: {args.trials} trials x {args.steps} steps, {slots} trial slots")
