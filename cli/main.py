@@ -31,8 +31,6 @@ LOGGING_LIBRARIES = {"sweep": ("ray", "mlflow"), "pareto": ("mlflow",), "export"
 
 
 def main(argv: list[str] | None = None) -> int:
-    for key, value in CLI_ENVIRONMENT.items():
-        os.environ.setdefault(key, value)
     try:
         args = build_parser().parse_args(argv)  # flag values are checked here (common.bounds)
     except SystemExit as done:  # --help, or a wrong command line (one line already printed)
