@@ -187,6 +187,73 @@ def test_pitch_tracking_one_example_at_a_time_equals_librosas_batch_call():
         assert np.median(tracked[2]) == pytest.approx(523.0, rel=0.01)
 
 
+def _test_signals(seconds: float = 1.5) -> np.ndarray:
+    """Rows of what evaluation measures: a vibrato tone with harmonics, one over noise, one that falls
+    silent half-way (loudness's -80 dB floor, YIN's frames without a trough), and low-level noise."""
+    t = np.arange(int(16000 * seconds)) / 16000
+    rng = np.random.default_rng(3)
+    f0 = 220.0 * 2 ** (0.3 * np.sin(2 * np.pi * 5 * t) / 12)
+    phase = 2 * np.pi * np.cumsum(f0) / 16000
+    tone = sum(0.3 / k * np.sin(k * phase) for k in range(1, 6))
+    gated = np.where(t < seconds / 2, 0.2 * np.sin(2 * np.pi * 523.0 * t), 0.0)
+    rows = [tone, tone + 0.05 * rng.standard_normal(t.size), gated, 1e-3 * rng.standard_normal(t.size)]
+    return np.stack(rows).astype(np.float32)
+
+
+def test_evaluation_measures_equal_librosas_yin_and_ddsps_loudness_bit_for_bit():
+    """trainers.training.measures re-assembles librosa.yin and ddsp's numpy loudness without their numba
+    kernels: the same numbers to the last bit, at both of the dataset's frame rates."""
+    import librosa
+
+    from trainers.training import evaluate, measures
+
+    audio = _test_signals()
+    for frame_rate in (50, 250):
+        hop = 16000 // frame_rate
+        for row in audio:
+            expected = librosa.yin(row, fmin=evaluate.YIN_FMIN, fmax=evaluate.YIN_FMAX, sr=16000,
+                                   frame_length=evaluate.YIN_FRAME, hop_length=hop, center=True)
+            got = measures.yin(row, evaluate.YIN_FMIN, evaluate.YIN_FMAX, 16000, evaluate.YIN_FRAME, hop)
+            assert got.dtype == expected.dtype and np.array_equal(got, expected), frame_rate
+        expected = np.asarray(ddsp.spectral_ops.compute_loudness(audio, sample_rate=16000, frame_rate=frame_rate,
+                                                                 use_tf=False))
+        got = measures.loudness_db(audio, 16000, frame_rate)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected), frame_rate
+        assert got[2, -1] == -80.0 and got[0].min() > -60.0  # the silent tail is on the floor, the tone is not
+
+
+def test_evaluation_measures_do_not_load_numba():
+    """What evaluation measures costs no numba in the trial worker (librosa's kernels: +130 MiB and ~1.7 s
+    in every worker that evaluated a trial): measured in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from trainers.training import measures; "
+            "x = np.sin(np.arange(16000) / 10.0).astype(np.float32); "
+            "measures.yin(x, 40.0, 2000.0, 16000, 1024, 64); measures.loudness_db(x[None], 16000, 250); "
+            "print(sorted(m for m in ('numba', 'llvmlite', 'librosa') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
+
+
+def test_spectral_quality_in_one_graph_equals_ddsps_eager_loss():
+    """evaluate.spectral_quality runs ddsp's loss as one traced graph: the quality of eager ddsp to float32
+    rounding (measured on demo models: within 1.1e-7 relative), traced once per batch shape and process."""
+    from trainers.training import evaluate
+
+    target = _test_signals(4.0)
+    resynth = np.roll(target, 91, axis=1) * 0.8
+    original, other = np.concatenate([target] * 3), np.concatenate([resynth] * 3)  # 12: a batch of 8 and one of 4
+    eager, total = make_loss(), 0.0
+    for start in range(0, len(original), evaluate.EVAL_BATCH):
+        a, b = original[start:start + evaluate.EVAL_BATCH], other[start:start + evaluate.EVAL_BATCH]
+        total += float(eager(tf.constant(a), tf.constant(b))) * len(a)
+    assert evaluate.spectral_quality(original, other) == pytest.approx(total / len(original), rel=1e-6, abs=0)
+    traced = evaluate.compiled_spectral_loss().experimental_get_tracing_count()
+    evaluate.spectral_quality(original[::-1], other[::-1])  # other audio of the same shapes: no new trace
+    assert evaluate.compiled_spectral_loss().experimental_get_tracing_count() == traced
+
+
 def test_a_split_renders_with_one_trace_and_the_same_audio_as_one_batch_each():
     """evaluate.render_split pads its last, shorter batch: one trace of the synth per model, and each
     example's audio equal, to float32 rounding, to rendering its batch unpadded: within 1e-5 (-100 dB

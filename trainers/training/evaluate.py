@@ -11,29 +11,31 @@ a user listens to (``write_audio_examples``) use ddsp's synth, as the bundles do
 
 - quality: ddsp multi-scale spectral loss (trainers.model.trained.make_loss), mean over examples; lower is better.
 - pitch error: median |1200 log2(f0_resynth / f0_input)| in cents over voiced frames, where
-  f0_resynth is librosa's YIN re-tracking of the resynthesized audio and f0_input the dataset's f0
+  f0_resynth is YIN's re-tracking of the resynthesized audio (librosa's estimate, computed without numba by
+  trainers.training.measures) and f0_input the dataset's f0
   that conditioned the model (what tone transfer asks it to play). Voiced frames: the dataset's
   f0_voiced (pYIN's decoded voicing) and f0 > 0.
 - loudness error: mean |loudness(resynth) - loudness(original)| in dB over all frames
-  (ddsp.spectral_ops.compute_loudness, the function the dataset's loudness_db comes from).
+  (ddsp.spectral_ops.compute_loudness, the function the dataset's loudness_db comes from; its numbers, computed
+  by trainers.training.measures).
 
 Weights are quantized and dequantized as TF.js ships them by trainers.model.quantize.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-import librosa
 import numpy as np
 import soundfile as sf
 import tensorflow as tf
 
 from common.constants import SAMPLE_RATE, VAL_NOISE_SEED, VOICED_THRESHOLD
-from trainers.ddsp_compat import ddsp
 from trainers.model import synth
 from trainers.model.quantize import quantized_weights
 from trainers.model.trained import make_loss
+from trainers.training import measures
 
 EVAL_BATCH = 8   # examples per noise draw (the noise seed is EVAL_NOISE_SEED + the batch's first index)
 RENDER_ROWS = 2  # examples synthesised at once (render_split says why)
@@ -72,11 +74,22 @@ def render_split(model, frames: dict[str, np.ndarray]) -> np.ndarray:
 
 def spectral_quality(original: np.ndarray, resynth: np.ndarray) -> float:
     """Mean multi-scale spectral loss over examples (per batch, weighted by batch size)."""
-    loss_fn, total = make_loss(), 0.0
+    loss_fn, total = compiled_spectral_loss(), 0.0
     for start in range(0, len(original), EVAL_BATCH):
         a, b = original[start:start + EVAL_BATCH], resynth[start:start + EVAL_BATCH]
         total += float(loss_fn(tf.constant(a), tf.constant(b))) * len(a)
     return total / len(original)
+
+
+@functools.cache
+def compiled_spectral_loss():
+    """ddsp's spectral loss as one graph, traced once per batch shape and process (a split's batches of
+    EVAL_BATCH and its last, shorter one), so a reused worker's later trials find it traced. Run eagerly,
+    op by op, it took 0.62 s of a precision's ~2 s on a demo split (21 examples of 4 s), in graph 0.25 s;
+    the quality is the eager loss's to float32 rounding (the graph may sum in another order: within
+    1.1e-7 relative on demo models; tests/test_model.py)."""
+    loss_fn = make_loss()
+    return tf.function(lambda target, audio: loss_fn(target, audio), autograph=False)
 
 
 def track_f0(audio: np.ndarray, frame_rate: int, n_frames: int) -> np.ndarray:
@@ -87,8 +100,7 @@ def track_f0(audio: np.ndarray, frame_rate: int, n_frames: int) -> np.ndarray:
     MiB at 21 x 4 s and 250 frames/s, the largest allocation of a trial) and ran 6x slower, bound by
     memory traffic (docs/engines.md#evaluation)."""
     hop = SAMPLE_RATE // frame_rate
-    f0 = np.stack([librosa.yin(row, fmin=YIN_FMIN, fmax=YIN_FMAX, sr=SAMPLE_RATE, frame_length=YIN_FRAME,
-                               hop_length=hop, center=True) for row in audio])
+    f0 = np.stack([measures.yin(row, YIN_FMIN, YIN_FMAX, SAMPLE_RATE, YIN_FRAME, hop) for row in audio])
     return _fit_frames(f0, n_frames)
 
 
@@ -106,10 +118,8 @@ def pitch_error_cents(resynth: np.ndarray, frames: dict[str, np.ndarray], frame_
 
 def loudness_error_db(original: np.ndarray, resynth: np.ndarray, frame_rate: int) -> float:
     """Mean absolute difference (dB) of ddsp A-weighted loudness, original vs resynth."""
-    def loudness(x):
-        return np.asarray(ddsp.spectral_ops.compute_loudness(x, sample_rate=SAMPLE_RATE,
-                                                             frame_rate=frame_rate, use_tf=False))
-    return float(np.mean(np.abs(loudness(original) - loudness(resynth))))
+    original_db, resynth_db = (measures.loudness_db(x, SAMPLE_RATE, frame_rate) for x in (original, resynth))
+    return float(np.mean(np.abs(original_db - resynth_db)))
 
 
 def voiced_frames(frames: dict[str, np.ndarray]) -> np.ndarray:

@@ -1,0 +1,147 @@
+"""The two signal measures evaluation takes of audio, in NumPy and SciPy alone: YIN f0 and ddsp's loudness.
+
+    yin(y, fmin, fmax, sr, frame_length, hop_length) -> f0 [..., frames]        = librosa.yin(..., center=True)
+    loudness_db(audio, sample_rate, frame_rate)      -> dB [batch, frames]      = ddsp's compute_loudness(use_tf=False)
+
+Why not call them: librosa's framing, local minima and parabolic interpolation are numba kernels, so the
+first call in a process imports numba and llvmlite and loads the compiled kernels: +130 MiB of a trial
+worker's resident memory and 1.6-1.9 s, in every worker that evaluates a trial, for arithmetic NumPy
+does as fast (docs/engines.md#evaluation). ddsp's numpy loudness goes through librosa's STFT, frequencies
+and A-weighting, which import the same. The steps below are librosa 0.11's and ddsp 3.7's, in their
+order and at their precisions, so the numbers are theirs bit for bit (tests/test_evaluation.py holds
+them to it on rendered audio). Training and the datasets do not use this module: `prepare` keeps
+librosa (its pitch tracker is a numba kernel of its own, trainers.data.features).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+import scipy.signal
+
+LOUDNESS_FFT = 512      # ddsp's compute_loudness defaults: n_fft, range_db (ddsp.spectral_ops.DB_RANGE), ref_db
+LOUDNESS_RANGE_DB = 80.0
+A_WEIGHTING_MIN_DB = -80.0  # librosa.A_weighting's min_db
+YIN_TROUGH_THRESHOLD = 0.1  # librosa.yin's trough_threshold
+
+
+# ----------------------------------------------------------------------------- YIN
+
+
+def yin(y: np.ndarray, fmin: float, fmax: float, sr: int, frame_length: int, hop_length: int) -> np.ndarray:
+    """f0 in Hz of ``y`` [..., n_samples], frames centered (zero-padded): librosa.yin's estimate."""
+    pad = [(0, 0)] * (y.ndim - 1) + [(frame_length // 2, frame_length // 2)]
+    frames = _frame(np.pad(y, pad, mode="constant"), frame_length, hop_length)
+    min_period = int(np.floor(sr / fmax))
+    max_period = min(int(np.ceil(sr / fmin)), frame_length - 1)
+    yin_frames = _cumulative_mean_normalized_difference(frames, min_period, max_period)
+    shifts = _parabolic_shifts(yin_frames)
+
+    is_trough = _local_minima(yin_frames)
+    is_trough[..., 0, :] = yin_frames[..., 0, :] < yin_frames[..., 1, :]
+    below = np.logical_and(is_trough, yin_frames < YIN_TROUGH_THRESHOLD)
+    # The smallest period with a trough below the threshold, else the global minimum (YIN's absolute threshold).
+    target_shape = list(yin_frames.shape)
+    target_shape[-2] = 1
+    global_min = np.argmin(yin_frames, axis=-2).reshape(target_shape)
+    period = np.argmax(below, axis=-2).reshape(target_shape)
+    none_below = np.all(~below, axis=-2, keepdims=True)
+    period[none_below] = global_min[none_below]
+    period = (min_period + period + np.take_along_axis(shifts, period, axis=-2))[..., 0, :]
+    return sr / period
+
+
+def _frame(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """[..., n] -> [..., frame_length, n_frames] (a view), as librosa.util.frame(axis=-1)."""
+    windows = np.lib.stride_tricks.sliding_window_view(y, frame_length, axis=-1)[..., ::hop_length, :]
+    return np.swapaxes(windows, -1, -2)
+
+
+def _autocorrelate(y: np.ndarray, max_size: int) -> np.ndarray:
+    """librosa.autocorrelate along axis -2 (real input): the power spectrum's inverse FFT."""
+    n_pad = scipy.fft.next_fast_len(2 * y.shape[-2] - 1, real=True)
+    spectrum = scipy.fft.rfft(y, n=n_pad, axis=-2)
+    power = spectrum.real ** 2 + spectrum.imag ** 2
+    return scipy.fft.irfft(power, n=n_pad, axis=-2)[..., :min(max_size, y.shape[-2]), :]
+
+
+def _cumulative_mean_normalized_difference(frames: np.ndarray, min_period: int, max_period: int) -> np.ndarray:
+    """YIN's d'(tau) for tau in [min_period, max_period] (de Cheveigné and Kawahara 2002, eq. 8)."""
+    acf = _autocorrelate(frames, max_period + 1)
+    energy = np.square(frames)
+    np.cumsum(energy, out=energy, axis=-2)
+    k = slice(1, max_period + 1)
+    energy[..., 0, :] = 0
+    energy[..., k, :] = 2 * (acf[..., 0:1, :] - acf[..., k, :]) - energy[..., :k.stop - 1, :]
+    numerator = energy[..., min_period:max_period + 1, :]
+    k_range = np.r_[k].reshape(-1, 1)
+    cumulative_mean = np.cumsum(energy[..., k, :], axis=-2) / k_range
+    denominator = cumulative_mean[..., min_period - 1:max_period, :]
+    return numerator / (denominator + np.finfo(denominator.dtype).tiny)
+
+
+def _local_minima(x: np.ndarray) -> np.ndarray:
+    """librosa.util.localmin along axis -2: x[i] < x[i-1] and x[i] <= x[i+1]; the first row False, the
+    last x[-1] < x[-2]."""
+    out = np.zeros(x.shape, dtype=bool)
+    out[..., 1:-1, :] = (x[..., 1:-1, :] < x[..., :-2, :]) & (x[..., 1:-1, :] <= x[..., 2:, :])
+    out[..., -1, :] = x[..., -1, :] < x[..., -2, :]
+    return out
+
+
+def _parabolic_shifts(x: np.ndarray) -> np.ndarray:
+    """librosa's parabolic interpolation along axis -2: the offset of the parabola's optimum through each
+    point and its neighbours, 0 where it lies a bin or more away and at both ends. librosa's numba
+    stencil adds and subtracts neighbours at the input's precision and multiplies and divides by its
+    integer constants in float64; so does this."""
+    before, here, after = x[..., :-2, :], x[..., 1:-1, :], x[..., 2:, :]
+    a = (after + before).astype(np.float64) - 2 * here.astype(np.float64)
+    b = (after - before).astype(np.float64) / 2
+    far = np.abs(b) >= np.abs(a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inner = np.where(far, 0.0, -b / np.where(far, 1.0, a))
+    shifts = np.zeros_like(x)
+    shifts[..., 1:-1, :] = inner
+    return shifts
+
+
+# ----------------------------------------------------------------------------- loudness
+
+
+def loudness_db(audio: np.ndarray, sample_rate: int, frame_rate: int) -> np.ndarray:
+    """A-weighted loudness in dB [batch, frames] of ``audio`` [batch, n_samples], frames centered: ddsp's
+    ``compute_loudness(audio, sample_rate, frame_rate, use_tf=False)`` (n_fft 512, 80 dB range, ref 0 dB)."""
+    hop = sample_rate // frame_rate
+    audio = np.asarray(audio, dtype=np.float32)
+    padded = np.pad(audio, [(0, 0), (LOUDNESS_FFT // 2, LOUDNESS_FFT // 2)], mode="constant")
+    spectra = np.stack([_stft(row, LOUDNESS_FFT, hop) for row in padded])  # [batch, frames, bins]
+    power = np.abs(spectra) ** 2
+    frequencies = np.fft.rfftfreq(n=LOUDNESS_FFT, d=1.0 / sample_rate)
+    weighting = 10 ** (_a_weighting(frequencies)[np.newaxis, np.newaxis, :] / 10)
+    avg_power = np.mean(power * weighting, axis=-1)
+    db = 10.0 * np.log10(np.maximum(10 ** -(LOUDNESS_RANGE_DB / 10.0), avg_power))  # ddsp.core.power_to_db
+    db -= 0.0  # ref_db
+    return np.maximum(db, -LOUDNESS_RANGE_DB)
+
+
+def _stft(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """librosa.stft(y, n_fft, hop, center=False).T: Hann-windowed frames, FFT in float64, kept as complex64,
+    [frames, bins] in C order as ddsp gets it (the mean over bins sums in memory order)."""
+    window = scipy.signal.get_window("hann", n_fft, fftbins=True).reshape(-1, 1)
+    frames = _frame(y, n_fft, hop)
+    return np.ascontiguousarray(scipy.fft.rfft(window * frames, axis=-2).astype(np.complex64).T)
+
+
+def _a_weighting(frequencies: np.ndarray) -> np.ndarray:
+    """librosa.A_weighting (IEC 61672), floored at -80 dB, term for term in librosa's order."""
+    f_sq = np.asanyarray(frequencies) ** 2.0
+    const = np.array([12194.217, 20.598997, 107.65265, 737.86223]) ** 2.0
+    with np.errstate(divide="ignore"):  # 0 Hz: -inf, floored below
+        weights = 2.0 + 20.0 * (
+            np.log10(const[0]) + 2 * np.log10(f_sq) - np.log10(f_sq + const[0]) - np.log10(f_sq + const[1])
+            - 0.5 * np.log10(f_sq + const[2]) - 0.5 * np.log10(f_sq + const[3])
+        )
+    return np.maximum(A_WEIGHTING_MIN_DB, weights)
+
+
+__all__ = ["loudness_db", "yin"]
