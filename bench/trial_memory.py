@@ -13,7 +13,14 @@ Each case runs in a fresh Python process (as a Ray worker is one), through the s
 - ``reused``: ``--reused`` small-CNN trials (one architecture, a seed each) one after another in one
   process (a reused Ray worker), with XLA on and then off: RSS after each trial, the growth per trial,
   and each trial's first call of the training step (the first trial traces and compiles it; the later
-  ones reuse it, ``trainers.training.train.ArchitectureKit``).
+  ones reuse it, ``trainers.training.train.ArchitectureKit``);
+- ``reused-mixed``: ``--reused`` trials of as many different CNNs of the built-in space (channels, layers,
+  harmonics, frame rate; a fixed draw) in one process, as a sweep's worker meets them: every trial
+  traces its own step, and what TensorFlow keeps of each shows as growth.
+
+Every trial runs as a sweep runs it: the built-in space's training windows (``crop_seconds``), the
+trainer's default batch, XLA as ``use_xla`` decides unless a case forces it. (Before 2026-12-07 the cases
+trained whole 4-s examples in batches of 4, with XLA from 50 steps: not what a sweep ran.)
 
 Ratios are against ``tf-alone`` measured in the same run. Nothing is written outside a temporary folder.
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import subprocess
 import sys
 import tempfile
@@ -60,10 +68,13 @@ def run_one(dataset: str, config: dict, steps: int, out: Path, jit: bool | None 
         train_fn = lambda *a, **k: train.train_trial(*a, jit_compile=jit, **k)  # noqa: E731
     else:
         train_fn = "trainers.training.train:train_trial"
+    from spaces.default import TRAINING_WINDOW_SECONDS  # what the built-in space fixes for every trial
+
     spec = TrialSpec(dataset_dir=dataset, trials_dir=str(out), threads=1, report_every=max(1, steps // 2),
                      train_fn=train_fn)
     start = time.perf_counter()
-    result = execute_trial({**config, "steps": steps, "batch_size": 4}, spec, out, report=lambda m: None)
+    result = execute_trial({"crop_seconds": TRAINING_WINDOW_SECONDS, **config, "steps": steps}, spec, out,
+                           report=lambda m: None)
     wall = time.perf_counter() - start
     keep = ("status", "failure_reason", "peak_rss_mib", "rss_at_start_mib", "startup_s", "first_step_s",
             "first_call_s", "train_time_s", "params")
@@ -77,8 +88,17 @@ def case_trial(dataset: str, config: dict, steps: int, out: Path) -> dict:
     return result
 
 
-def case_reused(dataset: str, steps: int, count: int, out: Path, jit: bool) -> dict:
-    trials = [run_one(dataset, {**SMALLEST_CNN, "seed": i}, steps, out / f"t{i}", jit=jit) for i in range(count)]
+def mixed_cnns(count: int) -> list[dict]:
+    """``count`` different CNNs of the built-in space, the same draw every run."""
+    grid = [{**SMALLEST_CNN, "conv_channels": c, "conv_layers": n, "n_harmonics": h, "frame_rate": rate}
+            for c in (8, 16, 32) for n in (2, 3, 4) for h in (16, 32, 60) for rate in (50, 250)]
+    random.Random(0).shuffle(grid)
+    return grid[:count]
+
+
+def case_reused(dataset: str, steps: int, count: int, out: Path, jit: bool | None, mixed: bool = False) -> dict:
+    configs = mixed_cnns(count) if mixed else [SMALLEST_CNN] * count
+    trials = [run_one(dataset, {**config, "seed": i}, steps, out / f"t{i}", jit=jit) for i, config in enumerate(configs)]
     return {"rss_after_mib": [t["rss_after_mib"] for t in trials], "peak_rss_mib": [t["peak_rss_mib"] for t in trials],
             "first_call_s": [t["first_call_s"] for t in trials], "status": [t["status"] for t in trials]}
 
@@ -91,6 +111,8 @@ def child(args) -> None:
         result = case_trial(args.dataset, SMALLEST_CNN, args.steps, out / "cnn")
     elif args.case == "gru-largest":
         result = case_trial(args.dataset, LARGEST_GRU, args.steps, out / "gru")
+    elif args.case == "reused-mixed":
+        result = case_reused(args.dataset, args.reused_steps, args.reused, out / args.case, jit=None, mixed=True)
     else:
         result = case_reused(args.dataset, args.reused_steps, args.reused, out / args.case, jit=args.case == "reused-xla")
     print("RESULT " + json.dumps(result))
@@ -121,7 +143,7 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="tonesweep-bench-memory-") as tmp:
         results = {case: run_case(case, args, tmp)
-                   for case in ("tf-alone", "cnn-smallest", "gru-largest", "reused-xla", "reused-no-xla")}
+                   for case in ("tf-alone", "cnn-smallest", "gru-largest", "reused-xla", "reused-no-xla", "reused-mixed")}
     base = results["tf-alone"]["rss_mib"]
     print(f"TensorFlow alone: {base:,.0f} MiB resident")
     for case in ("cnn-smallest", "gru-largest"):
@@ -132,14 +154,15 @@ def main() -> int:
               f"{r['startup_s']:.1f} s of which first step {r['first_step_s']:.1f} s (process start to first step "
               f"{r['since_process_start_s']:.1f} s), training {r['train_time_s']:.1f} s, trial wall "
               f"{r['trial_wall_s']:.1f} s: start-up = {share:.0%} of the trial  [{r['status']}]")
-    for case in ("reused-xla", "reused-no-xla"):
+    for case in ("reused-xla", "reused-no-xla", "reused-mixed"):
         after = results[case]["rss_after_mib"]
         growth = (after[-1] - after[0]) / max(1, len(after) - 1)
         print(f"{case:<13} {len(after)} trials x {args.reused_steps} steps in one process: RSS after each "
               f"{', '.join(f'{x:,.0f}' for x in after)} MiB; growth {growth:+.1f} MiB per trial after the first; "
               f"peak {max(results[case]['peak_rss_mib']):,.0f} MiB ({max(results[case]['peak_rss_mib']) / base:.2f}x TF alone); "
               f"the training step's first call {', '.join(f'{x:.2f}' for x in results[case]['first_call_s'])} s "
-              "(one architecture, a seed each: from the second trial on, no tracing or compiling)")
+              + ("(a different architecture each: each traces its own step)" if case == "reused-mixed" else
+                 "(one architecture, a seed each: from the second trial on, no tracing or compiling)"))
     print("RESULTS " + json.dumps(results))
     return 0
 
