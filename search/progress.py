@@ -8,6 +8,7 @@ quality within the default tolerance of the best so far, over every finished tri
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -28,6 +29,16 @@ class Candidate:
     bytes: int
 
 
+@dataclass(frozen=True)
+class TrialTime:
+    """Where one trial's time on its worker went, in seconds, from its own metrics (``trial_time``)."""
+
+    wall: float        # start to end, as this driver saw them
+    training: float    # training after the step's first call (steps, validation passes, checkpoints)
+    startup: float     # the trial's start to the end of its first step: imports, data, model, tracing
+    evaluation: float  # held-out evaluation and audio examples of a finished trial
+
+
 @dataclass
 class InstrumentTally:
     """What one instrument's sweep has done so far."""
@@ -41,17 +52,23 @@ class InstrumentTally:
     candidates: list[Candidate] = field(default_factory=list)
     steps_used: dict[str, int] = field(default_factory=dict)  # trial id -> training steps it ran
     refusals_path: str | None = None  # the searcher's count of refused draws (search.limits)
+    started_at: dict[str, float] = field(default_factory=dict)  # trial id -> when this driver saw it start
+    times: dict[str, TrialTime] = field(default_factory=dict)   # trials started and ended under this driver
 
     def preload(self, outcomes: Mapping[str, tuple[str, Mapping[str, Any]]]) -> None:
         """Trials that ended before this driver started (a resumed sweep): id -> (status, metrics)."""
         for trial_id, (status, metrics) in outcomes.items():
             self.end(trial_id, status, metrics)
 
-    def start(self, trial_id: str) -> None:
+    def start(self, trial_id: str, now: float | None = None) -> None:
         self.running.add(trial_id)
+        self.started_at[trial_id] = time.time() if now is None else now
 
-    def end(self, trial_id: str, status: str, result: Mapping[str, Any]) -> None:
+    def end(self, trial_id: str, status: str, result: Mapping[str, Any], now: float | None = None) -> None:
         self.running.discard(trial_id)
+        began = self.started_at.pop(trial_id, None)  # None: ended before this driver (preload) or restored
+        if began is not None:
+            self.times[trial_id] = trial_time(result, (time.time() if now is None else now) - began)
         self.outcomes[trial_id] = status
         self.steps_used[trial_id] = int(finite(result.get("step", result.get("steps"))) or 0)
         self.candidates = [c for c in self.candidates if c.trial_id != trial_id]  # ended twice: keep the last
@@ -67,6 +84,17 @@ class InstrumentTally:
         if self.reference is None:
             return None
         return hypervolume([c.bytes for c in self.candidates], [c.quality for c in self.candidates], self.reference)
+
+    def time_split(self) -> dict[str, float] | None:
+        """Shares of the trials' time on their workers: ``training`` (after each step's first call),
+        ``startup``, ``evaluation`` and ``rest`` (scheduling, reports, the trainable's own work), with the
+        total ``trial_s``; None before a trial started and ended under this driver."""
+        total = sum(t.wall for t in self.times.values())
+        if total <= 0:
+            return None
+        parts = {name: sum(getattr(t, name) for t in self.times.values()) / total
+                 for name in ("training", "startup", "evaluation")}
+        return {**parts, "rest": max(0.0, 1.0 - sum(parts.values())), "trial_s": total}
 
     def count(self, *statuses: str) -> int:
         return sum(1 for s in self.outcomes.values() if s in statuses)
@@ -104,6 +132,23 @@ class InstrumentTally:
             text += (f" | smallest within {self.criteria.tolerance:.0%}: {human_bytes(small.bytes)} "
                      f"({small.trial_id} {small.precision}, quality {small.quality:.4f})")
         return text
+
+
+def trial_time(result: Mapping[str, Any], wall: float) -> TrialTime:
+    """A trial's time from its last result: a finished trial's ``train_time_s``, a stopped one's last
+    report's ``elapsed_s`` (both count the first step call, which is start-up), ``startup_s``,
+    ``eval_time_s`` + ``examples_time_s``; each part capped by what the wall leaves (a resumed trial's
+    training time also counts what it trained before the interruption)."""
+    def seconds(*keys: str) -> float:
+        return sum(max(0.0, finite(result.get(key)) or 0.0) for key in keys)
+
+    wall = max(0.0, wall)
+    trained = finite(result.get("train_time_s"))
+    trained = finite(result.get("elapsed_s")) if trained is None else trained
+    training = min(wall, max(0.0, (trained or 0.0) - seconds("first_call_s")))
+    startup = min(wall - training, seconds("startup_s"))
+    evaluation = min(wall - training - startup, seconds("eval_time_s", "examples_time_s"))
+    return TrialTime(wall, training, startup, evaluation)
 
 
 def candidates_of(trial_id: str, result: Mapping[str, Any]) -> list[Candidate]:

@@ -25,6 +25,7 @@ class InstrumentResult:
     rungs: dict[int, tuple[int, float]] = field(default_factory=dict)  # MO-ASHA: step -> (trials, best val_loss)
     quantised: tuple[int, int] = (0, 0)  # float16/uint8 candidates of finished trials: judged, skipped (search.front)
     workers_recycled: int = 0  # trial workers not reused because they had grown (search.recycling)
+    time_split: dict[str, float] | None = None  # shares of the trials' time (search.progress.InstrumentTally)
 
 
 def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
@@ -36,6 +37,10 @@ def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
         lines.append(f"    hypervolume {volume}; {result.trial_steps_used:,} trial-steps; {result.wall_s:.0f} s; "
                      f"MLflow logging {result.tracking_s_per_trial:.2f} s per trial (driver); "
                      f"parent run {result.parent_run_id}")
+        if result.time_split:
+            split = result.time_split
+            lines.append(f"    trials' time {split['trial_s']:,.0f} s: training {split['training']:.0%}, start-up "
+                         f"{split['startup']:.0%}, evaluation {split['evaluation']:.0%}, the rest {split['rest']:.0%}")
         judged, skipped = result.quantised
         if judged:
             lines.append(f"    quantised candidates evaluated: {judged - skipped} of {judged} "
@@ -45,6 +50,6 @@ def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
         if result.rungs:
             lines.append("    best val_loss per rung: " + ", ".join(
                 f"step {step}: {best:.4g} ({n} trials)" for step, (n, best) in sorted(result.rungs.items())))
-    browse = "`tonesweep ui`" + (f" --tracking-uri {uri}" if uri != DEFAULT_TRACKING_URI else "")
+    browse = "`tonesweep ui" + (f" --tracking-uri {uri}" if uri != DEFAULT_TRACKING_URI else "") + "`"
     lines.append(f"MLflow: {uri} (browse: {browse}, then http://127.0.0.1:5000)")
     return "\n".join(lines)

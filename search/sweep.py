@@ -256,7 +256,7 @@ class InstrumentSweep:
             tracking_s_per_trial=self.tracker.seconds_per_trial(), wall_s=time.perf_counter() - start,
             hypervolume=self.tally.hypervolume(), trial_steps_used=self.tally.trial_steps_used(),
             rungs=rung_summary(self._driver_folder() / tuner.MOASHA_STATE), quantised=self.record.counts,
-            workers_recycled=self._workers_recycled())
+            workers_recycled=self._workers_recycled(), time_split=self.tally.time_split())
 
     def _workers_recycled(self) -> int:
         return self.recycling.recycled if self.recycling is not None else 0
@@ -333,9 +333,12 @@ class InstrumentSweep:
         return callbacks
 
     def _log_front(self, tally) -> None:
-        """After every ended trial: the front's hypervolume and the trial-steps spent, on the parent run."""
+        """After every ended trial: the front's hypervolume, the trial-steps spent and the share of the trials'
+        time that trained (``InstrumentTally.time_split``), on the parent run."""
+        split = tally.time_split() or {}
         self.tracker.log_sweep_metrics({"hypervolume": tally.hypervolume(), "trial_steps_used": tally.trial_steps_used(),
-                                        "trials_refused": tally.refused()}, step=len(tally.outcomes))
+                                        "trials_refused": tally.refused(), "training_share": split.get("training")},
+                                       step=len(tally.outcomes))
 
     def _driver_folder(self):
         return self.sweep.checked.place.instrument_folder(self.instrument)

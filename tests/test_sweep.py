@@ -123,6 +123,30 @@ def test_tally_best_and_smallest_acceptable():
     assert "failed 1 stopped 0 rejected 1" in refused.line()  # refused before training is not a failure
 
 
+def test_tally_splits_the_trials_time_from_their_own_metrics():
+    """Training after each step's first call, start-up (which counts that call), evaluation and the rest, over
+    the trials' time as the driver saw it; trials that ended before this driver (a resumed sweep) do not count."""
+    from search.summary import InstrumentResult, format_summary
+
+    tally = InstrumentTally("bansuri", total=3)
+    tally.preload({"old": ("FINISHED", {"train_time_s": 500.0})})
+    tally.start("a", now=100.0)  # finished: 30 s of training of which 3 s the first call, 8 s of evaluation
+    tally.start("b", now=100.0)  # stopped at a rung: its last report's elapsed_s
+    tally.end("a", "FINISHED", {"train_time_s": 30.0, "first_call_s": 3.0, "startup_s": 5.0,
+                                "eval_time_s": 7.0, "examples_time_s": 1.0}, now=140.0)
+    tally.end("b", "STOPPED", {"elapsed_s": 12.0, "first_call_s": 2.0, "startup_s": 4.0}, now=120.0)
+    split = tally.time_split()
+    assert split["trial_s"] == 60.0
+    assert split["training"] == pytest.approx(37 / 60) and split["startup"] == pytest.approx(9 / 60)
+    assert split["evaluation"] == pytest.approx(8 / 60) and split["rest"] == pytest.approx(6 / 60)
+    tally.start("c", now=0.0)  # resumed: it had trained 50 s before the interruption, 10 s seen here
+    tally.end("c", "FINISHED", {"train_time_s": 50.0, "first_call_s": 1.0, "startup_s": 3.0}, now=10.0)
+    assert tally.times["c"].training == 10.0 and tally.times["c"].startup == 0.0  # capped by what the wall leaves
+    assert InstrumentTally("x", 1).time_split() is None
+    result = InstrumentResult("bansuri", "d", "1", "p", time_split=split)
+    assert "trials' time 60 s: training 62%, start-up 15%, evaluation 13%, the rest 10%" in format_summary([result], "s", "u")
+
+
 def test_refused_draws_show_on_the_progress_line(tmp_path):
     from search.limits import Feasibility, Limits, read_refusals
 
@@ -197,6 +221,7 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
         statuses = {c.data.tags["tonesweep.status"] for c in children}
         # GRUs of hidden 256 exceed --max-params: refused and drawn again, never a trial of the 8
         assert {"FINISHED", "FAILED"} <= statuses <= TERMINAL - {"REJECTED"}, statuses
+        assert 0.0 <= parent.data.metrics["training_share"] <= 1.0  # of the trials' time (InstrumentTally.time_split)
         assert parent.data.metrics["trials_refused"] >= 1 and all(int(c.data.params["hidden"]) < 256 for c in children
                                                                   if c.data.params["decoder"] == "gru")
         for child in children:
