@@ -16,8 +16,8 @@ a user listens to (``write_audio_examples``) use ddsp's synth, as the bundles do
   that conditioned the model (what tone transfer asks it to play). Voiced frames: the dataset's
   f0_voiced (pYIN's decoded voicing) and f0 > 0.
 - loudness error: mean |loudness(resynth) - loudness(original)| in dB over all frames
-  (ddsp.spectral_ops.compute_loudness, the function the dataset's loudness_db comes from; its numbers, computed
-  by trainers.training.measures).
+  (the numbers of ddsp.spectral_ops.compute_loudness, the function the dataset's loudness_db comes from,
+  computed without librosa by trainers.training.measures).
 
 Weights are quantized and dequantized as TF.js ships them by trainers.model.quantize.
 """

@@ -3,14 +3,14 @@
     yin(y, fmin, fmax, sr, frame_length, hop_length) -> f0 [..., frames]        = librosa.yin(..., center=True)
     loudness_db(audio, sample_rate, frame_rate)      -> dB [batch, frames]      = ddsp's compute_loudness(use_tf=False)
 
-Why not call them: librosa's framing, local minima and parabolic interpolation are numba kernels, so the
-first call in a process imports numba and llvmlite and loads the compiled kernels: +130 MiB of a trial
-worker's resident memory and 1.6-1.9 s, in every worker that evaluates a trial, for arithmetic NumPy
-does as fast (docs/engines.md#evaluation). ddsp's numpy loudness goes through librosa's STFT, frequencies
-and A-weighting, which import the same. The steps below are librosa 0.11's and ddsp 3.7's, in their
-order and at their precisions, so the numbers are theirs bit for bit (tests/test_evaluation.py holds
-them to it on rendered audio). Training and the datasets do not use this module: `prepare` keeps
-librosa (its pitch tracker is a numba kernel of its own, trainers.data.features).
+Why not call them: librosa's utilities import numba (its local minima and parabolic interpolation are
+numba kernels), so the first pitch call in a process imports numba and llvmlite and loads the compiled
+kernels: +132 MiB of a trial worker's resident memory and 1.3 s, in every worker that evaluates a trial,
+for arithmetic NumPy does as fast (docs/engines.md "Evaluation"). ddsp's numpy loudness goes through
+librosa's STFT, frequencies and A-weighting, which import the same. The steps below are librosa 0.11's
+and ddsp 3.7's, in their order and at their precisions, so the numbers are theirs bit for bit
+(tests/test_model.py holds them to it). Training and the datasets do not use this module: `prepare`
+keeps librosa (its pitch tracker is a numba kernel of its own, trainers.data.features).
 """
 
 from __future__ import annotations
@@ -119,8 +119,7 @@ def loudness_db(audio: np.ndarray, sample_rate: int, frame_rate: int) -> np.ndar
     frequencies = np.fft.rfftfreq(n=LOUDNESS_FFT, d=1.0 / sample_rate)
     weighting = 10 ** (_a_weighting(frequencies)[np.newaxis, np.newaxis, :] / 10)
     avg_power = np.mean(power * weighting, axis=-1)
-    db = 10.0 * np.log10(np.maximum(10 ** -(LOUDNESS_RANGE_DB / 10.0), avg_power))  # ddsp.core.power_to_db
-    db -= 0.0  # ref_db
+    db = 10.0 * np.log10(np.maximum(10 ** -(LOUDNESS_RANGE_DB / 10.0), avg_power))  # ddsp.core.power_to_db, ref 0 dB
     return np.maximum(db, -LOUDNESS_RANGE_DB)
 
 
