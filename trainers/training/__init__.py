@@ -1,1 +1,2 @@
-"""One trial: the training loop (``train.train_trial``) and held-out evaluation (``evaluate``)."""
+"""One trial: the training loop (``train.train_trial``) and held-out evaluation (``evaluate``, with the pitch
+and loudness it measures in ``measures``)."""
