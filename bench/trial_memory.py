@@ -92,6 +92,8 @@ def mixed_cnns(count: int) -> list[dict]:
     """``count`` different CNNs of the built-in space, the same draw every run."""
     grid = [{**SMALLEST_CNN, "conv_channels": c, "conv_layers": n, "n_harmonics": h, "frame_rate": rate}
             for c in (8, 16, 32) for n in (2, 3, 4) for h in (16, 32, 60) for rate in (50, 250)]
+    if count > len(grid):
+        raise SystemExit(f"--reused: at most {len(grid)} for the different CNNs of reused-mixed")
     random.Random(0).shuffle(grid)
     return grid[:count]
 

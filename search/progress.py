@@ -39,6 +39,21 @@ class TrialTime:
     evaluation: float  # held-out evaluation and audio examples of a finished trial
 
 
+@dataclass(frozen=True)
+class TimeSplit:
+    """Shares of the trials' time on their workers (``InstrumentTally.time_split``), and that time in seconds."""
+
+    trial_s: float
+    training: float
+    startup: float
+    evaluation: float
+
+    @property
+    def rest(self) -> float:
+        """Scheduling, reports, the trainable's own work, and the whole of trials that raised before reporting."""
+        return max(0.0, 1.0 - self.training - self.startup - self.evaluation)
+
+
 @dataclass
 class InstrumentTally:
     """What one instrument's sweep has done so far."""
@@ -52,7 +67,7 @@ class InstrumentTally:
     candidates: list[Candidate] = field(default_factory=list)
     steps_used: dict[str, int] = field(default_factory=dict)  # trial id -> training steps it ran
     refusals_path: str | None = None  # the searcher's count of refused draws (search.limits)
-    started_at: dict[str, float] = field(default_factory=dict)  # trial id -> when this driver saw it start
+    started_at: dict[str, float] = field(default_factory=dict)  # trial id -> when this driver saw it start (monotonic)
     times: dict[str, TrialTime] = field(default_factory=dict)   # trials started and ended under this driver
 
     def preload(self, outcomes: Mapping[str, tuple[str, Mapping[str, Any]]]) -> None:
@@ -62,13 +77,13 @@ class InstrumentTally:
 
     def start(self, trial_id: str, now: float | None = None) -> None:
         self.running.add(trial_id)
-        self.started_at[trial_id] = time.time() if now is None else now
+        self.started_at[trial_id] = time.monotonic() if now is None else now
 
     def end(self, trial_id: str, status: str, result: Mapping[str, Any], now: float | None = None) -> None:
         self.running.discard(trial_id)
-        began = self.started_at.pop(trial_id, None)  # None: ended before this driver (preload) or restored
+        began = self.started_at.pop(trial_id, None)  # None: it ended before this driver started (preload)
         if began is not None:
-            self.times[trial_id] = trial_time(result, (time.time() if now is None else now) - began)
+            self.times[trial_id] = trial_time(result, (time.monotonic() if now is None else now) - began)
         self.outcomes[trial_id] = status
         self.steps_used[trial_id] = int(finite(result.get("step", result.get("steps"))) or 0)
         self.candidates = [c for c in self.candidates if c.trial_id != trial_id]  # ended twice: keep the last
@@ -85,16 +100,15 @@ class InstrumentTally:
             return None
         return hypervolume([c.bytes for c in self.candidates], [c.quality for c in self.candidates], self.reference)
 
-    def time_split(self) -> dict[str, float] | None:
-        """Shares of the trials' time on their workers: ``training`` (after each step's first call),
-        ``startup``, ``evaluation`` and ``rest`` (scheduling, reports, the trainable's own work), with the
-        total ``trial_s``; None before a trial started and ended under this driver."""
-        total = sum(t.wall for t in self.times.values())
+    def time_split(self) -> TimeSplit | None:
+        """Where the time of the trials that started and ended under this driver went; None before one did."""
+        times = self.times.values()
+        total = sum(t.wall for t in times)
         if total <= 0:
             return None
-        parts = {name: sum(getattr(t, name) for t in self.times.values()) / total
-                 for name in ("training", "startup", "evaluation")}
-        return {**parts, "rest": max(0.0, 1.0 - sum(parts.values())), "trial_s": total}
+        return TimeSplit(trial_s=total, training=sum(t.training for t in times) / total,
+                         startup=sum(t.startup for t in times) / total,
+                         evaluation=sum(t.evaluation for t in times) / total)
 
     def count(self, *statuses: str) -> int:
         return sum(1 for s in self.outcomes.values() if s in statuses)
@@ -138,7 +152,8 @@ def trial_time(result: Mapping[str, Any], wall: float) -> TrialTime:
     """A trial's time from its last result: a finished trial's ``train_time_s``, a stopped one's last
     report's ``elapsed_s`` (both count the first step call, which is start-up), ``startup_s``,
     ``eval_time_s`` + ``examples_time_s``; each part capped by what the wall leaves (a resumed trial's
-    training time also counts what it trained before the interruption)."""
+    training time also counts what it trained before the interruption, so it can fill the wall and leave
+    its start-up under this driver uncounted)."""
     def seconds(*keys: str) -> float:
         return sum(max(0.0, finite(result.get(key)) or 0.0) for key in keys)
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from results.layout import DEFAULT_TRACKING_URI
+
+if TYPE_CHECKING:
+    from search.progress import TimeSplit
 
 
 @dataclass
@@ -25,7 +29,7 @@ class InstrumentResult:
     rungs: dict[int, tuple[int, float]] = field(default_factory=dict)  # MO-ASHA: step -> (trials, best val_loss)
     quantised: tuple[int, int] = (0, 0)  # float16/uint8 candidates of finished trials: judged, skipped (search.front)
     workers_recycled: int = 0  # trial workers not reused because they had grown (search.recycling)
-    time_split: dict[str, float] | None = None  # shares of the trials' time (search.progress.InstrumentTally)
+    time_split: TimeSplit | None = None  # where the trials' time went (search.progress.InstrumentTally.time_split)
 
 
 def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
@@ -37,10 +41,10 @@ def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
         lines.append(f"    hypervolume {volume}; {result.trial_steps_used:,} trial-steps; {result.wall_s:.0f} s; "
                      f"MLflow logging {result.tracking_s_per_trial:.2f} s per trial (driver); "
                      f"parent run {result.parent_run_id}")
-        if result.time_split:
+        if result.time_split is not None:
             split = result.time_split
-            lines.append(f"    trials' time {split['trial_s']:,.0f} s: training {split['training']:.0%}, start-up "
-                         f"{split['startup']:.0%}, evaluation {split['evaluation']:.0%}, the rest {split['rest']:.0%}")
+            lines.append(f"    trials' time {split.trial_s:,.0f} s: training {split.training:.0%}, start-up "
+                         f"{split.startup:.0%}, evaluation {split.evaluation:.0%}, the rest {split.rest:.0%}")
         judged, skipped = result.quantised
         if judged:
             lines.append(f"    quantised candidates evaluated: {judged - skipped} of {judged} "

@@ -335,9 +335,10 @@ class InstrumentSweep:
     def _log_front(self, tally) -> None:
         """After every ended trial: the front's hypervolume, the trial-steps spent and the share of the trials'
         time that trained (``InstrumentTally.time_split``), on the parent run."""
-        split = tally.time_split() or {}
+        split = tally.time_split()
         self.tracker.log_sweep_metrics({"hypervolume": tally.hypervolume(), "trial_steps_used": tally.trial_steps_used(),
-                                        "trials_refused": tally.refused(), "training_share": split.get("training")},
+                                        "trials_refused": tally.refused(),
+                                        "training_share": split.training if split is not None else None},
                                        step=len(tally.outcomes))
 
     def _driver_folder(self):

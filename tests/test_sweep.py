@@ -136,9 +136,9 @@ def test_tally_splits_the_trials_time_from_their_own_metrics():
                                 "eval_time_s": 7.0, "examples_time_s": 1.0}, now=140.0)
     tally.end("b", "STOPPED", {"elapsed_s": 12.0, "first_call_s": 2.0, "startup_s": 4.0}, now=120.0)
     split = tally.time_split()
-    assert split["trial_s"] == 60.0
-    assert split["training"] == pytest.approx(37 / 60) and split["startup"] == pytest.approx(9 / 60)
-    assert split["evaluation"] == pytest.approx(8 / 60) and split["rest"] == pytest.approx(6 / 60)
+    assert split.trial_s == 60.0
+    assert split.training == pytest.approx(37 / 60) and split.startup == pytest.approx(9 / 60)
+    assert split.evaluation == pytest.approx(8 / 60) and split.rest == pytest.approx(6 / 60)
     tally.start("c", now=0.0)  # resumed: it had trained 50 s before the interruption, 10 s seen here
     tally.end("c", "FINISHED", {"train_time_s": 50.0, "first_call_s": 1.0, "startup_s": 3.0}, now=10.0)
     assert tally.times["c"].training == 10.0 and tally.times["c"].startup == 0.0  # capped by what the wall leaves

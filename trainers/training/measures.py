@@ -29,7 +29,9 @@ YIN_TROUGH_THRESHOLD = 0.1  # librosa.yin's trough_threshold
 
 
 def yin(y: np.ndarray, fmin: float, fmax: float, sr: int, frame_length: int, hop_length: int) -> np.ndarray:
-    """f0 in Hz of ``y`` [..., n_samples], frames centered (zero-padded): librosa.yin's estimate."""
+    """f0 in Hz of ``y`` [..., n_samples], frames centered (zero-padded): librosa.yin's estimate. As librosa,
+    refuses audio that is not finite; the pitch range and frame are evaluation's own, not checked again."""
+    _check_finite(y)
     pad = [(0, 0)] * (y.ndim - 1) + [(frame_length // 2, frame_length // 2)]
     frames = _frame(np.pad(y, pad, mode="constant"), frame_length, hop_length)
     min_period = int(np.floor(sr / fmax))
@@ -113,8 +115,10 @@ def loudness_db(audio: np.ndarray, sample_rate: int, frame_rate: int) -> np.ndar
     ``compute_loudness(audio, sample_rate, frame_rate, use_tf=False)`` (n_fft 512, 80 dB range, ref 0 dB)."""
     hop = sample_rate // frame_rate
     audio = np.asarray(audio, dtype=np.float32)
+    _check_finite(audio)
     padded = np.pad(audio, [(0, 0), (LOUDNESS_FFT // 2, LOUDNESS_FFT // 2)], mode="constant")
-    spectra = np.stack([_stft(row, LOUDNESS_FFT, hop) for row in padded])  # [batch, frames, bins]
+    window = scipy.signal.get_window("hann", LOUDNESS_FFT, fftbins=True).reshape(-1, 1)
+    spectra = np.stack([_stft(row, window, hop) for row in padded])  # [batch, frames, bins]
     power = np.abs(spectra) ** 2
     frequencies = np.fft.rfftfreq(n=LOUDNESS_FFT, d=1.0 / sample_rate)
     weighting = 10 ** (_a_weighting(frequencies)[np.newaxis, np.newaxis, :] / 10)
@@ -123,17 +127,17 @@ def loudness_db(audio: np.ndarray, sample_rate: int, frame_rate: int) -> np.ndar
     return np.maximum(db, -LOUDNESS_RANGE_DB)
 
 
-def _stft(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """librosa.stft(y, n_fft, hop, center=False).T: Hann-windowed frames, FFT in float64, kept as complex64,
-    [frames, bins] in C order as ddsp gets it (the mean over bins sums in memory order)."""
-    window = scipy.signal.get_window("hann", n_fft, fftbins=True).reshape(-1, 1)
-    frames = _frame(y, n_fft, hop)
+def _stft(y: np.ndarray, window: np.ndarray, hop: int) -> np.ndarray:
+    """librosa.stft(y, n_fft, hop, center=False).T with its Hann ``window`` [n_fft, 1]: windowed frames, FFT in
+    float64, kept as complex64, [frames, bins] in C order as ddsp gets it (the mean over bins sums in memory
+    order)."""
+    frames = _frame(y, len(window), hop)
     return np.ascontiguousarray(scipy.fft.rfft(window * frames, axis=-2).astype(np.complex64).T)
 
 
 def _a_weighting(frequencies: np.ndarray) -> np.ndarray:
     """librosa.A_weighting (IEC 61672), floored at -80 dB, term for term in librosa's order."""
-    f_sq = np.asanyarray(frequencies) ** 2.0
+    f_sq = frequencies ** 2.0
     const = np.array([12194.217, 20.598997, 107.65265, 737.86223]) ** 2.0
     with np.errstate(divide="ignore"):  # 0 Hz: -inf, floored below
         weights = 2.0 + 20.0 * (
@@ -141,6 +145,13 @@ def _a_weighting(frequencies: np.ndarray) -> np.ndarray:
             - 0.5 * np.log10(f_sq + const[2]) - 0.5 * np.log10(f_sq + const[3])
         )
     return np.maximum(A_WEIGHTING_MIN_DB, weights)
+
+
+def _check_finite(audio: np.ndarray) -> None:
+    """librosa's and ddsp's refusal of audio that is not finite everywhere (a trial's evaluation then fails
+    with the reason, rather than measuring over the frames that happen to be finite)."""
+    if not np.isfinite(audio).all():
+        raise ValueError("audio is not finite everywhere")
 
 
 __all__ = ["loudness_db", "yin"]
