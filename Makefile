@@ -26,7 +26,7 @@ DEMO_SCHEDULER ?= moasha
 # size-quality front so far (the sweep's default --keep-front), trains all 150 steps, so a sweep of 24 draws
 # a front to choose from (README has the figures). (A rung at 50 with 1 in 3 finished 5-10 of 24 in two fresh
 # demos; at 55 with 1 in 2.75, 8 / 8 / 6 while rungs judged float32 bytes and 9 / 8 / 5 once they judged uint8
-# bytes; at 60 with 1 in 2.5, 11 / 8 / 9, for ~90 s more of Tuner time.)
+# bytes; at 60 with 1 in 2.5, 11 / 8 / 8 and 11 / 8 / 9 in two fresh demos, for ~60-90 s more of Tuner time.)
 DEMO_GRACE ?= 60
 DEMO_ETA ?= 2.5
 # What ships must play in real time on a phone: configurations estimated below this wasm real-time
