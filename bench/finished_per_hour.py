@@ -14,9 +14,12 @@ trials at once as the machine has cores), the same seed, so the same suggestions
 
 Evaluation in proportion is on in both (it has no switch). Figures per sweep: trials ended and
 finished, the Tuner's wall time, finished trials per CPU-hour (CPU-hours = slots x wall), the
-trial-steps spent, the overhead split of ``bench/sweep_overhead.py``, the workers' peak RSS from the
-trials' own metrics, and the front and winner ``pareto`` would pick (size, quality). Nothing is
-written outside a temporary folder.
+trial-steps spent, the sweep's own split of its trials' time (``search.progress.InstrumentTally.time_split``:
+training, start-up, evaluation, the rest, stopped trials included), the workers' peak RSS from the
+trials' own metrics, and the front and winner ``pareto`` would pick (size, quality). (The overhead line of
+``bench/sweep_overhead.py``'s ``summarize`` is printed too, but it counts the training of trials whose MLflow
+metrics carry it, the finished ones: under MO-ASHA the stopped trials' training lands in its "rest".) Nothing
+is written outside a temporary folder.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def run_demo_sweep(dataset: str, trials: int, steps: int, window: float, tmp: Pa
     winner = selection.winner
     return {"total_s": total, "tune_s": result.wall_s, "tracking_s_per_trial": result.tracking_s_per_trial,
             "outcomes": result.outcomes, "trial_steps": result.trial_steps_used, "quantised": result.quantised,
-            "workers_recycled": result.workers_recycled,
+            "workers_recycled": result.workers_recycled, "time_split": result.time_split,
             "trials": {run.info.run_id: trial_metrics(run.data.metrics) for run in runs},
             "front": len(front_rows(table)),
             "winner": None if winner is None else {"bytes": int(winner["bytes"]), "quality": float(winner["quality"]),
@@ -92,11 +95,16 @@ def main() -> int:
             per_hour = finished / (slots * sweep["tune_s"] / 3600)
             peaks = [m["peak_rss_mib"] for m in sweep["trials"].values() if "peak_rss_mib" in m]
             judged, skipped = sweep["quantised"]
+            split = sweep["time_split"]
+            print(f"    the sweep's own split of its trials' time ({split.trial_s:,.0f} s): training {split.training:.1%}, "
+                  f"start-up {split.startup:.1%}, evaluation {split.evaluation:.1%}, the rest {split.rest:.1%}")
             print(f"    {finished} finished of {line['trials']} in {sweep['tune_s']:.0f} s: {per_hour:.1f} finished trials "
                   f"per CPU-hour; {sweep['trial_steps']:,} trial-steps; worker peak RSS max {max(peaks, default=0):,.0f} MiB "
                   f"(median {sorted(peaks)[len(peaks) // 2] if peaks else 0:,.0f}); front of {sweep['front']}, winner "
                   f"{sweep['winner']}; quantised candidates evaluated {judged - skipped} of {judged}")
             results[label] = {**line, "per_cpu_hour": per_hour, "trial_steps": sweep["trial_steps"],
+                              "trial_time_s": split.trial_s, "trial_training_share": split.training,
+                              "trial_startup_share": split.startup, "trial_evaluation_share": split.evaluation,
                               "peak_rss_max_mib": max(peaks, default=None), "front": sweep["front"],
                               "winner": sweep["winner"], "quantised": sweep["quantised"]}
     whole, windows = results.values()
