@@ -96,8 +96,7 @@ def main() -> int:
             peaks = [m["peak_rss_mib"] for m in sweep["trials"].values() if "peak_rss_mib" in m]
             judged, skipped = sweep["quantised"]
             split = sweep["time_split"]
-            print(f"    the sweep's own split of its trials' time ({split.trial_s:,.0f} s): training {split.training:.1%}, "
-                  f"start-up {split.startup:.1%}, evaluation {split.evaluation:.1%}, the rest {split.rest:.1%}")
+            print(f"    the sweep's own split of its trials' time ({split.trial_s:,.0f} s): {split.describe(1)}")
             print(f"    {finished} finished of {line['trials']} in {sweep['tune_s']:.0f} s: {per_hour:.1f} finished trials "
                   f"per CPU-hour; {sweep['trial_steps']:,} trial-steps; worker peak RSS max {max(peaks, default=0):,.0f} MiB "
                   f"(median {sorted(peaks)[len(peaks) // 2] if peaks else 0:,.0f}); front of {sweep['front']}, winner "

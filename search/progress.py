@@ -53,6 +53,12 @@ class TimeSplit:
         """Scheduling, reports, the trainable's own work, and the whole of trials that raised before reporting."""
         return max(0.0, 1.0 - self.training - self.startup - self.evaluation)
 
+    def describe(self, decimals: int = 0) -> str:
+        """``training 72%, start-up 16%, evaluation 11%, the rest 1%`` (the one wording of the split)."""
+        parts = (("training", self.training), ("start-up", self.startup), ("evaluation", self.evaluation),
+                 ("the rest", self.rest))
+        return ", ".join(f"{name} {share:.{decimals}%}" for name, share in parts)
+
 
 @dataclass
 class InstrumentTally:

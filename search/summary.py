@@ -42,9 +42,7 @@ def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
                      f"MLflow logging {result.tracking_s_per_trial:.2f} s per trial (driver); "
                      f"parent run {result.parent_run_id}")
         if result.time_split is not None:
-            split = result.time_split
-            lines.append(f"    trials' time {split.trial_s:,.0f} s: training {split.training:.0%}, start-up "
-                         f"{split.startup:.0%}, evaluation {split.evaluation:.0%}, the rest {split.rest:.0%}")
+            lines.append(f"    trials' time {result.time_split.trial_s:,.0f} s: {result.time_split.describe()}")
         judged, skipped = result.quantised
         if judged:
             lines.append(f"    quantised candidates evaluated: {judged - skipped} of {judged} "

@@ -116,10 +116,10 @@ def pitch_error_cents(resynth: np.ndarray, frames: dict[str, np.ndarray], frame_
     return float(np.median(np.abs(cents)))
 
 
-def loudness_error_db(original: np.ndarray, resynth: np.ndarray, frame_rate: int) -> float:
-    """Mean absolute difference (dB) of ddsp A-weighted loudness, original vs resynth."""
-    original_db, resynth_db = (measures.loudness_db(x, SAMPLE_RATE, frame_rate) for x in (original, resynth))
-    return float(np.mean(np.abs(original_db - resynth_db)))
+def loudness_error_db(original_db: np.ndarray, resynth: np.ndarray, frame_rate: int) -> float:
+    """Mean absolute difference (dB) of ddsp A-weighted loudness, the original's (``original_db``,
+    measured once a split) vs resynth's."""
+    return float(np.mean(np.abs(original_db - measures.loudness_db(resynth, SAMPLE_RATE, frame_rate))))
 
 
 def voiced_frames(frames: dict[str, np.ndarray]) -> np.ndarray:
@@ -129,23 +129,28 @@ def voiced_frames(frames: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(frames["f0_confidence"]) >= VOICED_THRESHOLD
 
 
-def evaluate(model, frames: dict[str, np.ndarray]) -> dict[str, float]:
-    """{"quality", "pitch_error_cents", "loudness_error_db"} of `model` on a split (load_frames)."""
+def evaluate(model, frames: dict[str, np.ndarray], original_db: np.ndarray | None = None) -> dict[str, float]:
+    """{"quality", "pitch_error_cents", "loudness_error_db"} of `model` on a split (load_frames);
+    ``original_db``: the split's own loudness when the caller has it already."""
     frame_rate = model.config["frame_rate"]
     resynth = render_split(model, frames)
+    if original_db is None:
+        original_db = measures.loudness_db(frames["audio"], SAMPLE_RATE, frame_rate)
     return {
         "quality": spectral_quality(frames["audio"], resynth),
         "pitch_error_cents": pitch_error_cents(resynth, frames, frame_rate),
-        "loudness_error_db": loudness_error_db(frames["audio"], resynth, frame_rate),
+        "loudness_error_db": loudness_error_db(original_db, resynth, frame_rate),
     }
 
 
 def evaluate_precisions(model, frames: dict[str, np.ndarray], precisions) -> dict[str, float]:
-    """`evaluate` at the given precisions, keys suffixed (quality_float16, ...)."""
+    """`evaluate` at the given precisions, keys suffixed (quality_float16, ...); the split's loudness
+    measured once for all of them."""
     out: dict[str, float] = {}
+    original_db = measures.loudness_db(frames["audio"], SAMPLE_RATE, model.config["frame_rate"]) if precisions else None
     for precision in precisions:
         with quantized_weights(model, precision):
-            for key, value in evaluate(model, frames).items():
+            for key, value in evaluate(model, frames, original_db).items():
                 out[f"{key}_{precision}"] = value
     return out
 
