@@ -77,7 +77,7 @@ def main() -> None:
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from trainers.model import synth
     from trainers.model.config import validate_config
-    from trainers.model.trained import build_model, make_loss
+    from trainers.model.trained import build_model
     from trainers.training.train import make_train_step
 
     jit = args.jit == "on"
@@ -92,7 +92,7 @@ def main() -> None:
         model = build_model(config)
         optimizer = tf.keras.optimizers.Adam(config["learning_rate"])
         optimizer.build(model.trainable_variables)
-        return make_train_step(model, optimizer, make_loss(), config["grad_clip"], jit_compile=use_jit, fast_harmonics=fast)
+        return make_train_step(model, optimizer, config["grad_clip"], jit_compile=use_jit, fast_harmonics=fast)
 
     variants = {"baseline": variant(False, False), "tonesweep": variant(True, jit)}
     first_loss = {name: float(step(f0, loud, audio, noise)) for name, step in variants.items()}

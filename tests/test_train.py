@@ -171,6 +171,60 @@ def test_a_later_trial_of_an_architecture_reuses_its_compiled_step_and_gives_the
         np.testing.assert_array_equal(x, y)
 
 
+def test_architectures_share_one_traced_loss_and_step_as_with_the_loss_taped_along():
+    """The step takes the spectral loss and its gradient from trainers.training.loss, traced once per
+    process and shape: another architecture's step traces only its decoder and synth. Chaining that
+    gradient into the tape gives the numbers of the loss taped with the rest, bit for bit."""
+    import tensorflow as tf
+
+    from trainers.model import synth
+    from trainers.model.config import validate_config
+    from trainers.model.trained import build_model, make_loss
+    from trainers.training.loss import spectral_loss_and_gradient
+    from trainers.training.train import make_train_step
+
+    def taped_along(model, optimizer, clip):  # the step as it was: the loss inside the tape
+        loss_fn, variables = make_loss(), model.trainable_variables
+
+        @tf.function(autograph=False)
+        def step(f0_hz, feature_db, audio, noise):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(audio, model.synthesize(f0_hz, feature_db, noise, fast_harmonics=True))
+            grads, _ = tf.clip_by_global_norm(tape.gradient(loss, variables), clip)
+            optimizer.apply_gradients(zip(grads, variables))
+            return loss
+        return step
+
+    def trained(config, make_step, steps=3):
+        tf.keras.utils.set_random_seed(config["seed"])
+        model = build_model(config)
+        optimizer = tf.keras.optimizers.Adam(config["learning_rate"])
+        optimizer.build(model.trainable_variables)
+        step = make_step(model, optimizer, 1.0)
+        rng = np.random.default_rng(0)
+        losses = []
+        for i in range(steps):
+            f0 = tf.constant(rng.uniform(200.0, 400.0, (3, 50, 1)), tf.float32)  # batch 3: a shape no other test uses
+            feature = tf.constant(rng.uniform(-60.0, -20.0, (3, 50, 1)), tf.float32)
+            audio = tf.constant(rng.uniform(-0.3, 0.3, (3, 16000)), tf.float32)
+            losses.append(float(step(f0, feature, audio, synth.white_noise(3, 16000, (1, i)))))
+        return losses, [v.numpy() for v in model.trainable_variables]
+
+    config = validate_config(TINY)
+    shared = lambda model, optimizer, clip: make_train_step(model, optimizer, clip, jit_compile=False)
+    before = spectral_loss_and_gradient().experimental_get_tracing_count()
+    losses, weights = trained(config, shared)
+    traced = spectral_loss_and_gradient().experimental_get_tracing_count()
+    assert traced == before + 1
+    reference_losses, reference_weights = trained(config, taped_along)
+    assert losses == reference_losses
+    for x, y in zip(weights, reference_weights, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+    trained(validate_config({**TINY, "decoder": "cnn", "conv_channels": 8, "n_harmonics": 16}), shared, steps=1)
+    assert spectral_loss_and_gradient().experimental_get_tracing_count() == traced
+
+
 def test_nan_loss_writes_failed_metrics_and_raises(tiny_dataset, tmp_path, monkeypatch):
     from trainers.training import train
 

@@ -24,7 +24,6 @@ Weights are quantized and dequantized as TF.js ships them by trainers.model.quan
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +33,8 @@ import tensorflow as tf
 from common.constants import SAMPLE_RATE, VAL_NOISE_SEED, VOICED_THRESHOLD
 from trainers.model import synth
 from trainers.model.quantize import quantized_weights
-from trainers.model.trained import make_loss
 from trainers.training import measures
+from trainers.training.loss import spectral_loss
 
 EVAL_BATCH = 8   # examples per noise draw (the noise seed is EVAL_NOISE_SEED + the batch's first index)
 RENDER_ROWS = 2  # examples synthesised at once (render_split says why)
@@ -73,23 +72,13 @@ def render_split(model, frames: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def spectral_quality(original: np.ndarray, resynth: np.ndarray) -> float:
-    """Mean multi-scale spectral loss over examples (per batch, weighted by batch size)."""
-    loss_fn, total = compiled_spectral_loss(), 0.0
+    """Mean multi-scale spectral loss over examples (per batch, weighted by batch size), in one graph
+    (``trainers.training.loss.spectral_loss``)."""
+    loss_fn, total = spectral_loss(), 0.0
     for start in range(0, len(original), EVAL_BATCH):
         a, b = original[start:start + EVAL_BATCH], resynth[start:start + EVAL_BATCH]
         total += float(loss_fn(tf.constant(a), tf.constant(b))) * len(a)
     return total / len(original)
-
-
-@functools.cache
-def compiled_spectral_loss():
-    """ddsp's spectral loss as one graph, traced once per batch shape and process (a split's batches of
-    EVAL_BATCH and its last, shorter one), so a reused worker's later trials find it traced. Run eagerly,
-    op by op, it took 0.62 s of a precision's ~2 s on a demo split (21 examples of 4 s), in graph 0.25 s;
-    the quality is the eager loss's to float32 rounding (the graph may sum in another order: within
-    1.1e-7 relative on demo models; tests/test_model.py)."""
-    loss_fn = make_loss()
-    return tf.function(lambda target, audio: loss_fn(target, audio), autograph=False)
 
 
 def track_f0(audio: np.ndarray, frame_rate: int, n_frames: int) -> np.ndarray:

@@ -35,8 +35,9 @@ from common.files import sha256_file, write_json_atomic
 from trainers.model import synth
 from trainers.model.config import validate_config
 from trainers.model.size import size_report
-from trainers.model.trained import WEIGHTS_DIGEST, TrainedModel, build_model, make_loss
+from trainers.model.trained import WEIGHTS_DIGEST, TrainedModel, build_model
 from trainers.training.evaluate import evaluate_precisions, write_audio_examples, write_example_pair
+from trainers.training.loss import spectral_loss, spectral_loss_and_gradient
 
 log = logging.getLogger(__name__)
 keras = tf.keras
@@ -144,14 +145,17 @@ def configure_threads(threads: int | None) -> None:
 
 
 
-def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float | tf.Variable, jit_compile: bool = True,
+def make_train_step(model: TrainedModel, optimizer, grad_clip: float | tf.Variable, jit_compile: bool = True,
                     fast_harmonics: bool = True):
     """A compiled step: (f0_hz [B,T,1], feature_db [B,T,1], audio [B,n], noise [B,n]) -> loss.
 
     Spectral loss -> gradients -> global-norm clip -> Adam, in one tf.function traced once
     (fixed shapes). `fast_harmonics` uses the reorganized oscillator bank (synth.harmonic_synthesis_fast),
     the main speed-up (bench/train_throughput.py). The noise is an input, generated outside, so the
-    step's output does not depend on XLA's RNG when `jit_compile` is on.
+    step's output does not depend on XLA's RNG when `jit_compile` is on. The loss and its gradient with
+    respect to the rendered audio come from ``trainers.training.loss``, traced once per process for
+    every architecture, and the tape carries that gradient back through the synth and the decoder:
+    the same numbers, bit for bit, as with the loss taped along (tests/test_train.py).
 
     Traced without AutoGraph, as are the validation loss and ``TrainedModel.render``: nothing in them
     branches or loops on a tensor in Python, so AutoGraph's source conversion (of ddsp's and Keras's
@@ -161,12 +165,14 @@ def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float | 
     ``if`` on a tensor added later fails at trace time instead of being converted.
     """
     variables = model.trainable_variables
+    loss_and_gradient = spectral_loss_and_gradient()
 
     @tf.function(jit_compile=jit_compile, autograph=False)
     def step(f0_hz, feature_db, audio, noise):
         with tf.GradientTape() as tape:
-            loss = loss_fn(audio, model.synthesize(f0_hz, feature_db, noise, fast_harmonics=fast_harmonics))
-        grads = tape.gradient(loss, variables)
+            rendered = model.synthesize(f0_hz, feature_db, noise, fast_harmonics=fast_harmonics)
+        loss, d_rendered = loss_and_gradient(audio, rendered)
+        grads = tape.gradient(rendered, variables, output_gradients=d_rendered)
         grads, _ = tf.clip_by_global_norm(grads, grad_clip)
         optimizer.apply_gradients(zip(grads, variables))
         return loss
@@ -174,7 +180,7 @@ def make_train_step(model: TrainedModel, optimizer, loss_fn, grad_clip: float | 
     return step
 
 
-def make_eval_loss(model: TrainedModel, loss_fn, jit_compile: bool = False, fast_harmonics: bool = True):
+def make_eval_loss(model: TrainedModel, jit_compile: bool = False, fast_harmonics: bool = True):
     """Compiled (f0_hz, feature_db, audio, noise) -> (spectral loss, the first example's rendering), no
     gradients: the reported val_loss, and the audio example a report leaves (``_Trainer.listen``).
 
@@ -183,8 +189,10 @@ def make_eval_loss(model: TrainedModel, loss_fn, jit_compile: bool = False, fast
     4 s: 0.12 s against 0.31 s at 16 harmonics, 0.89 s at 60; its first call 1.1-1.8 s against
     3.3-5.8 s) for a loss 0.01-0.03 % apart. Held-out quality (``trainers.training.evaluate``)
     keeps the reference synth, as export does. No XLA by default: it runs once per report, and
-    compiling (~4 s CPU) costs more than it saves.
+    compiling (~4 s CPU) costs more than it saves. The loss is ``trainers.training.loss``'s, traced once
+    per process.
     """
+    loss_fn = spectral_loss()
 
     @tf.function(jit_compile=jit_compile, autograph=False)
     def evaluate(f0_hz, feature_db, audio, noise):
@@ -217,9 +225,8 @@ class ArchitectureKit:
         self.optimizer = keras.optimizers.Adam(learning_rate=config["learning_rate"])
         self.optimizer.build(self.model.trainable_variables)
         self.clip = tf.Variable(float(config["grad_clip"]), trainable=False, dtype=tf.float32, name="grad_clip")
-        loss_fn = make_loss()
-        self.step = make_train_step(self.model, self.optimizer, loss_fn, self.clip, jit_compile)
-        self.val_loss = make_eval_loss(self.model, loss_fn)
+        self.step = make_train_step(self.model, self.optimizer, self.clip, jit_compile)
+        self.val_loss = make_eval_loss(self.model)
         self.trials = 1
 
     def reset(self, config: dict[str, Any]) -> None:
