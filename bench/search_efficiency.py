@@ -20,7 +20,8 @@ warm        each instrument's search seeded with the front of the other instrume
             trial-steps.
 scale       the default on 2, 8, 32 and 128 workers over ``--scale-trials`` trials drawn from the pool
             (each taking its recorded time plus ``--overhead-s``): wall time, worker utilisation and
-            hypervolume at equal trial-steps and at equal wall time.
+            hypervolume at equal trial-steps and at equal wall time; where 128 workers idle; and 128
+            workers under a wall-clock budget (Ray Tune's ``time_budget_s``) instead of a trial count.
 
 Hypervolume: log10 bytes and quality normalised over the pool's own candidates, reference point at the
 pool's nadir + 10 % (``replay.Scale``): the same box for every strategy and seed. The winner is the
@@ -72,9 +73,9 @@ class Run:
     """One replay scored: hypervolume (normalised), trial-steps, winner, trajectory."""
 
     def __init__(self, pool: Pool, scale: Scale, strategy: Strategy, seed: int, trials: int, workers: int = 2,
-                 overhead_s: float = 0.0, warm: list[int] = ()):
+                 overhead_s: float = 0.0, warm: list[int] = (), time_budget_s: float | None = None):
         self.outcome = replay(pool.records, strategy, seed, trials, pool.steps, pool.report_every, workers,
-                              overhead_s, warm, MIN_RTF)
+                              overhead_s, warm, MIN_RTF, time_budget_s)
         self.candidates = self.outcome.candidates(pool.records)
         self.hv = scale.hypervolume(self.candidates)
         self.steps = self.outcome.trial_steps
@@ -230,7 +231,31 @@ def study_scale(pools: list[Pool], scales: dict, strategy: Strategy, args) -> di
                   f"{hours:.2f} ({base_hours / max(hours, 1e-9):.1f}x) |")
         curves[pool.instrument] = {w: [r.trajectory for r in by_seed] for w, by_seed in runs.items()}
     study_idle(pools, scales, strategy, args)
+    study_budget(pools, scales, strategy, args)
     return curves
+
+
+def study_budget(pools: list[Pool], scales: dict, strategy: Strategy, args) -> None:
+    """The most workers under a wall-clock budget (Ray Tune's ``time_budget_s``) instead of a trial count: trials
+    start until the budget runs out and those running then are cut. Budgets: the wall of the ``--scale-trials``
+    run on those workers (same seed), and the moment its last trial started (where its drain began)."""
+    workers = WORKERS[-1]
+    print(f"\n### {workers} workers under a wall-clock budget (median over seeds)\n\n| instrument | budget | trials started "
+          "(cut) | utilisation | of which in cut trials | useful utilisation | trial-steps | hv vs the "
+          f"{args.scale_trials:,}-trial run |\n|---|---|---|---|---|---|---|---|")
+    for pool in pools:
+        s = defaulted(strategy, pool)
+        counted = [Run(pool, scales[pool.instrument], s, seed, args.scale_trials, workers, args.overhead_s)
+                   for seed in range(args.scale_seeds)]
+        for name, budget_of in (("its wall", lambda o: o.wall_s), ("its last start", lambda o: o.last_start_s)):
+            runs = [Run(pool, scales[pool.instrument], s, seed, 100 * args.scale_trials, workers, args.overhead_s,
+                        time_budget_s=budget_of(c.outcome)) for seed, c in enumerate(counted)]
+            med = lambda values: statistics.median(list(values))  # noqa: E731
+            print(f"| {pool.instrument} | {name} ({med(budget_of(c.outcome) for c in counted):.0f} s) | "
+                  f"{med(len(r.outcome.ends) for r in runs):,.0f} ({med(sum(e.cut for e in r.outcome.ends) for r in runs):.0f}) | "
+                  f"{med(r.outcome.utilisation for r in runs):.3f} | {med(r.outcome.cut_share for r in runs):.3f} | "
+                  f"{med(r.outcome.useful_utilisation for r in runs):.3f} | {med(r.steps for r in runs):,.0f} | "
+                  f"{med(r.hv / max(1e-12, c.hv) for r, c in zip(runs, counted)):.3f} |")
 
 
 def study_idle(pools: list[Pool], scales: dict, strategy: Strategy, args) -> None:
