@@ -101,7 +101,7 @@ def sweep_settings(args):
         max_params=args.max_params, max_bytes=args.max_bytes, min_rtf=args.min_rtf, storage=args.storage,
         seed=args.seed, worker_memory_mib=args.worker_memory_mib, grace_period=args.grace_period,
         reduction_factor=args.reduction_factor, keep_front=args.keep_front,
-        warm_start=args.warm_start, warm_start_from=list(args.warm_start_from),
+        warm_start=args.warm_start, warm_start_from=list(args.warm_start_from), time_budget_s=args.time_budget,
         **({"xla_cache": args.xla_cache} if args.xla_cache else {}),
     )
 

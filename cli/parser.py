@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-memory-mib", type=WHOLE_OR_OFF.argument(), default=DEFAULT_WORKER_MEMORY_MIB,
                    metavar="MIB", help="a trial worker holding more than MIB MiB after a trial is not reused: the next "
                                        f"trial starts in a fresh one (0 = always reuse; default: {DEFAULT_WORKER_MEMORY_MIB})")
+    p.add_argument("--time-budget", type=POSITIVE.argument(), default=None, metavar="SECONDS",
+                   help="per instrument: start no trial after SECONDS of its search and stop the running ones at "
+                        "their next report (recorded STOPPED); with --trials, whichever comes first; a --resume "
+                        "counts again from its start (default: none)")
     p.add_argument("--cpus-per-trial", type=POSITIVE.argument(), default=1.0, help="CPUs each trial reserves (default: 1)")
     p.add_argument("--steps", type=COUNT.argument(), default=None, help="training steps per trial (default: the space's fixed steps, else the trainer's default)")
     p.add_argument("--max-params", type=COUNT.argument(), default=None, help="reject configurations with more parameters, before training (default: none)")

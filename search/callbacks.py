@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 from ray.tune import Callback
 
 from results.tracking import TrialTracker, trial_outcome
+from search import budget
 from search.progress import InstrumentTally
 from cluster.object_store import Remote, download, local_copy, store_problem
 from search.place import BookkeepingUpload
@@ -53,8 +54,13 @@ class MLflowCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
+        stopped_by_budget = {}
+        if budget.cut(self.tracker.instrument, result):
+            budget.note_stopped(self.tracker.instrument)
+            stopped_by_budget = {"status": STOPPED, "error_text": budget.stop_reason(result.get("step"))}
         with finished_outputs(result) as out_dir:
-            self.tracker.close(trial.trial_id, trial.config, {**result, "out_dir": out_dir}, errored=False)
+            self.tracker.close(trial.trial_id, trial.config, {**result, "out_dir": out_dir}, errored=False,
+                               **stopped_by_budget)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.tracker.close(trial.trial_id, trial.config, trial.last_result, errored=True,
@@ -171,6 +177,8 @@ class SweepProgress(Callback):
         if len(reason) > 160:  # tracebacks stay in MLflow's failure_reason tag, not the terminal
             reason = reason[:157] + "..."
         note = f" ({reason})" if status in (FAILED, REJECTED) and reason else ""
+        if status == STOPPED and budget.cut(self.tally.instrument, result):
+            note = " (the time budget ran out)"
         self._print(f"  trial {trial.trial_id} {status}{note}")
         self._print(self.tally.line())
         if self.on_trial_end is not None:

@@ -77,6 +77,7 @@ class SweepSettings:
     evaluation_in_proportion: bool = True
     warm_start: bool = False          # each instrument's search first tries the fronts of the ones swept before it
     warm_start_from: list[str] = field(default_factory=list)  # ... and those of these earlier sweeps' instruments
+    time_budget_s: float | None = None  # per instrument: no trial starts after it, running ones stop (search.budget)
 
 
 @dataclass
@@ -137,7 +138,7 @@ def check_settings(settings: SweepSettings) -> None:
     ABOVE_ONE.check(settings.reduction_factor, "--reduction-factor")
     for value, bound, flag in ((settings.steps, COUNT, "--steps"), (settings.grace_period, COUNT, "--grace-period"),
                                (settings.max_params, COUNT, "--max-params"), (settings.max_bytes, COUNT, "--max-bytes"),
-                               (settings.min_rtf, SPEED_BAR, "--min-rtf"),
+                               (settings.min_rtf, SPEED_BAR, "--min-rtf"), (settings.time_budget_s, POSITIVE, "--time-budget"),
                                (settings.worker_memory_mib, WHOLE_OR_OFF, "--worker-memory-mib")):
         if value is not None:
             bound.check(value, flag)
@@ -258,7 +259,8 @@ def sweep_params(settings: SweepSettings, space) -> dict:
               "steps": settings.steps, "max_params": settings.max_params, "max_bytes": settings.max_bytes,
               "min_rtf": settings.min_rtf, "grace_period": settings.grace_period,
               "reduction_factor": settings.reduction_factor if settings.scheduler != "none" else None,
-              "keep_front": settings.keep_front if settings.scheduler == "moasha" else None}
+              "keep_front": settings.keep_front if settings.scheduler == "moasha" else None,
+              "time_budget_s": settings.time_budget_s}
     params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
     return {k: v for k, v in params.items() if v is not None}
 
@@ -271,7 +273,7 @@ def sweep_record(settings: SweepSettings, name: str, instruments: list[tuple[str
             "space_sha256": space_digest(settings.space), "steps": settings.steps, "seed": settings.seed,
             "warm_start": settings.warm_start, "warm_start_from": list(settings.warm_start_from),
             "grace_period": settings.grace_period, "reduction_factor": settings.reduction_factor,
-            "keep_front": settings.keep_front}
+            "keep_front": settings.keep_front, "time_budget_s": settings.time_budget_s}
 
 
 def space_digest(space: str | None) -> str | None:
@@ -291,7 +293,8 @@ def space_digest(space: str | None) -> str | None:
 RESUME_MUST_MATCH = (("space", "--space"), ("space_sha256", "--space (its content)"), ("algorithm", "--algorithm"),
                      ("scheduler", "--scheduler"), ("trials", "--trials"), ("steps", "--steps"), ("seed", "--seed"),
                      ("instruments", "--dataset"), ("grace_period", "--grace-period"),
-                     ("reduction_factor", "--reduction-factor"), ("keep_front", "--keep-front"))
+                     ("reduction_factor", "--reduction-factor"), ("keep_front", "--keep-front"),
+                     ("time_budget_s", "--time-budget"))
 
 
 def check_resume_matches(recorded: dict, settings: SweepSettings, name: str,

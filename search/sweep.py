@@ -214,6 +214,7 @@ class InstrumentSweep:
 
     def run(self) -> InstrumentResult:
         """Fit the Tuner, close the parent run whatever happens, and return the instrument's result."""
+        from search import budget
         from search.algorithms.moasha import rung_summary
         from search.summary import InstrumentResult
 
@@ -246,7 +247,11 @@ class InstrumentSweep:
         if lost:
             raise StoreLost(self.sweep.name, self.sweep.checked.place.remote.uri, lost)
         ended = len(self.tally.outcomes)
-        if ended < self.sweep.settings.trials:  # the searcher answered FINISHED early
+        if budget.spent(self.instrument):
+            self.sweep.say(f"[{self.instrument}] the time budget ({self.sweep.settings.time_budget_s:g} s) ran out after "
+                           f"{ended} of {self.sweep.settings.trials} trials: none started after it, and the "
+                           f"{budget.stopped(self.instrument)} running then stopped at their next report")
+        elif ended < self.sweep.settings.trials:  # the searcher answered FINISHED early
             refused = self.tally.refused()
             self.sweep.say(f"[{self.instrument}] the search space ran out after {ended} of {self.sweep.settings.trials} "
                            f"trials" + (f" ({refused} configurations drawn were refused by the limits)" if refused else ""))
@@ -358,6 +363,8 @@ class InstrumentSweep:
         tracking.finish_parent_run(self.sweep.client, self.experiment.parent_run_id, self._parent_summary(), status)
 
     def _parent_summary(self) -> dict:
+        from search import budget
+
         tally = self.tally
         best, small = tally.best(), tally.smallest_acceptable()
         return {
@@ -370,6 +377,7 @@ class InstrumentSweep:
             "tracking_s_per_trial": self.tracker.seconds_per_trial(),
             # evaluation in proportion (search.front): quantised candidates judged, and skipped as unable to matter
             "quantised_judged": self.record.counts[0], "quantised_skipped": self.record.counts[1],
+            **({"trials_stopped_by_budget": budget.stopped(self.instrument)} if self.sweep.settings.time_budget_s else {}),
         }
 
 

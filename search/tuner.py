@@ -72,6 +72,9 @@ def build_tuner(settings: SweepSettings, space, instrument: str, trainable, expe
     ledger and MO-ASHA's rungs; ``warm_start``: values a new searcher suggests first."""
     from ray import tune
 
+    from search import budget
+
+    budget.start(instrument, settings.time_budget_s)  # a restored searcher and stopper ask it by name
     if restore:
         _alias_moved_modules()
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=False)
@@ -84,7 +87,8 @@ def build_tuner(settings: SweepSettings, space, instrument: str, trainable, expe
                                   num_samples=settings.trials, metric=METRIC, mode=MODE, reuse_actors=True,
                                   trial_dirname_creator=trial_dirname)
     run_config = tune.RunConfig(name=instrument, storage_path=storage_path, callbacks=callbacks, verbose=0,
-                                failure_config=tune.FailureConfig(max_failures=INFRA_RETRIES))
+                                failure_config=tune.FailureConfig(max_failures=INFRA_RETRIES),
+                                stop=budget.BudgetStopper(instrument) if settings.time_budget_s else None)
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
@@ -114,15 +118,19 @@ def make_searcher(settings: SweepSettings, space, instrument: str, driver_folder
                   warm_start: list[dict] | None = None):
     """The searcher of ``--algorithm``: a KerasTuner oracle on val_loss or an Optuna sampler over
     (uint8 bundle bytes, val_loss), with the sweep's budget, seed, overrides and concurrency; it refuses and
-    redraws configurations outside the sweep's limits (``search.limits``)."""
+    redraws configurations outside the sweep's limits (``search.limits``) and starts none once the
+    instrument's time budget ran out (``search.budget``)."""
+    from search import budget
+
     overrides = {"seed": settings.seed}
     if settings.steps is not None:
         overrides["steps"] = settings.steps
     limits = Limits(settings.max_params, settings.max_bytes, settings.min_rtf)
     refuse = Feasibility(limits, resolve(settings.size_fn), str(driver_folder / REFUSALS)) if limits else None
+    out_of_time = budget.OutOfTime(instrument) if settings.time_budget_s else None
     common = dict(max_trials=settings.trials, seed=instrument_seed(settings.seed, instrument), overrides=overrides,
                   max_concurrent=max_concurrent(settings), ledger_path=str(driver_folder / LEDGER), refuse=refuse,
-                  warm_start=warm_start)
+                  warm_start=warm_start, out_of_time=out_of_time)
     if settings.algorithm in OPTUNA_ALGORITHMS:
         from search.algorithms.optuna_searcher import OptunaSearcher
 

@@ -138,6 +138,22 @@ def test_pickle_goes_through_the_json_state():
     assert clone.suggest("b") == searcher.suggest("b")
 
 
+def test_no_trial_starts_once_the_time_budget_ran_out_and_a_pickled_searcher_asks_the_same_clock():
+    """--time-budget (search.budget): the searcher answers FINISHED once the instrument's budget is spent, before
+    its trial budget; the check pickles with it (by the instrument's name), as Ray pickles a searcher."""
+    from search import budget
+
+    budget.start("oboe", 3600.0)
+    searcher = make(max_trials=10, out_of_time=budget.OutOfTime("oboe"))
+    assert isinstance(searcher.suggest("a"), dict)
+    clone = pickle.loads(pickle.dumps(searcher))
+    budget.start("oboe", 0.0)  # spent at once
+    assert searcher.suggest("b") == Searcher.FINISHED and clone.suggest("b") == Searcher.FINISHED
+    assert isinstance(searcher.suggest("a"), dict)  # asked again for a trial it started: the same answer
+    budget.start("oboe", None)
+    assert isinstance(clone.suggest("b"), dict)
+
+
 def test_bayesian_moves_past_its_random_start():
     """On a smooth 1-D objective (optimum at learning rate 10^-3.3), the Gaussian process homes in
     after its random start; random search with the same seed and budget does not."""

@@ -73,6 +73,8 @@ class TrialSearcher(Searcher):
         refuse: a config -> ``Refusal`` or None (``search.limits.Feasibility``); None: run every draw.
             Pickled with the searcher, kept across ``set_state``; not part of the JSON state.
         warm_start: hyperparameter values to suggest first, in order (``spaces.translate.warm_values``).
+        out_of_time: () -> True once the sweep's time budget has run out (``search.budget.OutOfTime``);
+            then ``FINISHED``. Pickled with the searcher, like ``refuse``.
     """
 
     STATE_FORMAT = "tonesweep-searcher/1"
@@ -81,7 +83,8 @@ class TrialSearcher(Searcher):
     def __init__(self, space: SearchSpace, algorithm: str, max_trials: int = 10, seed: int = 0,
                  overrides: dict[str, Any] | None = None, max_concurrent: int = 0,
                  ledger_path: str | None = None, metric: str = "val_loss", mode: str = "min",
-                 refuse: Callable[[dict], Refusal | None] | None = None, warm_start: list[dict] | None = None):
+                 refuse: Callable[[dict], Refusal | None] | None = None, warm_start: list[dict] | None = None,
+                 out_of_time: Callable[[], bool] | None = None):
         if algorithm not in self.ALGORITHMS:
             raise ValueError(f"algorithm must be one of {self.ALGORITHMS}, got {algorithm!r}")
         super().__init__(metric=metric, mode=mode)
@@ -91,6 +94,7 @@ class TrialSearcher(Searcher):
         self.max_concurrent = int(max_concurrent)
         self.ledger_path = ledger_path
         self.refuse = refuse
+        self.out_of_time = out_of_time
         self.refused = 0                       # draws declined (this searcher's life, state included)
         self.exhausted: str | None = None      # why the searcher stopped early, if it did
         self._asked = 0                        # suggestions handed out, plus trials counted from the ledger
@@ -111,7 +115,7 @@ class TrialSearcher(Searcher):
         """Config for Ray trial ``trial_id``; ``None`` = ask again later; ``FINISHED`` = done."""
         if trial_id in self._configs:  # asked twice for the same trial: same answer
             return dict(self._configs[trial_id])
-        if self._asked >= self.max_trials:
+        if self._asked >= self.max_trials or (self.out_of_time is not None and self.out_of_time()):
             return FINISHED
         if self.max_concurrent and len(self._live) >= self.max_concurrent:
             return None
@@ -186,7 +190,8 @@ class TrialSearcher(Searcher):
     def set_state(self, state: dict) -> None:
         if state.get("format") != self.STATE_FORMAT:
             raise ValueError(f"not a {type(self).__name__} state (format {state.get('format')!r})")
-        self.__init__(**self._settings(state), refuse=getattr(self, "refuse", None))
+        self.__init__(**self._settings(state), refuse=getattr(self, "refuse", None),
+                      out_of_time=getattr(self, "out_of_time", None))
         self._configs = {k: dict(v) for k, v in state["configs"].items()}
         self.refused, self.exhausted = int(state.get("refused", 0)), state.get("exhausted")
         self._asked = int(state.get("asked", len(self._configs)))  # states before the base: one per config
@@ -197,12 +202,13 @@ class TrialSearcher(Searcher):
 
     def __getstate__(self) -> dict:
         # Ray pickles the searcher inside its Tuner: pickle the JSON state, never the engine object
-        # (and the refusal check, a small object of its own)
-        return {**self.get_state(), "refuse": self.refuse}
+        # (and the refusal and time checks, small objects of their own)
+        return {**self.get_state(), "refuse": self.refuse, "out_of_time": self.out_of_time}
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         self.refuse = state.pop("refuse", None)
+        self.out_of_time = state.pop("out_of_time", None)
         self.set_state(state)
 
     def _settings(self, state: dict) -> dict[str, Any]:

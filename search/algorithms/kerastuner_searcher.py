@@ -59,11 +59,12 @@ class KerasTunerSearcher(TrialSearcher):
 
     def __init__(self, space: SearchSpace, algorithm: str = "random", max_trials: int = 10, seed: int = 0,
                  overrides: dict[str, Any] | None = None, max_concurrent: int = 0, metric: str = "val_loss",
-                 mode: str = "min", ledger_path: str | None = None, refuse=None, warm_start: list[dict] | None = None):
+                 mode: str = "min", ledger_path: str | None = None, refuse=None, warm_start: list[dict] | None = None,
+                 out_of_time=None):
         self._ray_to_kt: dict[str, str] = {}   # Ray trial id -> KerasTuner trial id
         self._given: dict | None = None        # values the next oracle trial takes instead of drawing (a warm start)
         super().__init__(space, algorithm, max_trials, seed, overrides, max_concurrent, ledger_path, metric, mode,
-                         refuse, warm_start)
+                         refuse, warm_start, out_of_time)
 
     # ---- the engine ----
 

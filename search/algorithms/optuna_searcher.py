@@ -75,13 +75,14 @@ class OptunaSearcher(TrialSearcher):
     def __init__(self, space: SearchSpace, algorithm: str = "nsga2", max_trials: int = 10, seed: int = 0,
                  overrides: dict[str, Any] | None = None, max_concurrent: int = 0,
                  objectives: tuple[str, ...] = OBJECTIVES, ledger_path: str | None = None, refuse=None,
-                 warm_start: list[dict] | None = None):
+                 warm_start: list[dict] | None = None, out_of_time=None):
         self.objectives = tuple(objectives)
         self._asked_trials: dict[str, optuna.trial.Trial] = {}  # Ray id -> asked Optuna trial (this process)
         self._values: dict[str, dict] = {}     # Ray id -> the sampled values (to re-add after a restore)
         self._told: list[dict] = []            # every told trial, JSON-ready
         super().__init__(space, algorithm, max_trials, seed, overrides, max_concurrent, ledger_path,
-                         metric=self.objectives[-1], mode="min", refuse=refuse, warm_start=warm_start)
+                         metric=self.objectives[-1], mode="min", refuse=refuse, warm_start=warm_start,
+                         out_of_time=out_of_time)
 
     # ---- the engine ----
 
