@@ -1,7 +1,7 @@
 """Which search decides the default: hypervolume bought per trial-step, replayed on recorded pools.
 
     .venv/bin/python bench/search_efficiency.py [--pools bench/data/pool-*.json.gz] [--trials 30] [--seeds 10] [--first-seed 0]
-        [--studies strategies,schedule,warm,scale] [--scale-trials 1000] [--plot bench/figures/search-efficiency.png]
+        [--studies strategies,schedule,warm,scale,budget] [--scale-trials 1000] [--plot bench/figures/search-efficiency.png]
 
 The pools (``bench/record_pool.py``, format in ``search/replay/pool.py``) hold hundreds of trials recorded to the
 end; every study replays them (``search/replay/simulate.py``: simulated workers, the real schedulers and samplers
@@ -20,8 +20,9 @@ warm        each instrument's search seeded with the front of the other instrume
             trial-steps.
 scale       the default on 2, 8, 32 and 128 workers over ``--scale-trials`` trials drawn from the pool
             (each taking its recorded time plus ``--overhead-s``): wall time, worker utilisation and
-            hypervolume at equal trial-steps and at equal wall time; where 128 workers idle; and 128
-            workers under a wall-clock budget (Ray Tune's ``time_budget_s``) instead of a trial count.
+            hypervolume at equal trial-steps and at equal wall time; where 128 workers idle.
+budget      128 workers under a wall-clock budget (``tonesweep sweep --time-budget``) instead of a trial
+            count: utilisation, the share of it in trials the budget stopped, hypervolume.
 
 Hypervolume: log10 bytes and quality normalised over the pool's own candidates, reference point at the
 pool's nadir + 10 % (``replay.Scale``): the same box for every strategy and seed. The winner is the
@@ -231,31 +232,35 @@ def study_scale(pools: list[Pool], scales: dict, strategy: Strategy, args) -> di
                   f"{hours:.2f} ({base_hours / max(hours, 1e-9):.1f}x) |")
         curves[pool.instrument] = {w: [r.trajectory for r in by_seed] for w, by_seed in runs.items()}
     study_idle(pools, scales, strategy, args)
-    study_budget(pools, scales, strategy, args)
     return curves
 
 
 def study_budget(pools: list[Pool], scales: dict, strategy: Strategy, args) -> None:
-    """The most workers under a wall-clock budget (Ray Tune's ``time_budget_s``) instead of a trial count: trials
-    start until the budget runs out and those running then are cut. Budgets: the wall of the ``--scale-trials``
-    run on those workers (same seed), and the moment its last trial started (where its drain began)."""
+    """The most workers under a wall-clock budget (``tonesweep sweep --time-budget``) instead of a trial count:
+    trials start until the budget runs out and those running then stop at their next report. Budgets: the wall
+    of the ``--scale-trials`` run on those workers (same seed), and the moment its last trial started (where its
+    drain began). Hypervolume against that run, and against the 2-worker run at equal trial-steps."""
     workers = WORKERS[-1]
-    print(f"\n### {workers} workers under a wall-clock budget (median over seeds)\n\n| instrument | budget | trials started "
-          "(cut) | utilisation | of which in cut trials | useful utilisation | trial-steps | hv vs the "
-          f"{args.scale_trials:,}-trial run |\n|---|---|---|---|---|---|---|---|")
+    print(f"\n### {workers} workers under a wall-clock budget (median over seeds)\n\n| instrument | budget (s) | wall (s) | "
+          "trials started (stopped by the budget) | utilisation | of which in stopped trials | useful utilisation | "
+          f"trial-steps | hv vs the {args.scale_trials:,}-trial run | hv vs 2 workers at equal trial-steps |"
+          "\n|---|---|---|---|---|---|---|---|---|---|")
+    med = lambda values: statistics.median(list(values))  # noqa: E731
     for pool in pools:
-        s = defaulted(strategy, pool)
-        counted = [Run(pool, scales[pool.instrument], s, seed, args.scale_trials, workers, args.overhead_s)
-                   for seed in range(args.scale_seeds)]
+        s, scale = defaulted(strategy, pool), scales[pool.instrument]
+        counted = [Run(pool, scale, s, seed, args.scale_trials, workers, args.overhead_s) for seed in range(args.scale_seeds)]
+        base = [Run(pool, scale, s, seed, args.scale_trials, WORKERS[0], args.overhead_s) for seed in range(args.scale_seeds)]
         for name, budget_of in (("its wall", lambda o: o.wall_s), ("its last start", lambda o: o.last_start_s)):
-            runs = [Run(pool, scales[pool.instrument], s, seed, 100 * args.scale_trials, workers, args.overhead_s,
+            runs = [Run(pool, scale, s, seed, 100 * args.scale_trials, workers, args.overhead_s,
                         time_budget_s=budget_of(c.outcome)) for seed, c in enumerate(counted)]
-            med = lambda values: statistics.median(list(values))  # noqa: E731
-            print(f"| {pool.instrument} | {name} ({med(budget_of(c.outcome) for c in counted):.0f} s) | "
-                  f"{med(len(r.outcome.ends) for r in runs):,.0f} ({med(sum(e.cut for e in r.outcome.ends) for r in runs):.0f}) | "
+            equal = [at_budget(r.trajectory, min(r.steps, b.steps)) / max(1e-12, at_budget(b.trajectory, min(r.steps, b.steps)))
+                     for r, b in zip(runs, base)]
+            print(f"| {pool.instrument} | {name}: {med(budget_of(c.outcome) for c in counted):.0f} | "
+                  f"{med(r.outcome.wall_s for r in runs):.0f} | {med(len(r.outcome.ends) for r in runs):,.0f} "
+                  f"({med(sum(e.cut for e in r.outcome.ends) for r in runs):.0f}) | "
                   f"{med(r.outcome.utilisation for r in runs):.3f} | {med(r.outcome.cut_share for r in runs):.3f} | "
                   f"{med(r.outcome.useful_utilisation for r in runs):.3f} | {med(r.steps for r in runs):,.0f} | "
-                  f"{med(r.hv / max(1e-12, c.hv) for r, c in zip(runs, counted)):.3f} |")
+                  f"{med(r.hv / max(1e-12, c.hv) for r, c in zip(runs, counted)):.3f} | {med(equal):.3f} |")
 
 
 def study_idle(pools: list[Pool], scales: dict, strategy: Strategy, args) -> None:
@@ -342,7 +347,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0,
                         help="the strategies study's first seed (the others' seeds start at 0: their choosing seeds)")
-    parser.add_argument("--studies", default="strategies,schedule,warm,scale")
+    parser.add_argument("--studies", default="strategies,schedule,warm,scale,budget")
     parser.add_argument("--scale-trials", type=int, default=1000)
     parser.add_argument("--scale-seeds", type=int, default=3)
     parser.add_argument("--overhead-s", type=float, default=1.1,
@@ -378,6 +383,8 @@ def run_studies(args) -> int:
     if "warm" in studies:
         study_warm(pools, scales, default, args)
     scale_curves = study_scale(pools, scales, default, args) if "scale" in studies else {}
+    if "budget" in studies:
+        study_budget(pools, scales, default, args)
     if curves:
         plot(Path(args.plot), curves, scale_curves, args.trials, pools[0].steps)
     print(f"\n{time.perf_counter() - started:.0f} s")

@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=POSITIVE.argument(), default=None, metavar="SECONDS",
                    help="per instrument: start no trial after SECONDS of its search and stop the running ones at "
                         "their next report (recorded STOPPED); with --trials, whichever comes first; a --resume "
-                        "counts again from its start (default: none)")
+                        "counts again from its start, and after a budget that ran out only finishes the trials "
+                        "that were running (default: none)")
     p.add_argument("--cpus-per-trial", type=POSITIVE.argument(), default=1.0, help="CPUs each trial reserves (default: 1)")
     p.add_argument("--steps", type=COUNT.argument(), default=None, help="training steps per trial (default: the space's fixed steps, else the trainer's default)")
     p.add_argument("--max-params", type=COUNT.argument(), default=None, help="reject configurations with more parameters, before training (default: none)")

@@ -6,13 +6,15 @@ trials: once an instrument's search has run for its budget, its searcher starts 
 report (``BudgetStopper``, Ray's per-trial stopper), so it is recorded as a STOPPED trial with its
 checkpoint and audio example, as a scheduler's stop would be. (Ray's own budget ends the experiment at
 once: running trials end TERMINATED with no completion callback, and their MLflow runs would be left
-open.) On 128 simulated workers a budget instead of a trial count keeps every worker busy to the end
-(bench/README.md, "Which search decides the default": the drain).
+open.) Not to the second: a trial Ray had already taken from the searcher may still start after the
+deadline, and a trial in its start-up runs until its first report. What it buys on many workers:
+bench/README.md, "A wall-clock budget instead of a trial count".
 
 The clock lives in the driver process, one per instrument, started by ``start`` when the instrument's
 Tuner is built; the searcher and the stopper hold only the instrument's name, so Ray can pickle them
-with its experiment state. A resumed sweep (``--resume``, which must repeat the same
-``--time-budget``) starts the instrument's count again.
+with its experiment state. A ``--resume`` (which must repeat the same ``--time-budget``) starts the
+instrument's clock again; but once its searcher has said it is finished, Ray keeps that in its saved
+state, so a sweep interrupted after its budget ran out only finishes the trials that were running.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import time
 
 from ray.tune import Stopper
 
-_DEADLINES: dict[str, float] = {}   # instrument -> time.monotonic() when its budget runs out
-_STOPPED: dict[str, int] = {}       # instrument -> running trials stopped by it
+_DEADLINES: dict[str, float] = {}         # instrument -> time.monotonic() when its budget runs out
+_STOPPED: dict[str, set[str]] = {}        # instrument -> ids of the trials its budget stopped
+_HELD_BACK: dict[str, bool] = {}          # instrument -> the searcher was refused a start by the budget
 
 
 def start(instrument: str, seconds: float | None) -> None:
     """Start (or restart) the instrument's budget; None: no budget."""
-    _STOPPED[instrument] = 0
+    _STOPPED[instrument], _HELD_BACK[instrument] = set(), False
     if seconds is None:
         _DEADLINES.pop(instrument, None)
     else:
@@ -40,20 +43,19 @@ def spent(instrument: str) -> bool:
     return deadline is not None and time.monotonic() >= deadline
 
 
-def note_stopped(instrument: str) -> None:
-    _STOPPED[instrument] = _STOPPED.get(instrument, 0) + 1
+def stopped_by_budget(instrument: str, trial_id: str) -> bool:
+    """Whether the instrument's budget stopped this trial (this driver's ``BudgetStopper`` did)."""
+    return trial_id in _STOPPED.get(instrument, ())
 
 
 def stopped(instrument: str) -> int:
-    """Running trials the instrument's budget stopped at their next report."""
-    return _STOPPED.get(instrument, 0)
+    """Running trials the instrument's budget stopped at their next report, in this driver."""
+    return len(_STOPPED.get(instrument, ()))
 
 
-def cut(instrument: str, last_result: dict) -> bool:
-    """Whether a trial that ended with ``last_result`` was stopped by the instrument's budget: it ended at a
-    report, not with its final result, after the budget ran out (from then on Ray asks the stopper before
-    the scheduler, so every such stop is the budget's)."""
-    return not last_result.get("final") and spent(instrument)
+def held_back(instrument: str) -> bool:
+    """Whether the budget kept the instrument's searcher from starting a trial."""
+    return _HELD_BACK.get(instrument, False)
 
 
 def stop_reason(step) -> str:
@@ -63,24 +65,31 @@ def stop_reason(step) -> str:
 
 
 class OutOfTime:
-    """The searcher's question "may I start another trial?" (picklable: the instrument's name only)."""
+    """The searcher's question "is the budget spent?" (picklable: the instrument's name only)."""
 
     def __init__(self, instrument: str):
         self.instrument = instrument
 
     def __call__(self) -> bool:
-        return spent(self.instrument)
+        if not spent(self.instrument):
+            return False
+        _HELD_BACK[self.instrument] = True
+        return True
 
 
 class BudgetStopper(Stopper):
-    """Stops a running trial at its first report after the instrument's budget ran out; never a trial's
-    final result (its evaluation is done by then: it finishes)."""
+    """Stops a running trial at its first report after the instrument's budget ran out, and records that it
+    did; never a trial's final result (its evaluation is done by then: it finishes). Ray asks it before the
+    scheduler."""
 
     def __init__(self, instrument: str):
         self.instrument = instrument
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        return not result.get("final") and spent(self.instrument)
+        if result.get("final") or not spent(self.instrument):
+            return False
+        _STOPPED.setdefault(self.instrument, set()).add(trial_id)
+        return True
 
     def stop_all(self) -> bool:
         return False

@@ -55,8 +55,7 @@ class MLflowCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
         stopped_by_budget = {}
-        if budget.cut(self.tracker.instrument, result):
-            budget.note_stopped(self.tracker.instrument)
+        if budget.stopped_by_budget(self.tracker.instrument, trial.trial_id):
             stopped_by_budget = {"status": STOPPED, "error_text": budget.stop_reason(result.get("step"))}
         with finished_outputs(result) as out_dir:
             self.tracker.close(trial.trial_id, trial.config, {**result, "out_dir": out_dir}, errored=False,
@@ -177,7 +176,7 @@ class SweepProgress(Callback):
         if len(reason) > 160:  # tracebacks stay in MLflow's failure_reason tag, not the terminal
             reason = reason[:157] + "..."
         note = f" ({reason})" if status in (FAILED, REJECTED) and reason else ""
-        if status == STOPPED and budget.cut(self.tally.instrument, result):
+        if budget.stopped_by_budget(self.tally.instrument, trial.trial_id):
             note = " (the time budget ran out)"
         self._print(f"  trial {trial.trial_id} {status}{note}")
         self._print(self.tally.line())

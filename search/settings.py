@@ -289,19 +289,20 @@ def space_digest(space: str | None) -> str | None:
 
 
 # What a resumed sweep must be asked to do as it was first: (sweep.json key, flag). A key an older
-# sweep file lacks is not compared.
+# sweep file lacks is not compared, unless ABSENT_MEANS says what its absence meant.
 RESUME_MUST_MATCH = (("space", "--space"), ("space_sha256", "--space (its content)"), ("algorithm", "--algorithm"),
                      ("scheduler", "--scheduler"), ("trials", "--trials"), ("steps", "--steps"), ("seed", "--seed"),
                      ("instruments", "--dataset"), ("grace_period", "--grace-period"),
                      ("reduction_factor", "--reduction-factor"), ("keep_front", "--keep-front"),
                      ("time_budget_s", "--time-budget"))
+ABSENT_MEANS = {"time_budget_s": None}  # sweeps recorded before --time-budget ran without one
 
 
 def check_resume_matches(recorded: dict, settings: SweepSettings, name: str,
                          instruments: list[tuple[str, str]]) -> None:
     """Refuse a ``--resume`` whose flags differ from those the sweep was started with (its searcher,
     scheduler and trials would otherwise continue under the old ones without a word)."""
-    now = sweep_record(settings, name, instruments)
+    now, recorded = sweep_record(settings, name, instruments), {**ABSENT_MEANS, **recorded}
     for key, flag in RESUME_MUST_MATCH:
         if key in recorded and _comparable(recorded[key]) != _comparable(now[key]):
             raise UserError(f"--resume: sweep {name} was started with {flag} {_shown(key, recorded[key])}, not "
@@ -325,7 +326,7 @@ def _shown(key: str, value) -> str:
     if key == "space_sha256" and value:
         return value[:12] + "..."
     if value is None:
-        return "the built-in space" if key.startswith("space") else "the default"
+        return "the built-in space" if key.startswith("space") else "none" if key == "time_budget_s" else "the default"
     if isinstance(value, bool):
         return "on" if value else "off"
     return f"{value:g}" if isinstance(value, float) else str(value)

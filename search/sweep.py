@@ -247,10 +247,11 @@ class InstrumentSweep:
         if lost:
             raise StoreLost(self.sweep.name, self.sweep.checked.place.remote.uri, lost)
         ended = len(self.tally.outcomes)
-        if budget.spent(self.instrument):
+        if budget.held_back(self.instrument) or budget.stopped(self.instrument):
+            running = budget.stopped(self.instrument)
             self.sweep.say(f"[{self.instrument}] the time budget ({self.sweep.settings.time_budget_s:g} s) ran out after "
-                           f"{ended} of {self.sweep.settings.trials} trials: none started after it, and the "
-                           f"{budget.stopped(self.instrument)} running then stopped at their next report")
+                           f"{ended} of {self.sweep.settings.trials} trials: none started after it"
+                           + (f", and the {running} running then stopped at their next report" if running else ""))
         elif ended < self.sweep.settings.trials:  # the searcher answered FINISHED early
             refused = self.tally.refused()
             self.sweep.say(f"[{self.instrument}] the search space ran out after {ended} of {self.sweep.settings.trials} "
@@ -363,8 +364,6 @@ class InstrumentSweep:
         tracking.finish_parent_run(self.sweep.client, self.experiment.parent_run_id, self._parent_summary(), status)
 
     def _parent_summary(self) -> dict:
-        from search import budget
-
         tally = self.tally
         best, small = tally.best(), tally.smallest_acceptable()
         return {
@@ -377,7 +376,6 @@ class InstrumentSweep:
             "tracking_s_per_trial": self.tracker.seconds_per_trial(),
             # evaluation in proportion (search.front): quantised candidates judged, and skipped as unable to matter
             "quantised_judged": self.record.counts[0], "quantised_skipped": self.record.counts[1],
-            **({"trials_stopped_by_budget": budget.stopped(self.instrument)} if self.sweep.settings.time_budget_s else {}),
         }
 
 

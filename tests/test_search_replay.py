@@ -67,30 +67,31 @@ def test_idle_worker_time_falls_after_the_last_trial_starts(pool):
     assert outcome.utilisation_between(outcome.last_start_s, outcome.wall_s) == pytest.approx(0.5)
 
 
-def test_a_wall_clock_budget_keeps_workers_busy_and_cuts_the_trials_running_when_it_ends(pool):
-    """As Ray Tune's time_budget_s: trials start until the budget, and those running then are cut where they got
-    to; their time counts as busy but not useful."""
-    each = 1.0 + STEPS * 0.1 + 2.0  # 7 s: start-up, training, evaluation
+def test_a_wall_clock_budget_starts_no_trial_after_it_and_stops_the_running_ones_at_their_next_report(pool):
+    """As `sweep --time-budget`: trials start until the budget, and each running then ends at its next report
+    (its time busy, but not useful); a trial whose next report is its final result finishes."""
+    each = 1.0 + STEPS * 0.1 + 2.0  # 7 s: start-up, training (a report every 0.5 s), evaluation
     outcome = replay(pool.records, Strategy("full", "random", "none"), 0, 1000, STEPS, EVERY, workers=2,
-                     time_budget_s=2.5 * each)
+                     time_budget_s=2.45 * each)
     done, cut = [e for e in outcome.ends if not e.cut], [e for e in outcome.ends if e.cut]
     assert len(done) == 4 and all(e.finished for e in done) and len(cut) == 2
-    assert outcome.wall_s == 2.5 * each and all(e.time == outcome.wall_s and e.started == 2 * each for e in cut)
-    assert all(e.steps == int((0.5 * each - 1.0) / 0.1) for e in cut)  # 2.5 s of training after 1 s of start-up
+    # the last two started at 14 s, trained from 15 s: their first report after 17.15 s is step 25 at 17.5 s
+    assert all(e.started == 2 * each and e.steps == 25 and not e.finished for e in cut)
+    assert outcome.wall_s == pytest.approx(2.5 * each) and all(e.time == pytest.approx(2.5 * each) for e in cut)
     assert outcome.utilisation == pytest.approx(1.0) and outcome.useful_utilisation == pytest.approx(0.8)
-    ended_early = replay(pool.records, Strategy("full", "random", "none"), 0, 3, STEPS, EVERY, workers=2,
-                         time_budget_s=100 * each)  # every trial ended before the budget: the wall is the last end
-    assert ended_early.wall_s == pytest.approx(2 * each) and not any(e.cut for e in ended_early.ends)
+    finishing = replay(pool.records, Strategy("full", "random", "none"), 0, 1000, STEPS, EVERY, workers=2,
+                       time_budget_s=2 * each + 5.9)  # after their last report (step 35 at 18.5 s): they finish
+    assert len(finishing.ends) == 6 and all(e.finished and not e.cut for e in finishing.ends)
+    assert finishing.wall_s == pytest.approx(3 * each)
 
 
 def test_a_record_drawn_again_cannot_tie_its_first_draw_onto_the_front():
     """With replacement, random search draws records again; MO-ASHA keeping each rung's front must not pass
     every copy of a front record (identical points never dominate each other): a repeat reports a hair worse."""
     small = record(0, 1e4, 5.0)
-    slow = [record(i, 1e5, 9.0) for i in range(1, 4)]  # larger and worse: off the front
-    pool_of_one = [small] * 1 + slow
+    larger = [record(i, 1e5, 9.0) for i in range(1, 4)]  # larger and worse: off the front
     strategy = Strategy("mo", "random", "moasha", grace=10, eta=4.0, keep_front=True)
-    outcome = replay(pool_of_one, strategy, 0, 24, STEPS, EVERY, workers=1)
+    outcome = replay([small, *larger], strategy, 0, 24, STEPS, EVERY, workers=1)
     copies = [e for e in outcome.ends if e.record == 0]
     assert len(copies) > 2 and sum(e.finished for e in copies) < len(copies)
 

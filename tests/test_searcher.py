@@ -143,15 +143,19 @@ def test_no_trial_starts_once_the_time_budget_ran_out_and_a_pickled_searcher_ask
     its trial budget; the check pickles with it (by the instrument's name), as Ray pickles a searcher."""
     from search import budget
 
-    budget.start("oboe", 3600.0)
-    searcher = make(max_trials=10, out_of_time=budget.OutOfTime("oboe"))
-    assert isinstance(searcher.suggest("a"), dict)
-    clone = pickle.loads(pickle.dumps(searcher))
-    budget.start("oboe", 0.0)  # spent at once
-    assert searcher.suggest("b") == Searcher.FINISHED and clone.suggest("b") == Searcher.FINISHED
-    assert isinstance(searcher.suggest("a"), dict)  # asked again for a trial it started: the same answer
-    budget.start("oboe", None)
-    assert isinstance(clone.suggest("b"), dict)
+    try:
+        budget.start("oboe", 3600.0)
+        searcher = make(max_trials=10, out_of_time=budget.OutOfTime("oboe"))
+        assert isinstance(searcher.suggest("a"), dict) and not budget.held_back("oboe")
+        clone = pickle.loads(pickle.dumps(searcher))
+        budget.start("oboe", 0.0)  # spent at once
+        assert searcher.suggest("b") == Searcher.FINISHED and clone.suggest("b") == Searcher.FINISHED
+        assert budget.held_back("oboe")
+        assert isinstance(searcher.suggest("a"), dict)  # asked again for a trial it started: the same answer
+        budget.start("oboe", None)
+        assert isinstance(clone.suggest("b"), dict)
+    finally:
+        budget.start("oboe", None)
 
 
 def test_bayesian_moves_past_its_random_start():

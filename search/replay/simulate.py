@@ -16,7 +16,7 @@ recorded evaluation. Samplers:
 
 Warm starts (``warm``): configurations tried first, as ``tonesweep sweep --warm-start`` does
 (``search.algorithms.base``), mapped to the nearest records as well. A wall-clock budget
-(``time_budget_s``) ends a replay as Ray Tune's ends a sweep: trials still running are cut.
+(``time_budget_s``) ends a replay as ``tonesweep sweep --time-budget`` ends a sweep.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from search.algorithms import OBJECTIVE_SIZE
 from search.replay.pool import Record
 from search.settings import DEFAULT_GRACE_REPORTS, DEFAULT_KEEP_FRONT, DEFAULT_REDUCTION_FACTOR
 
-REPEAT_TIE_BREAK = 1e-9  # relative: a record's n-th repeat reports its loss times (1 + n x this)
+REPEAT_TIE_BREAK = 1e-9  # relative: a record's n-th repeat reports its (positive) loss times (1 + n x this)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class TrialEnd:
     steps: int
     finished: bool
     started: float = 0.0
-    cut: bool = False  # still running when the wall-clock budget ran out: its work bought nothing
+    cut: bool = False  # stopped by the wall-clock budget (at its first report after it): its work bought nothing
 
 
 @dataclass
@@ -101,7 +101,8 @@ class Outcome:
 
     @property
     def useful_utilisation(self) -> float:
-        """Busy worker-time in trials that ended on their own (finished or stopped by the scheduler)."""
+        """The share of the workers' time busy in trials that ended on their own (finished, or stopped by the
+        scheduler)."""
         return self.utilisation - self.cut_share
 
 
@@ -235,16 +236,18 @@ def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, st
            time_budget_s: float | None = None) -> Outcome:
     """``trials`` trials on ``workers`` simulated workers; reports in time order, the real scheduler decides.
 
-    ``time_budget_s``: a wall-clock budget, as Ray Tune's ``TuneConfig(time_budget_s=...)``: trials start
-    until it runs out (or ``trials`` have started), and those still running then are cut (``TrialEnd.cut``,
-    the steps they trained by then). A record drawn again (random search with replacement, or an
+    ``time_budget_s``: a wall-clock budget, as ``tonesweep sweep --time-budget`` (``search.budget``): no
+    trial starts after it, and a trial running then ends at its next report (``TrialEnd.cut``), unless that
+    report is its final result (it finishes). A record drawn again (random search with replacement, or an
     Optuna suggestion mapped to a record tried before) reports its loss a hair worse per earlier draw
     (``REPEAT_TIE_BREAK``): a sweep never trains one configuration twice, and an exact copy would tie
     its first draw, so that every copy of a front record passed every rung of MO-ASHA kept-front.
     """
     sampler = make_sampler(strategy, records, seed, trials, workers, warm, min_rtf)
     decide, on_add = make_scheduler(strategy, steps, report_every)
-    outcome, events, started, begun, draws = Outcome(workers=workers), [], 0, {}, {}
+    outcome, events, started = Outcome(workers=workers), [], 0
+    begun: dict[str, tuple[float, int]] = {}  # trial id -> (start time, earlier draws of its record)
+    draws: dict[int, int] = {}                # record -> times drawn
     budget = math.inf if time_budget_s is None else time_budget_s
 
     def start(now: float) -> None:
@@ -254,10 +257,9 @@ def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, st
         index = sampler.next(trial_id)
         on_add(trial_id)
         record = records[index]
-        copy = draws.setdefault(index, [])
-        begun[trial_id] = (now, index, now + overhead_s + record.startup_s, len(copy))
-        copy.append(trial_id)
-        t0 = begun[trial_id][2]
+        begun[trial_id] = (now, draws.get(index, 0))
+        draws[index] = draws.get(index, 0) + 1
+        t0 = now + overhead_s + record.startup_s
         for step in range(report_every, steps, report_every):  # the trainable holds back the last report
             heapq.heappush(events, (t0 + step * record.seconds_per_step, trial_id, step, index))
         heapq.heappush(events, (t0 + steps * record.seconds_per_step + record.eval_s, trial_id, steps, index))
@@ -265,28 +267,22 @@ def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, st
     for _ in range(min(workers, trials)):
         start(0.0)
     ended: set[str] = set()
-    while events and events[0][0] <= budget:
+    while events:
         now, trial_id, step, index = heapq.heappop(events)
         if trial_id in ended:
             continue
-        record, earlier = records[index], begun[trial_id][3]
+        record, (began, earlier) = records[index], begun[trial_id]
         result = {"step": step, "val_loss": record.loss_at(step) * (1.0 + REPEAT_TIE_BREAK * earlier),
                   "model_bytes": record.model_bytes, OBJECTIVE_SIZE: record.smallest_bytes}
-        if step < steps and decide(trial_id, result) != "STOP":
+        cut = step < steps and now >= budget  # the budget's stopper is asked before the scheduler
+        if step < steps and not cut and decide(trial_id, result) != "STOP":
             continue
         ended.add(trial_id)
-        outcome.ends.append(TrialEnd(now, index, step, step == steps, begun[trial_id][0]))
+        outcome.ends.append(TrialEnd(now, index, step, step == steps, began, cut))
         outcome.wall_s = max(outcome.wall_s, now)
         sampler.tell(trial_id, {**result, "status": "FINISHED" if step == steps else None})
         if started < trials and now < budget:
             start(now)
-    running = [trial_id for trial_id in begun if trial_id not in ended]
-    for trial_id in running:  # the budget ran out while they ran: each is cut where it got to
-        began, index, t0, _ = begun[trial_id]
-        trained = int(max(0.0, budget - t0) / records[index].seconds_per_step)
-        outcome.ends.append(TrialEnd(budget, index, min(trained, steps), False, began, cut=True))
-    if running:
-        outcome.wall_s = budget
     return outcome
 
 

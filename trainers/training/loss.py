@@ -6,11 +6,12 @@
 The loss sees only audio, never the model, so its graph is the same for every architecture of a
 sweep that trains on windows of one shape (the built-in space's: batch x 1 s). A training step or a
 validation pass calls these functions inside its own graph: tracing the step then traces the decoder
-and the synth but finds the loss (and its gradient, two thirds of the step's ~4,900 traced ops at
-a demo CNN) already traced for those shapes, in the first trial of the process or in an earlier
-architecture's (a later architecture's step traced in 0.7-0.9 s instead of 1.3-1.6 s;
-docs/engines.md "Start-up"). TensorFlow inlines the call when it optimises the step's graph, so the
-step runs the ops it ran before and gives the same numbers, bit for bit (tests/test_train.py).
+and the synth but finds the loss and its gradient (most of the step's ops) already traced for those
+shapes, in the first trial of the process or in an earlier architecture's: a later architecture's
+first step call 1.5-1.8 s instead of 2.3-2.5 s, its first validation 0.65-0.73 s instead of 1.1-1.5 s
+(docs/engines.md "Start-up"). TensorFlow inlines the call when it optimises the step's graph, so the
+step runs the ops it ran before: the same losses and weights bit for bit without XLA
+(tests/test_train.py), and in the measurements of docs/engines.md with XLA and for the validation loss.
 """
 
 from __future__ import annotations

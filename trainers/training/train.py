@@ -155,7 +155,7 @@ def make_train_step(model: TrainedModel, optimizer, grad_clip: float | tf.Variab
     step's output does not depend on XLA's RNG when `jit_compile` is on. The loss and its gradient with
     respect to the rendered audio come from ``trainers.training.loss``, traced once per process for
     every architecture, and the tape carries that gradient back through the synth and the decoder:
-    the same numbers, bit for bit, as with the loss taped along (tests/test_train.py).
+    the same numbers, bit for bit, as with the loss taped along (tests/test_train.py, without XLA).
 
     Traced without AutoGraph, as are the validation loss and ``TrainedModel.render``: nothing in them
     branches or loops on a tensor in Python, so AutoGraph's source conversion (of ddsp's and Keras's
