@@ -107,7 +107,8 @@ demo: install
 	@echo "The demo voice as each instrument: $(DEMO_VOICE) -> $$(ls $(DEMO_DIR)/transfer/*.wav | tr '\n' ' ')"
 	@echo "Sing it in a browser:           $(TONESWEEP) serve --models $(DEMO_DIR)/export   (then open http://127.0.0.1:8000/; Live plays it while you sing)"
 	@echo "A team's tracking server:       $(TONESWEEP) tracking-server   (MLflow on its own PostgreSQL, 127.0.0.1:5000; README: Team mode)"
-	@echo "On a Ray cluster:               docs/recipes/ (cluster launcher, KubeRay RayJob; README: Running on a Ray cluster)"
+	@echo "On a Ray cluster:               docs/recipes/ (cluster launcher, KubeRay RayJob; README: Running on a Ray cluster);"
+	@echo "                                 many workers stay busier under a wall-clock budget: sweep ... --time-budget SECONDS"
 	@echo "Shared storage:                 $(TONESWEEP) sweep ... --storage s3://BUCKET/PREFIX   (any S3-compatible store; README: Shared storage)"
 
 # The default tier (at most 10 minutes on 2 cores); the system tier (real-trainer sweeps, the two-node
