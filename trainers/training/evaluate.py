@@ -124,7 +124,7 @@ def evaluate(model, frames: dict[str, np.ndarray], original_db: np.ndarray | Non
     frame_rate = model.config["frame_rate"]
     resynth = render_split(model, frames)
     if original_db is None:
-        original_db = measures.loudness_db(frames["audio"], SAMPLE_RATE, frame_rate)
+        original_db = split_loudness_db(model, frames)
     return {
         "quality": spectral_quality(frames["audio"], resynth),
         "pitch_error_cents": pitch_error_cents(resynth, frames, frame_rate),
@@ -132,11 +132,18 @@ def evaluate(model, frames: dict[str, np.ndarray], original_db: np.ndarray | Non
     }
 
 
-def evaluate_precisions(model, frames: dict[str, np.ndarray], precisions) -> dict[str, float]:
+def split_loudness_db(model, frames: dict[str, np.ndarray]) -> np.ndarray:
+    """The split's own A-weighted loudness at the model's frame rate (what ``loudness_error_db`` compares with)."""
+    return measures.loudness_db(frames["audio"], SAMPLE_RATE, model.config["frame_rate"])
+
+
+def evaluate_precisions(model, frames: dict[str, np.ndarray], precisions,
+                        original_db: np.ndarray | None = None) -> dict[str, float]:
     """`evaluate` at the given precisions, keys suffixed (quality_float16, ...); the split's loudness
-    measured once for all of them."""
+    (``original_db``, else measured here) once for all of them."""
     out: dict[str, float] = {}
-    original_db = measures.loudness_db(frames["audio"], SAMPLE_RATE, model.config["frame_rate"]) if precisions else None
+    if precisions and original_db is None:
+        original_db = split_loudness_db(model, frames)
     for precision in precisions:
         with quantized_weights(model, precision):
             for key, value in evaluate(model, frames, original_db).items():

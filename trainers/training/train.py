@@ -36,7 +36,7 @@ from trainers.model import synth
 from trainers.model.config import validate_config
 from trainers.model.size import size_report
 from trainers.model.trained import WEIGHTS_DIGEST, TrainedModel, build_model
-from trainers.training.evaluate import evaluate_precisions, write_audio_examples, write_example_pair
+from trainers.training.evaluate import evaluate_precisions, split_loudness_db, write_audio_examples, write_example_pair
 from trainers.training.loss import spectral_loss, spectral_loss_and_gradient
 
 log = logging.getLogger(__name__)
@@ -417,9 +417,10 @@ def _evaluate_and_listen(model: TrainedModel, val: dict[str, np.ndarray], out_di
     """Held-out metrics at float32 and at the quantised precisions the judge names (all without one),
     ``eval_time_s``; audio/original.wav + resynth.wav and ``examples_time_s``."""
     t0 = time.perf_counter()
-    out = evaluate_precisions(model, val, PRECISIONS[:1])
+    original_db = split_loudness_db(model, val)  # once for float32 and the quantised precisions
+    out = evaluate_precisions(model, val, PRECISIONS[:1], original_db)
     wanted = set(PRECISIONS) if judge is None else set(judge({**metrics, **out}))
-    out.update(evaluate_precisions(model, val, [p for p in PRECISIONS[1:] if p in wanted]))
+    out.update(evaluate_precisions(model, val, [p for p in PRECISIONS[1:] if p in wanted], original_db))
     out["eval_time_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     write_audio_examples(model, val, out_dir / "audio")
