@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        f"trial starts in a fresh one (0 = always reuse; default: {DEFAULT_WORKER_MEMORY_MIB})")
     p.add_argument("--time-budget", type=POSITIVE.argument(), default=None, metavar="SECONDS",
                    help="per instrument: start no trial after SECONDS of its search and stop the running ones at "
-                        "their next report (recorded STOPPED); with --trials, whichever comes first; a --resume "
+                        "their next step (recorded STOPPED); with --trials, whichever comes first; a --resume "
                         "counts again from its start, and after a budget that ran out only finishes the trials "
                         "that were running (default: none)")
     p.add_argument("--cpus-per-trial", type=POSITIVE.argument(), default=1.0, help="CPUs each trial reserves (default: 1)")

@@ -4,11 +4,15 @@ What Ray Tune's ``TuneConfig(time_budget_s=...)`` offers a cluster user, ended t
 trials: once an instrument's search has run for its budget, its searcher starts no more trials
 (``OutOfTime``, asked by ``TrialSearcher.suggest``) and every running trial is stopped at its next
 report (``BudgetStopper``, Ray's per-trial stopper), so it is recorded as a STOPPED trial with its
-checkpoint and audio example, as a scheduler's stop would be. (Ray's own budget ends the experiment at
-once: running trials end TERMINATED with no completion callback, and their MLflow runs would be left
-open.) Not to the second: a trial Ray had already taken from the searcher may still start after the
-deadline, and a trial in its start-up runs until its first report. What it buys on many workers:
-bench/README.md, "A wall-clock budget instead of a trial count".
+checkpoint and audio example, as a scheduler's stop would be. The trials know the deadline too
+(``deadline``, in ``TrialSpec``): the trainer reports at once at the first step it ends after it, so
+that next report is not up to ``report_every`` steps away, and a trial still starting ends after its
+first step. (Ray's own budget ends the experiment at once: running trials end TERMINATED with no
+completion callback, and their MLflow runs would be left open.) Not to the second: a trial Ray had
+already taken from the searcher may still start after the deadline, a trial ends only once its step
+(or its start-up's imports and tracing) is done, and the workers read the deadline on their own clocks
+(a cluster's nodes keep theirs in step). What it buys on many workers: bench/README.md, "A wall-clock
+budget instead of a trial count".
 
 The clock lives in the driver process, one per instrument, started by ``start`` when the instrument's
 Tuner is built; the searcher and the stopper hold only the instrument's name, so Ray can pickle them
@@ -24,6 +28,7 @@ import time
 from ray.tune import Stopper
 
 _DEADLINES: dict[str, float] = {}         # instrument -> time.monotonic() when its budget runs out
+_WALL_DEADLINES: dict[str, float] = {}    # the same moment as time.time(), what the trial workers compare with
 _STOPPED: dict[str, set[str]] = {}        # instrument -> ids of the trials its budget stopped
 _HELD_BACK: dict[str, bool] = {}          # instrument -> the searcher was refused a start by the budget
 
@@ -33,8 +38,16 @@ def start(instrument: str, seconds: float | None) -> None:
     _STOPPED[instrument], _HELD_BACK[instrument] = set(), False
     if seconds is None:
         _DEADLINES.pop(instrument, None)
+        _WALL_DEADLINES.pop(instrument, None)
     else:
         _DEADLINES[instrument] = time.monotonic() + float(seconds)
+        _WALL_DEADLINES[instrument] = time.time() + float(seconds)
+
+
+def deadline(instrument: str) -> float | None:
+    """When the instrument's budget runs out, in seconds since the epoch (for the trial workers, which may be
+    other processes and nodes); None without one."""
+    return _WALL_DEADLINES.get(instrument)
 
 
 def spent(instrument: str) -> bool:

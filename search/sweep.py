@@ -251,7 +251,7 @@ class InstrumentSweep:
             running = budget.stopped(self.instrument)
             self.sweep.say(f"[{self.instrument}] the time budget ({self.sweep.settings.time_budget_s:g} s) ran out after "
                            f"{ended} of {self.sweep.settings.trials} trials: none started after it"
-                           + (f", and the {running} running then stopped at their next report" if running else ""))
+                           + (f", and the {running} running then stopped at their next step" if running else ""))
         elif ended < self.sweep.settings.trials:  # the searcher answered FINISHED early
             refused = self.tally.refused()
             self.sweep.say(f"[{self.instrument}] the search space ran out after {ended} of {self.sweep.settings.trials} "
@@ -281,15 +281,18 @@ class InstrumentSweep:
 
     def _tuner(self):
         """The Tuner: restored (with the ledger of trials MLflow saw written first) or new."""
+        from search import budget
         from search.trainable import TrialSpec
 
         settings, place = self.sweep.settings, self.sweep.checked.place
+        budget.start(self.instrument, settings.time_budget_s)  # (again, on a resume); its trials get the deadline
         spec = TrialSpec(dataset_dir=place.dataset(self.experiment.dataset), trials_dir=place.trials,
                          threads=max(1, int(settings.cpus_per_trial)),
                          report_every=report_every(settings, self.experiment.space),
                          max_params=settings.max_params, max_bytes=settings.max_bytes, min_rtf=settings.min_rtf,
                          train_fn=settings.train_fn, size_fn=settings.size_fn,
-                         front=self._front_name() if settings.evaluation_in_proportion else None)
+                         front=self._front_name() if settings.evaluation_in_proportion else None,
+                         deadline=budget.deadline(self.instrument))
         experiment = place.experiment(self.instrument)
         restore = tuner.restoring(settings, experiment)
         if restore:

@@ -55,6 +55,7 @@ class TrialSpec:
     train_fn: str | Callable = "trainers.training.train:train_trial"
     size_fn: str | Callable = "trainers.model.size:size_report"
     front: str | None = None  # the name of the instrument's record of measured candidates (search.front)
+    deadline: float | None = None  # time.time() when the time budget runs out (search.budget): the trainer reports then
 
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -125,9 +126,11 @@ def execute_trial(config: dict[str, Any], spec: TrialSpec, out_dir: Path,
             else:
                 train = resolve(spec.train_fn)  # imports TensorFlow in a fresh worker: part of start-up
                 before_training = time.perf_counter() - started
-                judged = {} if front is None else {"judge": front.matter}
+                asks = {} if front is None else {"judge": front.matter}
+                if spec.deadline is not None:
+                    asks["deadline"] = spec.deadline
                 metrics = dict(train(spec.dataset_dir, config, out_dir, report=forward,
-                                     report_every=spec.report_every, threads=spec.threads, **judged))
+                                     report_every=spec.report_every, threads=spec.threads, **asks))
                 if front is not None and metrics.get("status") == FINISHED:
                     front.add(metrics)
         except Exception as err:  # noqa: BLE001 - a trial's failure is data for the sweep, not a crash

@@ -69,12 +69,12 @@ def build_tuner(settings: SweepSettings, space, instrument: str, trainable, expe
                 driver_folder: Path, callbacks: list, storage_path: str, warm_start: list[dict] | None = None):
     """A ``Tuner`` for one instrument: new, or restored from ``experiment`` (then given this driver's
     callbacks; its searcher keeps the warm start it was given). ``driver_folder`` holds the searcher's
-    ledger and MO-ASHA's rungs; ``warm_start``: values a new searcher suggests first."""
+    ledger and MO-ASHA's rungs; ``warm_start``: values a new searcher suggests first. The instrument's time
+    budget (``search.budget.start``) has started: its searcher and stopper ask it by name."""
     from ray import tune
 
     from search import budget
 
-    budget.start(instrument, settings.time_budget_s)  # a restored searcher and stopper ask it by name
     if restore:
         _alias_moved_modules()
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=False)

@@ -247,25 +247,32 @@ def test_sweep_of_two_instruments_records_every_trial(tmp_path, ray_head):
     assert asked == 2 * finished and "quantised candidates evaluated:" in output
 
 
-def test_a_time_budget_starts_no_trial_after_it_and_stops_the_running_ones_at_their_next_report(tmp_path, ray_head):
+def test_a_time_budget_starts_no_trial_after_it_and_stops_the_running_ones_at_their_next_step(tmp_path, ray_head):
     """--time-budget: trials start until the instrument's budget runs out; those running then stop at their next
-    report and are recorded STOPPED with the budget as the reason (no MLflow run is left open), and the sweep
-    says so in one line. Each stand-in trial takes ~2.4 s (4 reports, 0.6 s apart); the budget is 5 s."""
+    step (the trainer, given the deadline, reports at once) and are recorded STOPPED with the budget as the
+    reason (no MLflow run is left open), and the sweep says so in one line. Each stand-in trial takes ~2.4 s
+    (40 steps, 0.06 s each) and reports only at its end, so any report before that is the deadline's; the
+    budget is 5 s."""
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
     settings = {"datasets": make_datasets(tmp_path, ["bansuri"]), "trials": 40, "space": str(space), "steps": 40,
-                "report_every": 10, "name": "tb", "storage": str(tmp_path / "runs"), "seed": 2, "time_budget_s": 5.0,
+                "report_every": 40, "name": "tb", "storage": str(tmp_path / "runs"), "seed": 2, "time_budget_s": 5.0,
                 "scheduler": "none"}
-    output = run_driver(tmp_path, settings, cluster=ray_head, env={"FAKE_SLEEP": "0.6"})
+    output = run_driver(tmp_path, settings, cluster=ray_head, env={"FAKE_SLEEP": "2.4"})
     parent, children = sweep_runs(mlflow_client(tmp_path), "bansuri", "tb")
     assert 1 <= len(children) < 40
     by_budget = [c for c in children if "time budget ran out" in c.data.tags.get("tonesweep.failure_reason", "")]
     assert by_budget and all(c.data.tags["tonesweep.status"] == "STOPPED" and c.info.status == "FINISHED"
                              for c in by_budget)
+    # each stopped at the step where its trainer saw the deadline pass (without it: at its end, finished)
+    ran_out = [int(line.split()[2]) for line in (tmp_path / "fake.log").read_text().splitlines()
+               if line.startswith("ran-out ")]
+    stopped_at = [int(c.data.tags["tonesweep.failure_reason"].split()[3].rstrip(":")) for c in by_budget]
+    assert set(stopped_at) <= set(ran_out), (stopped_at, ran_out)
     assert all(c.data.tags["tonesweep.status"] in TERMINAL for c in children)
     assert parent.data.params["time_budget_s"] == "5.0"
     assert f"[bansuri] the time budget (5 s) ran out after {len(children)} of 40 trials: none started after it, " \
-           f"and the {len(by_budget)} running then stopped at their next report" in output
+           f"and the {len(by_budget)} running then stopped at their next step" in output
     assert output.count("STOPPED (the time budget ran out)") == len(by_budget)
     assert "the search space ran out" not in output
 

@@ -150,6 +150,25 @@ def test_deterministic_and_resumes_exactly(tiny_dataset, tmp_path):
         train_trial(tiny_dataset, {**TINY, "gru_units": 4, "steps": 6}, tmp_path / "a", jit_compile=False)
 
 
+def test_the_first_step_after_a_deadline_reports_at_once(tiny_dataset, tmp_path):
+    """A sweep's time budget (search.budget) hands the trainer its deadline: the first step that ends after it
+    reports at once, between the regular reports, so that the sweep's stopper can end the trial there; once."""
+    import time
+
+    from trainers.training.train import train_trial
+
+    steps: dict[str, list[int]] = {}
+
+    def run(name: str, deadline: float) -> None:
+        seen = steps.setdefault(name, [])
+        train_trial(tiny_dataset, {**TINY, "steps": 4}, tmp_path / name, report=lambda m: seen.append(m["step"]),
+                    report_every=2, jit_compile=False, judge=lambda metrics: [], deadline=deadline)
+
+    run("passed", time.time() - 1.0)
+    run("ahead", time.time() + 3600.0)
+    assert steps == {"passed": [1, 2, 4], "ahead": [2, 4]}
+
+
 def test_a_later_trial_of_an_architecture_reuses_its_compiled_step_and_gives_the_same_numbers(tiny_dataset, tmp_path):
     """A reused worker keeps each architecture's model and compiled step (ArchitectureKit): a trial with
     another seed, learning rate, clipping and feature traces nothing, and the first trial again gives

@@ -50,7 +50,8 @@ DRIVER = textwrap.dedent('''
     def fake_reference(dataset_dir):
         return {"log10_bytes": 7.0, "quality": 10.0}
 
-    def fake_train(dataset_dir, config, out_dir, report=None, report_every=50, threads=None, judge=None):
+    def fake_train(dataset_dir, config, out_dir, report=None, report_every=50, threads=None, judge=None,
+                   deadline=None):
         from trainers.model.config import validate_config
         cfg = validate_config(config)
         out = Path(out_dir)
@@ -60,10 +61,17 @@ DRIVER = textwrap.dedent('''
         if cfg["decoder"] == "cnn" and cfg["n_harmonics"] == 20:
             raise RuntimeError("simulated trainer crash")
         base = 1.0 + 100 * cfg["learning_rate"] + (0.5 if cfg["feature"] == "rms" else 0.0)
-        for step in range(report_every, cfg["steps"] + 1, report_every):
-            time.sleep(FAKE_SLEEP)
-            report({"step": step, "train_loss": base / step, "val_loss": base / math.sqrt(step),
-                    "elapsed_s": 0.0})
+        watch = deadline is not None  # as the real trainer: the first step after it reports at once
+        for step in range(1, cfg["steps"] + 1):
+            time.sleep(FAKE_SLEEP / report_every)
+            ran_out = watch and time.time() >= deadline
+            watch = watch and not ran_out
+            if ran_out:
+                with open(FAKE_LOG, "a") as log:
+                    log.write(f"ran-out {out.name} {step}\\n")
+            if step % report_every == 0 or ran_out:
+                report({"step": step, "train_loss": base / step, "val_loss": base / math.sqrt(step),
+                        "elapsed_s": 0.0})
         import numpy as np, soundfile as sf
         (out / "audio").mkdir(exist_ok=True)
         t = np.arange(8000) / 16000

@@ -320,9 +320,11 @@ class _Trainer:
         noise = synth.white_noise(len(idx), audio.shape[1], (seed, step))
         return tf.constant(f0), tf.constant(feat), tf.constant(audio), noise
 
-    def run(self, report, report_every: int) -> tuple[float, str | None]:
-        """Train up to config["steps"]; returns (last train loss, failure reason or None)."""
+    def run(self, report, report_every: int, deadline: float | None = None) -> tuple[float, str | None]:
+        """Train up to config["steps"]; returns (last train loss, failure reason or None). A report every
+        ``report_every`` steps, at the last, and at the first step that ends after ``deadline``."""
         total, start_step = self.config["steps"], int(self.step)
+        watch = deadline is not None  # until the first step that ends after the deadline has reported
         t0, time_before = time.perf_counter(), float(self.train_time)
         losses: list[float] = []
         last_loss = float(self.last_loss)  # restored value when resuming a finished trial
@@ -340,7 +342,9 @@ class _Trainer:
             self.step.assign(step + 1)
             self.last_loss.assign(last_loss)
             done = step + 1
-            if done % report_every == 0 or done == total:
+            ran_out = watch and time.time() >= deadline
+            watch = watch and not ran_out
+            if done % report_every == 0 or done == total or ran_out:
                 self.train_time.assign(time_before + time.perf_counter() - t0)
                 self.manager.save(checkpoint_number=done)
                 if report is not None:
@@ -363,6 +367,7 @@ def train_trial(
     threads: int | None = None,
     jit_compile: bool | None = None,
     judge: Callable[[dict[str, Any]], Iterable[str]] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and save one trial; returns the metrics dict (also in out_dir/metrics.json).
 
@@ -376,6 +381,8 @@ def train_trial(
     ``judge``: given the metrics with the float32 evaluation, the quantised precisions whose candidates
     could still matter to the sweep (``search.front``); only those are evaluated besides float32, the
     others have no quality or pitch metrics. None: every precision.
+    ``deadline`` (``time.time()``; a sweep's time budget, ``search.budget``): the first step that ends after it
+    reports at once, between the ``report_every`` steps, so that the sweep can stop the trial there.
     """
     started = time.perf_counter()
     configure_threads(threads)  # first: before any TF op of this process
@@ -394,7 +401,7 @@ def train_trial(
     trainer.restore()  # before writing anything: a checkpoint of another config must stay intact
     _write_json(out_dir / "config.json", config)
     _write_json(out_dir / "dataset_manifest.json", manifest)
-    final_loss, failure = trainer.run(report, report_every)
+    final_loss, failure = trainer.run(report, report_every, deadline)
     metrics = {"status": FINISHED, "failure_reason": None, "steps": int(trainer.step),
                "train_time_s": float(trainer.train_time), "final_train_loss": final_loss, **size_report(config)}
     if trainer.first_step_s is not None:  # start-up: loading, building, tracing and compiling the step
