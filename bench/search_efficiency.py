@@ -1,7 +1,8 @@
 """Which search decides the default: hypervolume bought per trial-step, replayed on recorded pools.
 
     .venv/bin/python bench/search_efficiency.py [--pools bench/data/pool-*.json.gz] [--trials 30] [--seeds 10] [--first-seed 0]
-        [--studies strategies,schedule,warm,scale,budget] [--scale-trials 1000] [--plot bench/figures/search-efficiency.png]
+        [--studies strategies,schedule,warm,scale,budget] [--scale-trials 1000] [--startups measured|recorded]
+        [--plot bench/figures/search-efficiency.png]
 
 The pools (``bench/record_pool.py``, format in ``search/replay/pool.py``) hold hundreds of trials recorded to the
 end; every study replays them (``search/replay/simulate.py``: simulated workers, the real schedulers and samplers
@@ -24,6 +25,10 @@ scale       the default on 2, 8, 32 and 128 workers over ``--scale-trials`` tria
 budget      128 workers under a wall-clock budget (``tonesweep sweep --time-budget``) instead of a trial
             count: utilisation, the share of it in trials the budget stopped, hypervolume.
 
+The wall-clock studies (scale, budget) replay each trial's start-up as measured again with today's trainer
+(``bench/record_startups.py``, ``--startups measured``, the default where it has been measured) or as the pool
+recorded it (``--startups recorded``); the others count trial-steps, not seconds, and replay the pool as recorded.
+
 Hypervolume: log10 bytes and quality normalised over the pool's own candidates, reference point at the
 pool's nadir + 10 % (``replay.Scale``): the same box for every strategy and seed. The winner is the
 selector's (tolerance 0.05).
@@ -43,7 +48,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from search.replay.pool import Pool, read_pool  # noqa: E402
+from search.replay.pool import Pool, read_pool, read_startups, with_startups  # noqa: E402
 from search.replay.simulate import Scale, Strategy, at_budget, front_records, nearest_records, replay, winner  # noqa: E402
 from search.settings import DEFAULT_REDUCTION_FACTOR  # noqa: E402
 
@@ -76,7 +81,8 @@ class Run:
     def __init__(self, pool: Pool, scale: Scale, strategy: Strategy, seed: int, trials: int, workers: int = 2,
                  overhead_s: float = 0.0, warm: list[int] = (), time_budget_s: float | None = None):
         self.outcome = replay(pool.records, strategy, seed, trials, pool.steps, pool.report_every, workers,
-                              overhead_s, warm, MIN_RTF, time_budget_s)
+                              overhead_s, warm, MIN_RTF, time_budget_s, fresh_worker_s=pool.meta.get("fresh_worker_s", 0.0),
+                              trials_per_worker=pool.meta.get("trials_per_worker"))
         self.candidates = self.outcome.candidates(pool.records)
         self.hv = scale.hypervolume(self.candidates)
         self.steps = self.outcome.trial_steps
@@ -284,6 +290,22 @@ def study_idle(pools: list[Pool], scales: dict, strategy: Strategy, args) -> Non
                   f"{statistics.median(drains) / statistics.median(full):.1f} | {max(full):.0f} |")
 
 
+def clocked(pool: Pool, startups: str) -> Pool:
+    """The pool the wall-clock studies replay: with its start-ups measured again (``startups="measured"``), where
+    bench/record_startups.py has measured them, else as recorded."""
+    path = REPO / "bench" / "data" / f"startups-{pool.instrument}.json.gz"
+    if startups == "recorded" or not path.is_file():
+        print(f"pool {pool.instrument}: start-ups as recorded {pool.meta.get('recorded')}")
+        return pool
+    measured, meta = read_startups(path, pool)
+    timed = with_startups(pool, measured, meta.get("trials_per_worker", ()))
+    print(f"pool {pool.instrument}: start-ups measured again {meta.get('recorded')} ({path.name}): in a reused worker "
+          f"median {statistics.median(s.startup_s for s in measured):.2f} s (as recorded: "
+          f"{statistics.median(r.startup_s for r in pool.records):.2f} s); a fresh worker adds "
+          f"{timed.meta['fresh_worker_s']:.1f} s, every {timed.meta['trials_per_worker'] or 'no'}th trial of a worker")
+    return timed
+
+
 def _hours_to(trajectory: list[tuple[int, float, float]], target: float) -> float:
     """Wall hours until the hypervolume first reaches ``target`` (inf: never)."""
     return next((t / 3600 for _, t, hv in trajectory if hv >= target), float("inf"))
@@ -352,6 +374,10 @@ def main() -> int:
     parser.add_argument("--scale-seeds", type=int, default=3)
     parser.add_argument("--overhead-s", type=float, default=1.1,
                         help="Ray + MLflow per trial (bench/sweep_overhead.py at 150 steps: 3.6 %% of 2 x 487 s over 32 trials)")
+    parser.add_argument("--startups", choices=("measured", "recorded"), default="measured",
+                        help="the wall-clock studies' (scale, budget) trial start-ups: each record's measured again with "
+                             "today's trainer (bench/data/startups-<instrument>.json.gz, bench/record_startups.py), or "
+                             "the pool's as recorded")
     parser.add_argument("--plot", default=str(REPO / "bench" / "figures" / "search-efficiency.png"))
     args = parser.parse_args()
     if not args.pools:
@@ -373,6 +399,7 @@ def run_studies(args) -> int:
     for p in pools:
         print(f"pool {p.instrument}: {len(p.records)} trials x {p.steps} steps, reports every {p.report_every}, "
               f"recorded {p.meta.get('recorded')} ({p.meta.get('refused')} refused by --min-rtf {p.meta.get('min_rtf')})")
+    timed = [clocked(p, args.startups) for p in pools] if {"scale", "budget"} & set(args.studies.split(",")) else pools
     studies = set(args.studies.split(","))
     curves = study_strategies(pools, scales, args) if "strategies" in studies else {}
     # warm starts and scale are studied for what a sweep does by default (search.settings), not for the
@@ -382,9 +409,9 @@ def run_studies(args) -> int:
         study_schedule(pools, scales, args)
     if "warm" in studies:
         study_warm(pools, scales, default, args)
-    scale_curves = study_scale(pools, scales, default, args) if "scale" in studies else {}
+    scale_curves = study_scale(timed, scales, default, args) if "scale" in studies else {}
     if "budget" in studies:
-        study_budget(pools, scales, default, args)
+        study_budget(timed, scales, default, args)
     if curves:
         plot(Path(args.plot), curves, scale_curves, args.trials, pools[0].steps)
     print(f"\n{time.perf_counter() - started:.0f} s")

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from search.replay.pool import Pool, Record, read_pool, write_pool
+from common.errors import UserError
+from search.replay.pool import Pool, Record, Startup, read_pool, read_startups, with_startups, write_pool, write_startups
 from search.replay.simulate import Scale, Strategy, at_budget, front_records, replay, winner
 
 STEPS, EVERY = 40, 5
@@ -36,6 +37,24 @@ def test_a_pool_round_trips_through_its_file(tmp_path, pool):
     assert back.instrument == "oboe" and back.steps == STEPS and back.meta["recorded"] == "2026-12-06"
     assert back.records == pool.records
     assert back.records[0].loss_at(12) == back.records[0].curve[10]  # the nearest report, earlier on a tie
+
+
+def test_start_ups_measured_again_take_the_pools_place_only_for_their_pool(tmp_path, pool):
+    """bench/record_startups.py's file: one start-up per record, read back for the pool it was measured on."""
+    pool.meta["dataset_key"] = "abc"
+    path = tmp_path / "startups-oboe.json.gz"
+    measured = [Startup(index=i, startup_s=0.5 + i, first_call_s=0.25, fresh_startup_s=10.5 + i if i < 3 else None)
+                for i in range(len(pool.records))]
+    write_startups(path, measured, {"instrument": "oboe", "dataset_key": "abc", "recorded": "2026-12-07",
+                                    "trials_per_worker": [70, 80, 75]})
+    back, meta = read_startups(path, pool)
+    timed = with_startups(pool, back, meta["trials_per_worker"])
+    assert [r.startup_s for r in timed.records] == [0.5 + i for i in range(len(pool.records))]
+    assert timed.meta["fresh_worker_s"] == 10.0 and timed.meta["trials_per_worker"] == 75
+    assert [r.curve for r in timed.records] == [r.curve for r in pool.records] and pool.records[0].startup_s == 1.0
+    fewer = Pool("oboe", STEPS, EVERY, pool.records[:-1], {"dataset_key": "abc"})
+    with pytest.raises(UserError, match="not measured for this pool"):
+        read_startups(path, fewer)
 
 
 def test_every_trial_to_the_end_costs_trials_times_steps_and_keeps_two_workers_busy(pool):
@@ -67,22 +86,40 @@ def test_idle_worker_time_falls_after_the_last_trial_starts(pool):
     assert outcome.utilisation_between(outcome.last_start_s, outcome.wall_s) == pytest.approx(0.5)
 
 
-def test_a_wall_clock_budget_starts_no_trial_after_it_and_stops_the_running_ones_at_their_next_report(pool):
-    """As `sweep --time-budget`: trials start until the budget, and each running then ends at its next report
-    (its time busy, but not useful); a trial whose next report is its final result finishes."""
-    each = 1.0 + STEPS * 0.1 + 2.0  # 7 s: start-up, training (a report every 0.5 s), evaluation
+def test_a_wall_clock_budget_starts_no_trial_after_it_and_stops_the_running_ones_at_the_step_it_ran_out(pool):
+    """As `sweep --time-budget`: trials start until the budget, and each running then ends at the first step it
+    ends after it (the trainer reports there at once), or after its first step if it was still starting (its time
+    busy, but not useful); a trial whose budget step is its last finishes."""
+    each = 1.0 + STEPS * 0.1 + 2.0  # 7 s: start-up, training (a step every 0.1 s, a report every 5), evaluation
     outcome = replay(pool.records, Strategy("full", "random", "none"), 0, 1000, STEPS, EVERY, workers=2,
                      time_budget_s=2.45 * each)
     done, cut = [e for e in outcome.ends if not e.cut], [e for e in outcome.ends if e.cut]
     assert len(done) == 4 and all(e.finished for e in done) and len(cut) == 2
-    # the last two started at 14 s, trained from 15 s: their first report after 17.15 s is step 25 at 17.5 s
-    assert all(e.started == 2 * each and e.steps == 25 and not e.finished for e in cut)
-    assert outcome.wall_s == pytest.approx(2.5 * each) and all(e.time == pytest.approx(2.5 * each) for e in cut)
-    assert outcome.utilisation == pytest.approx(1.0) and outcome.useful_utilisation == pytest.approx(0.8)
+    # the last two started at 14 s, trained from 15 s: the budget ran out at 17.15 s, in their step 22 (not at
+    # their next report, step 25 at 17.5 s)
+    assert all(e.started == 2 * each and e.steps == 22 and not e.finished for e in cut)
+    assert outcome.wall_s == pytest.approx(17.2) and all(e.time == pytest.approx(17.2) for e in cut)
+    assert outcome.utilisation == pytest.approx(1.0) and outcome.useful_utilisation == pytest.approx(1 - 3.2 / 17.2)
+    starting = replay(pool.records, Strategy("full", "random", "none"), 0, 1000, STEPS, EVERY, workers=2,
+                      time_budget_s=2 * each + 0.5)  # in their start-up (14-15 s): they end after their first step
+    assert sorted((e.steps, round(e.time, 6)) for e in starting.ends if e.cut) == [(1, 15.1), (1, 15.1)]
     finishing = replay(pool.records, Strategy("full", "random", "none"), 0, 1000, STEPS, EVERY, workers=2,
-                       time_budget_s=2 * each + 5.9)  # after their last report (step 35 at 18.5 s): they finish
+                       time_budget_s=2 * each + 5.9)  # in their last steps: they finish
     assert len(finishing.ends) == 6 and all(e.finished and not e.cut for e in finishing.ends)
     assert finishing.wall_s == pytest.approx(3 * each)
+
+
+def test_a_workers_first_trial_and_its_first_after_recycling_start_a_fresh_process(pool):
+    """A fresh worker imports the trainer: its first trial, and the first after every `trials_per_worker`,
+    take `fresh_worker_s` longer to start; a worker's, not a record's."""
+    each = 1.0 + STEPS * 0.1 + 2.0
+    plain = replay(pool.records, Strategy("full", "random", "none"), 0, 6, STEPS, EVERY, workers=2)
+    fresh = replay(pool.records, Strategy("full", "random", "none"), 0, 6, STEPS, EVERY, workers=2,
+                   fresh_worker_s=3.0, trials_per_worker=2)
+    assert plain.wall_s == pytest.approx(3 * each)
+    # each worker: fresh, reused, fresh (recycled after two trials)
+    assert sorted(e.time for e in fresh.ends) == pytest.approx([each + 3, each + 3, 2 * each + 3, 2 * each + 3,
+                                                                3 * each + 6, 3 * each + 6])
 
 
 def test_a_record_drawn_again_cannot_tie_its_first_draw_onto_the_front():

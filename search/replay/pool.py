@@ -9,13 +9,21 @@ rerun ``bench/search_efficiency.py`` in minutes without training.
 
 Format (version 1): ``{"version": 1, "instrument", "dataset_key", "steps", "report_every", "seed",
 "min_rtf", "recorded" (ISO date), "command", "wall_s", "refused", "records": [Record as a dict]}``.
+
+A start-ups file (``bench/data/startups-<instrument>.json.gz``, written by ``bench/record_startups.py``) holds
+each record's start-up measured again with a later trainer: ``{"version": 1, "instrument", "dataset_key",
+"pool_recorded", "recorded", "command", "workers", "worker_memory_mib", "trials_per_worker" (trials each
+recycled worker ran before it was replaced), "wall_s", "startups": [Startup as a dict, one per record, in the
+pool's order]}``. ``with_startups`` puts the reused workers' in a pool's place; ``fresh_worker_s`` is what a
+fresh worker adds.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import asdict, dataclass, field
+import statistics
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from common.errors import UserError
@@ -61,6 +69,19 @@ class Pool:
     meta: dict = field(default_factory=dict)
 
 
+@dataclass
+class Startup:
+    """One record's start-up measured again (``bench/record_startups.py``)."""
+
+    index: int                          # the record's place in its pool
+    startup_s: float                    # as Record.startup_s (trial start to the end of its first step), in a reused
+                                        # worker: one that has run other trials (a sweep's usual case)
+    first_call_s: float | None = None   # of which the step's first call (tracing, compiling, one step)
+    to_first_report_s: float = 0.0      # trial start to its first report
+    fresh_startup_s: float | None = None  # the same, where it was also measured as a fresh worker's first trial
+                                          # (which imports the trainer first)
+
+
 def write_pool(path: Path, pool: Pool) -> None:
     body = {"version": VERSION, "instrument": pool.instrument, "steps": pool.steps,
             "report_every": pool.report_every, **pool.meta, "records": [asdict(r) for r in pool.records]}
@@ -78,3 +99,42 @@ def read_pool(path: Path) -> Pool:
     records = [Record(**{**r, "curve": {int(k): v for k, v in r["curve"].items()},
                          "candidates": [tuple(c) for c in r["candidates"]]}) for r in body.pop("records")]
     return Pool(body.pop("instrument"), body.pop("steps"), body.pop("report_every"), records, body)
+
+
+def write_startups(path: Path, startups: list[Startup], meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as out:
+        json.dump({"version": VERSION, **meta, "startups": [asdict(s) for s in startups]}, out,
+                  separators=(",", ":"))
+
+
+def read_startups(path: Path, pool: Pool) -> tuple[list[Startup], dict]:
+    """The start-ups measured again for ``pool``'s records (checked to be for this pool), and the file's meta."""
+    with gzip.open(path, "rt", encoding="utf-8") as src:
+        body = json.load(src)
+    if body.get("version") != VERSION:
+        raise UserError(f"{path}: start-ups version {body.get('version')!r}, this reader knows {VERSION}; measure "
+                        f"them again with bench/record_startups.py")
+    startups = [Startup(**s) for s in body["startups"]]
+    if (body.get("instrument"), body.get("dataset_key")) != (pool.instrument, pool.meta.get("dataset_key")) or \
+            [s.index for s in startups] != list(range(len(pool.records))):
+        raise UserError(f"{path}: not measured for this pool of {pool.instrument} ({len(pool.records)} records); "
+                        f"measure them again with bench/record_startups.py")
+    return startups, body
+
+
+def fresh_worker_s(startups: list[Startup]) -> float:
+    """What a fresh worker adds to a trial's start-up (importing the trainer): the median over the records measured
+    both ways."""
+    extra = [s.fresh_startup_s - s.startup_s for s in startups if s.fresh_startup_s is not None]
+    return statistics.median(extra) if extra else 0.0
+
+
+def with_startups(pool: Pool, startups: list[Startup], trials_per_worker: list[int] = ()) -> Pool:
+    """The pool with each record's start-up replaced by the one measured again in a reused worker; its meta
+    gains what a fresh worker adds (``fresh_worker_s``) and after how many trials a worker was recycled
+    (``trials_per_worker``, the median of those measured; None: none was), which a replay's workers model."""
+    records = [replace(r, startup_s=s.startup_s) for r, s in zip(pool.records, startups)]
+    lifetimes = sorted(trials_per_worker)
+    return replace(pool, records=records, meta={**pool.meta, "fresh_worker_s": fresh_worker_s(startups),
+                                                "trials_per_worker": lifetimes[len(lifetimes) // 2] if lifetimes else None})

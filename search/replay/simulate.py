@@ -233,12 +233,19 @@ def make_scheduler(strategy: Strategy, steps: int, report_every: int):
 
 def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, steps: int, report_every: int,
            workers: int = 2, overhead_s: float = 0.0, warm: list[int] = (), min_rtf: float | None = None,
-           time_budget_s: float | None = None) -> Outcome:
+           time_budget_s: float | None = None, fresh_worker_s: float = 0.0,
+           trials_per_worker: int | None = None) -> Outcome:
     """``trials`` trials on ``workers`` simulated workers; reports in time order, the real scheduler decides.
 
+    A trial takes ``overhead_s`` (Ray, MLflow), its record's start-up, steps and evaluation. A worker's first
+    trial, and its first after every ``trials_per_worker`` (the sweep recycling a grown worker; None: never),
+    starts in a fresh process, which takes ``fresh_worker_s`` more (importing the trainer): a worker's, not a
+    configuration's, so records' start-ups are a reused worker's (``bench/record_startups.py``).
+
     ``time_budget_s``: a wall-clock budget, as ``tonesweep sweep --time-budget`` (``search.budget``): no
-    trial starts after it, and a trial running then ends at its next report (``TrialEnd.cut``), unless that
-    report is its final result (it finishes). A record drawn again (random search with replacement, or an
+    trial starts after it, and a trial running then ends at the first step it ends after it, where the trainer
+    reports at once (``train_trial``'s deadline), or after its first step if it was still starting
+    (``TrialEnd.cut``), unless that step is its last (it finishes). A record drawn again (random search with replacement, or an
     Optuna suggestion mapped to a record tried before) reports its loss a hair worse per earlier draw
     (``REPEAT_TIE_BREAK``): a sweep never trains one configuration twice, and an exact copy would tie
     its first draw, so that every copy of a front record passed every rung of MO-ASHA kept-front.
@@ -248,9 +255,11 @@ def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, st
     outcome, events, started = Outcome(workers=workers), [], 0
     begun: dict[str, tuple[float, int]] = {}  # trial id -> (start time, earlier draws of its record)
     draws: dict[int, int] = {}                # record -> times drawn
+    worker_of: dict[str, int] = {}            # trial id -> the worker it runs on
+    ran = [0] * workers                       # worker -> trials it has started
     budget = math.inf if time_budget_s is None else time_budget_s
 
-    def start(now: float) -> None:
+    def start(now: float, worker: int) -> None:
         nonlocal started
         trial_id = f"t{started}"
         started += 1
@@ -259,13 +268,19 @@ def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, st
         record = records[index]
         begun[trial_id] = (now, draws.get(index, 0))
         draws[index] = draws.get(index, 0) + 1
-        t0 = now + overhead_s + record.startup_s
+        fresh = ran[worker] % (trials_per_worker or math.inf) == 0
+        worker_of[trial_id], ran[worker] = worker, ran[worker] + 1
+        t0 = now + overhead_s + record.startup_s + (fresh_worker_s if fresh else 0.0)
         for step in range(report_every, steps, report_every):  # the trainable holds back the last report
             heapq.heappush(events, (t0 + step * record.seconds_per_step, trial_id, step, index))
         heapq.heappush(events, (t0 + steps * record.seconds_per_step + record.eval_s, trial_id, steps, index))
+        if budget < math.inf:  # the trainer reports at the first step it ends after the budget (its deadline)
+            step = max(1, math.ceil((budget - t0) / record.seconds_per_step))
+            if step < steps and step % report_every:
+                heapq.heappush(events, (t0 + step * record.seconds_per_step, trial_id, step, index))
 
-    for _ in range(min(workers, trials)):
-        start(0.0)
+    for worker in range(min(workers, trials)):
+        start(0.0, worker)
     ended: set[str] = set()
     while events:
         now, trial_id, step, index = heapq.heappop(events)
@@ -282,7 +297,7 @@ def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, st
         outcome.wall_s = max(outcome.wall_s, now)
         sampler.tell(trial_id, {**result, "status": "FINISHED" if step == steps else None})
         if started < trials and now < budget:
-            start(now)
+            start(now, worker_of[trial_id])
     return outcome
 
 
