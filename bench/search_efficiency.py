@@ -1,7 +1,8 @@
 """Which search decides the default: hypervolume bought per trial-step, replayed on recorded pools.
 
     .venv/bin/python bench/search_efficiency.py [--pools bench/data/pool-*.json.gz] [--trials 30] [--seeds 10] [--first-seed 0]
-        [--studies strategies,schedule,warm,scale,budget] [--scale-trials 1000] [--startups measured|recorded]
+        [--studies strategies,schedule,warm,scale,budget] [--scale-trials 1000] [--idle-multiples 1,4]
+        [--startups measured|recorded]
         [--plot bench/figures/search-efficiency.png]
 
 The pools (``bench/record_pool.py``, format in ``search/replay/pool.py``) hold hundreds of trials recorded to the
@@ -243,9 +244,9 @@ def study_scale(pools: list[Pool], scales: dict, strategy: Strategy, args) -> di
 
 def study_budget(pools: list[Pool], scales: dict, strategy: Strategy, args) -> None:
     """The most workers under a wall-clock budget (``tonesweep sweep --time-budget``) instead of a trial count:
-    trials start until the budget runs out and those running then stop at their next report. Budgets: the wall
-    of the ``--scale-trials`` run on those workers (same seed), and the moment its last trial started (where its
-    drain began). Hypervolume against that run, and against the 2-worker run at equal trial-steps."""
+    trials start until the budget runs out and those running then stop at the step it ran out (or after their
+    first, if still starting). Budgets: the wall of the ``--scale-trials`` run on those workers (same seed), and
+    the moment its last trial started (where its drain began). Hypervolume against that run, and against the 2-worker run at equal trial-steps."""
     workers = WORKERS[-1]
     print(f"\n### {workers} workers under a wall-clock budget (median over seeds)\n\n| instrument | budget (s) | wall (s) | "
           "trials started (stopped by the budget) | utilisation | of which in stopped trials | useful utilisation | "
@@ -271,7 +272,8 @@ def study_budget(pools: list[Pool], scales: dict, strategy: Strategy, args) -> N
 
 def study_idle(pools: list[Pool], scales: dict, strategy: Strategy, args) -> None:
     """Where the idle time of the most workers (``WORKERS[-1]``) falls: before or after the last trial starts
-    (the drain), and how the drain compares with a full trial, at ``--scale-trials`` and four times as many."""
+    (the drain), and how the drain compares with a full trial, at ``--idle-multiples`` of ``--scale-trials``
+    (default 1 and 4; the 4,000-trial replays at 128 workers take many minutes)."""
     workers = WORKERS[-1]
     print(f"\n### where {workers} workers idle (median over seeds)\n\n| instrument | trials | wall (h) | busy before the last "
           "start / after it | drain after the last start (s) | drain in median full trials | longest full trial (s) |"
@@ -279,7 +281,7 @@ def study_idle(pools: list[Pool], scales: dict, strategy: Strategy, args) -> Non
     for pool in pools:
         s = defaulted(strategy, pool)
         full = [r.seconds(pool.steps) + r.eval_s + args.overhead_s for r in pool.records]
-        for trials in (args.scale_trials, 4 * args.scale_trials):
+        for trials in (m * args.scale_trials for m in args.idle_multiples):
             outs = [Run(pool, scales[pool.instrument], s, seed, trials, workers, args.overhead_s).outcome
                     for seed in range(args.scale_seeds)]
             drains = [o.wall_s - o.last_start_s for o in outs]
@@ -374,6 +376,8 @@ def main() -> int:
     parser.add_argument("--scale-seeds", type=int, default=3)
     parser.add_argument("--overhead-s", type=float, default=1.1,
                         help="Ray + MLflow per trial (bench/sweep_overhead.py at 150 steps: 3.6 %% of 2 x 487 s over 32 trials)")
+    parser.add_argument("--idle-multiples", type=lambda text: [int(m) for m in text.split(",")], default=[1, 4],
+                        help="the idle table's trial counts, as multiples of --scale-trials (default 1,4)")
     parser.add_argument("--startups", choices=("measured", "recorded"), default="measured",
                         help="the wall-clock studies' (scale, budget) trial start-ups: each record's measured again with "
                              "today's trainer (bench/data/startups-<instrument>.json.gz, bench/record_startups.py), or "

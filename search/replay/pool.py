@@ -133,8 +133,8 @@ def fresh_worker_s(startups: list[Startup]) -> float:
 def with_startups(pool: Pool, startups: list[Startup], trials_per_worker: list[int] = ()) -> Pool:
     """The pool with each record's start-up replaced by the one measured again in a reused worker; its meta
     gains what a fresh worker adds (``fresh_worker_s``) and after how many trials a worker was recycled
-    (``trials_per_worker``, the median of those measured; None: none was), which a replay's workers model."""
+    (``trials_per_worker``, the higher median of those measured; None: none was), which a replay's workers model."""
     records = [replace(r, startup_s=s.startup_s) for r, s in zip(pool.records, startups)]
-    lifetimes = sorted(trials_per_worker)
+    recycled_after = statistics.median_high(trials_per_worker) if trials_per_worker else None
     return replace(pool, records=records, meta={**pool.meta, "fresh_worker_s": fresh_worker_s(startups),
-                                                "trials_per_worker": lifetimes[len(lifetimes) // 2] if lifetimes else None})
+                                                "trials_per_worker": recycled_after})

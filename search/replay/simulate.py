@@ -245,10 +245,12 @@ def replay(records: list[Record], strategy: Strategy, seed: int, trials: int, st
     ``time_budget_s``: a wall-clock budget, as ``tonesweep sweep --time-budget`` (``search.budget``): no
     trial starts after it, and a trial running then ends at the first step it ends after it, where the trainer
     reports at once (``train_trial``'s deadline), or after its first step if it was still starting
-    (``TrialEnd.cut``), unless that step is its last (it finishes). A record drawn again (random search with replacement, or an
-    Optuna suggestion mapped to a record tried before) reports its loss a hair worse per earlier draw
-    (``REPEAT_TIE_BREAK``): a sweep never trains one configuration twice, and an exact copy would tie
-    its first draw, so that every copy of a front record passed every rung of MO-ASHA kept-front.
+    (``TrialEnd.cut``), unless that step is its last (it finishes).
+
+    A record drawn again (random search with replacement, or an Optuna suggestion mapped to a record tried
+    before) reports its loss a hair worse per earlier draw (``REPEAT_TIE_BREAK``): a sweep never trains one
+    configuration twice, and an exact copy would tie its first draw, so that every copy of a front record
+    passed every rung of MO-ASHA kept-front.
     """
     sampler = make_sampler(strategy, records, seed, trials, workers, warm, min_rtf)
     decide, on_add = make_scheduler(strategy, steps, report_every)
