@@ -143,8 +143,10 @@ def test_tally_splits_the_trials_time_from_their_own_metrics():
     tally.end("c", "FINISHED", {"train_time_s": 50.0, "first_call_s": 1.0, "startup_s": 3.0}, now=10.0)
     assert tally.times["c"].training == 10.0 and tally.times["c"].startup == 0.0  # capped by what the wall leaves
     assert InstrumentTally("x", 1).time_split() is None
-    result = InstrumentResult("bansuri", "d", "1", "p", time_split=split)
-    assert "trials' time 60 s: training 62%, start-up 15%, evaluation 13%, the rest 10%" in format_summary([result], "s", "u")
+    result = InstrumentResult("bansuri", "d", "1", "p", time_split=split, rungs={7: (2, 12.02), 28: (1, 10.19)})
+    summary = format_summary([result], "s", "u")
+    assert "trials' time 60 s: training 62%, start-up 15%, evaluation 13%, the rest 10%" in summary
+    assert "best val_loss per rung: step 7: 12.02 (2 trials), step 28: 10.19 (1 trial)" in summary
 
 
 def test_refused_draws_show_on_the_progress_line(tmp_path):
