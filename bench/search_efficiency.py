@@ -82,8 +82,7 @@ class Run:
     def __init__(self, pool: Pool, scale: Scale, strategy: Strategy, seed: int, trials: int, workers: int = 2,
                  overhead_s: float = 0.0, warm: list[int] = (), time_budget_s: float | None = None):
         self.outcome = replay(pool.records, strategy, seed, trials, pool.steps, pool.report_every, workers,
-                              overhead_s, warm, MIN_RTF, time_budget_s, fresh_worker_s=pool.meta.get("fresh_worker_s", 0.0),
-                              trials_per_worker=pool.meta.get("trials_per_worker"))
+                              overhead_s, warm, MIN_RTF, time_budget_s, pool.fresh_worker_s, pool.trials_per_worker)
         self.candidates = self.outcome.candidates(pool.records)
         self.hv = scale.hypervolume(self.candidates)
         self.steps = self.outcome.trial_steps
@@ -246,7 +245,8 @@ def study_budget(pools: list[Pool], scales: dict, strategy: Strategy, args) -> N
     """The most workers under a wall-clock budget (``tonesweep sweep --time-budget``) instead of a trial count:
     trials start until the budget runs out and those running then stop at the step it ran out (or after their
     first, if still starting). Budgets: the wall of the ``--scale-trials`` run on those workers (same seed), and
-    the moment its last trial started (where its drain began). Hypervolume against that run, and against the 2-worker run at equal trial-steps."""
+    the moment its last trial started (where its drain began). Hypervolume against that run, and against the
+    2-worker run at equal trial-steps."""
     workers = WORKERS[-1]
     print(f"\n### {workers} workers under a wall-clock budget (median over seeds)\n\n| instrument | budget (s) | wall (s) | "
           "trials started (stopped by the budget) | utilisation | of which in stopped trials | useful utilisation | "
@@ -304,7 +304,7 @@ def clocked(pool: Pool, startups: str) -> Pool:
     print(f"pool {pool.instrument}: start-ups measured again {meta.get('recorded')} ({path.name}): in a reused worker "
           f"median {statistics.median(s.startup_s for s in measured):.2f} s (as recorded: "
           f"{statistics.median(r.startup_s for r in pool.records):.2f} s); a fresh worker adds "
-          f"{timed.meta['fresh_worker_s']:.1f} s, every {timed.meta['trials_per_worker'] or 'no'}th trial of a worker")
+          f"{timed.fresh_worker_s:.1f} s, every {timed.trials_per_worker or 'no'}th trial of a worker")
     return timed
 
 

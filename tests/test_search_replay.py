@@ -50,7 +50,7 @@ def test_start_ups_measured_again_take_the_pools_place_only_for_their_pool(tmp_p
     back, meta = read_startups(path, pool)
     timed = with_startups(pool, back, meta["trials_per_worker"])
     assert [r.startup_s for r in timed.records] == [0.5 + i for i in range(len(pool.records))]
-    assert timed.meta["fresh_worker_s"] == 10.0 and timed.meta["trials_per_worker"] == 75
+    assert timed.fresh_worker_s == 10.0 and timed.trials_per_worker == 75
     assert [r.curve for r in timed.records] == [r.curve for r in pool.records] and pool.records[0].startup_s == 1.0
     fewer = Pool("oboe", STEPS, EVERY, pool.records[:-1], {"dataset_key": "abc"})
     with pytest.raises(UserError, match="not measured for this pool"):

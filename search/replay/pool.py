@@ -14,8 +14,8 @@ A start-ups file (``bench/data/startups-<instrument>.json.gz``, written by ``ben
 each record's start-up measured again with a later trainer: ``{"version": 1, "instrument", "dataset_key",
 "pool_recorded", "recorded", "command", "workers", "worker_memory_mib", "trials_per_worker" (trials each
 recycled worker ran before it was replaced), "wall_s", "startups": [Startup as a dict, one per record, in the
-pool's order]}``. ``with_startups`` puts the reused workers' in a pool's place; ``fresh_worker_s`` is what a
-fresh worker adds.
+pool's order]}``. ``with_startups`` puts the reused workers' in a pool's place, with what a fresh worker adds
+(``fresh_worker_s``).
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ class Pool:
     report_every: int
     records: list[Record]
     meta: dict = field(default_factory=dict)
+    # a replay's workers (set by ``with_startups``, not in the pool's file): what a fresh worker adds to a trial's
+    # start-up, and after how many trials a worker is recycled (None: never)
+    fresh_worker_s: float = 0.0
+    trials_per_worker: int | None = None
 
 
 @dataclass
@@ -131,10 +135,9 @@ def fresh_worker_s(startups: list[Startup]) -> float:
 
 
 def with_startups(pool: Pool, startups: list[Startup], trials_per_worker: list[int] = ()) -> Pool:
-    """The pool with each record's start-up replaced by the one measured again in a reused worker; its meta
-    gains what a fresh worker adds (``fresh_worker_s``) and after how many trials a worker was recycled
-    (``trials_per_worker``, the higher median of those measured; None: none was), which a replay's workers model."""
+    """The pool with each record's start-up replaced by the one measured again in a reused worker, and its
+    workers' model: what a fresh worker adds, and after how many trials one was recycled (the higher median of
+    those measured; None: none was)."""
     records = [replace(r, startup_s=s.startup_s) for r, s in zip(pool.records, startups)]
     recycled_after = statistics.median_high(trials_per_worker) if trials_per_worker else None
-    return replace(pool, records=records, meta={**pool.meta, "fresh_worker_s": fresh_worker_s(startups),
-                                                "trials_per_worker": recycled_after})
+    return replace(pool, records=records, fresh_worker_s=fresh_worker_s(startups), trials_per_worker=recycled_after)
