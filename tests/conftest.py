@@ -7,12 +7,14 @@ its start is the test's subject (those tests make their own):
   4 s examples, hop 1 s; >= 2 validation examples).
 - ``trained_trial`` / ``trained_cnn_trial``: trials the real trainer ran on ``tiny_dataset``.
 - ``small_bundle``: a small exported bundle (seeded CNN weights, float32, with the page).
-- ``ray_head``: one Ray head on 127.0.0.1 (the machine's cores) that stand-in sweeps join
-  (``support.sweeps.Driver(cluster=ray_head)``); tests about the Ray a sweep starts itself do not.
+- ``ray_head``: one Ray head on 127.0.0.1 (the machine's cores, no dashboard) that stand-in sweeps
+  join (``support.sweeps.Driver(cluster=ray_head)``); tests about the Ray a sweep starts itself do not.
 - ``tracking_server``: one `tonesweep tracking-server` on its own PostgreSQL (``support.servers``).
 - ``object_store``: one S3-compatible object store (moto); ``store``: it, with a bucket name of the
   test's own (``support.object_store``).
 - ``make_tone``: writes a synthetic harmonic tone with vibrato to a file (any rate/channels/format).
+
+A new SQLite tracking store is a copy of one MLflow made earlier in the run (``support.stores``).
 
 Tiers: ``make test`` runs everything not marked ``system`` or ``slow``; ``make test-system`` the
 system tier (real-trainer sweeps beyond the one in the default tier, the two-node cluster, Chromium,
@@ -83,7 +85,7 @@ _EARLY: dict[str, Future] = {}
 def _start_ray_head(env: dict):
     from support.cluster import RayCluster
 
-    return RayCluster(cpus_per_node=os.cpu_count() or 2, env=env, nodes=1).start()
+    return RayCluster(cpus_per_node=os.cpu_count() or 2, env=env, nodes=1, dashboard=False).start()
 
 
 def _start_tracking_server():
@@ -180,6 +182,7 @@ def make_tone():
 TRAINED_GRU_CONFIG = {
     "decoder": "gru", "feature": "loudness", "frame_rate": 250, "hidden": 32, "fc_layers": 1, "gru_units": 32,
     "n_harmonics": 30, "n_noise_bands": 24, "learning_rate": 3e-3, "batch_size": 4, "steps": 40, "seed": 0,
+    "crop_seconds": 1.0,
 }
 TRAINED_CNN_CONFIG = {
     "decoder": "cnn", "feature": "rms", "frame_rate": 50, "conv_channels": 16, "conv_layers": 2, "conv_stacks": 1,
@@ -190,7 +193,7 @@ TRAINED_CNN_CONFIG = {
 
 @pytest.fixture(scope="session")
 def trained_trial(tiny_dataset, tmp_path_factory) -> Path:
-    """out_dir of a finished `train_trial` on ``tiny_dataset``: GRU, loudness, 250 Hz, 40 steps (~40 s).
+    """out_dir of a finished `train_trial` on ``tiny_dataset``: GRU, loudness, 250 Hz, 40 steps on 1-s windows (~20 s).
 
     Holds metrics.json, config.json, weights.weights.h5, dataset_manifest.json, audio/, checkpoint/;
     rebuild the model with ``trainers.model.trained.load_trained(out_dir)``.

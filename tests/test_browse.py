@@ -16,6 +16,7 @@ from results.report import front_rows
 from results.synthetic import log_sweep, synthetic_trial
 from results.table import load_table
 from server.mlflow_server import instrument_links
+from support.stores import sqlite_store
 
 
 def test_a_trial_logs_the_compared_numbers_at_the_top_and_the_rest_in_sections():
@@ -35,7 +36,7 @@ def _trials(seed: int):
 
 
 def test_sweeps_logged_with_either_spelling_read_the_same(tmp_path):
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(tracking_uri=sqlite_store(tmp_path / "mlflow.db"))
     log_sweep(client, "flute", "flat", _trials(5))
     log_sweep(client, "flute", "sections", _trials(5), flat_metrics=False)
     [logged] = [r for r in client.search_runs([client.get_experiment_by_name("tonesweep-flute").experiment_id],
@@ -50,7 +51,7 @@ def test_sweeps_logged_with_either_spelling_read_the_same(tmp_path):
 
 @pytest.fixture()
 def swept(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     client = MlflowClient(tracking_uri=uri)
     parent = log_sweep(client, "flute", "s1", _trials(11), flat_metrics=False)
     for run in client.search_runs([client.get_experiment_by_name("tonesweep-flute").experiment_id]):
@@ -132,7 +133,7 @@ def test_the_tracker_logs_sections_and_a_stopped_trials_audio(tmp_path):
         start_parent_run,
     )
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     client = make_client(uri)
     experiment_id = ensure_experiment(client, "flute")
     parent = start_parent_run(client, experiment_id, "s", "flute", "flute@abc", "random", {"trials": 2})

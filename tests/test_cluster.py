@@ -21,6 +21,7 @@ import pytest
 from mlflow import MlflowClient
 
 from support.cluster import RAY, RayCluster
+from support.stores import sqlite_store
 
 pytestmark = pytest.mark.system
 TONESWEEP = str(Path(sys.executable).parent / "tonesweep")
@@ -69,7 +70,7 @@ def trial_runs(uri: str) -> list:
 def test_a_submitted_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, store, tiny_dataset, tmp_path):
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     sweep = [TONESWEEP, "sweep", "--dataset", str(tiny_dataset), "--trials", "6", "--steps", "10",
              "--space", str(space), "--scheduler", "none", "--name", "multi", "--storage", f"s3://{store.bucket}/team",
              "--tracking-uri", uri]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from cli.main import main as tonesweep
+from support.stores import sqlite_store
 from support.trials import make_trial
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,7 @@ def _register_champion(tracking_uri: str, trial: Path, precision: str) -> str:
 def test_export_champion_from_registry_at_selected_precision(trained_cnn_trial, tmp_path, capsys):
     trial = tmp_path / "trial"
     shutil.copytree(trained_cnn_trial, trial, ignore=shutil.ignore_patterns("checkpoint", "audio"))  # §3: trial/
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     run_id = _register_champion(uri, trial, "uint8")
     out = tmp_path / "bundle"
     assert tonesweep(["export", "--instrument", "bansuri", "--out", str(out), "--tracking-uri", uri]) == 0

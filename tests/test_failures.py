@@ -26,6 +26,7 @@ import soundfile as sf
 
 from cli.main import main
 from common.errors import UserError
+from support.stores import sqlite_store
 from support.sweeps import DRIVER, SPACE, TERMINAL, Driver, make_datasets, mlflow_client, run_driver, sweep_runs
 
 BOUND_S = 60.0  # no case may take longer (the service checks are shortened to 2 s below)
@@ -69,7 +70,7 @@ def world(tmp_path_factory, make_tone_module, small_bundle):
          "grace_period": None, "reduction_factor": 4.0, "keep_front": True}))
     (root / "loop").symlink_to(root / "loop")  # a symbolic link to itself
     sf.write(str(root / "noise.wav"), np.random.default_rng(0).uniform(-0.5, 0.5, 16000 * 4), 16000)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = sqlite_store(root / "mlflow.db")
     client = MlflowClient(uri)
     rng = random.Random(1)
     log_sweep(client, "sitar", "empty", [])

@@ -25,13 +25,14 @@ from cli.main import main
 from common.net import free_port
 from results import browse
 from results.synthetic import log_sweep, synthetic_trial
+from support.stores import sqlite_store
 
 pytestmark = pytest.mark.system
 
 
 def small_sweep(tmp_path) -> tuple[str, str]:
     """A finished 10-trial sweep with audio, selected by `pareto`; returns (store URI, parent run id)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     client = MlflowClient(tracking_uri=uri)
     rng = random.Random(7)
     trials = [synthetic_trial(rng, s) for s in ["FINISHED"] * 7 + ["STOPPED", "STOPPED", "FAILED"]]

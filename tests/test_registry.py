@@ -8,10 +8,11 @@ from results.synthetic import log_sweep, synthetic_trial
 from results.registry import champion, register_winner
 from results.select import Criteria, select_smallest
 from results.table import load_table
+from support.stores import sqlite_store
 
 
 def test_alias_moves_and_keeps_history(tmp_path):
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(tracking_uri=sqlite_store(tmp_path / "mlflow.db"))
     rng = random.Random(5)
     log_sweep(client, "sitar", "s", [synthetic_trial(rng) for _ in range(12)])
     sweep, table = load_table(client, "sitar")

@@ -11,11 +11,12 @@ from results.synthetic import log_sweep, synthetic_trial
 from results.table import load_table
 from cli.main import main
 from common.errors import UserError
+from support.stores import sqlite_store
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    uri = sqlite_store(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
     client = MlflowClient(tracking_uri=uri)
     rng = random.Random(3)
     log_sweep(client, "flute", "old", [synthetic_trial(rng) for _ in range(3)])

@@ -25,6 +25,7 @@ from results.tracking import (MAX_PARAM_CHARS, TrialTracker, child_runs, ensure_
                               start_parent_run)
 from cli.main import main
 from support.servers import START_S, Server, is_loopback, port_is_free
+from support.stores import sqlite_store
 from support.sweeps import SPACE, Driver, make_datasets
 
 
@@ -207,7 +208,7 @@ def test_ui_serves_the_store_on_loopback_prints_the_links_and_stops_cleanly(serv
 
     command = ui_command("sqlite:///x.db", 5123)
     assert command[command.index("--host") + 1] == "127.0.0.1"
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = sqlite_store(tmp_path / "mlflow.db")
     experiment_id = ensure_experiment(make_client(store), "bansuri")
     port = free_port()
     ui = servers("ui", "--port", str(port), "--tracking-uri", store, cwd=tmp_path)
@@ -231,7 +232,7 @@ def test_the_printed_link_opens_mlflow_in_model_training_mode_in_a_fresh_browser
     from common.node import PROJECT_ROOT, node_binary
     from support.browser import CHROMIUM, HARNESS
 
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = sqlite_store(tmp_path / "mlflow.db")
     ensure_experiment(make_client(store), "bansuri")
     ui = servers("ui", "--port", str(free_port()), "--tracking-uri", store, cwd=tmp_path)
     link = ui.wait_for("runs of bansuri: ", START_S).split(": ", 1)[1]

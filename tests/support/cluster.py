@@ -57,7 +57,7 @@ def marked_pids(marker: bytes) -> list[int]:
 
 
 class RayCluster:
-    def __init__(self, cpus_per_node: int = 1, env: dict | None = None, nodes: int = 2):
+    def __init__(self, cpus_per_node: int = 1, env: dict | None = None, nodes: int = 2, dashboard: bool = True):
         # short: Ray's socket paths live under it and a Unix socket path is at most 107 bytes
         self.root = Path(tempfile.mkdtemp(prefix="ts-ray-", dir="/tmp"))
         token = self.root / "token"
@@ -72,7 +72,7 @@ class RayCluster:
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.gcs_port}"
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
-        self.cpus_per_node, self.nodes = cpus_per_node, nodes
+        self.cpus_per_node, self.nodes, self.with_dashboard = cpus_per_node, nodes, dashboard
         self.log = self.root / "ray-start.log"
         self.sessions: set[int] = set()
 
@@ -86,10 +86,11 @@ class RayCluster:
         return [f"{flag}={free_port()}" for flag in NODE_PORT_FLAGS]
 
     def start(self) -> RayCluster:
+        dashboard = (["--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}"] if self.with_dashboard
+                     else ["--include-dashboard=false"])
         self._ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.gcs_port}",
-                  f"--num-cpus={self.cpus_per_node}", f"--temp-dir={self.root}", "--dashboard-host=127.0.0.1",
-                  f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={free_port()}",
-                  "--disable-usage-stats", *self._node_ports())
+                  f"--num-cpus={self.cpus_per_node}", f"--temp-dir={self.root}", *dashboard,
+                  f"--ray-client-server-port={free_port()}", "--disable-usage-stats", *self._node_ports())
         for _ in range(self.nodes - 1):
             self.add_node()
         self.pids()  # remember the nodes' sessions while their leaders live

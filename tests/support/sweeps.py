@@ -21,6 +21,7 @@ from typing import Callable
 import pytest
 
 from common.constants import FAILED, FINISHED, REJECTED, STOPPED
+from support.stores import sqlite_store
 
 
 def stub_manifest(instrument: str, frame_rates=(250, 50)) -> dict:
@@ -201,8 +202,10 @@ class Driver:
         if cluster is not None:
             settings = {**settings, "address": cluster.address}
             env = {**cluster.client_env, **(env or {})}
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), "FAKE_LOG": str(workdir / "fake.log"),
-                    "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}", **(env or {})}
+        env = env or {}
+        tracking = env.get("MLFLOW_TRACKING_URI") or sqlite_store(workdir / "mlflow.db")
+        full_env = {**os.environ, "PYTHONPATH": str(REPO), "FAKE_LOG": str(workdir / "fake.log"), **env,
+                    "MLFLOW_TRACKING_URI": tracking}
         command = module_args or [sys.executable, str(script), json.dumps(settings)]
         self.stdout_path = workdir / f"driver-{time.monotonic_ns()}.out"
         self._out = open(self.stdout_path, "w")
@@ -244,7 +247,7 @@ def results_of(output: str) -> list[dict]:
 def mlflow_client(workdir: Path):
     from mlflow import MlflowClient
 
-    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    return MlflowClient(sqlite_store(workdir / "mlflow.db"))
 
 
 def sweep_runs(client, instrument: str, sweep: str):
