@@ -3,7 +3,8 @@
     .venv/bin/python bench/worker_recycling.py --dataset demo/datasets/bansuri [--limits 0,2048,1536]
 
 Runs the demo's sweep of one instrument (``bench/finished_per_hour.py``'s: 24 trials x 150 steps,
-random search, MO-ASHA at 55 / 2.75, ``--min-rtf`` 5, 1-second windows) once per
+random search, MO-ASHA with one rung at ``--grace-period`` 60 and ``--reduction-factor`` 2.5, the
+Makefile's DEMO_GRACE and DEMO_ETA (55 and 2.75 until 2026-12-07), ``--min-rtf`` 5, 1-second windows) once per
 ``--worker-memory-mib`` limit, in one run, the same seed (the same suggestions). Per sweep, from the
 trials' own metrics: the Tuner's wall time, workers recycled, the workers' memory at each trial's
 start (``rss_at_start_mib``: what a reused worker carried in) and peak (``peak_rss_mib``), and the
@@ -48,16 +49,19 @@ def main() -> int:
     parser.add_argument("--limits", default="0,2048,1536", help="--worker-memory-mib values, comma-separated (0: no recycling)")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--grace-period", type=int, default=60)
+    parser.add_argument("--reduction-factor", type=float, default=2.5)
     args = parser.parse_args()
     slots = os.cpu_count() or 1
-    print(f"the demo's sweep of one instrument: {args.trials} trials x {args.steps} steps, {slots} trial slots")
+    print(f"the demo's sweep of one instrument: {args.trials} trials x {args.steps} steps, MO-ASHA "
+          f"{args.grace_period} / {args.reduction_factor:g}, {slots} trial slots")
     results = {}
     with tempfile.TemporaryDirectory(prefix="tonesweep-bench-") as tmp:
         for limit in (int(x) for x in args.limits.split(",")):
             folder = Path(tmp) / f"limit{limit}"
             folder.mkdir()
-            sweep = run_demo_sweep(str(Path(args.dataset).resolve()), args.trials, args.steps, 1.0, folder, 55, 2.75,
-                                   worker_memory_mib=limit)
+            sweep = run_demo_sweep(str(Path(args.dataset).resolve()), args.trials, args.steps, 1.0, folder,
+                                   args.grace_period, args.reduction_factor, worker_memory_mib=limit)
             line = results[limit] = figures(sweep)
             print(f"  --worker-memory-mib {limit}: {line['tune_s']:.0f} s, {line['finished']} finished of "
                   f"{line['trials']}, {line['workers_recycled']} workers recycled; RSS at a trial's start max "
