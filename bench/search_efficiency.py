@@ -1,7 +1,7 @@
 """Which search decides the default: hypervolume bought per trial-step, replayed on recorded pools.
 
     .venv/bin/python bench/search_efficiency.py [--pools bench/data/pool-*.json.gz] [--trials 30] [--seeds 10] [--first-seed 0]
-        [--studies strategies,schedule,warm,scale,budget] [--scale-trials 1000] [--idle-multiples 1,4]
+        [--studies strategies,schedule,warm,scale,budget,demo] [--scale-trials 1000] [--idle-multiples 1,4]
         [--startups measured|recorded]
         [--plot bench/figures/search-efficiency.png]
 
@@ -25,8 +25,13 @@ scale       the default on 2, 8, 32 and 128 workers over ``--scale-trials`` tria
             hypervolume at equal trial-steps and at equal wall time; where 128 workers idle.
 budget      128 workers under a wall-clock budget (``tonesweep sweep --time-budget``) instead of a trial
             count: utilisation, the share of it in trials the budget stopped, hypervolume.
+demo        the demo's one MO-ASHA rung (the Makefile's DEMO_GRACE, DEMO_ETA): 24 trials on 2 workers, random
+            search, ``--seeds`` x 2 seeds, for rungs from step 60 down to 30 (each the only rung: grace x eta
+            >= the 150 steps): trial-steps and wall time against the rung at 60 (1 in 2.5), trials finished in
+            the median and the worst seed (the demo promises 6), hypervolume against the rung at 60 with the
+            same seed, the median winner. Not in the default list: ``--studies demo``.
 
-The wall-clock studies (scale, budget) replay each trial's start-up as measured again with today's trainer
+The wall-clock studies (scale, budget, demo) replay each trial's start-up as measured again with today's trainer
 (``bench/record_startups.py``, ``--startups measured``, the default where it has been measured) or as the pool
 recorded it (``--startups recorded``); the others count trial-steps, not seconds, and replay the pool as recorded.
 
@@ -69,6 +74,9 @@ STRATEGIES = [
 GRACES = (None, 10, 15, 25)      # steps; None: the sweep's default, one report
 ETAS = (3.0, 4.0, 6.0, 8.0)
 WORKERS = (2, 8, 32, 128)
+# the demo's rung candidates (grace steps, eta): each the sweep's only rung at 150 steps (grace x eta >= 150)
+DEMO_RUNGS = ((60, 2.5), (50, 3.01), (45, 3.34), (40, 4.0), (35, 4.3), (30, 5.01))
+DEMO_TRIALS, DEMO_FINISHED = 24, 6  # the Makefile's DEMO_TRIALS; finished trials the demo promises per instrument
 MIN_RTF = 5.0  # the default sweep's speed bar, what the pools were recorded under
 GOAL_HV, GOAL_STEPS = 0.97, 1 / 3
 
@@ -292,6 +300,31 @@ def study_idle(pools: list[Pool], scales: dict, strategy: Strategy, args) -> Non
                   f"{statistics.median(drains) / statistics.median(full):.1f} | {max(full):.0f} |")
 
 
+def study_demo(pools: list[Pool], scales: dict, args) -> None:
+    """What the demo's one rung costs and keeps: the Makefile's sweep of one instrument (``DEMO_TRIALS`` trials
+    on 2 workers, random search, MO-ASHA keeping the front) for each of ``DEMO_RUNGS``, against the first."""
+    seeds = range(2 * args.seeds)
+    base = Strategy("random+moasha", "random", "moasha")
+    print(f"\n## the demo's rung: {DEMO_TRIALS} trials on 2 workers, seeds 0-{seeds[-1]}, each setting the only rung")
+    for pool in pools:
+        runs = {rung: {seed: Run(pool, scales[pool.instrument], base.with_schedule(*rung), seed, DEMO_TRIALS,
+                                 overhead_s=args.overhead_s) for seed in seeds} for rung in DEMO_RUNGS}
+        ref = runs[DEMO_RUNGS[0]]
+        print(f"\n### {pool.instrument}\n\n| rung (step, eta) | trial-steps, median | vs the rung at 60 | wall vs the rung at 60 | "
+              f"finished, median / worst seed | seeds under {DEMO_FINISHED} finished | hypervolume vs the rung at 60, "
+              "median (worst) | median winner bytes / quality |\n|---|---|---|---|---|---|---|---|")
+        for (grace, eta), by_seed in runs.items():
+            finished = [len(r.outcome.finished()) for r in by_seed.values()]
+            hv = [by_seed[s].hv / ref[s].hv for s in seeds]
+            wins = [r.winner for r in by_seed.values() if r.winner]
+            print(f"| {grace}, {eta:g} | {statistics.median(r.steps for r in by_seed.values()):,.0f} | "
+                  f"{statistics.median(by_seed[s].steps / ref[s].steps for s in seeds):.2f} | "
+                  f"{statistics.median(by_seed[s].outcome.wall_s / ref[s].outcome.wall_s for s in seeds):.2f} | "
+                  f"{statistics.median(finished):g} / {min(finished)} | {sum(f < DEMO_FINISHED for f in finished)} | "
+                  f"{statistics.median(hv):.3f} ({min(hv):.3f}) | {statistics.median(w[0] for w in wins):,.0f} / "
+                  f"{statistics.median(w[1] for w in wins):.4f} |")
+
+
 def clocked(pool: Pool, startups: str) -> Pool:
     """The pool the wall-clock studies replay: with its start-ups measured again (``startups="measured"``), where
     bench/record_startups.py has measured them, else as recorded."""
@@ -403,7 +436,7 @@ def run_studies(args) -> int:
     for p in pools:
         print(f"pool {p.instrument}: {len(p.records)} trials x {p.steps} steps, reports every {p.report_every}, "
               f"recorded {p.meta.get('recorded')} ({p.meta.get('refused')} refused by --min-rtf {p.meta.get('min_rtf')})")
-    timed = [clocked(p, args.startups) for p in pools] if {"scale", "budget"} & set(args.studies.split(",")) else pools
+    timed = [clocked(p, args.startups) for p in pools] if {"scale", "budget", "demo"} & set(args.studies.split(",")) else pools
     studies = set(args.studies.split(","))
     curves = study_strategies(pools, scales, args) if "strategies" in studies else {}
     # warm starts and scale are studied for what a sweep does by default (search.settings), not for the
@@ -416,6 +449,8 @@ def run_studies(args) -> int:
     scale_curves = study_scale(timed, scales, default, args) if "scale" in studies else {}
     if "budget" in studies:
         study_budget(timed, scales, default, args)
+    if "demo" in studies:
+        study_demo(timed, scales, args)
     if curves:
         plot(Path(args.plot), curves, scale_curves, args.trials, pools[0].steps)
     print(f"\n{time.perf_counter() - started:.0f} s")
