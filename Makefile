@@ -22,15 +22,16 @@ DEMO_MINUTES ?= 3
 DEMO_TRIALS ?= 24
 DEMO_STEPS ?= 150
 DEMO_SCHEDULER ?= moasha
-# One MO-ASHA rung, at step 45 (45 x 3.34 >= 150): about 1 in 3.3 trials, and every trial on the rung's
+# One MO-ASHA rung, at step 60 (60 x 2.5 >= 150): about 1 in 2.5 trials, and every trial on the rung's
 # size-quality front so far (the sweep's default --keep-front), trains all 150 steps, so a sweep of 24 draws
-# a front to choose from (README has the figures). Chosen on the replayed pools (`bench/search_efficiency.py
-# --studies demo`, bench/README.md "The demo's rung"): the earliest single rung with no seed of 20 under 6
-# finished trials on either pool, for 16-18 % fewer trial-steps than the rung at 60 with 1 in 2.5 (the demo's
-# before), the same median winner. (In fresh demos: a rung at 50 with 1 in 3 finished 5-10 of 24; at 55 with
-# 1 in 2.75, 8 / 8 / 6 and 9 / 8 / 5; at 60 with 1 in 2.5, 11 / 8 / 8, 11 / 8 / 9 and 10 / 8 / 9.)
-DEMO_GRACE ?= 45
-DEMO_ETA ?= 3.34
+# a front to choose from (README has the figures). (In fresh demos: a rung at 50 with 1 in 3 finished 5-10 of
+# 24; at 55 with 1 in 2.75, 8 / 8 / 6 and 9 / 8 / 5; at 60 with 1 in 2.5, 11 / 8 / 8, 11 / 8 / 9 and 10 / 8 / 9.
+# At 45 with 1 in 3.34, the earliest single rung at which no replayed seed of either pool finished under 6
+# (`bench/search_efficiency.py --studies demo`), a fresh demo took 16 min 37 s instead of 20 min 24 s with the
+# same fronts, hypervolumes and winners, but finished 8 / 6 / 5: sarangi's 5 breaks the demo's promise of 6,
+# so the rung stays at 60; bench/README.md "The demo's rung".)
+DEMO_GRACE ?= 60
+DEMO_ETA ?= 2.5
 # What ships must play in real time on a phone: configurations estimated below this wasm real-time
 # factor are refused before training (and others drawn in their place), and pareto's winner must reach it
 # too (its default is 5).
@@ -144,13 +145,16 @@ bench: install
 	$(PY) bench/xla_break_even.py --dataset $(DEMO_DIR)/datasets/bansuri --steps 20,60,150
 	$(PY) bench/finished_per_hour.py --dataset $(DEMO_DIR)/datasets/bansuri --trials $(DEMO_TRIALS) --steps $(DEMO_STEPS) \
 	  --grace-period $(DEMO_GRACE) --reduction-factor $(DEMO_ETA)
-	$(PY) bench/worker_recycling.py --dataset $(DEMO_DIR)/datasets/bansuri --limits 0,2048,1536
+	$(PY) bench/worker_recycling.py --dataset $(DEMO_DIR)/datasets/bansuri --limits 0,2048,1536 \
+	  --grace-period $(DEMO_GRACE) --reduction-factor $(DEMO_ETA)
 	$(PY) bench/evaluation_proportion.py --sweep $(DEMO_SWEEP) --instruments $(shell echo $(DEMO_INSTRUMENTS) | tr ' ' ',')
 	$(PY) bench/prepare_speed.py --minutes 15
 	[ -f $(DEMO_DIR)/datasets/bansuri/manifest.json ] || $(MAKE) demo
 	$(PY) bench/many_trials.py --dataset $(DEMO_DIR)/datasets/bansuri --trials 200 --steps 30
 	@# the search default, replayed on the recorded pools in bench/data/ (bench/record_pool.py records them again)
 	$(PY) bench/search_efficiency.py --trials 30 --seeds 10 --scale-trials 1000
+	@# the demo's rung (DEMO_GRACE, DEMO_ETA): what each single rung costs and keeps, replayed
+	$(PY) bench/search_efficiency.py --studies demo
 
 clean-demo:
 	rm -rf $(DEMO_DIR) mlflow.db mlruns runs

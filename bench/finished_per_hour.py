@@ -4,9 +4,9 @@
 
 Runs the demo's sweep of one instrument twice in one run (``search.sweep.run_sweep``: local Ray,
 the real trainer, MLflow on a temporary SQLite store; random search, MO-ASHA with one rung at
-``--grace-period`` 60 and ``--reduction-factor`` 2.5 (the Makefile's DEMO_GRACE, DEMO_ETA; 55 and 2.75 until 2026-12-07),
-``--min-rtf`` 5, one CPU per trial, as many
-trials at once as the machine has cores), the same seed, so the same suggestions:
+``--grace-period`` 60 and ``--reduction-factor`` 2.5 (the Makefile's DEMO_GRACE, DEMO_ETA; 55 and 2.75
+until 2026-12-07), ``--min-rtf`` 5, one CPU per trial, as many trials at once as the machine
+has cores), the same seed, so the same suggestions:
 
 - ``whole examples``: the built-in space with ``crop_seconds`` = 0, the training path before
   training windows (every step synthesises whole 4-second examples; XLA from 50 steps);
