@@ -71,7 +71,7 @@ class RayCluster:
         self.env.pop("RAY_ADDRESS", None)
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.gcs_port}"
-        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
+        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}" if dashboard else None  # `ray job submit` goes there
         self.cpus_per_node, self.nodes, self.with_dashboard = cpus_per_node, nodes, dashboard
         self.log = self.root / "ray-start.log"
         self.sessions: set[int] = set()

@@ -1,9 +1,10 @@
 """A new SQLite tracking store, made by copying one MLflow has already made.
 
-MLflow makes a SQLite store by running its schema migrations (2-4 s a store on 2 cores), and the
-tests make one for nearly every sweep they run. The first store a test run asks for is made by MLflow
-itself; every later new store is a copy of it, which is what those migrations would write. Tests
-whose subject is a store's creation (a typo'd path, a server's first start) do not use this.
+MLflow makes a SQLite store by running its schema migrations (about 2 s of CPU a store), and the
+tests make one for nearly every sweep they run. Each test process has MLflow make one empty store, the
+first time a test asks for a new one; every new store is then a copy of it, which is what those
+migrations would write. Tests whose subject is a store's creation (a typo'd path, a server's first
+start) do not use this.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-_TEMPLATE: list[Path] = []  # the empty store made once per test run
+_TEMPLATE: list[Path] = []  # the empty store MLflow made, once per test process
 
 
 def sqlite_store(path: Path) -> str:
