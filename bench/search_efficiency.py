@@ -300,18 +300,18 @@ def study_idle(pools: list[Pool], scales: dict, strategy: Strategy, args) -> Non
                   f"{statistics.median(drains) / statistics.median(full):.1f} | {max(full):.0f} |")
 
 
-def study_demo(pools: list[Pool], scales: dict, args) -> None:
+def study_demo(pools: list[Pool], scales: dict, strategy: Strategy, args) -> None:
     """What the demo's one rung costs and keeps: the Makefile's sweep of one instrument (``DEMO_TRIALS`` trials
-    on 2 workers, random search, MO-ASHA keeping the front) for each of ``DEMO_RUNGS``, against the first."""
+    on 2 workers, ``strategy``'s search and scheduler) for each of ``DEMO_RUNGS``, against the first."""
     seeds = range(2 * args.seeds)
-    base = Strategy("random+moasha", "random", "moasha")
+    first = f"the rung at {DEMO_RUNGS[0][0]}"
     print(f"\n## the demo's rung: {DEMO_TRIALS} trials on 2 workers, seeds 0-{seeds[-1]}, each setting the only rung")
     for pool in pools:
-        runs = {rung: {seed: Run(pool, scales[pool.instrument], base.with_schedule(*rung), seed, DEMO_TRIALS,
+        runs = {rung: {seed: Run(pool, scales[pool.instrument], strategy.with_schedule(*rung), seed, DEMO_TRIALS,
                                  overhead_s=args.overhead_s) for seed in seeds} for rung in DEMO_RUNGS}
         ref = runs[DEMO_RUNGS[0]]
-        print(f"\n### {pool.instrument}\n\n| rung (step, eta) | trial-steps, median | vs the rung at 60 | wall vs the rung at 60 | "
-              f"finished, median / worst seed | seeds under {DEMO_FINISHED} finished | hypervolume vs the rung at 60, "
+        print(f"\n### {pool.instrument}\n\n| rung (step, eta) | trial-steps, median | vs {first} | wall vs {first} | "
+              f"finished, median / worst seed | seeds under {DEMO_FINISHED} finished | hypervolume vs {first}, "
               "median (worst) | median winner bytes / quality |\n|---|---|---|---|---|---|---|---|")
         for (grace, eta), by_seed in runs.items():
             finished = [len(r.outcome.finished()) for r in by_seed.values()]
@@ -450,7 +450,7 @@ def run_studies(args) -> int:
     if "budget" in studies:
         study_budget(timed, scales, default, args)
     if "demo" in studies:
-        study_demo(timed, scales, args)
+        study_demo(timed, scales, default, args)
     if curves:
         plot(Path(args.plot), curves, scale_curves, args.trials, pools[0].steps)
     print(f"\n{time.perf_counter() - started:.0f} s")
