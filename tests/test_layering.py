@@ -1,5 +1,6 @@
 """The package boundaries of docs/architecture.md, checked on the source text (every import, also
-those inside functions), plus what importing a package must not drag in or change."""
+those inside functions), plus what importing a package must not drag in or change, and a rule every
+module's source keeps (TensorFlow functions traced without AutoGraph)."""
 
 from __future__ import annotations
 
@@ -164,6 +165,26 @@ def test_only_the_compat_module_imports_ddsp_directly():
             if path.name == "ddsp_compat.py":
                 continue
             assert not any(within(n, "ddsp") for n in imports(path)), f"{path.relative_to(ROOT)} imports ddsp directly"
+
+
+def is_tf_function(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "function" and \
+        isinstance(node.value, ast.Name) and node.value.id == "tf"
+
+
+def test_product_code_traces_without_autograph():
+    """Every ``tf.function`` says ``autograph=False``: AutoGraph's source conversion doubled a trace and left a
+    generated file in the temp folder for each converted function wherever a process ends without running its
+    atexit handlers, as Ray's workers do (trainers/training/train.py, ``make_train_step``)."""
+    for name, path in ALL.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):  # a bare @tf.function
+                assert not any(is_tf_function(d) for d in node.decorator_list), \
+                    f"{name}:{node.lineno}: @tf.function without autograph=False"
+            if isinstance(node, ast.Call) and is_tf_function(node.func):
+                autograph = next((k.value for k in node.keywords if k.arg == "autograph"), None)
+                assert isinstance(autograph, ast.Constant) and autograph.value is False, \
+                    f"{name}:{node.lineno}: tf.function without autograph=False"
 
 
 def test_tests_take_helpers_from_tests_only():
