@@ -52,8 +52,8 @@ def deadline(instrument: str) -> float | None:
 
 def spent(instrument: str) -> bool:
     """Whether the instrument's budget has run out (never, without one)."""
-    deadline = _DEADLINES.get(instrument)
-    return deadline is not None and time.monotonic() >= deadline
+    ends = _DEADLINES.get(instrument)
+    return ends is not None and time.monotonic() >= ends
 
 
 def stopped_by_budget(instrument: str, trial_id: str) -> bool:

@@ -50,8 +50,9 @@ def format_summary(results: list[InstrumentResult], name: str, uri: str) -> str:
         if result.workers_recycled:
             lines.append(f"    trial workers recycled after growing past --worker-memory-mib: {result.workers_recycled}")
         if result.rungs:
+            rungs = sorted(result.rungs.items())
             lines.append("    best val_loss per rung: " + ", ".join(
-                f"step {step}: {best:.4g} ({n} trial{'' if n == 1 else 's'})" for step, (n, best) in sorted(result.rungs.items())))
+                f"step {step}: {best:.4g} ({n} trial{'' if n == 1 else 's'})" for step, (n, best) in rungs))
     browse = "`tonesweep ui" + (f" --tracking-uri {uri}" if uri != DEFAULT_TRACKING_URI else "") + "`"
     lines.append(f"MLflow: {uri} (browse: {browse}, then http://127.0.0.1:5000)")
     return "\n".join(lines)
