@@ -28,7 +28,9 @@ harmonic_synthesis_fast 78 ms; decoder (GRU-64 over 1000 frames) 138 ms; spectra
 filtered noise 24 ms. The baseline is ~80% oscillator bank: ddsp upsamples and accumulates 60
 phases per sample and overlap-adds 60 amplitude envelopes. After the rewrite the sequential GRU and
 the six-scale STFT loss dominate; XLA does not speed up the synth or the loss, so its gain comes
-from the GRU loop and the optimizer update. Tried and kept out: XLA on
+from the GRU loop and the optimizer update. (Since 2026-12-07 the step's loss and gradient and the
+oscillator bank's sinusoids are XLA programs of their own whatever `--jit` says, the sinusoids with a
+polynomial sine: 445 -> 372 ms CPU a step here, docs/engines.md "The training step".) Tried and kept out: XLA on
 ddsp's own synth (1.3x only: XLA's sin is slower than TF's), XLA on the validation loss (compile
 time exceeds savings). The fast step's loss differs from the baseline's by ~0.1% because ddsp's
 float32 phase accumulation drifts (tests/test_model.py measures both against float64 synthesis).

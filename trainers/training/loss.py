@@ -1,7 +1,7 @@
 """ddsp's multi-scale spectral loss as graphs a process traces once and every architecture shares.
 
     spectral_loss()(target, audio) -> loss                      validation loss, held-out quality
-    spectral_loss_and_gradient()(target, audio) -> (loss, d loss / d audio)    the training step
+    spectral_loss_and_gradient(jit_compile=True)(target, audio) -> (loss, d loss / d audio)   the training step
 
 The loss sees only audio, never the model, so its graph is the same for every architecture of a
 sweep that trains on windows of one shape (the built-in space's: batch x 1 s). A training step or a
@@ -9,9 +9,14 @@ validation pass calls these functions inside its own graph: tracing the step the
 and the synth but finds the loss and its gradient (most of the step's ops) already traced for those
 shapes, in the first trial of the process or in an earlier architecture's: a later architecture's
 first step call 1.5-1.8 s instead of 2.3-2.5 s, its first validation 0.65-0.73 s instead of 1.1-1.5 s
-(docs/engines.md "Start-up"). TensorFlow inlines the call when it optimises the step's graph, so the
-step runs the ops it ran before: the same losses and weights bit for bit without XLA
-(tests/test_train.py), and in the measurements of docs/engines.md with XLA and for the validation loss.
+(docs/engines.md "Start-up"). Without XLA TensorFlow inlines the call when it optimises the step's graph,
+so the step runs the ops it ran before: the same losses and weights bit for bit (tests/test_train.py).
+
+The training step's loss and gradient are compiled with XLA (``jit_compile``, the default): one program per
+shape and process, compiled in the first trial's first call (~1 s), after which it costs half as much
+(8 x 1 s: 35 ms against 67 ms), and the same float32 arithmetic to rounding (docs/engines.md, "The training
+step"). The validation loss and held-out quality keep TensorFlow's kernels: their numbers are comparable
+with every sweep's before.
 """
 
 from __future__ import annotations
@@ -34,14 +39,18 @@ def spectral_loss():
     return tf.function(lambda target, audio: loss_fn(target, audio), autograph=False)
 
 
-@functools.cache
-def spectral_loss_and_gradient():
+def spectral_loss_and_gradient(jit_compile: bool = True):
     """(target [B, n], audio [B, n]) -> (loss, its gradient with respect to ``audio``), one graph per
     shape and process; a step chains the gradient into the model's (``tape.gradient(audio, variables,
     output_gradients=...)``)."""
+    return _loss_and_gradient(bool(jit_compile))
+
+
+@functools.cache
+def _loss_and_gradient(jit_compile: bool):
     loss_fn = make_loss()
 
-    @tf.function(autograph=False)
+    @tf.function(jit_compile=jit_compile, autograph=False)
     def loss_and_gradient(target, audio):
         with tf.GradientTape() as tape:
             tape.watch(audio)

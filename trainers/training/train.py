@@ -146,7 +146,7 @@ def configure_threads(threads: int | None) -> None:
 
 
 def make_train_step(model: TrainedModel, optimizer, grad_clip: float | tf.Variable, jit_compile: bool = True,
-                    fast_harmonics: bool = True):
+                    fast_harmonics: bool = True, xla_loss: bool = True):
     """A compiled step: (f0_hz [B,T,1], feature_db [B,T,1], audio [B,n], noise [B,n]) -> loss.
 
     Spectral loss -> gradients -> global-norm clip -> Adam, in one tf.function traced once
@@ -155,7 +155,11 @@ def make_train_step(model: TrainedModel, optimizer, grad_clip: float | tf.Variab
     step's output does not depend on XLA's RNG when `jit_compile` is on. The loss and its gradient with
     respect to the rendered audio come from ``trainers.training.loss``, traced once per process for
     every architecture, and the tape carries that gradient back through the synth and the decoder:
-    the same numbers, bit for bit, as with the loss taped along (tests/test_train.py, without XLA).
+    the same numbers, bit for bit, as with the loss taped along (tests/test_train.py, ``xla_loss`` off).
+    ``xla_loss``: that loss and gradient compiled with XLA, whatever ``jit_compile`` says of the rest. It
+    is half of a step and the same program for every architecture with the step's shapes, so it
+    compiles once per process (~1 s) and then costs half as much (a demo CNN's step 112 -> 83 ms);
+    the loss then differs from TensorFlow's kernels' by float32 rounding only (docs/engines.md).
 
     Traced without AutoGraph, as are the validation loss and ``TrainedModel.render``: nothing in them
     branches or loops on a tensor in Python, so AutoGraph's source conversion (of ddsp's and Keras's
@@ -165,7 +169,7 @@ def make_train_step(model: TrainedModel, optimizer, grad_clip: float | tf.Variab
     ``if`` on a tensor added later fails at trace time instead of being converted.
     """
     variables = model.trainable_variables
-    loss_and_gradient = spectral_loss_and_gradient()
+    loss_and_gradient = spectral_loss_and_gradient(jit_compile=xla_loss)
 
     @tf.function(jit_compile=jit_compile, autograph=False)
     def step(f0_hz, feature_db, audio, noise):
