@@ -1,14 +1,17 @@
 """A change to the training step, before and after: each trial's time and its held-out quality.
 
     .venv/bin/python bench/step_change.py --before REV [--dataset demo/datasets/bansuri] [--steps 150]
+        [--seeds 0,1,2] [--control]
 
 Checks out REV (a commit, e.g. the one before the change) in a temporary git worktree and runs the same
-trials there and in this checkout: ``trainers.training.train.train_trial`` for each architecture below,
-each seed given (default 0), the built-in space's 1-second windows, one thread, each in a fresh Python process (so every first
+trials there and in this checkout: ``trainers.training.train.train_trial`` for each architecture below and
+each seed, the built-in space's 1-second windows, one thread, each in a fresh Python process (so every first
 call traces and compiles from cold, as in a new trial worker), the two checkouts alternating so the
 machine's load falls on both alike. It prints, per trial, the training time (first call included), the
 first call alone, the mean step after it, and the float32 held-out quality with its relative change: a
 faster step must train the same model, to float32 rounding and what Adam makes of it over the steps.
+``--control`` also trains each trial in REV with XLA over its whole step, which reorders float32 arithmetic
+and nothing else: how far rounding alone moves quality, the tolerance a change of the same kind is held to.
 The worktree is removed at the end.
 """
 
@@ -53,8 +56,9 @@ print(json.dumps({k: m.get(k) for k in ("train_time_s", "first_call_s", "quality
 def run_trial(checkout: Path, dataset: str, config: dict, jit: bool | None = None) -> dict:
     """``jit``: XLA for the whole step; None: the trial's own rule (``use_xla``)."""
     python = REPO / ".venv" / "bin" / "python"
-    done = subprocess.run([str(python), "-c", CHILD, dataset, json.dumps(config), json.dumps(jit)], capture_output=True, text=True,
-                          cwd=checkout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(checkout)})
+    done = subprocess.run([str(python), "-c", CHILD, dataset, json.dumps(config), json.dumps(jit)],
+                          capture_output=True, text=True, cwd=checkout,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(checkout)})
     if done.returncode != 0:
         raise SystemExit(f"step_change: a trial failed in {checkout}:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -67,18 +71,22 @@ def step_ms(result: dict) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", required=True, help="the commit to compare with (e.g. HEAD~1)")
-    parser.add_argument("--dataset", default="demo/datasets/bansuri", help="a prepared dataset (default: the demo's bansuri)")
+    parser.add_argument("--dataset", default="demo/datasets/bansuri",
+                        help="a prepared dataset (default: the demo's bansuri)")
     parser.add_argument("--steps", type=int, default=150, help="training steps per trial (default: the demo's 150)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"architectures (default: {','.join(CONFIGS)})")
-    parser.add_argument("--seeds", default="0", help="seeds, comma-separated: each architecture trains once per seed (default: 0)")
+    parser.add_argument("--seeds", default="0",
+                        help="seeds, comma-separated: each architecture trains once per seed (default: 0)")
     parser.add_argument("--control", action="store_true",
-                        help="also train each in REV with XLA on for the whole step: how far float32 rounding alone moves quality")
+                        help="also train each in REV with XLA over the whole step: how far float32 rounding "
+                             "alone moves quality")
     args = parser.parse_args()
     dataset = str(Path(args.dataset).resolve())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(before), args.before], cwd=REPO, check=True)
+        subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(before), args.before],
+                       cwd=REPO, check=True)
         try:
             for name, seed in ((n, int(s)) for s in args.seeds.split(",") for n in args.configs.split(",")):
                 config = {**CONFIGS[name], **TRIAL, "seed": seed, "steps": args.steps}
@@ -100,7 +108,8 @@ def quality_change(row: dict, which: str) -> float:
 def print_table(rows: list[tuple[str, dict]], steps: int) -> None:
     control = "control" in rows[0][1]
     print(f"\n| trial ({steps} steps) | training s, before / after | first call s | step ms | "
-          "quality float32, before / after | change |" + (" control: before with XLA | its change |" if control else ""))
+          "quality float32, before / after | change |"
+          + (" control: before with XLA | its change |" if control else ""))
     print("|---|---|---|---|---|---|" + ("---|---|" if control else ""))
     for name, row in rows:
         old, new = row["before"], row["after"]

@@ -43,7 +43,7 @@ def spectral_loss_and_gradient(jit_compile: bool = True):
     """(target [B, n], audio [B, n]) -> (loss, its gradient with respect to ``audio``), one graph per
     shape and process; a step chains the gradient into the model's (``tape.gradient(audio, variables,
     output_gradients=...)``)."""
-    return _loss_and_gradient(bool(jit_compile))
+    return _loss_and_gradient(bool(jit_compile))  # one cached function whether called f() or f(jit_compile=True)
 
 
 @functools.cache
