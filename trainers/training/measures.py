@@ -37,7 +37,6 @@ def yin(y: np.ndarray, fmin: float, fmax: float, sr: int, frame_length: int, hop
     min_period = int(np.floor(sr / fmax))
     max_period = min(int(np.ceil(sr / fmin)), frame_length - 1)
     yin_frames = _cumulative_mean_normalized_difference(frames, min_period, max_period)
-    shifts = _parabolic_shifts(yin_frames)
 
     is_trough = _local_minima(yin_frames)
     is_trough[..., 0, :] = yin_frames[..., 0, :] < yin_frames[..., 1, :]
@@ -49,7 +48,7 @@ def yin(y: np.ndarray, fmin: float, fmax: float, sr: int, frame_length: int, hop
     period = np.argmax(below, axis=-2).reshape(target_shape)
     none_below = np.all(~below, axis=-2, keepdims=True)
     period[none_below] = global_min[none_below]
-    period = (min_period + period + np.take_along_axis(shifts, period, axis=-2))[..., 0, :]
+    period = (min_period + period + _parabolic_shift_at(yin_frames, period))[..., 0, :]
     return sr / period
 
 
@@ -60,17 +59,24 @@ def _frame(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
 
 
 def _autocorrelate(y: np.ndarray, max_size: int) -> np.ndarray:
-    """librosa.autocorrelate along axis -2 (real input): the power spectrum's inverse FFT."""
-    n_pad = scipy.fft.next_fast_len(2 * y.shape[-2] - 1, real=True)
-    spectrum = scipy.fft.rfft(y, n=n_pad, axis=-2)
+    """librosa.autocorrelate along axis -2 (real input): the power spectrum's inverse FFT.
+
+    The FFTs run along rows made contiguous first (librosa's run along the frames' strided axis):
+    each transform is the same arithmetic, so the numbers are too, in half the time."""
+    rows = np.ascontiguousarray(np.swapaxes(y, -1, -2))  # [..., n_frames, frame_length]
+    n_pad = scipy.fft.next_fast_len(2 * rows.shape[-1] - 1, real=True)
+    spectrum = scipy.fft.rfft(rows, n=n_pad, axis=-1)
     power = spectrum.real ** 2 + spectrum.imag ** 2
-    return scipy.fft.irfft(power, n=n_pad, axis=-2)[..., :min(max_size, y.shape[-2]), :]
+    acf = scipy.fft.irfft(power, n=n_pad, axis=-1)[..., :min(max_size, rows.shape[-1])]
+    return np.swapaxes(acf, -1, -2)
 
 
 def _cumulative_mean_normalized_difference(frames: np.ndarray, min_period: int, max_period: int) -> np.ndarray:
     """YIN's d'(tau) for tau in [min_period, max_period] (de Cheveigné and Kawahara 2002, eq. 8)."""
     acf = _autocorrelate(frames, max_period + 1)
-    energy = np.square(frames)
+    # librosa squares and sums the whole frame; only the first max_period rows of the running sum are read,
+    # and a running sum's first rows do not depend on the rows after them
+    energy = np.square(frames[..., :max_period + 1, :])
     np.cumsum(energy, out=energy, axis=-2)
     k = slice(1, max_period + 1)
     energy[..., 0, :] = 0
@@ -91,20 +97,19 @@ def _local_minima(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _parabolic_shifts(x: np.ndarray) -> np.ndarray:
-    """librosa's parabolic interpolation along axis -2: the offset of the parabola's optimum through each
-    point and its neighbours, 0 where it lies a bin or more away and at both ends. librosa's numba
-    stencil adds and subtracts neighbours at the input's precision and multiplies and divides by its
-    integer constants in float64; so does this."""
-    before, here, after = x[..., :-2, :], x[..., 1:-1, :], x[..., 2:, :]
+def _parabolic_shift_at(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """librosa's parabolic interpolation along axis -2, at ``index`` [..., 1, frames] only (all YIN reads):
+    the offset of the parabola's optimum through that point and its neighbours, 0 where it lies a bin or
+    more away and at both ends. librosa's numba stencil adds and subtracts neighbours at the input's
+    precision and multiplies and divides by its integer constants in float64; so does this, with the
+    result at the input's precision as librosa's."""
+    last = x.shape[-2] - 1
+    before, here, after = (np.take_along_axis(x, np.clip(index + offset, 0, last), axis=-2) for offset in (-1, 0, 1))
     a = (after + before).astype(np.float64) - 2 * here.astype(np.float64)
     b = (after - before).astype(np.float64) / 2
-    far = np.abs(b) >= np.abs(a)
+    far = (np.abs(b) >= np.abs(a)) | (index == 0) | (index == last)
     with np.errstate(divide="ignore", invalid="ignore"):
-        inner = np.where(far, 0.0, -b / np.where(far, 1.0, a))
-    shifts = np.zeros_like(x)
-    shifts[..., 1:-1, :] = inner
-    return shifts
+        return np.where(far, 0.0, -b / np.where(far, 1.0, a)).astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------- loudness
