@@ -90,7 +90,7 @@ class TrainedModel(keras.Model):
           noise_seed: the stateless noise seed; the same seed gives the same audio.
           noise: [B, n_samples] noise to use instead (then noise_seed is not used).
           fast_harmonics: the training step's harmonic synth instead of ddsp's (held-out metrics,
-            trainers.training.evaluate says why); what a listener gets uses ddsp's, as the bundles do.
+            trainers.training.evaluate says why); ``transfer`` and the bundles use ddsp's.
         Returns:
           audio [B, T * 16000 / frame_rate] float32 numpy.
         """

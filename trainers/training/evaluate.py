@@ -6,8 +6,9 @@ training step's harmonic synth (``trainers.model.synth.harmonic_synthesis_fast``
 oscillator bank as ddsp's Harmonic that the bundles ship, reorganised and more exact in phase, and
 4-8x faster at 32-60 harmonics, where ddsp's was most of a finished trial's evaluation. Over five
 trained demo models (16-60 harmonics, three instruments) the quality it gives is within 0.03 % of
-ddsp's synth and the pitch error within 0.01 cents (docs/engines.md#evaluation). The audio examples
-a user listens to (``write_audio_examples``) use ddsp's synth, as the bundles do.
+ddsp's synth and the pitch error within 0.01 cents (docs/engines.md#evaluation). A finished trial's
+audio example is the first example of its float32 rendering here (``evaluate_precisions(renders=)``):
+what its quality was measured on, without tracing and running ddsp's synth once more for it.
 
 - quality: ddsp multi-scale spectral loss (trainers.model.trained.make_loss), mean over examples; lower is better.
 - pitch error: median |1200 log2(f0_resynth / f0_input)| in cents over voiced frames, where
@@ -118,11 +119,14 @@ def voiced_frames(frames: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(frames["f0_confidence"]) >= VOICED_THRESHOLD
 
 
-def evaluate(model, frames: dict[str, np.ndarray], original_db: np.ndarray | None = None) -> dict[str, float]:
+def evaluate(model, frames: dict[str, np.ndarray], original_db: np.ndarray | None = None,
+             resynth: np.ndarray | None = None) -> dict[str, float]:
     """{"quality", "pitch_error_cents", "loudness_error_db"} of `model` on a split (load_frames);
-    ``original_db``: the split's own loudness when the caller has it already."""
+    ``original_db``: the split's own loudness when the caller has it already; ``resynth``: the split as
+    ``render_split`` renders it, when the caller has rendered it already."""
     frame_rate = model.config["frame_rate"]
-    resynth = render_split(model, frames)
+    if resynth is None:
+        resynth = render_split(model, frames)
     if original_db is None:
         original_db = split_loudness_db(model, frames)
     return {
@@ -138,24 +142,22 @@ def split_loudness_db(model, frames: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def evaluate_precisions(model, frames: dict[str, np.ndarray], precisions,
-                        original_db: np.ndarray | None = None) -> dict[str, float]:
+                        original_db: np.ndarray | None = None,
+                        renders: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """`evaluate` at the given precisions, keys suffixed (quality_float16, ...); the split's loudness
-    (``original_db``, else measured here) once for all of them."""
+    (``original_db``, else measured here) once for all of them. ``renders``: a dict that gets each
+    precision's rendering of the split (``render_split``), for a caller that keeps one to listen to."""
     out: dict[str, float] = {}
     if precisions and original_db is None:
         original_db = split_loudness_db(model, frames)
     for precision in precisions:
         with quantized_weights(model, precision):
-            for key, value in evaluate(model, frames, original_db).items():
+            resynth = render_split(model, frames)
+            for key, value in evaluate(model, frames, original_db, resynth).items():
                 out[f"{key}_{precision}"] = value
+        if renders is not None:
+            renders[precision] = resynth
     return out
-
-
-def write_audio_examples(model, frames: dict[str, np.ndarray], audio_dir: Path, n_examples: int = 1) -> None:
-    """audio_dir/original.wav and resynth.wav: the first validation example(s), 16-bit PCM."""
-    subset = {k: v[:n_examples] for k, v in frames.items()}
-    resynth = model.render(subset["f0_hz"], subset["feature_db"], noise_seed=EVAL_NOISE_SEED)
-    write_example_pair(audio_dir, np.concatenate(list(subset["audio"])), np.concatenate(list(resynth)))
 
 
 def write_example_pair(audio_dir: Path, original: np.ndarray, resynth: np.ndarray) -> None:
@@ -173,4 +175,4 @@ def _fit_frames(x: np.ndarray, n_frames: int) -> np.ndarray:
     return np.pad(x, pad, mode="edge")
 
 
-__all__ = ["evaluate", "evaluate_precisions", "write_audio_examples", "write_example_pair"]
+__all__ = ["evaluate", "evaluate_precisions", "write_example_pair"]

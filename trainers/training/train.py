@@ -36,7 +36,7 @@ from trainers.model import synth
 from trainers.model.config import validate_config
 from trainers.model.size import size_report
 from trainers.model.trained import WEIGHTS_DIGEST, TrainedModel, build_model
-from trainers.training.evaluate import evaluate_precisions, split_loudness_db, write_audio_examples, write_example_pair
+from trainers.training.evaluate import evaluate_precisions, split_loudness_db, write_example_pair
 from trainers.training.loss import spectral_loss, spectral_loss_and_gradient
 
 log = logging.getLogger(__name__)
@@ -307,7 +307,7 @@ class _Trainer:
     def listen(self) -> None:
         """audio/original.wav and resynth.wav from the last validation pass (one example, no render of its
         own: ~5 ms), so a trial the scheduler stops at a report leaves what its model sounded like there.
-        A finished trial's are rewritten by its evaluation (``write_audio_examples``)."""
+        A finished trial's are rewritten from its evaluation's float32 rendering."""
         write_example_pair(self.out_dir / "audio", self.val_batch[2][0], self.val_example)
 
     def batch(self, step: int):
@@ -426,15 +426,17 @@ def train_trial(
 def _evaluate_and_listen(model: TrainedModel, val: dict[str, np.ndarray], out_dir: Path, metrics: dict[str, Any],
                          judge: Callable[[dict[str, Any]], Iterable[str]] | None) -> dict:
     """Held-out metrics at float32 and at the quantised precisions the judge names (all without one),
-    ``eval_time_s``; audio/original.wav + resynth.wav and ``examples_time_s``."""
+    ``eval_time_s``; audio/original.wav + resynth.wav (the first validation example and its float32
+    rendering from the evaluation) and ``examples_time_s``."""
     t0 = time.perf_counter()
     original_db = split_loudness_db(model, val)  # once for float32 and the quantised precisions
-    out = evaluate_precisions(model, val, PRECISIONS[:1], original_db)
+    renders: dict[str, np.ndarray] = {}
+    out = evaluate_precisions(model, val, PRECISIONS[:1], original_db, renders)
     wanted = set(PRECISIONS) if judge is None else set(judge({**metrics, **out}))
     out.update(evaluate_precisions(model, val, [p for p in PRECISIONS[1:] if p in wanted], original_db))
     out["eval_time_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    write_audio_examples(model, val, out_dir / "audio")
+    write_example_pair(out_dir / "audio", val["audio"][0], renders[PRECISIONS[0]][0])
     out["examples_time_s"] = time.perf_counter() - t0
     return out
 
