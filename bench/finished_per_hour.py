@@ -9,7 +9,8 @@ until 2026-12-07), ``--min-rtf`` 5, one CPU per trial, as many trials at once as
 has cores), the same seed, so the same suggestions:
 
 - ``whole examples``: the built-in space with ``crop_seconds`` = 0, the training path before
-  training windows (every step synthesises whole 4-second examples; XLA from 50 steps);
+  training windows (every step synthesises whole 4-second examples; XLA for the whole step from 50 steps
+  until 2026-12-08, without it since: ``trainers.training.train.use_xla``);
 - ``1-second windows``: the built-in space as it ships.
 
 Evaluation in proportion is on in both (it has no switch). Figures per sweep: trials ended and

@@ -10,8 +10,8 @@ and global-norm clipping, starting from the same weights:
   cumsum) + filtered noise + SpectralLoss, no other changes;
 - tonesweep: `trainers.training.train.make_train_step` — the same step with the oscillator bank
   reorganized (`trainers.model.synth.harmonic_synthesis_fast`: f0-only phase accumulation, Hann
-  crossfade of amplitudes folded into one batched matmul per frame) and XLA as configured by
-  XLA as a trial of at least `trainers.training.train.XLA_MIN_STEPS` steps uses it (`--jit off`: without).
+  crossfade of amplitudes folded into one batched matmul per frame), without XLA for the whole step, as a
+  trial on whole examples trains (`trainers.training.train.use_xla`; `--jit on`: with it).
 
 Steps of the two are interleaved (A, B, A, B, ...) so machine load hits both alike. Throughput is
 seconds of audio per CPU-second of this process (`time.process_time`, all threads), and the
@@ -48,8 +48,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=6, help="timed steps per variant (after 2 warm-up steps)")
     p.add_argument("--threads", type=int, default=1, help="TF intra/inter-op threads (trials use 1)")
-    p.add_argument("--jit", choices=["on", "off"], default="on",
-                   help="XLA for the tonesweep step (default: on, as trials of XLA_MIN_STEPS steps or more use it)")
+    p.add_argument("--jit", choices=["on", "off"], default="off",
+                   help="XLA for the whole tonesweep step (default: off, as trials on whole examples train)")
     p.add_argument("--profile", action="store_true", help="also time the parts of the step")
     return p.parse_args()
 

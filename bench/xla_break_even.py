@@ -1,6 +1,6 @@
 """When XLA pays for itself: a trial's training time with and without XLA, at several lengths.
 
-    .venv/bin/python bench/xla_break_even.py --dataset demo/datasets/bansuri [--steps 20,60,150]
+    .venv/bin/python bench/xla_break_even.py --dataset demo/datasets/bansuri [--steps 20,60,150] [--window 1]
 
 XLA compiles the training step once per trial (seconds of CPU, in the step's first call) and then
 runs each step faster; below some number of steps the compile costs more than it saves. Each case
@@ -10,7 +10,8 @@ as in a new trial), one thread, for two architectures of the built-in space: a s
 For each it prints the training time (first call included) with and without XLA, the first call
 alone, the held-out quality of both (the numerics change: reassociated float32 arithmetic), and the
 break-even number of steps fitted from the per-step times. Cases run one at a time, alternating
-XLA on and off, so the machine's load falls on both alike.
+XLA on and off, so the machine's load falls on both alike. ``--window``: train on random windows of that
+many seconds (``crop_seconds``, as the built-in space's 1 s) instead of whole 4-second examples.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def main() -> int:
     parser.add_argument("--dataset", default="demo/datasets/bansuri", help="a prepared dataset (default: the demo's bansuri)")
     parser.add_argument("--steps", default="20,60,150", help="trial lengths, comma-separated (default: 20,60,150)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"architectures (default: {','.join(CONFIGS)})")
+    parser.add_argument("--window", type=float, default=0.0,
+                        help="seconds of each example a step trains on (crop_seconds; default 0: whole examples)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -68,8 +71,9 @@ def main() -> int:
     for name in args.configs.split(","):
         rows = []
         for n in steps:
-            on = run(args.dataset, {**CONFIGS[name], "steps": n}, True)
-            off = run(args.dataset, {**CONFIGS[name], "steps": n}, False)
+            config = {**CONFIGS[name], "steps": n, "crop_seconds": args.window}
+            on = run(args.dataset, config, True)
+            off = run(args.dataset, config, False)
             rows.append((n, on, off))
             diff = abs(on["quality_float32"] - off["quality_float32"]) / off["quality_float32"]
             print(f"{name:<10} {n:>5} {on['train_time_s']:>11.1f} {off['train_time_s']:>7.1f} "

@@ -211,8 +211,8 @@ def trained_cnn_trial(tiny_dataset, tmp_path_factory) -> Path:
     from trainers.training.train import train_trial
 
     out = tmp_path_factory.mktemp("trained_cnn")
-    # XLA although 20 steps are below XLA_MIN_STEPS: the compiled step, which longer trials use, is
-    # then trained and reloaded in the default tier too
+    # XLA although 20 steps of whole examples never use it (use_xla): the compiled step, which long trials
+    # on short windows use, is then trained and reloaded in the default tier too
     train_trial(tiny_dataset, TRAINED_CNN_CONFIG, out, report_every=10, jit_compile=True)
     return out
 # ================================================================================= end trainer

@@ -78,12 +78,13 @@ def test_cnn_with_reverb_trains_and_reloads(trained_cnn_trial):
 
 
 def test_xla_only_where_it_pays():
-    """bench/xla_break_even.py: compiling pays from 26 steps (a small CNN) to 50 (a GRU-64)."""
-    from trainers.training.train import XLA_MIN_STEPS, use_xla
+    """bench/xla_break_even.py (2026-12-08): with the loss and the sinusoids compiled apart, XLA for the whole
+    step pays on 1-second windows (a GRU-64 from 55 steps) and never on whole 4-second examples."""
+    from trainers.training.train import XLA_MAX_WINDOW_SECONDS, XLA_MIN_STEPS, use_xla
 
-    assert XLA_MIN_STEPS == 50 and not use_xla(49) and use_xla(50) and use_xla(150)
-    # 1-second windows save a quarter as much per step: the break-even moves out (~120 steps measured)
-    assert not use_xla(150, 1.0) and use_xla(200, 1.0) and use_xla(100, 2.0) and not use_xla(99, 2.0)
+    assert XLA_MIN_STEPS == 200 and XLA_MAX_WINDOW_SECONDS == 1.0
+    assert not use_xla(150, 1.0) and use_xla(200, 1.0) and use_xla(500, 0.5)
+    assert not use_xla(200, 4.0) and not use_xla(10_000, 2.0)  # whole examples, longer windows: never
 
 
 def test_training_windows_are_random_crops_drawn_from_seed_and_step(tiny_dataset, tmp_path):

@@ -44,22 +44,23 @@ keras = tf.keras
 
 VAL_SUBSET = 4  # validation examples behind the reported val_loss (the metric ASHA stops on)
 FEATURE_KEYS = {"loudness": "loudness_db", "rms": "rms_db"}
-# XLA for the training step from this many steps of 4-second windows on (XLA_WINDOW_SECONDS, the
-# examples `prepare` writes). It compiles the step once per trial (3-4 s more in the first call than
-# tracing alone) and then saves 8-37 % per step: bench/xla_break_even.py measured the break-even at 26
-# steps for a small CNN at 50 Hz and 50 for a GRU-64 at 250 Hz, so shorter trials train without it.
-# What a step saves scales with the audio it synthesises, the compile cost does not: on 1-second
-# windows (``crop_seconds``) a small CNN's step took 0.053 s with XLA and 0.077 s without, the first
-# call 2.8 s longer, a break-even at ~120 steps; the rule asks for 200 (50 x 4 s / 1 s). The two
-# differ in float32 reassociation only (held-out quality within 0.7 % at 20-60 steps there); a
-# trial's choice depends on its config alone, so a resumed trial keeps it.
-XLA_MIN_STEPS = 50
-XLA_WINDOW_SECONDS = 4.0
+# XLA for the whole training step only on windows of at most XLA_MAX_WINDOW_SECONDS, from XLA_MIN_STEPS steps
+# on. Since the loss and the oscillator bank's sinusoids became XLA programs of their own (compiled once per
+# worker, whatever this rule says), compiling the rest of the step pays only where the decoder is a long
+# sequential loop on short windows: bench/xla_break_even.py, 2026-12-08 (batch 8, one thread): on 1-second
+# windows a GRU-64 at 250 Hz stepped in 148 ms with XLA against 183 without (break-even 55 steps), a CNN-16 at
+# 50 Hz in 78 against 74 (never); on whole 4-second examples XLA was slower for both (GRU 964 against 720 ms,
+# CNN 286 against 278), so whole examples (`tonesweep train`'s default) train without it. 200 steps keeps the
+# margin of the earlier rule for the CNNs it slows a little. The two differ in float32 reassociation only
+# (held-out quality 0.07-1.7 % apart at 20-150 steps); a trial's choice depends on its config alone, so a
+# resumed trial keeps it.
+XLA_MIN_STEPS = 200
+XLA_MAX_WINDOW_SECONDS = 1.0
 
 
-def use_xla(steps: int, window_seconds: float = XLA_WINDOW_SECONDS) -> bool:
-    """Whether a trial of ``steps`` steps on windows of ``window_seconds`` compiles its step with XLA."""
-    return steps * window_seconds >= XLA_MIN_STEPS * XLA_WINDOW_SECONDS
+def use_xla(steps: int, window_seconds: float) -> bool:
+    """Whether a trial of ``steps`` steps on windows of ``window_seconds`` compiles its whole step with XLA."""
+    return window_seconds <= XLA_MAX_WINDOW_SECONDS and steps >= XLA_MIN_STEPS
 
 
 class TrialFailed(RuntimeError):
