@@ -46,14 +46,14 @@ VAL_SUBSET = 4  # validation examples behind the reported val_loss (the metric A
 FEATURE_KEYS = {"loudness": "loudness_db", "rms": "rms_db"}
 # XLA for the whole training step only on windows of at most XLA_MAX_WINDOW_SECONDS, from XLA_MIN_STEPS steps
 # on. Since the loss and the oscillator bank's sinusoids became XLA programs of their own (compiled once per
-# worker, whatever this rule says), compiling the rest of the step pays only where the decoder is a long
-# sequential loop on short windows: bench/xla_break_even.py, 2026-12-08 (batch 8, one thread): on 1-second
-# windows a GRU-64 at 250 Hz stepped in 148 ms with XLA against 183 without (break-even 55 steps), a CNN-16 at
-# 50 Hz in 78 against 74 (never); on whole 4-second examples XLA was slower for both (GRU 964 against 720 ms,
-# CNN 286 against 278), so whole examples (`tonesweep train`'s default) train without it. 200 steps keeps the
-# margin of the earlier rule for the CNNs it slows a little. The two differ in float32 reassociation only
-# (held-out quality 0.07-1.7 % apart at 20-150 steps); a trial's choice depends on its config alone, so a
-# resumed trial keeps it.
+# worker, whatever this rule says), compiling the rest of the step pays where the decoder is a long
+# sequential loop on short windows, and little or not at all elsewhere: bench/xla_break_even.py, 2026-12-08
+# (batch 8, one thread): on 1-second windows a GRU-64 at 250 Hz stepped in 148 ms with XLA against 183
+# without (break-even 55 steps), a CNN-16 at 50 Hz in 78 against 74 (never); on whole 4-second examples XLA
+# was slower for both (GRU 964 against 720 ms, CNN 286 against 278), so whole examples (`tonesweep train`'s
+# default) train without it. 200 steps keeps the margin of the earlier rule for the CNNs it slows a little.
+# The two differ in float32 reassociation only (held-out quality 0.07-1.7 % apart at 20-150 steps); a
+# trial's choice depends on its config alone, so a resumed trial keeps it.
 XLA_MIN_STEPS = 200
 XLA_MAX_WINDOW_SECONDS = 1.0
 
