@@ -256,6 +256,31 @@ def test_architectures_share_one_traced_loss_and_step_as_with_the_loss_taped_alo
         np.testing.assert_allclose(x, y, rtol=0, atol=2 * 3 * config["learning_rate"])
 
 
+def test_the_hypervolume_reference_loss_is_the_eager_loss_bit_for_bit(tiny_dataset):
+    """trainers.training.reference traces the untrained model's loss with Grappler off: the same number as
+    running it eagerly (what earlier sweeps recorded), and Grappler is on again afterwards."""
+    import tensorflow as tf
+
+    from common.constants import VAL_NOISE_SEED
+    from trainers.model import synth
+    from trainers.model.config import validate_config
+    from trainers.model.trained import build_model, make_loss
+    from trainers.training.reference import untrained_loss
+    from trainers.training.train import VAL_SUBSET, load_frames
+
+    traced = untrained_loss(tiny_dataset)
+    assert not tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    config = validate_config({"frame_rate": 250, "seed": 0})
+    val = load_frames(tiny_dataset, "validation", config)
+    n = min(VAL_SUBSET, len(val["audio"]))
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(config)
+    noise = synth.white_noise(n, val["audio"].shape[1], (VAL_NOISE_SEED, 0))
+    eager = make_loss()(tf.constant(val["audio"][:n]),
+                        model.synthesize(tf.constant(val["f0_hz"][:n]), tf.constant(val["feature_db"][:n]), noise))
+    assert traced == float(eager) and math.isfinite(traced)
+
+
 def test_nan_loss_writes_failed_metrics_and_raises(tiny_dataset, tmp_path, monkeypatch):
     from trainers.training import train
 
