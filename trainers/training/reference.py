@@ -8,7 +8,7 @@ are deterministic: the same dataset gives the same point, whatever sweep asks.
 
 The loss is computed as one traced graph with TensorFlow's graph rewrites (Grappler) off: the graph then
 runs the ops eager execution ran, so the point equals the one earlier sweeps recorded bit for bit, in
-half the time (2.5 s instead of 4.6-5.7 s on a demo dataset: the untrained GRU's 1,000 frames ran as a
+half the time (2.1-2.5 s instead of 4.6-5.7 s on a demo dataset: the untrained GRU's 1,000 frames ran as a
 Python loop eagerly; a sweep computes it for each instrument before its first trial).
 """
 
