@@ -74,8 +74,8 @@ def _autocorrelate(y: np.ndarray, max_size: int) -> np.ndarray:
 def _cumulative_mean_normalized_difference(frames: np.ndarray, min_period: int, max_period: int) -> np.ndarray:
     """YIN's d'(tau) for tau in [min_period, max_period] (de Cheveigné and Kawahara 2002, eq. 8)."""
     acf = _autocorrelate(frames, max_period + 1)
-    # librosa squares and sums the whole frame; only the first max_period rows of the running sum are read,
-    # and a running sum's first rows do not depend on the rows after them
+    # librosa squares and sums the whole frame; the running sum's rows 0..max_period-1 are read (and row
+    # max_period written over), and a running sum's first rows do not depend on the rows after them
     energy = np.square(frames[..., :max_period + 1, :])
     np.cumsum(energy, out=energy, axis=-2)
     k = slice(1, max_period + 1)

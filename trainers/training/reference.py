@@ -39,8 +39,11 @@ def untrained_loss(dataset_dir: str | Path, seed: int = 0) -> float:
     tf.keras.utils.set_random_seed(seed)
     model = build_model(config)
     loss_fn = make_loss()
-    loss = tf.function(lambda f0_hz, feature_db, target, noise: loss_fn(target, model.synthesize(f0_hz, feature_db, noise)),
-                       autograph=False)
+
+    @tf.function(autograph=False)
+    def loss(f0_hz, feature_db, target, noise):
+        return loss_fn(target, model.synthesize(f0_hz, feature_db, noise))
+
     noise = synth.white_noise(n, val["audio"].shape[1], (VAL_NOISE_SEED, 0))
     with _graph_rewrites_off():
         return float(loss(*(tf.constant(val[key][:n]) for key in ("f0_hz", "feature_db", "audio")), noise))
